@@ -1,0 +1,661 @@
+"""Validated scenario configs: YAML in, frozen objects out.
+
+A *scenario* says what world a run simulates: the model, the backend mode, how many edge
+servers (ESs) there are and what they run on, the radio channel, the generation settings,
+the reward weights and the protocols offered to agents. Every key is optional; a missing
+key takes its default (:data:`DEFAULT_SCENARIO`), and nested mappings merge key by key
+with the defaults. Lists (``es``, ``protocols``, ``position_m``) are replaced whole.
+
+>>> sc = load_scenario("configs/scenarios/case_study.yaml", channel={"snr_db": 5.0})  # doctest: +SKIP
+>>> sc.channel.snr_db, sc.num_es, len(sc.es)  # doctest: +SKIP
+(5.0, 1, 1)
+
+Sources and overrides (:func:`load_scenario`):
+
+* ``source`` is ``None`` (the defaults), a path to a YAML file, the bare name of a shipped
+  scenario in ``configs/scenarios/`` (``"case_study"``), a mapping, or a :class:`Scenario`.
+* ``**overrides`` are merged on top of the source, in the same key-by-key way. A keyword is
+  a top-level key (``channel={"snr_db": 5}``) or a path whose parts are joined by ``__``
+  (``channel__snr_db=5``); ``**{"channel.snr_db": 5}`` works too.
+* ``channel``: when a layer (file or overrides) changes ``channel.kind``, the parameters of
+  the layer below are dropped and the new kind starts from its own defaults
+  (:data:`CHANNEL_DEFAULTS`), so ``channel={"kind": "umi"}`` does not inherit ``snr_db``.
+* ``es``: either exactly ``num_es`` entries or one entry applied to every ES; each entry
+  merges with the ES defaults. After validation ``Scenario.es`` always holds ``num_es``.
+* ``protocols``: when neither the source nor the overrides name it and ``num_es`` is 1, the
+  default is the single-ES protocols (the multi-ES ones need two ESs or more). A list that
+  is given is checked as given.
+
+Every bad value raises :class:`ConfigError` with a one-line message that names the dotted
+field, what is allowed and what was given, e.g.
+``'es[1].flops_per_s' must be > 0 (got -3.0)``.
+
+The tables of known names (channel kinds, protocols, device presets) come from the
+modules that own them (``meg_gym.channel.CHANNELS``, ``meg_gym.protocols.PROTOCOLS``,
+``meg_gym.compute.DEVICES``) when those import; :data:`_FALLBACK` lists them otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "CHANNEL_DEFAULTS",
+    "DEFAULT_SCENARIO",
+    "SCENARIOS_DIR",
+    "ChannelConfig",
+    "ConfigError",
+    "EsConfig",
+    "GenerationConfig",
+    "RewardConfig",
+    "RewardWeights",
+    "Scenario",
+    "TransmissionConfig",
+    "UeConfig",
+    "channel_kinds",
+    "device_names",
+    "load_scenario",
+    "multi_es_protocols",
+    "protocol_names",
+    "scenario_to_dict",
+    "shipped_scenarios",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = REPO_ROOT / "configs" / "models"
+SCENARIOS_DIR = REPO_ROOT / "configs" / "scenarios"
+
+
+class ConfigError(ValueError):
+    """A bad scenario config; the message is one line naming the field, what is allowed and what was given."""
+
+
+# --------------------------------------------------------------------------------------
+# Tables of known names. The owning modules are the truth; these are the fall-backs, kept
+# in this one place, for when a module is absent (it is written separately) or cannot import.
+# --------------------------------------------------------------------------------------
+_FALLBACK: dict[str, Any] = {
+    # channel kind -> its parameters besides ``kind``
+    "channels": {
+        "awgn": ("snr_db",),
+        "perfect": ("snr_db",),
+        "umi": ("carrier_hz", "noise_figure_db", "fading", "rician_k_db", "shadowing"),
+        "uma": ("carrier_hz", "noise_figure_db", "fading", "rician_k_db", "shadowing"),
+    },
+    # in the order of the MEG paper's protocol list (shared/docs/MEG.md)
+    "protocols": ("full_ue", "full_es", "uieg", "eiug", "ciag", "esuc", "uidg", "diug", "dsuc", "uidcg", "dcsuc"),
+    "multi_es_protocols": ("uidg", "diug", "dsuc", "uidcg", "dcsuc"),
+    "devices": ("phone_npu", "laptop_gpu", "edge_gpu", "datacenter_gpu"),
+}
+
+FADINGS = ("rayleigh", "rician", "none")
+BACKENDS = ("live", "profiled")
+TX_MODES = ("analog", "digital")
+
+# Defaults of each channel kind's parameters. umi/uma: 3GPP TR 38.901 street-canyon micro
+# and macro cells; 3.5 GHz is the n78 band; a 9 dB noise figure is the UE figure of the
+# 3GPP NR evaluations (TR 38.802); 9 dB is TR 38.901 Table 7.5-6's mean LOS Rician K-factor.
+CHANNEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "awgn": {"snr_db": 10.0},
+    "perfect": {"snr_db": 10.0},  # no noise; the SNR still sets the link rate
+    "umi": {"carrier_hz": 3.5e9, "noise_figure_db": 9.0, "fading": "rayleigh", "rician_k_db": 9.0, "shadowing": True},
+    "uma": {"carrier_hz": 3.5e9, "noise_figure_db": 9.0, "fading": "rayleigh", "rician_k_db": 9.0, "shadowing": True},
+}
+_CHANNEL_PARAMS = ("snr_db", "carrier_hz", "noise_figure_db", "fading", "rician_k_db", "shadowing")
+
+
+def _table(module: str, name: str) -> Any:
+    try:
+        mod = __import__(module, fromlist=[name])
+    except ImportError:
+        return None
+    return getattr(mod, name, None)
+
+
+def _channel_table() -> dict[str, tuple[str, ...]]:
+    """Channel kind -> the parameter names it accepts."""
+    channels = _table("meg_gym.channel", "CHANNELS")
+    if not channels:
+        return dict(_FALLBACK["channels"])
+    out: dict[str, tuple[str, ...]] = {}
+    for kind, cls in channels.items():
+        if kind in _FALLBACK["channels"]:
+            out[kind] = _FALLBACK["channels"][kind]
+        else:  # a kind this module does not know: accept the schema's parameters its constructor takes
+            try:
+                names = set(inspect.signature(cls).parameters)
+            except (TypeError, ValueError):
+                names = set()
+            out[kind] = tuple(p for p in _CHANNEL_PARAMS if p in names)
+    return out
+
+
+def channel_kinds() -> list[str]:
+    """The known channel kinds, sorted."""
+    return sorted(_channel_table())
+
+
+def protocol_names() -> list[str]:
+    """The known protocol names, in the protocol table's order."""
+    protocols = _table("meg_gym.protocols", "PROTOCOLS")
+    return list(protocols) if protocols else list(_FALLBACK["protocols"])
+
+
+def multi_es_protocols() -> list[str]:
+    """The protocols that need two ESs or more."""
+    protocols = _table("meg_gym.protocols", "PROTOCOLS")
+    if not protocols:
+        return list(_FALLBACK["multi_es_protocols"])
+    return [n for n, p in protocols.items() if getattr(p, "multi_es", n in _FALLBACK["multi_es_protocols"])]
+
+
+def device_names() -> list[str]:
+    """The known device preset names, sorted."""
+    devices = _table("meg_gym.compute", "DEVICES")
+    return sorted(devices) if devices else sorted(_FALLBACK["devices"])
+
+
+def model_cards() -> list[str]:
+    """The model card names shipped in ``configs/models/``."""
+    return sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
+
+
+def shipped_scenarios() -> list[str]:
+    """The scenario names shipped in ``configs/scenarios/``."""
+    return sorted(p.stem for p in SCENARIOS_DIR.glob("*.yaml"))
+
+
+# --------------------------------------------------------------------------------------
+# Field types and errors
+# --------------------------------------------------------------------------------------
+class _FieldError(ValueError):
+    """Raised inside validators: ``path`` (below the validator's location) and a message."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """``repr`` of a given value, on one line and not too long."""
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _path(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _one_of(allowed: list[str] | tuple[str, ...], value: Any) -> str:
+    return f"must be one of {list(allowed)} (got {_show(value)})"
+
+
+# Strict: numbers are numbers (no "5" or True), ints are ints (no 2.0); floats accept ints.
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
+Positive = Annotated[float, Strict(), Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Strict(), Field(gt=0, le=1, allow_inf_nan=False)]  # (0, 1]
+PositiveInt = Annotated[int, Strict(), Field(ge=1)]
+NonNegativeInt = Annotated[int, Strict(), Field(ge=0)]
+Text = Annotated[str, Strict()]
+Position = tuple[Number, Number]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_position(value: Any) -> Any:
+    if isinstance(value, (list, tuple)) and len(value) != 2:
+        raise _FieldError((), f"must hold 2 numbers [x, y] in metres (got {_show(value)})")
+    return value
+
+
+def _check_device(value: Any) -> Any:
+    known = device_names()
+    if isinstance(value, str) and value not in known:
+        raise _FieldError((), _one_of(known, value))
+    return value
+
+
+# --------------------------------------------------------------------------------------
+# The schema
+# --------------------------------------------------------------------------------------
+class TransmissionConfig(_Frozen):
+    """How tensors cross the air: analog (real values plus noise) or digital (quantised, coded)."""
+
+    mode: Text = "analog"
+    bits_per_value: Annotated[int, Strict(), Field(ge=1, le=32)] = 16
+    efficiency: Fraction = 0.75  # achieved fraction of the Shannon rate (digital mode)
+    max_retransmissions: NonNegativeInt = 3
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        if v not in TX_MODES:
+            raise _FieldError((), _one_of(TX_MODES, v))
+        return v
+
+
+class ChannelConfig(_Frozen):
+    """The radio channel: ``kind`` and that kind's parameters (the others stay ``None``).
+
+    awgn / perfect: ``snr_db``. umi / uma (3GPP TR 38.901): ``carrier_hz``,
+    ``noise_figure_db``, ``fading`` (rayleigh | rician | none), ``rician_k_db``, ``shadowing``.
+    A parameter that is not given takes its kind's default (:data:`CHANNEL_DEFAULTS`).
+    """
+
+    kind: Text = "awgn"
+    snr_db: Number | None = None
+    carrier_hz: Positive | None = None
+    noise_figure_db: NonNegative | None = None
+    fading: Text | None = None
+    rician_k_db: Number | None = None
+    shadowing: Annotated[bool, Strict()] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _by_kind(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        table = _channel_table()
+        kind = data.get("kind", "awgn")
+        if not isinstance(kind, str) or kind not in table:
+            raise _FieldError(("kind",), _one_of(sorted(table), kind))
+        allowed = table[kind]
+        for key, value in data.items():
+            if key != "kind" and key not in allowed and not (key in _CHANNEL_PARAMS and value is None):
+                raise _FieldError((str(key),), f"is not a known field of channel kind {kind!r}; "
+                                               f"allowed: {['kind', *allowed]}")
+        given = {k: v for k, v in data.items() if v is not None}
+        return {**CHANNEL_DEFAULTS.get(kind, {}), **given}
+
+    @field_validator("fading")
+    @classmethod
+    def _fading(cls, v: str | None) -> str | None:
+        if v is not None and v not in FADINGS:
+            raise _FieldError((), _one_of(FADINGS, v))
+        return v
+
+    def params(self) -> dict[str, Any]:
+        """The kind's parameters (``kind`` left out), as keyword arguments for the channel."""
+        return {k: v for k, v in self.model_dump(exclude={"kind"}).items() if v is not None}
+
+
+class UeConfig(_Frozen):
+    """The user equipment (phone). ``flops_per_s``/``power_w`` ``None``: the device preset's."""
+
+    device: Text = "phone_npu"
+    flops_per_s: Positive | None = None
+    power_w: Positive | None = None
+    tx_power_dbm: Number = 23.0  # 3GPP power class 3 UE
+    position_m: Position = (50.0, 0.0)
+    speed_mps: NonNegative = 1.0  # pedestrian
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return _check_device(v)
+
+    @field_validator("position_m", mode="before")
+    @classmethod
+    def _position(cls, v: Any) -> Any:
+        return _check_position(v)
+
+
+class EsConfig(_Frozen):
+    """One edge server. ``load``: the share of its compute that other users keep busy, in [0, 1)."""
+
+    device: Text = "edge_gpu"
+    flops_per_s: Positive | None = None
+    power_w: Positive | None = None
+    load: Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False)] = 0.3
+    tx_power_dbm: Number = 30.0  # small-cell base station
+    position_m: Position = (0.0, 0.0)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return _check_device(v)
+
+    @field_validator("position_m", mode="before")
+    @classmethod
+    def _position(cls, v: Any) -> Any:
+        return _check_position(v)
+
+
+class GenerationConfig(_Frozen):
+    """How a generation runs (mirrors ``meg_gym.ldm.stages.GenerationSettings``)."""
+
+    steps: PositiveInt = 20
+    strength: Fraction = 0.6
+    guidance_scale: NonNegative = 4.0
+    ue_steps: PositiveInt = 8  # Full UE: the phone runs fewer denoising steps
+    sketch_scale: PositiveInt = 2  # a sketch has 1/sketch_scale of the resolution per side
+    complete_steps: PositiveInt = 10
+    complete_strength: Fraction = 0.3
+    tile_overlap: NonNegativeInt = 2  # latent pixels each side of a cooperative tile
+
+
+class RewardWeights(_Frozen):
+    """Weights of the reward terms (magnitudes: the sign of a cost lives in its term)."""
+
+    quality: NonNegative = 1.0
+    latency: NonNegative = 0.5
+    overhead: NonNegative = 0.1
+    energy: NonNegative = 0.1
+
+
+class RewardConfig(_Frozen):
+    """Scalar reward = weights . terms."""
+
+    weights: RewardWeights = Field(default_factory=RewardWeights)
+
+
+class Scenario(_Frozen):
+    """A whole scenario, validated and frozen. ``es`` always holds exactly ``num_es`` entries."""
+
+    name: Annotated[str, Strict(), Field(min_length=1)] = "default"
+    seed: NonNegativeInt = 0
+    model: Text = "tiny"
+    backend: Text = "live"
+    num_es: PositiveInt = 2
+    bandwidth_hz: Positive = 20.0e6
+    transmission: TransmissionConfig = Field(default_factory=TransmissionConfig)
+    channel: ChannelConfig = Field(default_factory=ChannelConfig)
+    ue: UeConfig = Field(default_factory=UeConfig)
+    es: tuple[EsConfig, ...] = Field(default_factory=lambda: (EsConfig(),) * 2)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    protocols: tuple[Text, ...] = tuple(_FALLBACK["protocols"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        n = data.get("num_es", 2)
+        valid_n = isinstance(n, int) and not isinstance(n, bool) and n >= 1
+        if valid_n and "protocols" not in data:
+            multi = set(multi_es_protocols())
+            data["protocols"] = [p for p in protocol_names() if n >= 2 or p not in multi]
+        es = data.get("es", [{}])
+        if valid_n and isinstance(es, (list, tuple)):
+            if len(es) == 1:
+                es = list(es) * n
+            elif len(es) != n:
+                raise _FieldError(("es",), f"must hold 1 entry (applied to every ES) or num_es={n} entries "
+                                           f"(got {len(es)})")
+            data["es"] = es
+        return data
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if v not in BACKENDS:
+            raise _FieldError((), _one_of(BACKENDS, v))
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        cards = model_cards()
+        if v in cards:
+            return v
+        looks_like_path = "/" in v or "\\" in v or v.startswith((".", "~")) or Path(v).exists()
+        if looks_like_path:
+            if not Path(v).is_dir():
+                raise _FieldError((), f"must be a model card name {cards} or an existing local folder "
+                                      f"(got {v!r}: no such folder)")
+            return v
+        raise _FieldError((), f"must be a model card name {cards} or a local folder (got {v!r})")
+
+    @field_validator("protocols")
+    @classmethod
+    def _protocols(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise _FieldError((), "must name at least one protocol (got [])")
+        known = protocol_names()
+        seen: set[str] = set()
+        for i, p in enumerate(v):
+            if p not in known:
+                raise _FieldError((i,), _one_of(known, p))
+            if p in seen:
+                raise _FieldError((i,), f"must not repeat an earlier protocol (got {p!r} again)")
+            seen.add(p)
+        return v
+
+    @model_validator(mode="after")
+    def _multi_es_needs_es(self) -> Scenario:
+        if self.num_es < 2:
+            multi = [p for p in self.protocols if p in set(multi_es_protocols())]
+            if multi:
+                raise _FieldError(("protocols",), f"must hold only single-ES protocols when num_es is 1 "
+                                                  f"(got multi-ES {multi})")
+        return self
+
+
+# --------------------------------------------------------------------------------------
+# ValidationError -> one line
+# --------------------------------------------------------------------------------------
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "": Scenario,
+    "transmission": TransmissionConfig,
+    "channel": ChannelConfig,
+    "ue": UeConfig,
+    "es": EsConfig,
+    "generation": GenerationConfig,
+    "reward": RewardConfig,
+    "reward.weights": RewardWeights,
+}
+
+
+def _bound(ctx: dict[str, Any], key: str) -> str:
+    v = ctx[key]
+    return str(int(v)) if isinstance(v, float) and v.is_integer() and abs(v) < 1e15 else str(v)
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    """One line for one pydantic error."""
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    given = _show(err.get("input"))
+    if kind == "value_error" and isinstance(ctx.get("error"), _FieldError):
+        e = ctx["error"]
+        return f"'{_path(loc + e.path)}' {e.message}"
+    field = f"'{_path(loc)}'"
+    if kind == "extra_forbidden":
+        section = ".".join(p for p in loc[:-1] if isinstance(p, str))
+        model = _SECTIONS.get(section)
+        allowed = f"; allowed: {list(model.model_fields)}" if model else ""
+        return f"{field} is not a known field{allowed}"
+    simple = {
+        "int_type": "must be an integer",
+        "float_type": "must be a number",
+        "finite_number": "must be a finite number",
+        "string_type": "must be a string",
+        "bool_type": "must be true or false",
+        "tuple_type": "must be a list",
+        "list_type": "must be a list",
+        "model_type": "must be a mapping",
+        "dict_type": "must be a mapping",
+        "model_attributes_type": "must be a mapping",
+    }
+    if kind in simple:
+        return f"{field} {simple[kind]} (got {given})"
+    ops = {"greater_than": (">", "gt"), "greater_than_equal": (">=", "ge"),
+           "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
+    if kind in ops:
+        op, key = ops[kind]
+        return f"{field} must be {op} {_bound(ctx, key)} (got {given})"
+    if kind == "string_too_short":
+        return f"{field} must not be empty (got {given})"
+    if kind == "missing":
+        return f"{field} is required"
+    if kind == "frozen_instance":
+        return f"{field} cannot be changed: scenarios are frozen (use load_scenario with overrides)"
+    msg = str(err.get("msg", kind)).replace("\n", " ")
+    return f"{field} is invalid: {msg} (got {given})"
+
+
+def _validate(data: Mapping[str, Any]) -> Scenario:
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc.errors()[0])) from None
+
+
+# --------------------------------------------------------------------------------------
+# YAML, merging, loading
+# --------------------------------------------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    """Safe YAML that also reads ``20e6`` as a float (YAML 1.1 wants ``20.0e6``) and refuses duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, str) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
+    if not path.exists():
+        raise ConfigError(f"config file {shown} does not exist (shipped scenarios: {shipped_scenarios()})")
+    if not path.is_file():
+        raise ConfigError(f"config file {shown} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"config file {shown} is not valid YAML: {problem}{where}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {shown} could not be read: {str(exc).splitlines()[0]}") from None
+    if data is None:  # an empty file: all defaults
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {shown} must hold a mapping at top level (got {type(data).__name__})")
+    return data
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any], top: bool = True) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base``: mappings key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            if top and key == "channel" and "kind" in value and value["kind"] != old.get("kind", "awgn"):
+                out[key] = copy.deepcopy(dict(value))  # a new kind starts from its own defaults
+            else:
+                out[key] = _merge(old, value, top=False)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"channel__snr_db": 5}`` (or ``"channel.snr_db"``) -> ``{"channel": {"snr_db": 5}}``."""
+    out: dict[str, Any] = {}
+    for key, value in overrides.items():
+        parts = re.split(r"__|\.", key)
+        if not all(parts):
+            raise ConfigError(f"override {key!r} is not a field path (use 'channel__snr_db' or 'channel.snr_db')")
+        for part in reversed(parts[1:]):
+            value = {part: value}
+        out = _merge(out, {parts[0]: value}, top=True)
+    return out
+
+
+def load_scenario(source: str | Path | Mapping[str, Any] | Scenario | None = None, **overrides: Any) -> Scenario:
+    """A validated, frozen :class:`Scenario`.
+
+    ``source``: ``None`` (the defaults), a YAML file path, a shipped scenario's bare name
+    (``"case_study"``: ``configs/scenarios/case_study.yaml``), a mapping, or a Scenario.
+    ``overrides``: merged on top, key by key; ``channel={"snr_db": 5}``, ``channel__snr_db=5``
+    and ``**{"channel.snr_db": 5}`` are the same. Raises :class:`ConfigError` (one line).
+    """
+    if source is None:
+        data: dict[str, Any] = {}
+    elif isinstance(source, Scenario):
+        data = scenario_to_dict(source)
+    elif isinstance(source, Mapping):
+        data = dict(source)
+    elif isinstance(source, (str, Path)):
+        path = Path(source).expanduser()
+        bare = isinstance(source, str) and not path.suffix and len(path.parts) == 1
+        if bare and not path.exists() and (SCENARIOS_DIR / f"{source}.yaml").is_file():
+            path = SCENARIOS_DIR / f"{source}.yaml"
+        data = _read_yaml(path, str(source))
+    else:
+        raise ConfigError(f"scenario source must be a YAML path, a mapping or None (got {type(source).__name__})")
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(f"'{key}' is not a known field; allowed: {list(Scenario.model_fields)}")
+    if overrides:
+        data = _merge(data, _nest(overrides))
+    return _validate(data)
+
+
+def scenario_to_dict(s: Scenario) -> dict[str, Any]:
+    """Plain data (dicts, lists, numbers, strings; YAML-ready); ``load_scenario`` of it gives ``s`` back.
+
+    ``channel`` holds only its kind's parameters.
+    """
+    data = s.model_dump(mode="python")
+    data["channel"] = {"kind": s.channel.kind, **s.channel.params()}
+
+    def plain(obj: Any) -> Any:
+        if isinstance(obj, dict):
+            return {k: plain(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [plain(v) for v in obj]
+        return obj
+
+    return plain(data)
+
+
+def _plain_defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's field defaults as plain data, without validating (nothing is imported)."""
+    out: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if field.default_factory is not None:
+            sub = field.annotation if isinstance(field.annotation, type) else None
+            out[name] = _plain_defaults(sub) if sub and issubclass(sub, BaseModel) else None
+        else:
+            out[name] = list(field.default) if isinstance(field.default, tuple) else field.default
+    return out
+
+
+def _defaults() -> dict[str, Any]:
+    data = _plain_defaults(Scenario)
+    data["channel"] = {"kind": "awgn", **CHANNEL_DEFAULTS["awgn"]}
+    data["es"] = [_plain_defaults(EsConfig)]  # one entry, applied to every ES
+    return data
+
+
+DEFAULT_SCENARIO: dict[str, Any] = _defaults()
+"""The defaults as plain data (``es`` as the one entry that every ES takes)."""

@@ -1,0 +1,174 @@
+"""One pass over a placed protocol: run the stages, send the tensors, record a trace.
+
+At every :class:`~meg_gym.protocols.Run` the stage really executes and its FLOPs are
+counted (once per input shape, with torch's ``FlopCounterMode``). At every
+:class:`~meg_gym.protocols.Send` the payload is counted from the real tensor (values x
+bits per value; text as UTF-8 bytes, lossless) and the channel is applied to the tensor.
+The costs then go through the one timing model, :mod:`meg_gym.timing`, which gives
+latency per stage, per link and queueing, and UE energy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from meg_gym.ldm.components import Components
+from meg_gym.ldm.stages import STAGES, GenerationSettings, StageContext, run_stage
+from meg_gym.protocols import UE, PlacedProtocol, Run, _stage_names
+from meg_gym.timing import StepCost, StepTiming, compile_plan
+
+__all__ = ["ExecutionResult", "FlopCache", "LinkConditions", "NodeCompute", "execute"]
+
+
+@dataclass(frozen=True)
+class LinkConditions:
+    """What the radio offers this request: link SNRs, bandwidth, how tensors are sent."""
+
+    snr_db: dict[tuple[int, str], float]  # (es_id, 'ul'|'dl') -> SNR in dB for this block
+    bandwidth_hz: float
+    mode: str = "analog"  # analog | digital
+    bits_per_value: int = 16
+    noiseless: bool = False  # the perfect channel: tensors arrive bit-identical
+    efficiency: float = 0.75
+    max_retransmissions: int = 3
+    ue_tx_power_w: float = 0.2  # 23 dBm, 3GPP TS 38.101-1 power class 3
+
+
+@dataclass
+class NodeCompute:
+    """Compute of the nodes: effective FLOP/s, UE power, and the ESs' queues (optional)."""
+
+    ue_flops_per_s: float
+    es_flops_per_s: dict[int, float]
+    ue_power_w: float = 6.0
+    queues: dict[int, Any] | None = None  # es_id -> meg_gym.compute.EsQueue
+    start_s: float = 0.0
+
+
+class FlopCache:
+    """FLOPs per (model, stage, params, input shapes), counted once with FlopCounterMode."""
+
+    def __init__(self) -> None:
+        self._flops: dict[tuple, int] = {}
+
+    @staticmethod
+    def key(model: str, stage: str, params: tuple, inputs: dict[str, Any]) -> tuple:
+        shapes = tuple(sorted((k, tuple(v.shape) if torch.is_tensor(v) else len(str(v))) for k, v in inputs.items()))
+        return (model, stage, params, shapes)
+
+    def get(self, key: tuple) -> int | None:
+        return self._flops.get(key)
+
+    def put(self, key: tuple, flops: int) -> None:
+        self._flops[key] = int(flops)
+
+
+@dataclass
+class ExecutionResult:
+    """Everything one pass produced: the UE's output, what each node held, costs and timing."""
+
+    output: torch.Tensor
+    stores: dict[str, dict[str, Any]]
+    costs: list[StepCost]
+    trace: list[StepTiming]
+    summary: dict[str, float]
+    selected_index: int | None = None
+    candidates: list[torch.Tensor] = field(default_factory=list)
+
+
+def link_timing(plan: PlacedProtocol, costs: list[StepCost], links: LinkConditions, compute: NodeCompute,
+                airtimes: list[float | None] | None = None, trace: bool = True) -> tuple[dict[str, float], list]:
+    """Timing of a plan with known costs under these links and this compute."""
+    cp = compile_plan(plan, costs)
+    ids = plan.es_ids
+    return cp.timing(
+        ue_flops_per_s=compute.ue_flops_per_s, es_flops_per_s=[compute.es_flops_per_s[i] for i in ids],
+        snr_ul_db=[links.snr_db[(i, "ul")] for i in ids], snr_dl_db=[links.snr_db[(i, "dl")] for i in ids],
+        bandwidth_hz=links.bandwidth_hz, mode=links.mode, efficiency=links.efficiency,
+        ue_power_w=compute.ue_power_w, ue_tx_power_w=links.ue_tx_power_w,
+        queues=None if compute.queues is None else [compute.queues[i] for i in ids],
+        start_s=compute.start_s, airtimes=airtimes, trace=trace,
+    )
+
+
+def execute(
+    plan: PlacedProtocol,
+    comps: Components,
+    image: torch.Tensor,
+    prompt: str,
+    *,
+    settings: GenerationSettings,
+    links: LinkConditions,
+    compute: NodeCompute,
+    generator: torch.Generator | None,
+    channel_generator: torch.Generator | None = None,
+    judge: Any = None,
+    flop_cache: FlopCache | None = None,
+) -> ExecutionResult:
+    """Run ``plan`` once: every stage on its node, every tensor through the channel."""
+    from meg_gym.channel import transmit, transmit_text
+    from meg_gym.compute import count_flops
+
+    cache = flop_cache if flop_cache is not None else FlopCache()
+    stores: dict[str, dict[str, Any]] = {n: {} for n in plan.nodes}
+    stores[UE].update(image=image, text=prompt)
+    ctx = StageContext(comps=comps, settings=settings, generator=generator, judge=judge, prompt=prompt)
+    costs: list[StepCost] = []
+    airtimes: list[float | None] = []
+    for step in plan.steps:
+        if isinstance(step, Run):
+            stage = STAGES[step.stage]
+            rename = dict(step.rename)
+            back = {mapped: own for own, mapped in rename.items()}
+            params = dict(step.params)
+            local = {back.get(n, n): stores[step.on][n] for n in _stage_names(step, "in")}
+            key = cache.key(comps.name, stage.name, step.params, local)
+            flops = cache.get(key)
+            if flops is None:
+                out, flops = count_flops(run_stage, stage, ctx, local, params)
+                cache.put(key, flops)
+            else:
+                out = run_stage(stage, ctx, local, params)
+            stores[step.on].update({rename.get(k, k): v for k, v in out.items()})
+            costs.append(StepCost("run", stage.name, step.on, flops=int(flops)))
+            airtimes.append(None)
+            continue
+        value = stores[step.src][step.tensor]
+        receivers = step.dst.split(",")
+        arrive_as = step.as_ or step.tensor
+        if isinstance(value, str):  # the prompt: small, always sent losslessly
+            tx = transmit_text(value, snr_db=_snr(links, step.src, receivers), bandwidth_hz=links.bandwidth_hz,
+                               efficiency=links.efficiency)
+            for d in receivers:
+                stores[d][arrive_as] = value
+            costs.append(StepCost("send", step.tensor, step.src, step.dst, payload_bits=tx.payload_bits,
+                                  lossless=True))
+            airtimes.append(tx.airtime_s)
+            continue
+        longest = 0.0
+        for d in receivers:  # a broadcast: one transmission, each receiver with its own noise
+            tx = transmit(value, snr_db=_snr(links, step.src, [d]), bandwidth_hz=links.bandwidth_hz,
+                          mode=links.mode, bits_per_value=links.bits_per_value, generator=channel_generator,
+                          noiseless=links.noiseless, efficiency=links.efficiency,
+                          max_retransmissions=links.max_retransmissions)
+            stores[d][arrive_as] = tx.received
+            longest = max(longest, tx.airtime_s)
+        costs.append(StepCost("send", step.tensor, step.src, step.dst, payload_bits=tx.payload_bits,
+                              values=value.numel()))
+        airtimes.append(longest)  # it lasts until the weakest receiver has it
+    summary, trace = link_timing(plan, costs, links, compute, airtimes)
+    ue = stores[UE]
+    candidates = [ue[k] for k in sorted(ue) if k.startswith("candidate")]
+    return ExecutionResult(
+        output=ue["output"], stores=stores, costs=costs, trace=trace, summary=summary,
+        selected_index=ue.get("selected_index"), candidates=candidates,
+    )
+
+
+def _snr(links: LinkConditions, src: str, receivers: list[str]) -> float:
+    if src == UE:
+        return min(links.snr_db[(int(d[2:]), "ul")] for d in receivers)
+    return links.snr_db[(int(src[2:]), "dl")]

@@ -1,0 +1,266 @@
+"""Every MEG protocol as data: a tuple of :class:`Run` and :class:`Send` steps.
+
+A protocol is a template over symbolic nodes: ``"ue"``, ``"es"`` (the one ES of a
+single-ES protocol) and ``"es{k}"`` (each of the K ESs of a multi-ES protocol). A step whose
+node or tensor names contain ``{k}`` stands for K steps, one per ES. :func:`place` expands a
+protocol for concrete ES ids and validates it: every stage input must have been produced
+on, or sent to, the node that runs the stage, and the UE must end with ``output``.
+
+The table follows the MEG paper's protocol list (see ``shared/docs/MEG.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from meg_gym.ldm.stages import STAGES
+
+__all__ = [
+    "MULTI_ES",
+    "PROTOCOLS",
+    "SINGLE_ES",
+    "PlacedProtocol",
+    "Protocol",
+    "ProtocolError",
+    "Run",
+    "Send",
+    "get_protocol",
+    "place",
+]
+
+UE = "ue"
+ES = "es"
+EACH = "es{k}"
+
+
+class ProtocolError(ValueError):
+    """An inconsistent protocol or an impossible placement."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run ``stage`` on node ``on``; ``rename`` maps the stage's tensor names to the node's."""
+
+    stage: str
+    on: str
+    rename: tuple[tuple[str, str], ...] = ()
+    params: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send tensor ``tensor`` from ``src`` to ``dst`` (arriving as ``as_``).
+
+    ``broadcast=True`` on a send to ``es{k}`` sends once over the air to all K ESs.
+    """
+
+    tensor: str
+    src: str
+    dst: str
+    as_: str | None = None
+    broadcast: bool = False
+
+    @property
+    def link(self) -> str:
+        return "ul" if self.src == UE else "dl"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """A named MEG protocol template."""
+
+    name: str
+    title: str
+    steps: tuple[Run | Send, ...]
+    multi_es: bool = False
+    description: str = ""
+
+    @property
+    def min_es(self) -> int:
+        return 2 if self.multi_es else 1
+
+    @property
+    def max_es(self) -> int | None:
+        return None if self.multi_es else 1
+
+
+@dataclass(frozen=True)
+class PlacedProtocol:
+    """A protocol expanded for concrete ESs: nodes are ``"ue"`` and ``"es<id>"``."""
+
+    protocol: str
+    es_ids: tuple[int, ...]
+    steps: tuple[Run | Send, ...] = field(repr=False)
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        return (UE, *(f"es{i}" for i in self.es_ids))
+
+
+def _rn(**pairs: str) -> tuple[tuple[str, str], ...]:
+    return tuple(pairs.items())
+
+
+_K = (("k", "{K}"),)  # a stage parameter filled with the number of ESs at placement
+_WEAK = (("weak", True),)
+
+# Request to the ES: the input image and the prompt text (text always lossless).
+_REQ_TO_ES = (Send("image", UE, ES), Send("text", UE, ES))
+_REQ_TO_EACH = (Send("image", UE, EACH, broadcast=True), Send("text", UE, EACH, broadcast=True))
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        Protocol("full_ue", "Full UE (local)", (
+            Run("encode_text", UE), Run("encode_image", UE), Run("denoise", UE, params=_WEAK), Run("decode", UE),
+        ), description="whole pipeline on the UE with its weaker setting (fewer steps); no traffic"),
+        Protocol("full_es", "Full ES (centralized)", (
+            *_REQ_TO_ES, Run("encode_text", ES), Run("encode_image", ES), Run("denoise", ES), Run("decode", ES),
+            Send("output", ES, UE),
+        ), description="image up, generated image down"),
+        Protocol("uieg", "UE inference, edge generation", (
+            Run("encode_image", UE), Send("seed", UE, ES), Send("text", UE, ES),
+            Run("encode_text", ES), Run("denoise", ES), Run("decode", ES), Send("output", ES, UE),
+        ), description="seed up, image down: saves uplink"),
+        Protocol("eiug", "Edge inference, UE generation", (
+            *_REQ_TO_ES, Run("encode_text", ES), Run("encode_image", ES), Run("denoise", ES),
+            Send("gen_seed", ES, UE), Run("decode", UE),
+        ), description="image up, generated seed down: saves downlink"),
+        Protocol("ciag", "Cooperative inference and generation", (
+            Run("encode_image", UE), Send("seed", UE, ES), Send("text", UE, ES),
+            Run("encode_text", ES), Run("denoise", ES), Send("gen_seed", ES, UE), Run("decode", UE),
+        ), description="only latents cross the air"),
+        Protocol("esuc", "Edge sketch, UE complete", (
+            *_REQ_TO_ES, Run("encode_text", ES), Run("encode_image", ES), Run("denoise", ES), Run("sketch", ES),
+            Send("sketch", ES, UE), Run("encode_text", UE), Run("complete", UE),
+        ), description="a previewable low-resolution sketch down, completed on the UE"),
+        Protocol("uidg", "UE inference, distributed generation", (
+            Run("encode_image", UE), Send("seed", UE, EACH, broadcast=True), Send("text", UE, EACH, broadcast=True),
+            Run("encode_text", EACH), Run("denoise", EACH), Run("decode", EACH),
+            Send("output", EACH, UE, as_="candidate{k}"),
+            Run("select", UE, rename=_rn(selected="output"), params=_K),
+        ), multi_es=True, description="seed broadcast; every ES returns an image; the user picks one"),
+        Protocol("diug", "Distributed inference, UE generation", (
+            *_REQ_TO_EACH, Run("encode_text", EACH), Run("encode_image", EACH), Run("denoise", EACH),
+            Send("gen_seed", EACH, UE, as_="gen_seed{k}"),
+            Run("decode", UE, rename=_rn(gen_seed="gen_seed{k}", output="candidate{k}")),
+            Run("select", UE, rename=_rn(selected="output"), params=_K),
+        ), multi_es=True, description="every ES returns a generated seed; the UE decodes them all"),
+        Protocol("dsuc", "Distributed sketching, UE completion", (
+            *_REQ_TO_EACH, Run("encode_text", EACH), Run("encode_image", EACH), Run("denoise", EACH),
+            Run("sketch", EACH), Send("sketch", EACH, UE, as_="candidate{k}"),
+            Run("select", UE, rename=_rn(selected="sketch"), params=_K),
+            Run("encode_text", UE), Run("complete", UE),
+        ), multi_es=True, description="every ES returns a sketch; the user picks one; the UE completes it"),
+        Protocol("uidcg", "UE inference, distributed cooperative generation", (
+            Run("encode_image", UE), Run("split_seed", UE, params=_K),
+            Send("seed_tile{k}", UE, EACH, as_="seed"), Send("text", UE, EACH, broadcast=True),
+            Run("encode_text", EACH), Run("denoise", EACH), Send("gen_seed", EACH, UE, as_="gen_tile{k}"),
+            Run("merge_seed", UE, params=_K), Run("decode", UE),
+        ), multi_es=True, description="the seed split into strips, one per ES; the UE merges and decodes"),
+        Protocol("dcsuc", "Distributed cooperative sketching, UE completion", (
+            Run("split_image", UE, params=_K),
+            Send("image_tile{k}", UE, EACH, as_="image"), Send("text", UE, EACH, broadcast=True),
+            Run("encode_text", EACH), Run("encode_image", EACH), Run("denoise", EACH), Run("sketch", EACH),
+            Send("sketch", EACH, UE, as_="sketch_tile{k}"),
+            Run("merge_sketch", UE, params=_K), Run("encode_text", UE), Run("complete", UE),
+        ), multi_es=True, description="each ES sketches a strip; the UE merges and completes"),
+    )
+}
+
+SINGLE_ES: tuple[str, ...] = tuple(n for n, p in PROTOCOLS.items() if not p.multi_es)
+MULTI_ES: tuple[str, ...] = tuple(n for n, p in PROTOCOLS.items() if p.multi_es)
+
+
+def get_protocol(name: str) -> Protocol:
+    """The protocol ``name``; an unknown name lists the known ones."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise ProtocolError(f"'protocol' must be one of {list(PROTOCOLS)} (got {name!r})") from None
+
+
+def _node(sym: str, es_ids: tuple[int, ...], k: int | None) -> str:
+    if sym == UE:
+        return UE
+    if sym == ES:
+        return f"es{es_ids[0]}"
+    return f"es{es_ids[k]}"
+
+
+def _fmt(name: str | None, k: int | None) -> str | None:
+    return None if name is None else name.replace("{k}", str(k)) if k is not None else name
+
+
+def _expand(step: Run | Send, es_ids: tuple[int, ...]) -> list[Run | Send]:
+    K = len(es_ids)
+    if isinstance(step, Send):
+        per_es = EACH in (step.src, step.dst)
+        if per_es and step.broadcast:
+            # one transmission over the air, received by every ES
+            return [Send(step.tensor, UE, ",".join(f"es{i}" for i in es_ids), step.as_, True)]
+        ks = range(K) if per_es else [None]
+        return [Send(_fmt(step.tensor, k), _node(step.src, es_ids, k), _node(step.dst, es_ids, k), _fmt(step.as_, k))
+                for k in ks]
+    params = tuple((key, K if val == "{K}" else val) for key, val in step.params)
+    templ = any("{k}" in new for _, new in step.rename)
+    if step.on == EACH or templ:
+        return [Run(step.stage, _node(step.on, es_ids, k), tuple((a, _fmt(b, k)) for a, b in step.rename), params)
+                for k in range(K)]
+    return [Run(step.stage, _node(step.on, es_ids, None), step.rename, params)]
+
+
+def _stage_names(step: Run, which: str) -> list[str]:
+    stage = STAGES[step.stage]
+    k = dict(step.params).get("k")
+    rename = dict(step.rename)
+    names = stage.inputs if which == "in" else stage.outputs
+    out: list[str] = []
+    for n in names:
+        expanded = [n.format(k=i) for i in range(k)] if "{k}" in n else [n]
+        out.extend(rename.get(e, e) for e in expanded)
+    return out
+
+
+def validate(steps: tuple[Run | Send, ...], name: str) -> None:
+    """Check that every step's inputs exist where it runs and the UE ends with ``output``."""
+    have: dict[str, set[str]] = {UE: {"image", "text"}}
+    for i, step in enumerate(steps):
+        if isinstance(step, Run):
+            if step.stage not in STAGES:
+                raise ProtocolError(f"protocol {name!r} step {i}: unknown stage {step.stage!r}; known: {list(STAGES)}")
+            node_has = have.setdefault(step.on, set())
+            for n in _stage_names(step, "in"):
+                if n not in node_has:
+                    raise ProtocolError(f"protocol {name!r} step {i} ({step.stage} on {step.on}): "
+                                        f"input {n!r} is not on {step.on}")
+            node_has.update(_stage_names(step, "out"))
+        else:
+            if step.tensor not in have.get(step.src, set()):
+                raise ProtocolError(f"protocol {name!r} step {i}: {step.src} sends {step.tensor!r} it does not have")
+            for dst in step.dst.split(","):
+                have.setdefault(dst, set()).add(step.as_ or step.tensor)
+    if "output" not in have[UE]:
+        raise ProtocolError(f"protocol {name!r} never delivers 'output' to the UE")
+
+
+@lru_cache(maxsize=1024)
+def place(protocol: str, es_ids: tuple[int, ...]) -> PlacedProtocol:
+    """Expand ``protocol`` onto the ESs ``es_ids`` and validate it (cached)."""
+    p = get_protocol(protocol)
+    es_ids = tuple(int(i) for i in es_ids)
+    if len(set(es_ids)) != len(es_ids):
+        raise ProtocolError(f"'es_ids' must be distinct (got {list(es_ids)})")
+    if len(es_ids) < p.min_es or (p.max_es is not None and len(es_ids) > p.max_es):
+        want = f"exactly {p.min_es}" if p.max_es == p.min_es else f"at least {p.min_es}"
+        if protocol == "full_ue":
+            want = "exactly 1 (it is not used)"
+        raise ProtocolError(f"'es_ids' for {protocol!r} must hold {want} ES id(s) (got {list(es_ids)})")
+    steps = tuple(s for step in p.steps for s in _expand(step, es_ids))
+    validate(steps, protocol)
+    return PlacedProtocol(protocol, es_ids, steps)
+
+
+for _name in PROTOCOLS:  # every template must be consistent when the module loads
+    place(_name, (0, 1) if PROTOCOLS[_name].multi_es else (0,))

@@ -1,0 +1,128 @@
+"""The calibrated quality model of profiled mode.
+
+``meg-gym calibrate`` runs the live engine over protocol x uplink SNR x downlink SNR x
+denoising steps, several requests per point, and stores the mean and spread of SSIM,
+PSNR, prompt fidelity and quality in ``configs/calibration/<name>.json``. Profiled mode
+then draws quality from this table: bilinear interpolation in (uplink SNR, downlink SNR)
+at the nearest calibrated step count, plus Gaussian noise with the measured spread.
+
+A protocol that sends no tensor on a link has no axis there (its table is constant along
+it): Full UE is one point. Multi-ES protocols are calibrated on two ESs with equal links
+and looked up at their weakest involved link.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CALIBRATION_DIR", "METRICS", "CalibrationError", "QualityTable", "load_table"]
+
+CALIBRATION_DIR = Path(__file__).resolve().parents[2] / "configs" / "calibration"
+METRICS = ("ssim", "psnr_db", "fidelity", "quality")
+
+
+class CalibrationError(ValueError):
+    """A missing or mismatched calibration table."""
+
+
+def _interp_index(grid: list[float], x: float) -> tuple[int, int, float]:
+    """Bracketing indices and weight of ``x`` on a sorted grid (clamped at the ends)."""
+    if len(grid) == 1 or x <= grid[0]:
+        return 0, 0, 0.0
+    if x >= grid[-1]:
+        n = len(grid) - 1
+        return n, n, 0.0
+    j = bisect.bisect_right(grid, x)
+    lo, hi = grid[j - 1], grid[j]
+    return j - 1, j, (x - lo) / (hi - lo)
+
+
+@dataclass
+class QualityTable:
+    """Quality statistics per protocol on an (uplink SNR, downlink SNR, steps) grid."""
+
+    model: str
+    settings: dict[str, Any]  # generation + transmission settings the table was measured with
+    snr_grid_db: list[float]
+    steps_grid: list[int]
+    # protocol -> metric -> {"mean": [steps][ul][dl], "std": [steps][ul][dl]}
+    tables: dict[str, dict[str, dict[str, Any]]]
+    axes: dict[str, list[str]]  # protocol -> the links with a noisy tensor: subset of ["ul", "dl"]
+    requests_per_point: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def lookup(self, protocol: str, snr_ul_db: float, snr_dl_db: float, steps: int | None = None,
+               metric: str = "quality") -> tuple[float, float]:
+        """(mean, std) of ``metric`` for a protocol at these SNRs, bilinearly interpolated."""
+        try:
+            t = self.tables[protocol][metric]
+        except KeyError:
+            raise CalibrationError(
+                f"calibration table for {self.model!r} has no entry for protocol {protocol!r}, metric {metric!r}; "
+                f"protocols: {sorted(self.tables)}") from None
+        s = 0 if steps is None else min(range(len(self.steps_grid)), key=lambda i: abs(self.steps_grid[i] - steps))
+        mean, std = t["mean"][s], t["std"][s]
+        axes = self.axes[protocol]
+        grid = self.snr_grid_db
+        i0, i1, wi = _interp_index(grid, snr_ul_db) if "ul" in axes else (0, 0, 0.0)
+        j0, j1, wj = _interp_index(grid, snr_dl_db) if "dl" in axes else (0, 0, 0.0)
+
+        def bil(a: list[list[float]]) -> float:
+            top = a[i0][j0] * (1 - wj) + a[i0][j1] * wj
+            bot = a[i1][j0] * (1 - wj) + a[i1][j1] * wj
+            return top * (1 - wi) + bot * wi
+
+        return bil(mean), bil(std)
+
+    def sample(self, protocol: str, snr_ul_db: float, snr_dl_db: float, rng: np.random.Generator,
+               steps: int | None = None, metric: str = "quality") -> float:
+        """A draw with the measured spread, clipped to the metric's range."""
+        mean, std = self.lookup(protocol, snr_ul_db, snr_dl_db, steps, metric)
+        x = mean + std * rng.standard_normal() if std > 0 else mean
+        if metric == "psnr_db":
+            return max(0.0, x)
+        return min(1.0, max(0.0, x))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "settings": self.settings, "snr_grid_db": self.snr_grid_db,
+            "steps_grid": self.steps_grid, "axes": self.axes, "requests_per_point": self.requests_per_point,
+            "meta": self.meta, "tables": self.tables,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> QualityTable:
+        return cls(model=data["model"], settings=data["settings"], snr_grid_db=[float(x) for x in data["snr_grid_db"]],
+                   steps_grid=[int(x) for x in data["steps_grid"]], tables=data["tables"], axes=data["axes"],
+                   requests_per_point=int(data.get("requests_per_point", 0)), meta=data.get("meta", {}))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        tmp.replace(path)
+
+
+def load_table(path: str | Path) -> QualityTable:
+    """Load a calibration table; a missing or malformed file raises :class:`CalibrationError`."""
+    p = Path(path)
+    if not p.is_file():
+        raise CalibrationError(f"calibration table {str(p)!r} does not exist (run 'meg-gym calibrate')")
+    try:
+        data = json.loads(p.read_text())
+        table = QualityTable.from_json(data)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise CalibrationError(f"calibration table {str(p)!r} is malformed ({exc})") from exc
+    for name, metrics in table.tables.items():
+        for metric, stats in metrics.items():
+            for v in np.asarray(stats["mean"], dtype=float).ravel():
+                if not math.isfinite(v):
+                    raise CalibrationError(f"calibration table {str(p)!r}: {name}.{metric} holds {v}")
+    return table

@@ -1,0 +1,281 @@
+"""MegSystem: serve one generation request under one allocation decision.
+
+``MegSystem.serve(request, decision)`` places the chosen protocol on the chosen ESs, runs
+it (live: the real split pipeline over the simulated channel), measures quality against
+what a perfect channel would have delivered (same request, same generator), and returns
+an :class:`Outcome` with quality, latency (per stage, per link, queueing), bits and UE
+energy. The world (channel fading and mobility, other users' load on the ESs) lives in
+the system's runtime state, seeded by :meth:`MegSystem.reset`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from meg_gym.executor import ExecutionResult, FlopCache, LinkConditions, NodeCompute, execute, link_timing
+from meg_gym.timing import StepCost
+from meg_gym.ldm.components import Components, ModelError, load_model, meta_copy
+from meg_gym.ldm.stages import GenerationSettings
+from meg_gym.protocols import PROTOCOLS, PlacedProtocol, ProtocolError, place
+from meg_gym.quality.metrics import psnr_db, ssim
+
+__all__ = ["Decision", "MegSystem", "Outcome", "Request"]
+
+
+@dataclass(frozen=True)
+class Request:
+    """A text-guided image-to-image request: input image (1,3,H,W) in [0,1], prompt, seed."""
+
+    image: torch.Tensor
+    prompt: str
+    seed: int = 0
+    deadline_s: float = math.inf
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the allocation policy chose: protocol, ES ids, bandwidth for this request."""
+
+    protocol: str
+    es_ids: tuple[int, ...] = (0,)
+    bandwidth_hz: float | None = None  # None: the scenario's whole bandwidth_hz
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The measured result of serving one request."""
+
+    protocol: str
+    es_ids: tuple[int, ...]
+    output: torch.Tensor | None
+    reference: torch.Tensor | None
+    quality: float
+    ssim: float
+    psnr_db: float
+    fidelity: float | None
+    latency_s: float
+    latency_breakdown: dict[str, float]
+    uplink_bits: int
+    downlink_bits: int
+    energy_j: float
+    trace: tuple
+    candidates: tuple = ()
+    selected_index: int | None = None
+
+    @property
+    def total_bits(self) -> int:
+        return self.uplink_bits + self.downlink_bits
+
+
+class MegSystem:
+    """The MEG world: model, channel, ESs and their queues; serves requests."""
+
+    def __init__(self, scenario: Any = None, *, components: Components | None = None, judge: Any = "auto") -> None:
+        from meg_gym.config import load_scenario
+
+        self.scenario = scenario if hasattr(scenario, "model_dump") else load_scenario(scenario)
+        sc = self.scenario
+        self.comps = components if components is not None else load_model(sc.model)
+        self.meta = meta_copy(self.comps)
+        self.settings = GenerationSettings.from_any(sc.generation)
+        self.flop_cache = FlopCache()
+        self._references: dict[tuple, torch.Tensor] = {}
+        self._meta_costs: dict[tuple[str, tuple[int, ...]], list[StepCost]] = {}
+        self.judge = self._load_judge() if judge == "auto" else judge
+        self._init_devices()
+        self.reset(sc.seed)
+
+    # -- set-up -------------------------------------------------------------------------
+    def _load_judge(self) -> Any:
+        if not self.comps.name.startswith("tiny") or not self.comps.has_weights:
+            return None
+        from meg_gym.quality.fidelity import load_judge
+
+        try:
+            return load_judge()
+        except ModelError:
+            return None
+
+    def _init_devices(self) -> None:
+        from meg_gym.compute import device_profile
+
+        sc = self.scenario
+        ue = device_profile(sc.ue.device)
+        self.ue_flops_per_s = float(sc.ue.flops_per_s or ue.flops_per_s)
+        self.ue_power_w = float(sc.ue.power_w or ue.power_w)
+        self.ue_tx_power_w = 10 ** ((sc.ue.tx_power_dbm - 30) / 10)
+        self.es_flops_per_s = {}
+        for i, es in enumerate(sc.es):
+            prof = device_profile(es.device)
+            self.es_flops_per_s[i] = float(es.flops_per_s or prof.flops_per_s)
+
+    def reset(self, seed: int | None = None) -> None:
+        """New world state (channel, mobility, ES queues) from ``seed``."""
+        from meg_gym.channel import make_channel
+        from meg_gym.compute import EsQueue
+
+        sc = self.scenario
+        ss = np.random.SeedSequence(seed)
+        ch_ss, q_ss = ss.spawn(2)
+        self.rng = np.random.default_rng(ch_ss)
+        params = {k: v for k, v in sc.channel.model_dump().items() if k != "kind" and v is not None}
+        self.channel = make_channel(sc.channel.kind, **params)
+        self.channel.reset(self.rng, sc.num_es)
+        job = self.background_job_flops()
+        self.queues = {
+            i: EsQueue(self.es_flops_per_s[i], es.load, job, np.random.default_rng(s))
+            for i, (es, s) in enumerate(zip(sc.es, q_ss.spawn(sc.num_es)))
+        }
+        self.now_s = 0.0
+
+    def background_job_flops(self) -> float:
+        """Work of one other user's job on an ES: the ES part of a Full-ES generation."""
+        costs = self.costs("full_es", (0,))
+        return float(sum(c.flops for c in costs if c.kind == "run" and c.node != "ue"))
+
+    # -- plans and costs ------------------------------------------------------------------
+    def plan(self, protocol: str, es_ids: tuple[int, ...]) -> PlacedProtocol:
+        sc = self.scenario
+        if protocol not in sc.protocols:
+            raise ProtocolError(f"'protocol' must be one of the scenario's {list(sc.protocols)} (got {protocol!r})")
+        bad = [i for i in es_ids if not 0 <= int(i) < sc.num_es]
+        if bad:
+            raise ProtocolError(f"'es_ids' must be in [0, {sc.num_es - 1}] (got {list(es_ids)})")
+        return place(protocol, tuple(int(i) for i in es_ids))
+
+    def costs(self, protocol: str, es_ids: tuple[int, ...]) -> list[StepCost]:
+        """Step costs (FLOPs, payload bits) of a plan, from one run on the meta model (cached)."""
+        key = (protocol, tuple(es_ids))
+        if key not in self._meta_costs:
+            plan = place(protocol, tuple(es_ids))
+            res = self._run(plan, self.meta, _meta_image(self.meta), "a", None, self._links(1e6, noiseless=True),
+                            queues=False)
+            self._meta_costs[key] = res.costs
+        return self._meta_costs[key]
+
+    def _links(self, bandwidth_hz: float, noiseless: bool | None = None) -> LinkConditions:
+        sc = self.scenario
+        snr = {}
+        for i in range(sc.num_es):
+            for link in ("ul", "dl"):
+                snr[(i, link)] = float(self.channel.snr_db(i, link, bandwidth_hz))
+        t = sc.transmission
+        return LinkConditions(
+            snr_db=snr, bandwidth_hz=bandwidth_hz, mode=t.mode, bits_per_value=t.bits_per_value,
+            noiseless=self.channel.noiseless if noiseless is None else noiseless, efficiency=t.efficiency,
+            max_retransmissions=t.max_retransmissions, ue_tx_power_w=self.ue_tx_power_w,
+        )
+
+    def _compute(self, queues: bool) -> NodeCompute:
+        return NodeCompute(self.ue_flops_per_s, dict(self.es_flops_per_s), self.ue_power_w,
+                           queues=self.queues if queues else None, start_s=self.now_s)
+
+    def _run(self, plan: PlacedProtocol, comps: Components, image: torch.Tensor, prompt: str, seed: int | None,
+             links: LinkConditions, queues: bool = True) -> ExecutionResult:
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        ch_gen = torch.Generator().manual_seed(seed + 7_919) if seed is not None else None
+        return execute(plan, comps, image, prompt, settings=self.settings, links=links,
+                       compute=self._compute(queues), generator=gen, channel_generator=ch_gen,
+                       judge=self.judge, flop_cache=self.flop_cache)
+
+    # -- serving --------------------------------------------------------------------------
+    def bandwidth(self, decision: Decision) -> float:
+        bw = self.scenario.bandwidth_hz if decision.bandwidth_hz is None else float(decision.bandwidth_hz)
+        if not (math.isfinite(bw) and bw > 0):
+            raise ValueError(f"'bandwidth_hz' must be a finite number > 0 (got {bw})")
+        return bw
+
+    def serve(self, request: Request, decision: Decision, *, snr_db: dict[tuple[int, str], float] | None = None,
+              use_queues: bool = True) -> Outcome:
+        """Run the decision's protocol live on the request and measure the outcome.
+
+        ``snr_db`` pins the link SNRs ((es_id, 'ul'|'dl') -> dB) instead of the channel's
+        current ones (calibration sweeps use it); ``use_queues=False`` leaves the ES queues out.
+        """
+        plan = self.plan(decision.protocol, decision.es_ids)
+        links = self._links(self.bandwidth(decision))
+        if snr_db is not None:
+            links = replace(links, snr_db={**links.snr_db, **snr_db})
+        res = self._run(plan, self.comps, request.image, request.prompt, request.seed, links, queues=use_queues)
+        if links.noiseless:
+            ref_out = res.output
+        else:  # what a perfect channel would have delivered: same request, same generator
+            ref_out = self._reference_for(plan, request, links)
+        out, reference = res.output[0], ref_out[0]
+        fid = self.judge.score(out, request.prompt) if self.judge is not None else None
+        s = ssim(out, reference)
+        return self._outcome(plan, res.summary, res.trace, s, psnr_db(out, reference), fid, out, reference,
+                             res.candidates, res.selected_index)
+
+    def _reference_for(self, plan: PlacedProtocol, request: Request, links: LinkConditions) -> torch.Tensor:
+        key = (plan.protocol, plan.es_ids, request.seed, request.prompt, _digest(request.image), self.settings)
+        if key not in self._references:
+            if len(self._references) > 256:
+                self._references.clear()
+            res = self._run(plan, self.comps, request.image, request.prompt, request.seed,
+                            replace(links, noiseless=True), queues=False)
+            self._references[key] = res.output
+        return self._references[key]
+
+    def _outcome(self, plan: PlacedProtocol, summary: dict[str, float], trace: list, s: float, p: float,
+                 fid: float | None, out: Any, ref: Any, candidates: list, selected: int | None) -> Outcome:
+        q_cfg = self.scenario.quality if hasattr(self.scenario, "quality") else None
+        w_ssim = getattr(q_cfg, "ssim_weight", 0.5) if q_cfg is not None else 0.5
+        quality = s if fid is None else w_ssim * s + (1 - w_ssim) * fid
+        breakdown = {k: summary[k] for k in ("ue_compute_s", "es_compute_s", "queue_s", "uplink_s", "downlink_s")}
+        for r in trace:
+            if r.kind == "run":
+                key = f"{r.node}.{r.name}_s"
+                breakdown[key] = breakdown.get(key, 0.0) + (r.end_s - r.start_s - r.wait_s)
+        return Outcome(
+            protocol=plan.protocol, es_ids=plan.es_ids, output=out, reference=ref, quality=float(quality),
+            ssim=float(s), psnr_db=float(p), fidelity=fid, latency_s=float(summary["latency_s"]),
+            latency_breakdown=breakdown, uplink_bits=int(summary["uplink_bits"]),
+            downlink_bits=int(summary["downlink_bits"]), energy_j=float(summary["energy_j"]), trace=tuple(trace),
+            candidates=tuple(candidates), selected_index=selected,
+        )
+
+    def reference(self, request: Request) -> torch.Tensor:
+        """The monolithic result: Full ES over a perfect channel (= diffusers' img2img pipeline)."""
+        plan = place("full_es", (0,))
+        res = self._run(plan, self.comps, request.image, request.prompt, request.seed,
+                        _noiseless(self._links(self.scenario.bandwidth_hz)), queues=False)
+        return res.output[0]
+
+    def timing(self, decision: Decision, use_queues: bool = True) -> dict[str, float]:
+        """Latency, bits and energy of a decision from cached costs (profiled mode; nothing runs)."""
+        plan = self.plan(decision.protocol, decision.es_ids)
+        links = self._links(self.bandwidth(decision))
+        summary, _ = link_timing(plan, self.costs(decision.protocol, plan.es_ids), links,
+                                 self._compute(use_queues), trace=False)
+        return summary
+
+    def advance(self, dt_s: float) -> None:
+        """Move the world on by ``dt_s``: mobility, a new fading block."""
+        if not (math.isfinite(dt_s) and dt_s >= 0):
+            raise ValueError(f"'dt_s' must be a finite number >= 0 (got {dt_s})")
+        self.channel.advance(dt_s, self.rng)
+        self.now_s += dt_s
+
+
+def _noiseless(links: LinkConditions) -> LinkConditions:
+    return replace(links, noiseless=True)
+
+
+def _digest(image: torch.Tensor) -> int:
+    return hash(image.detach().cpu().numpy().tobytes())
+
+
+def _meta_image(comps: Components) -> torch.Tensor:
+    return torch.empty((1, 3, comps.image_size, comps.image_size), device="meta")
+
+
+def protocols_for(num_es: int) -> list[str]:
+    """Protocols that can run with ``num_es`` ESs."""
+    return [n for n, p in PROTOCOLS.items() if p.min_es <= num_es]
