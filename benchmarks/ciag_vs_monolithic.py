@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/ciag_vs_monolithic.py [--repeats 30] [--model tiny] [--json]
 
-Both are timed in one run, interleaved, on the same request; the ratio of the median wall
+Both are timed in one run, interleaved, on the same request
+the ratio of the median wall
 times is what README reports (target <= 1.05). The split run includes everything live mode
 does per step: stage dispatch, FLOP bookkeeping (cached after the first run), payload
 counting and the (perfect) channel.
@@ -56,8 +57,12 @@ def main() -> None:
     assert torch.equal(mono()[0], split())  # also warms both paths up (FLOP counts cached)
     t_mono, t_split = [], []
     for _ in range(args.repeats):
-        t0 = time.perf_counter(); mono(); t_mono.append(time.perf_counter() - t0)
-        t0 = time.perf_counter(); split(); t_split.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        mono()
+        t_mono.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        split()
+        t_split.append(time.perf_counter() - t0)
     m, sp = statistics.median(t_mono), statistics.median(t_split)
     result = {"model": args.model, "steps": s.steps, "strength": s.strength, "repeats": args.repeats,
               "monolithic_median_s": m, "ciag_median_s": sp, "ratio": sp / m}

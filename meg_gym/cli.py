@@ -1,4 +1,4 @@
-"""The ``meg-gym`` command line: table, demo, train-ldm.
+"""The ``meg-gym`` command line: table, demo, calibrate, train-ldm.
 
 Every command takes ``--config FILE`` (a scenario YAML, any subset of keys). Bad input
 prints a one-line error, no traceback, and exits with status 2.
@@ -48,16 +48,18 @@ def _es_ids(protocol: str, num_es: int) -> tuple[int, ...]:
 
 def cmd_table(args: argparse.Namespace) -> int:
     """Per protocol: uplink, downlink and total bits, from the tensors the stages produce."""
-    from meg_gym.config import load_scenario
+    from meg_gym.config import load_scenario, scenario_to_dict
     from meg_gym.ldm.components import load_model, meta_copy
     from meg_gym.protocols import PROTOCOLS
     from meg_gym.system import MegSystem
+    from meg_gym.workload import TYPICAL_PROMPT
 
     ov = _overrides(args)
-    num_es = max(2, ov.get("num_es", 2))
-    ov["num_es"] = num_es
-    ov.setdefault("es", [{}])
     sc = load_scenario(args.config, **ov)
+    if sc.num_es < 2:  # the multi-ES protocols need two ESs: show them on two
+        ov.update(num_es=2, es=[scenario_to_dict(sc)["es"][0]], protocols=list(PROTOCOLS))
+        sc = load_scenario(args.config, **ov)
+    num_es = sc.num_es
     comps = meta_copy(load_model(sc.model))
     system = MegSystem(sc, components=comps, judge=None)
     rows = []
@@ -73,7 +75,8 @@ def cmd_table(args: argparse.Namespace) -> int:
         return 0
     print(f"model {sc.model} ({comps.image_size}x{comps.image_size}, latent {comps.latent_channels}x"
           f"{comps.latent_size}x{comps.latent_size}), {sc.transmission.bits_per_value} bits per value, "
-          f"multi-ES protocols on {num_es} ESs")
+          f"multi-ES protocols on {num_es} ESs; text sent as UTF-8 ({8 * len(TYPICAL_PROMPT)} bits: "
+          f"{TYPICAL_PROMPT!r})")
     print(f"{'protocol':<9} {'ES':>3} {'uplink bits':>14} {'downlink bits':>14} {'total bits':>14} {'GFLOP':>10}")
     for r in rows:
         print(f"{r['protocol']:<9} {r['num_es']:>3} {r['uplink_bits']:>14,} {r['downlink_bits']:>14,} "
@@ -92,6 +95,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
                        rng=np.random.default_rng(args.seed), quiet=args.json)
     if args.json:
         print(json.dumps(records, indent=2))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Sweep the live engine into profiled mode's quality table (resumable), or check its fidelity."""
+    from meg_gym.quality.calibrate import calibrate, check_fidelity
+    from meg_gym.quality.calibration import CALIBRATION_DIR, load_table
+    from meg_gym.system import MegSystem
+
+    sc = _scenario(args)
+    if sc.num_es < 2:
+        from meg_gym.config import load_scenario
+
+        sc = load_scenario(args.config, **{**_overrides(args), "num_es": 2})
+    system = MegSystem(sc)
+    out = Path(args.out) if args.out else CALIBRATION_DIR / f"{sc.model}.json"
+    if args.check:
+        result = check_fidelity(system, load_table(out), points=args.points, requests=args.requests)
+        print(json.dumps(result))
+        return 0
+    grid = [float(x) for x in args.snr_grid.split(",")] if args.snr_grid else None
+    steps = [int(x) for x in args.steps.split(",")] if args.steps else None
+    table = calibrate(system, out, snr_grid_db=grid, steps_grid=steps, requests=args.requests, seed=args.seed)
+    print(f"calibration table: {out} ({len(table.tables)} protocols, {len(table.snr_grid_db)} SNR points, "
+          f"steps {table.steps_grid}, {table.requests_per_point} requests per point)")
     return 0
 
 
@@ -136,6 +164,15 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="out/demo")
     d.add_argument("--json", action="store_true")
 
+    c = add("calibrate", cmd_calibrate, "sweep the live engine into profiled mode's quality table")
+    c.add_argument("--snr-grid", help="comma-separated SNRs in dB (default -20,-10,-5,0,5,10,15,20,30)")
+    c.add_argument("--steps", help="comma-separated denoising step counts (default: the scenario's)")
+    c.add_argument("--requests", type=int, default=4, help="requests per point")
+    c.add_argument("--points", type=int, default=12, help="held-out points for --check")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", help="table path (default configs/calibration/<model>.json)")
+    c.add_argument("--check", action="store_true", help="measure profiled-vs-live error on held-out settings")
+
     tr = add("train-ldm", cmd_train_ldm, "train the shipped tiny LDM (hours on CPU; resumable)")
     tr.add_argument("--phase", choices=["vae", "unet", "classifier", "all"], default="all")
     tr.add_argument("--steps", type=int)
@@ -148,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``meg-gym``."""
-    from meg_gym.errors import USER_ERRORS
+    from meg_gym.errors import USER_ERRORS  # noqa: I001
 
     args = _parser().parse_args(argv)
     try:

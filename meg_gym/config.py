@@ -60,6 +60,7 @@ __all__ = [
     "Scenario",
     "TransmissionConfig",
     "UeConfig",
+    "WorkloadConfig",
     "channel_kinds",
     "device_names",
     "load_scenario",
@@ -356,12 +357,31 @@ class RewardWeights(_Frozen):
     latency: NonNegative = 0.5
     overhead: NonNegative = 0.1
     energy: NonNegative = 0.1
+    deadline: NonNegative = 1.0
 
 
 class RewardConfig(_Frozen):
-    """Scalar reward = weights . terms."""
+    """Scalar reward = weights . terms; ``ssim_weight`` mixes SSIM and prompt fidelity into quality."""
 
     weights: RewardWeights = Field(default_factory=RewardWeights)
+    ssim_weight: Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)] = 0.5
+
+
+class WorkloadConfig(_Frozen):
+    """The request stream: Poisson arrivals, a deadline and a quality weight per request."""
+
+    arrival_rate_hz: Positive = 1.0
+    deadline_s: tuple[Positive, Positive] = (0.3, 2.0)  # drawn uniformly per request
+    quality_weight: tuple[NonNegative, NonNegative] = (0.5, 1.5)  # drawn uniformly per request
+    requests_per_episode: PositiveInt = 200
+    latency_scale_s: Positive = 1.0  # the latency term is -latency_s / latency_scale_s
+
+    @field_validator("deadline_s", "quality_weight")
+    @classmethod
+    def _range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] > v[1]:
+            raise _FieldError((), f"must be [low, high] with low <= high (got {list(v)})")
+        return v
 
 
 class Scenario(_Frozen):
@@ -370,6 +390,9 @@ class Scenario(_Frozen):
     name: Annotated[str, Strict(), Field(min_length=1)] = "default"
     seed: NonNegativeInt = 0
     model: Text = "tiny"
+    # FLOPs and payload sizes from another model's geometry (e.g. sd15), content from ``model``:
+    # the tiny LDM then stands in for Stable Diffusion at its real scale. None: ``model`` itself.
+    cost_model: Text | None = None
     backend: Text = "live"
     num_es: PositiveInt = 2
     bandwidth_hz: Positive = 20.0e6
@@ -379,7 +402,10 @@ class Scenario(_Frozen):
     es: tuple[EsConfig, ...] = Field(default_factory=lambda: (EsConfig(),) * 2)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
+    workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
     protocols: tuple[Text, ...] = tuple(_FALLBACK["protocols"])
+    bandwidth_shares: tuple[Fraction, ...] = (0.25, 0.5, 1.0)  # of bandwidth_hz, offered to agents
+    calibration: Text | None = None  # profiled mode's table; None: configs/calibration/<model>.json
 
     @model_validator(mode="before")
     @classmethod
@@ -408,6 +434,11 @@ class Scenario(_Frozen):
         if v not in BACKENDS:
             raise _FieldError((), _one_of(BACKENDS, v))
         return v
+
+    @field_validator("cost_model")
+    @classmethod
+    def _cost_model(cls, v: str | None) -> str | None:
+        return None if v is None else cls._model(v)
 
     @field_validator("model")
     @classmethod

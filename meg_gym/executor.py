@@ -20,7 +20,7 @@ from meg_gym.ldm.stages import STAGES, GenerationSettings, StageContext, run_sta
 from meg_gym.protocols import UE, PlacedProtocol, Run, _stage_names
 from meg_gym.timing import StepCost, StepTiming, compile_plan
 
-__all__ = ["ExecutionResult", "FlopCache", "LinkConditions", "NodeCompute", "execute"]
+__all__ = ["ExecutionResult", "LinkConditions", "NodeCompute", "execute", "link_timing"]
 
 
 @dataclass(frozen=True)
@@ -48,22 +48,22 @@ class NodeCompute:
     start_s: float = 0.0
 
 
-class FlopCache:
-    """FLOPs per (model, stage, params, input shapes), counted once with FlopCounterMode."""
+#: output shapes of stages run on the meta device, by FLOP-cache key: a meta run of a stage
+#: already seen (same model, settings and input shapes) reuses them instead of tracing again
+META_OUTPUTS: dict[Any, dict[str, Any]] = {}
 
-    def __init__(self) -> None:
-        self._flops: dict[tuple, int] = {}
+#: one FLOP cache for the process: FLOPs depend only on model, stage, settings and shapes
+SHARED_FLOPS: Any = None
 
-    @staticmethod
-    def key(model: str, stage: str, params: tuple, inputs: dict[str, Any]) -> tuple:
-        shapes = tuple(sorted((k, tuple(v.shape) if torch.is_tensor(v) else len(str(v))) for k, v in inputs.items()))
-        return (model, stage, params, shapes)
 
-    def get(self, key: tuple) -> int | None:
-        return self._flops.get(key)
+def shared_flop_cache() -> Any:
+    """The process-wide :class:`meg_gym.compute.FlopCache`."""
+    global SHARED_FLOPS
+    if SHARED_FLOPS is None:
+        from meg_gym.compute import FlopCache
 
-    def put(self, key: tuple, flops: int) -> None:
-        self._flops[key] = int(flops)
+        SHARED_FLOPS = FlopCache()
+    return SHARED_FLOPS
 
 
 @dataclass
@@ -106,13 +106,13 @@ def execute(
     generator: torch.Generator | None,
     channel_generator: torch.Generator | None = None,
     judge: Any = None,
-    flop_cache: FlopCache | None = None,
+    flop_cache: Any = None,
 ) -> ExecutionResult:
     """Run ``plan`` once: every stage on its node, every tensor through the channel."""
     from meg_gym.channel import transmit, transmit_text
     from meg_gym.compute import count_flops
 
-    cache = flop_cache if flop_cache is not None else FlopCache()
+    cache = flop_cache if flop_cache is not None else shared_flop_cache()
     stores: dict[str, dict[str, Any]] = {n: {} for n in plan.nodes}
     stores[UE].update(image=image, text=prompt)
     ctx = StageContext(comps=comps, settings=settings, generator=generator, judge=judge, prompt=prompt)
@@ -125,13 +125,19 @@ def execute(
             back = {mapped: own for own, mapped in rename.items()}
             params = dict(step.params)
             local = {back.get(n, n): stores[step.on][n] for n in _stage_names(step, "in")}
-            key = cache.key(comps.name, stage.name, step.params, local)
+            key = cache.key(comps.name, stage.name, (step.params, settings), local)  # steps live in settings
             flops = cache.get(key)
-            if flops is None:
+            meta = comps.device.type == "meta"
+            if meta and flops is not None and key in META_OUTPUTS:  # shapes known: no need to trace again
+                out = {k: torch.empty(v, device="meta") if isinstance(v, tuple) else v
+                       for k, v in META_OUTPUTS[key].items()}
+            elif flops is None:
                 out, flops = count_flops(run_stage, stage, ctx, local, params)
                 cache.put(key, flops)
             else:
                 out = run_stage(stage, ctx, local, params)
+            if meta:
+                META_OUTPUTS[key] = {k: tuple(v.shape) if torch.is_tensor(v) else v for k, v in out.items()}
             stores[step.on].update({rename.get(k, k): v for k, v in out.items()})
             costs.append(StepCost("run", stage.name, step.on, flops=int(flops)))
             airtimes.append(None)

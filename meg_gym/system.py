@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from meg_gym.executor import ExecutionResult, FlopCache, LinkConditions, NodeCompute, execute, link_timing
-from meg_gym.timing import StepCost
+from meg_gym.executor import ExecutionResult, LinkConditions, NodeCompute, execute, link_timing, shared_flop_cache
 from meg_gym.ldm.components import Components, ModelError, load_model, meta_copy
 from meg_gym.ldm.stages import GenerationSettings
 from meg_gym.protocols import PROTOCOLS, PlacedProtocol, ProtocolError, place
 from meg_gym.quality.metrics import psnr_db, ssim
+from meg_gym.timing import StepCost
 
 __all__ = ["Decision", "MegSystem", "Outcome", "Request"]
 
@@ -83,12 +83,15 @@ class MegSystem:
         sc = self.scenario
         self.comps = components if components is not None else load_model(sc.model)
         self.meta = meta_copy(self.comps)
+        # the geometry behind FLOPs and payloads: the model itself, or a stand-in's card (cost_model)
+        self.cost_comps = self.meta if not sc.cost_model else meta_copy(load_model(sc.cost_model))
         self.settings = GenerationSettings.from_any(sc.generation)
-        self.flop_cache = FlopCache()
+        self.flop_cache = shared_flop_cache()
         self._references: dict[tuple, torch.Tensor] = {}
-        self._meta_costs: dict[tuple[str, tuple[int, ...]], list[StepCost]] = {}
+        self._meta_costs: dict[tuple, list[StepCost]] = {}
         self.judge = self._load_judge() if judge == "auto" else judge
         self._init_devices()
+        self.now_s = 0.0
         self.reset(sc.seed)
 
     # -- set-up -------------------------------------------------------------------------
@@ -124,8 +127,7 @@ class MegSystem:
         ss = np.random.SeedSequence(seed)
         ch_ss, q_ss = ss.spawn(2)
         self.rng = np.random.default_rng(ch_ss)
-        params = {k: v for k, v in sc.channel.model_dump().items() if k != "kind" and v is not None}
-        self.channel = make_channel(sc.channel.kind, **params)
+        self.channel = make_channel(sc.channel.kind, **channel_params(sc))
         self.channel.reset(self.rng, sc.num_es)
         job = self.background_job_flops()
         self.queues = {
@@ -151,10 +153,13 @@ class MegSystem:
 
     def costs(self, protocol: str, es_ids: tuple[int, ...]) -> list[StepCost]:
         """Step costs (FLOPs, payload bits) of a plan, from one run on the meta model (cached)."""
-        key = (protocol, tuple(es_ids))
+        key = (protocol, tuple(es_ids), self.settings)
         if key not in self._meta_costs:
             plan = place(protocol, tuple(es_ids))
-            res = self._run(plan, self.meta, _meta_image(self.meta), "a", None, self._links(1e6, noiseless=True),
+            from meg_gym.workload import TYPICAL_PROMPT
+
+            res = self._run(plan, self.cost_comps, _meta_image(self.cost_comps), TYPICAL_PROMPT, None,
+                            self._links(1e6, noiseless=True),
                             queues=False)
             self._meta_costs[key] = res.costs
         return self._meta_costs[key]
@@ -202,7 +207,9 @@ class MegSystem:
         links = self._links(self.bandwidth(decision))
         if snr_db is not None:
             links = replace(links, snr_db={**links.snr_db, **snr_db})
-        res = self._run(plan, self.comps, request.image, request.prompt, request.seed, links, queues=use_queues)
+        own_timing = self.cost_comps is self.meta
+        res = self._run(plan, self.comps, request.image, request.prompt, request.seed, links,
+                        queues=use_queues and own_timing)
         if links.noiseless:
             ref_out = res.output
         else:  # what a perfect channel would have delivered: same request, same generator
@@ -210,7 +217,11 @@ class MegSystem:
         out, reference = res.output[0], ref_out[0]
         fid = self.judge.score(out, request.prompt) if self.judge is not None else None
         s = ssim(out, reference)
-        return self._outcome(plan, res.summary, res.trace, s, psnr_db(out, reference), fid, out, reference,
+        summary, trace = res.summary, res.trace
+        if self.cost_comps is not self.meta:  # timing at the stand-in's scale: its FLOPs and payloads
+            summary, trace = link_timing(plan, self.costs(plan.protocol, plan.es_ids), links,
+                                         self._compute(use_queues))
+        return self._outcome(plan, summary, trace, s, psnr_db(out, reference), fid, out, reference,
                              res.candidates, res.selected_index)
 
     def _reference_for(self, plan: PlacedProtocol, request: Request, links: LinkConditions) -> torch.Tensor:
@@ -225,8 +236,7 @@ class MegSystem:
 
     def _outcome(self, plan: PlacedProtocol, summary: dict[str, float], trace: list, s: float, p: float,
                  fid: float | None, out: Any, ref: Any, candidates: list, selected: int | None) -> Outcome:
-        q_cfg = self.scenario.quality if hasattr(self.scenario, "quality") else None
-        w_ssim = getattr(q_cfg, "ssim_weight", 0.5) if q_cfg is not None else 0.5
+        w_ssim = self.scenario.reward.ssim_weight
         quality = s if fid is None else w_ssim * s + (1 - w_ssim) * fid
         breakdown = {k: summary[k] for k in ("ue_compute_s", "es_compute_s", "queue_s", "uplink_s", "downlink_s")}
         for r in trace:
@@ -262,6 +272,22 @@ class MegSystem:
             raise ValueError(f"'dt_s' must be a finite number >= 0 (got {dt_s})")
         self.channel.advance(dt_s, self.rng)
         self.now_s += dt_s
+
+
+def channel_params(sc: Any) -> dict[str, Any]:
+    """The channel model's keyword arguments from a scenario: its channel section plus the
+    UE's and ESs' radio settings (powers, positions, speed) for the link-budget kinds."""
+    params = sc.channel.params()
+    if sc.channel.kind in ("awgn", "perfect"):
+        # snr_db is the SNR over the whole bandwidth_hz; a smaller share concentrates the power
+        params["reference_bandwidth_hz"] = sc.bandwidth_hz
+        return params
+    params.update(ue_tx_power_dbm=sc.ue.tx_power_dbm, es_tx_power_dbm=[es.tx_power_dbm for es in sc.es],
+                  ue_position_m=tuple(sc.ue.position_m), ue_speed_mps=sc.ue.speed_mps)
+    positions = [tuple(es.position_m) for es in sc.es]
+    if len(set(positions)) == len(positions):  # distinct positions given; else the kind's default layout
+        params["es_positions_m"] = positions
+    return params
 
 
 def _noiseless(links: LinkConditions) -> LinkConditions:

@@ -13,7 +13,10 @@ import torch
 from meg_gym.ldm.data import caption, edit_scene, render, sample_scenes
 from meg_gym.system import Request
 
-__all__ = ["sample_request"]
+__all__ = ["TYPICAL_PROMPT", "sample_request"]
+
+#: a prompt of typical length, for payload sizes computed without a request (tables, profiled mode)
+TYPICAL_PROMPT = "a large red fish on the left in a dark blue sea"
 
 
 def sample_request(rng: np.random.Generator, image_size: int = 64, prompt: str | None = None,

@@ -291,7 +291,7 @@ def load_sd_folder(path: str | Path) -> Components:
         text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", use_safetensors=True)
         tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
         scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise ModelError(f"'model' folder {str(folder)!r} could not be loaded: {str(exc).splitlines()[0]}") from exc
     for m in (vae, unet, text_encoder):
         m.eval().requires_grad_(False)
@@ -318,13 +318,24 @@ def load_model(model: str) -> Components:
     return build_from_card(card, meta=True)
 
 
+def _init_kwargs(module: Any) -> dict[str, Any]:
+    """A diffusers model's config restricted to its constructor's arguments.
+
+    (AutoencoderTiny also records ``block_out_channels``, which its constructor rejects.)
+    """
+    import inspect
+
+    names = inspect.signature(type(module).__init__).parameters
+    return {k: v for k, v in module.config.items() if k in names}
+
+
 def meta_copy(comps: Components) -> Components:
     """The same architecture on the ``meta`` device: shapes and FLOPs without computing values."""
     if comps.device.type == "meta":
         return comps
     with torch.device("meta"):
-        vae = type(comps.vae).from_config(comps.vae.config)
-        unet = type(comps.unet).from_config(comps.unet.config)
+        vae = type(comps.vae).from_config(_init_kwargs(comps.vae))
+        unet = type(comps.unet).from_config(_init_kwargs(comps.unet))
         text_encoder = type(comps.text_encoder)(comps.text_encoder.config)
     return Components(
         name=comps.name, vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=comps.tokenizer, unet=unet.eval(),

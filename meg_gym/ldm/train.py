@@ -3,7 +3,8 @@
 Three phases, each resumable from its checkpoint and exported to safetensors when done
 (and every ``--export-every`` steps for the long UNet phase, so a stopped run loses little):
 
-1. ``vae``: AutoencoderTiny on procedural scenes (L1 + MSE); then the latent scaling
+1. ``vae``: AutoencoderTiny on procedural scenes (L1 + MSE)
+then the latent scaling
    factor is set to 1/std of the latents, as Stable Diffusion did (Rombach et al. 2022, Sec. 4.3).
 2. ``unet``: the CLIP-style text encoder and the UNet together, epsilon prediction on VAE
    latents, 10% caption dropout for classifier-free guidance, EMA of the weights.
@@ -89,7 +90,9 @@ def train_vae(s: TrainSettings) -> dict:
     rng_state = np.random.default_rng(s.seed)
     if ckpt.is_file():
         st = torch.load(ckpt, weights_only=False)
-        vae.load_state_dict(st["model"]); opt.load_state_dict(st["opt"]); step = st["step"]
+        vae.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        step = st["step"]
         rng_state = st["rng"]
     rng = rng_state
     bar = tqdm(total=s.steps, initial=step, desc="vae", unit="step")
@@ -100,7 +103,9 @@ def train_vae(s: TrainSettings) -> dict:
         y = vae.decode(vae.encode(x * 2 - 1).latents).sample
         y = (y + 1) / 2
         loss = (y - x).abs().mean() + ((y - x) ** 2).mean()
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
         step += 1
         bar.update(1)
         if step % 20 == 0:
@@ -123,14 +128,16 @@ def train_vae(s: TrainSettings) -> dict:
 def _merge_meta(folder: Path, new: dict) -> dict:
     path = folder / "meta.json"
     old = json.loads(path.read_text()) if path.is_file() else {}
-    old.pop("name", None); old.pop("scaling_factor", None)
+    old.pop("name", None)
+    old.pop("scaling_factor", None)
     return {**old, **new}
 
 
 def train_unet(s: TrainSettings) -> dict:
     comps = _load_components(s)
     vae, unet, te, sched, tok = comps.vae, comps.unet, comps.text_encoder, comps.scheduler, comps.tokenizer
-    unet.train().requires_grad_(True); te.train().requires_grad_(True)
+    unet.train().requires_grad_(True)
+    te.train().requires_grad_(True)
     params = list(unet.parameters()) + list(te.parameters())
     opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=1e-2)
     ema_unet, ema_te = copy.deepcopy(unet).eval(), copy.deepcopy(te).eval()
@@ -140,8 +147,11 @@ def train_unet(s: TrainSettings) -> dict:
     gen = torch.Generator().manual_seed(s.seed + 1)
     if ckpt.is_file():
         st = torch.load(ckpt, weights_only=False)
-        unet.load_state_dict(st["unet"]); te.load_state_dict(st["te"]); opt.load_state_dict(st["opt"])
-        ema_unet.load_state_dict(st["ema_unet"]); ema_te.load_state_dict(st["ema_te"])
+        unet.load_state_dict(st["unet"])
+        te.load_state_dict(st["te"])
+        opt.load_state_dict(st["opt"])
+        ema_unet.load_state_dict(st["ema_unet"])
+        ema_te.load_state_dict(st["ema_te"])
         step, rng = st["step"], st["rng"]
         gen.set_state(st["gen"])
     sf = comps.scaling_factor
@@ -160,7 +170,8 @@ def train_unet(s: TrainSettings) -> dict:
         emb = te(tok(caps)).last_hidden_state
         pred = unet(noisy, t, emb).sample
         loss = ((pred - noise) ** 2).mean()
-        opt.zero_grad(); loss.backward()
+        opt.zero_grad()
+        loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         decay = min(0.999, (1 + step) / (10 + step))
@@ -205,7 +216,9 @@ def train_classifier(s: TrainSettings) -> dict:
             nn.functional.cross_entropy(logits[n], torch.tensor([ATTRIBUTES[n].index(getattr(sc, n)) for sc in scenes]))
             for n in names
         )
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
         bar.update(1)
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")

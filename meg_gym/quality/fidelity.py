@@ -49,5 +49,6 @@ def load_judge(folder: Path | None = None) -> FidelityJudge:
     try:
         clf.load_state_dict(load_file(str(path)), strict=True)
     except Exception as exc:  # noqa: BLE001 - any corrupt file gets the same clear message
-        raise ModelError(f"attribute classifier {path} is not a valid weight file ({str(exc).splitlines()[0]})") from exc
+        first = str(exc).splitlines()[0]
+        raise ModelError(f"attribute classifier {path} is not a valid weight file ({first})") from exc
     return FidelityJudge(clf)

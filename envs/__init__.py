@@ -1,0 +1,27 @@
+"""Gymnasium (and PettingZoo) environments over meg_gym; ``import envs`` registers the ids.
+
+* ``MEG/SingleES-v0``: one UE, one ES, the six single-ES protocols (profiled mode);
+* ``MEG/MultiES-v0``: one UE, three ESs, all 11 protocols (profiled mode);
+* ``MEG/SingleES-live-v0``, ``MEG/MultiES-live-v0``: the same with the real split LDM every step.
+"""
+
+from __future__ import annotations
+
+from gymnasium.envs.registration import register, registry
+
+from envs.codecs import CODECS, InvalidAction
+from envs.meg_env import MegEnv
+from envs.wrappers import LinearReward
+
+__all__ = ["CODECS", "ENV_IDS", "InvalidAction", "LinearReward", "MegEnv"]
+
+ENV_IDS = {
+    "MEG/SingleES-v0": {"config": "case_study", "backend": "profiled"},
+    "MEG/SingleES-live-v0": {"config": "case_study", "backend": "live"},
+    "MEG/MultiES-v0": {"config": "multi_es", "backend": "profiled"},
+    "MEG/MultiES-live-v0": {"config": "multi_es", "backend": "live"},
+}
+
+for _id, _kwargs in ENV_IDS.items():
+    if _id not in registry:
+        register(id=_id, entry_point="envs.meg_env:MegEnv", kwargs=dict(_kwargs), disable_env_checker=False)

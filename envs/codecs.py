@@ -1,0 +1,131 @@
+"""Action codecs: one decision space, three Gymnasium encodings.
+
+A decision is a *placement* (a protocol with the ES or ES set that serves it, from
+``World.decisions``) and a *bandwidth share* (from the scenario's ``bandwidth_shares``).
+Every action of every codec decodes to a valid decision, so any policy can act:
+
+* ``multidiscrete`` (default; PPO, A2C): ``MultiDiscrete([n_placements, n_shares])``;
+* ``discrete`` (DQN): ``Discrete(n_placements * n_shares)``, placement-major;
+* ``box`` (SAC, TD3): ``Box(-1, 1, (2,))``, each coordinate split into equal bins.
+
+A malformed action (wrong shape, out of range, NaN) raises :class:`InvalidAction` naming the
+allowed range before anything changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+__all__ = ["CODECS", "ActionCodec", "InvalidAction", "make_codec"]
+
+
+class InvalidAction(ValueError):
+    """An action outside the action space."""
+
+
+class ActionCodec:
+    """Maps actions to (placement index, share index) and back."""
+
+    name = ""
+
+    def __init__(self, n_placements: int, n_shares: int) -> None:
+        self.n_placements = n_placements
+        self.n_shares = n_shares
+        self.space = self._space()
+
+    def _space(self) -> spaces.Space:
+        raise NotImplementedError
+
+    def decode(self, action: Any) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def encode(self, placement: int, share: int) -> Any:
+        raise NotImplementedError
+
+    def mask(self, placement_ok: np.ndarray) -> np.ndarray:
+        """The action mask for sb3-contrib's MaskablePPO, given which placements are feasible."""
+        raise NotImplementedError
+
+
+class MultiDiscreteCodec(ActionCodec):
+    name = "multidiscrete"
+
+    def _space(self) -> spaces.Space:
+        return spaces.MultiDiscrete([self.n_placements, self.n_shares])
+
+    def decode(self, action: Any) -> tuple[int, int]:
+        a = np.asarray(action)
+        if a.shape != (2,) or not np.issubdtype(a.dtype, np.integer) and not np.all(np.mod(a, 1) == 0):
+            raise InvalidAction(f"action must be 2 integers [placement, share] in MultiDiscrete("
+                                f"[{self.n_placements}, {self.n_shares}]) (got {action!r})")
+        p, s = int(a[0]), int(a[1])
+        if not (0 <= p < self.n_placements and 0 <= s < self.n_shares):
+            raise InvalidAction(f"action [placement, share] must be in [0, {self.n_placements - 1}] x "
+                                f"[0, {self.n_shares - 1}] (got [{p}, {s}])")
+        return p, s
+
+    def encode(self, placement: int, share: int) -> np.ndarray:
+        return np.array([placement, share], dtype=np.int64)
+
+    def mask(self, placement_ok: np.ndarray) -> np.ndarray:
+        return np.concatenate([placement_ok, np.ones(self.n_shares, dtype=bool)])
+
+
+class DiscreteCodec(ActionCodec):
+    name = "discrete"
+
+    def _space(self) -> spaces.Space:
+        return spaces.Discrete(self.n_placements * self.n_shares)
+
+    def decode(self, action: Any) -> tuple[int, int]:
+        a = np.asarray(action)
+        n = self.n_placements * self.n_shares
+        if a.size != 1 or not np.isfinite(a).all() or float(a.reshape(())) % 1 != 0:
+            raise InvalidAction(f"action must be one integer in [0, {n - 1}] (got {action!r})")
+        i = int(a.reshape(()))
+        if not 0 <= i < n:
+            raise InvalidAction(f"action must be in [0, {n - 1}] (got {i})")
+        return divmod(i, self.n_shares)
+
+    def encode(self, placement: int, share: int) -> int:
+        return placement * self.n_shares + share
+
+    def mask(self, placement_ok: np.ndarray) -> np.ndarray:
+        return np.repeat(placement_ok, self.n_shares)
+
+
+class BoxCodec(ActionCodec):
+    name = "box"
+
+    def _space(self) -> spaces.Space:
+        return spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+
+    @staticmethod
+    def _bin(x: float, n: int) -> int:
+        return min(n - 1, int((x + 1.0) / 2.0 * n))
+
+    def decode(self, action: Any) -> tuple[int, int]:
+        a = np.asarray(action, dtype=np.float64)
+        if a.shape != (2,) or not np.isfinite(a).all() or (np.abs(a) > 1.0).any():
+            raise InvalidAction(f"action must be 2 finite numbers in [-1, 1] (got {action!r})")
+        return self._bin(float(a[0]), self.n_placements), self._bin(float(a[1]), self.n_shares)
+
+    def encode(self, placement: int, share: int) -> np.ndarray:
+        centre = [(placement + 0.5) / self.n_placements * 2 - 1, (share + 0.5) / self.n_shares * 2 - 1]
+        return np.array(centre, dtype=np.float32)
+
+    def mask(self, placement_ok: np.ndarray) -> np.ndarray:
+        return np.concatenate([placement_ok, np.ones(self.n_shares, dtype=bool)])
+
+
+CODECS: dict[str, type[ActionCodec]] = {c.name: c for c in (MultiDiscreteCodec, DiscreteCodec, BoxCodec)}
+
+
+def make_codec(name: str, n_placements: int, n_shares: int) -> ActionCodec:
+    """The codec ``name``; an unknown name lists the known ones."""
+    if name not in CODECS:
+        raise ValueError(f"'action_type' must be one of {sorted(CODECS)} (got {name!r})")
+    return CODECS[name](n_placements, n_shares)

@@ -1,0 +1,211 @@
+"""Link budget: 3GPP TR 38.901 path loss, LOS probability, shadowing, fading, thermal noise.
+
+Everything here is a pure function of floats (no state, no numpy arrays), so that the
+channel models in :mod:`meg_gym.channel.models` can call it on every block cheaply.
+
+Sources
+-------
+* Path loss: 3GPP TR 38.901 (V17.0.0) Table 7.4.1-1, UMi-Street Canyon and UMa, LOS and
+  NLOS. ``fc`` is in GHz and distances in metres inside the formulas; the break-point
+  distance d'_BP = 4 h'_BS h'_UT f_c / c (f_c in Hz) uses effective heights h' = h - h_E,
+  h_E = 1 m (note 1 of the table; for UMa h_E = 1 m holds exactly when h_UT < 13 m, where
+  C(d_2D, h_UT) = 0; for taller UEs the table draws h_E at random, which we do not model).
+* LOS probability: TR 38.901 Table 7.4.2-1 (UMi-Street Canyon, UMa).
+* Shadow fading: log-normal with the standard deviation sigma_SF of Table 7.4.1-1 (UMi 4 /
+  7.82 dB, UMa 4 / 6 dB for LOS / NLOS), correlated in space with the decorrelation
+  distances of Table 7.5-6 (UMi 10 / 13 m, UMa 37 / 50 m) through the exponential model of
+  Gudmundson, "Correlation model for shadow fading in mobile radio systems", Electronics
+  Letters 27(23), 1991.
+* Small-scale fading: block fading, one complex gain per block; Rayleigh (NLOS) or Rician
+  with K factor (LOS; TR 38.901 Table 7.5-6 gives K = 9 dB for UMi and UMa LOS).
+* Thermal noise: N = -174 dBm/Hz + 10 log10(B) + NF (kT at 290 K).
+
+Validity: the table covers 10 m <= d_2D <= 5 km; shorter distances are clamped to 10 m,
+longer ones are extrapolated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = [
+    "FADINGS",
+    "MIN_DISTANCE_2D_M",
+    "SCENARIOS_38901",
+    "SPEED_OF_LIGHT_MPS",
+    "THERMAL_NOISE_DBM_PER_HZ",
+    "Tr38901Scenario",
+    "breakpoint_distance_m",
+    "db_to_linear",
+    "fading_gain",
+    "linear_to_db",
+    "los_probability_uma",
+    "los_probability_umi",
+    "pathloss_uma_los_db",
+    "pathloss_uma_nlos_db",
+    "pathloss_umi_los_db",
+    "pathloss_umi_nlos_db",
+    "thermal_noise_dbm",
+]
+
+SPEED_OF_LIGHT_MPS = 299_792_458.0
+THERMAL_NOISE_DBM_PER_HZ = -174.0  # 10 log10(k T) at T = 290 K, in dBm/Hz
+MIN_DISTANCE_2D_M = 10.0  # lower end of TR 38.901 Table 7.4.1-1's validity range
+_H_E_M = 1.0  # effective environment height (TR 38.901 Table 7.4.1-1, note 1)
+
+# Small-scale fading kinds: 'rician' applies the K factor on LOS links and Rayleigh on NLOS
+# links (TR 38.901 defines K only for LOS); 'none' keeps the power gain at 1.
+FADINGS = ("none", "rayleigh", "rician")
+
+
+def db_to_linear(x_db: float) -> float:
+    """10^(x/10)."""
+    return 10.0 ** (x_db / 10.0)
+
+
+def linear_to_db(x: float) -> float:
+    """10 log10(x); -inf for 0."""
+    return 10.0 * math.log10(x) if x > 0 else -math.inf
+
+
+def thermal_noise_dbm(bandwidth_hz: float, noise_figure_db: float = 0.0) -> float:
+    """Receiver noise power N = -174 dBm/Hz + 10 log10(B) + NF, in dBm."""
+    return THERMAL_NOISE_DBM_PER_HZ + 10.0 * math.log10(bandwidth_hz) + noise_figure_db
+
+
+def breakpoint_distance_m(carrier_hz: float, es_height_m: float, ue_height_m: float) -> float:
+    """d'_BP = 4 h'_BS h'_UT f_c / c with h' = h - 1 m (TR 38.901 Table 7.4.1-1, note 1)."""
+    return 4.0 * (es_height_m - _H_E_M) * (ue_height_m - _H_E_M) * carrier_hz / SPEED_OF_LIGHT_MPS
+
+
+def _d3d(d2d_m: float, es_height_m: float, ue_height_m: float) -> tuple[float, float]:
+    d2d = d2d_m if d2d_m > MIN_DISTANCE_2D_M else MIN_DISTANCE_2D_M
+    dh = es_height_m - ue_height_m
+    return d2d, math.sqrt(d2d * d2d + dh * dh)
+
+
+def pathloss_umi_los_db(d2d_m: float, carrier_hz: float, es_height_m: float = 10.0, ue_height_m: float = 1.5) -> float:
+    """UMi-Street Canyon LOS path loss (TR 38.901 Table 7.4.1-1).
+
+    PL1 = 32.4 + 21 log10(d_3D) + 20 log10(f_c) for d_2D <= d'_BP,
+    PL2 = 32.4 + 40 log10(d_3D) + 20 log10(f_c) - 9.5 log10(d'_BP^2 + (h_BS - h_UT)^2) beyond.
+    """
+    d2d, d3d = _d3d(d2d_m, es_height_m, ue_height_m)
+    fc_term = 20.0 * math.log10(carrier_hz / 1e9)
+    dbp = breakpoint_distance_m(carrier_hz, es_height_m, ue_height_m)
+    if d2d <= dbp:
+        return 32.4 + 21.0 * math.log10(d3d) + fc_term
+    dh = es_height_m - ue_height_m
+    return 32.4 + 40.0 * math.log10(d3d) + fc_term - 9.5 * math.log10(dbp * dbp + dh * dh)
+
+
+def pathloss_umi_nlos_db(d2d_m: float, carrier_hz: float, es_height_m: float = 10.0,
+                         ue_height_m: float = 1.5) -> float:
+    """UMi-Street Canyon NLOS path loss (TR 38.901 Table 7.4.1-1).
+
+    PL = max(PL_UMi-LOS, PL'), PL' = 35.3 log10(d_3D) + 22.4 + 21.3 log10(f_c) - 0.3 (h_UT - 1.5).
+    """
+    _, d3d = _d3d(d2d_m, es_height_m, ue_height_m)
+    nlos = 35.3 * math.log10(d3d) + 22.4 + 21.3 * math.log10(carrier_hz / 1e9) - 0.3 * (ue_height_m - 1.5)
+    los = pathloss_umi_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m)
+    return nlos if nlos > los else los
+
+
+def pathloss_uma_los_db(d2d_m: float, carrier_hz: float, es_height_m: float = 25.0, ue_height_m: float = 1.5) -> float:
+    """UMa LOS path loss (TR 38.901 Table 7.4.1-1), with h_E = 1 m.
+
+    PL1 = 28.0 + 22 log10(d_3D) + 20 log10(f_c) for d_2D <= d'_BP,
+    PL2 = 28.0 + 40 log10(d_3D) + 20 log10(f_c) - 9 log10(d'_BP^2 + (h_BS - h_UT)^2) beyond.
+    """
+    d2d, d3d = _d3d(d2d_m, es_height_m, ue_height_m)
+    fc_term = 20.0 * math.log10(carrier_hz / 1e9)
+    dbp = breakpoint_distance_m(carrier_hz, es_height_m, ue_height_m)
+    if d2d <= dbp:
+        return 28.0 + 22.0 * math.log10(d3d) + fc_term
+    dh = es_height_m - ue_height_m
+    return 28.0 + 40.0 * math.log10(d3d) + fc_term - 9.0 * math.log10(dbp * dbp + dh * dh)
+
+
+def pathloss_uma_nlos_db(d2d_m: float, carrier_hz: float, es_height_m: float = 25.0,
+                         ue_height_m: float = 1.5) -> float:
+    """UMa NLOS path loss (TR 38.901 Table 7.4.1-1).
+
+    PL = max(PL_UMa-LOS, PL'), PL' = 13.54 + 39.08 log10(d_3D) + 20 log10(f_c) - 0.6 (h_UT - 1.5).
+    """
+    _, d3d = _d3d(d2d_m, es_height_m, ue_height_m)
+    nlos = 13.54 + 39.08 * math.log10(d3d) + 20.0 * math.log10(carrier_hz / 1e9) - 0.6 * (ue_height_m - 1.5)
+    los = pathloss_uma_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m)
+    return nlos if nlos > los else los
+
+
+def los_probability_umi(d2d_m: float, ue_height_m: float = 1.5) -> float:
+    """UMi-Street Canyon LOS probability (TR 38.901 Table 7.4.2-1).
+
+    1 for d_2D <= 18 m, else 18/d_2D + exp(-d_2D/36) (1 - 18/d_2D). ``ue_height_m`` is unused
+    (kept so that both scenarios share one signature).
+    """
+    if d2d_m <= 18.0:
+        return 1.0
+    r = 18.0 / d2d_m
+    return r + math.exp(-d2d_m / 36.0) * (1.0 - r)
+
+
+def los_probability_uma(d2d_m: float, ue_height_m: float = 1.5) -> float:
+    """UMa LOS probability (TR 38.901 Table 7.4.2-1).
+
+    1 for d_2D <= 18 m, else [18/d_2D + exp(-d_2D/63)(1 - 18/d_2D)]
+    (1 + C'(h_UT) 5/4 (d_2D/100)^3 exp(-d_2D/150)), C' = 0 for h_UT <= 13 m and
+    ((h_UT - 13)/10)^1.5 for 13 m < h_UT <= 23 m.
+    """
+    if d2d_m <= 18.0:
+        return 1.0
+    r = 18.0 / d2d_m
+    p = r + math.exp(-d2d_m / 63.0) * (1.0 - r)
+    if ue_height_m > 13.0:
+        c = ((ue_height_m - 13.0) / 10.0) ** 1.5
+        p *= 1.0 + c * 1.25 * (d2d_m / 100.0) ** 3 * math.exp(-d2d_m / 150.0)
+    return min(p, 1.0)
+
+
+def fading_gain(fading: str, los: bool, k_linear: float, re: float, im: float) -> float:
+    """Small-scale power gain |h|^2 (mean 1) of one block from two standard normals ``re``, ``im``.
+
+    Rayleigh: h = (re + j im)/sqrt(2), so |h|^2 ~ Exp(1). Rician (LOS links only):
+    h = sqrt(K/(K+1)) + sqrt(1/(K+1)) (re + j im)/sqrt(2). 'none': 1.
+    """
+    if fading == "none":
+        return 1.0
+    if fading == "rician" and los:
+        a = math.sqrt(k_linear / (k_linear + 1.0))
+        b = math.sqrt(0.5 / (k_linear + 1.0))
+        x, y = a + b * re, b * im
+        return x * x + y * y
+    return 0.5 * (re * re + im * im)
+
+
+@dataclass(frozen=True)
+class Tr38901Scenario:
+    """One TR 38.901 deployment scenario: heights, layout, path loss, LOS and shadowing laws."""
+
+    name: str
+    es_height_m: float  # h_BS (Table 7.2-1 / 7.4.1-1)
+    isd_m: float  # inter-site distance (Table 7.2-1), used for the default ES layout
+    pathloss_los_db: Callable[[float, float, float, float], float]
+    pathloss_nlos_db: Callable[[float, float, float, float], float]
+    los_probability: Callable[[float, float], float]
+    shadow_sigma_los_db: float  # sigma_SF, Table 7.4.1-1
+    shadow_sigma_nlos_db: float
+    shadow_corr_los_m: float  # shadow fading decorrelation distance, Table 7.5-6
+    shadow_corr_nlos_m: float
+
+
+# One row per scenario. The LOS-state process reuses the NLOS shadowing decorrelation
+# distance (a simple stand-in for the spatially consistent LOS state of TR 38.901 7.6.3.3).
+SCENARIOS_38901: dict[str, Tr38901Scenario] = {
+    "umi": Tr38901Scenario("umi", 10.0, 200.0, pathloss_umi_los_db, pathloss_umi_nlos_db, los_probability_umi,
+                           4.0, 7.82, 10.0, 13.0),
+    "uma": Tr38901Scenario("uma", 25.0, 500.0, pathloss_uma_los_db, pathloss_uma_nlos_db, los_probability_uma,
+                           4.0, 6.0, 37.0, 50.0),
+}

@@ -1,0 +1,221 @@
+"""The MEG world as a stream of requests: what the environments step through.
+
+A :class:`World` wraps a :class:`~meg_gym.system.MegSystem` (model, channel, ES queues) and
+adds the request stream (Poisson arrivals; prompt and input from the scene grammar; a
+deadline and a quality weight per request) and the reward terms. Between requests the
+world moves: the UE walks, fading changes, other users load the ESs (their queues are
+simulated up to each arrival).
+
+``step(decision)`` serves the current request and moves on to the next:
+
+* live mode runs the real split pipeline (:meth:`MegSystem.serve`);
+* profiled mode draws quality from the calibration table at the links' SNRs and takes
+  latency, bits and energy from the same compiled plan and FLOP counts as live mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from meg_gym.protocols import PROTOCOLS, place
+from meg_gym.system import Decision, MegSystem, Request
+from meg_gym.timing import CompiledPlan, compile_plan
+
+__all__ = ["REWARD_TERMS", "RequestInfo", "StepResult", "World"]
+
+REWARD_TERMS = ("quality", "latency", "overhead", "energy", "deadline")
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """One request of the stream (the image and prompt are drawn only in live mode)."""
+
+    index: int
+    arrival_s: float
+    deadline_s: float
+    quality_weight: float
+    seed: int
+    request: Request | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What serving one request gave: reward terms and the measured numbers behind them."""
+
+    terms: dict[str, float]
+    reward: float
+    latency_s: float
+    quality: float
+    ssim: float
+    uplink_bits: int
+    downlink_bits: int
+    energy_j: float
+    deadline_missed: bool
+    decision: Decision
+    outcome: Any = None  # the live Outcome (images, trace), None in profiled mode
+
+
+class World:
+    """Requests arriving at one UE served by the scenario's ESs, in live or profiled mode."""
+
+    def __init__(self, scenario: Any = None, *, system: MegSystem | None = None, table: Any = None) -> None:
+        from meg_gym.config import load_scenario
+
+        sc = scenario if hasattr(scenario, "model_dump") else load_scenario(scenario)
+        self.scenario = sc
+        self.live = sc.backend == "live"
+        self.system = system if system is not None else MegSystem(sc, judge="auto" if self.live else None)
+        self.table = table if table is not None or self.live else _load_table(sc, self.system)
+        self.workload = sc.workload
+        self.decisions = self._decisions()
+        self.compiled: dict[tuple[str, tuple[int, ...]], CompiledPlan] = {
+            (d.protocol, d.es_ids): compile_plan(self.system.plan(d.protocol, d.es_ids),
+                                                 self.system.costs(d.protocol, d.es_ids))
+            for d in self.decisions
+        }
+        self._refs = self._references()
+        self.rng = np.random.default_rng(0)
+        self.request: RequestInfo | None = None
+        self.served = 0
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _decisions(self) -> list[Decision]:
+        """Every (protocol, ES set) the scenario offers, in a fixed order."""
+        sc = self.scenario
+        out = []
+        for name in sc.protocols:
+            for es_ids in es_sets(name, sc.num_es):
+                out.append(Decision(name, es_ids))
+        return out
+
+    def _references(self) -> dict[str, float]:
+        """Scales that make the cost terms unit-sized: Full ES's bits, Full UE's energy."""
+        sys_ = self.system
+        full_es = compile_plan(place("full_es", (0,)), sys_.costs("full_es", (0,)))
+        full_ue = compile_plan(place("full_ue", (0,)), sys_.costs("full_ue", (0,)))
+        summary, _ = full_ue.timing(
+            ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[1.0], snr_ul_db=[0.0], snr_dl_db=[0.0],
+            bandwidth_hz=self.scenario.bandwidth_hz, mode="analog", efficiency=1.0, ue_power_w=sys_.ue_power_w,
+            ue_tx_power_w=sys_.ue_tx_power_w)
+        return {"bits": float(full_es.uplink_bits + full_es.downlink_bits), "energy_j": summary["energy_j"],
+                "latency_s": float(self.workload.latency_scale_s)}
+
+    # -- episode ----------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        """New episode: world state and request stream from ``seed``."""
+        ss = np.random.SeedSequence(seed)
+        sys_ss, req_ss = ss.spawn(2)
+        self.system.reset(int(sys_ss.generate_state(1)[0]))
+        self.rng = np.random.default_rng(req_ss)
+        self.served = 0
+        self.request = self._next_request(0.0)
+
+    def _next_request(self, arrival_s: float) -> RequestInfo:
+        w, rng = self.workload, self.rng
+        deadline = float(rng.uniform(*w.deadline_s))
+        weight = float(rng.uniform(*w.quality_weight))
+        seed = int(rng.integers(2**31 - 1))
+        req = None
+        if self.live:
+            from meg_gym.workload import sample_request
+
+            req = sample_request(np.random.default_rng(seed), self.system.comps.image_size, deadline_s=deadline)
+        return RequestInfo(self.served, arrival_s, deadline, weight, seed, req)
+
+    @property
+    def done(self) -> bool:
+        return self.served >= self.workload.requests_per_episode
+
+    def link_snrs(self, bandwidth_hz: float) -> tuple[list[float], list[float]]:
+        """Uplink and downlink SNR (dB) of every ES at this bandwidth, now."""
+        ch = self.system.channel
+        n = self.scenario.num_es
+        return ([ch.snr_db(i, "ul", bandwidth_hz) for i in range(n)],
+                [ch.snr_db(i, "dl", bandwidth_hz) for i in range(n)])
+
+    def feasible(self, bandwidth_share: float) -> np.ndarray:
+        """For each decision: can it meet the current deadline (ignoring ES queues)?"""
+        sys_ = self.system
+        sc = self.scenario
+        bw = bandwidth_share * sc.bandwidth_hz
+        snr_ul, snr_dl = self.link_snrs(bw)
+        t = sc.transmission
+        ok = np.zeros(len(self.decisions), dtype=bool)
+        for k, d in enumerate(self.decisions):
+            ids = d.es_ids
+            summary, _ = self.compiled[(d.protocol, ids)].timing(
+                ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[sys_.es_flops_per_s[i] for i in ids],
+                snr_ul_db=[snr_ul[i] for i in ids], snr_dl_db=[snr_dl[i] for i in ids], bandwidth_hz=bw,
+                mode=t.mode, efficiency=t.efficiency, ue_power_w=sys_.ue_power_w,
+                ue_tx_power_w=sys_.ue_tx_power_w)
+            ok[k] = summary["latency_s"] <= self.request.deadline_s
+        return ok
+
+    def step(self, decision: Decision, bandwidth_share: float) -> StepResult:
+        """Serve the current request with ``decision`` on ``bandwidth_share`` of the cell, then move on."""
+        if self.request is None:
+            raise RuntimeError("World.step() called before reset()")
+        sys_ = self.system
+        sc = self.scenario
+        bw = bandwidth_share * sc.bandwidth_hz
+        req = self.request
+        if self.live:
+            out = sys_.serve(req.request, Decision(decision.protocol, decision.es_ids, bw))
+            latency, quality, ssim = out.latency_s, out.quality, out.ssim
+            ul_bits, dl_bits, energy = out.uplink_bits, out.downlink_bits, out.energy_j
+        else:
+            out = None
+            cp = self.compiled[(decision.protocol, decision.es_ids)]
+            ids = decision.es_ids
+            ch = sys_.channel
+            snr_ul = [ch.snr_db(i, "ul", bw) for i in ids]
+            snr_dl = [ch.snr_db(i, "dl", bw) for i in ids]
+            t = sc.transmission
+            summary, _ = cp.timing(
+                ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[sys_.es_flops_per_s[i] for i in ids],
+                snr_ul_db=snr_ul, snr_dl_db=snr_dl, bandwidth_hz=bw, mode=t.mode, efficiency=t.efficiency,
+                ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w,
+                queues=[sys_.queues[i] for i in ids], start_s=sys_.now_s)
+            latency, energy = summary["latency_s"], summary["energy_j"]
+            ul_bits, dl_bits = cp.uplink_bits, cp.downlink_bits
+            steps = sys_.settings.steps
+            worst_ul, worst_dl = min(snr_ul), min(snr_dl)
+            quality = self.table.sample(decision.protocol, worst_ul, worst_dl, self.rng, steps, "quality")
+            ssim = self.table.lookup(decision.protocol, worst_ul, worst_dl, steps, "ssim")[0]
+        missed = latency > req.deadline_s
+        refs = self._refs
+        terms = {
+            "quality": quality * req.quality_weight,
+            "latency": -latency / refs["latency_s"],
+            "overhead": -(ul_bits + dl_bits) / refs["bits"],
+            "energy": -energy / refs["energy_j"],
+            "deadline": -1.0 if missed else 0.0,
+        }
+        w = sc.reward.weights
+        reward = (w.quality * terms["quality"] + w.latency * terms["latency"] + w.overhead * terms["overhead"]
+                  + w.energy * terms["energy"] + w.deadline * terms["deadline"])
+        # move on: the next request arrives after an exponential gap; the world moves with it
+        self.served += 1
+        gap = float(self.rng.exponential(1.0 / self.workload.arrival_rate_hz))
+        sys_.advance(gap)
+        self.request = self._next_request(sys_.now_s)
+        return StepResult(terms, reward, latency, quality, ssim, ul_bits, dl_bits, energy, missed, decision, out)
+
+
+def es_sets(protocol: str, num_es: int) -> list[tuple[int, ...]]:
+    """The ES sets a protocol can use among ``num_es`` ESs: single ESs, or every set of >= 2."""
+    from itertools import combinations
+
+    if not PROTOCOLS[protocol].multi_es:
+        return [(i,) for i in range(num_es)]
+    return [c for k in range(2, num_es + 1) for c in combinations(range(num_es), k)]
+
+
+def _load_table(scenario: Any, system: MegSystem) -> Any:
+    from meg_gym.quality.calibration import CALIBRATION_DIR, load_table
+
+    path = scenario.calibration if scenario.calibration else CALIBRATION_DIR / f"{scenario.model}.json"
+    return load_table(path)

@@ -1,0 +1,72 @@
+"""The meg-gym command line: table, demo, one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from meg_gym.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "meg_gym.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_table_sd15_with_no_weights(capsys):
+    assert main(["table", "--model", "sd15", "--json"]) == 0
+    rows = {r["protocol"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == {"full_ue", "full_es", "uieg", "eiug", "ciag", "esuc", "uidg", "diug", "dsuc", "uidcg",
+                         "dcsuc"}
+    img, lat = 3 * 512 * 512 * 16, 4 * 64 * 64 * 16
+    assert rows["full_es"]["downlink_bits"] == img
+    assert rows["ciag"]["downlink_bits"] == lat
+    assert rows["eiug"]["downlink_bits"] == lat and rows["uieg"]["downlink_bits"] == img
+    assert rows["esuc"]["downlink_bits"] == img // 4
+    assert rows["full_ue"]["uplink_bits"] == rows["full_ue"]["downlink_bits"] == 0
+    assert rows["ciag"]["uplink_bits"] - lat == rows["uieg"]["uplink_bits"] - lat  # same text bits
+    assert rows["full_es"]["uplink_bits"] / rows["ciag"]["uplink_bits"] == pytest.approx(48, rel=0.01)
+
+
+def test_table_bits_per_value_and_num_es(capsys):
+    assert main(["table", "--model", "tiny", "--bits-per-value", "8", "--num-es", "3", "--json"]) == 0
+    rows = {r["protocol"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["ciag"]["downlink_bits"] == 4 * 16 * 16 * 8
+    assert rows["uidg"]["num_es"] == 3 and rows["uidg"]["downlink_bits"] == 3 * 3 * 64 * 64 * 8
+
+
+def test_demo_json_and_grid(tmp_path, capsys):
+    cfg = tmp_path / "fast.yaml"
+    cfg.write_text("generation: {steps: 4, ue_steps: 2, complete_steps: 4}\n")
+    assert main(["demo", "--config", str(cfg), "--out", str(tmp_path / "demo"), "--json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [r["protocol"] for r in records] == ["full_ue", "full_es", "uieg", "eiug", "ciag", "esuc", "uidg",
+                                                 "diug", "dsuc", "uidcg", "dcsuc"]
+    for r in records:
+        for key in ("uplink_bits", "downlink_bits", "latency_s", "ssim", "psnr_db"):
+            assert key in r
+        assert 0.0 <= r["ssim"] <= 1.0 and r["latency_s"] > 0
+    assert (tmp_path / "demo" / "grid.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["table", "--model", "nope"], "'model' must be a model card name"),
+    (["demo", "--channel", "wifi"], "'channel.kind' must be one of"),
+    (["demo", "--snr-db", "nan"], "'channel.snr_db'"),
+    (["table", "--bits-per-value", "0"], "'transmission.bits_per_value'"),
+    (["table", "--config", "/no/such/file.yaml"], "does not exist"),
+])
+def test_bad_input_one_line_error(args, needle):
+    res = run_cli(*args)
+    assert res.returncode == 2
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_bad_config_file_one_line_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("es:\n  - {flops_per_s: -3.0}\n")
+    res = run_cli("table", "--config", str(bad))
+    assert res.returncode == 2
+    assert res.stderr.strip() == "meg-gym table: error: 'es[0].flops_per_s' must be > 0 (got -3.0)"
