@@ -1,4 +1,4 @@
-"""The ``meg-gym`` command line: table, demo, calibrate, train-ldm.
+"""The ``meg-gym`` command line: table, demo, calibrate, train-ldm, evaluate-ldm.
 
 Every command takes ``--config FILE`` (a scenario YAML, any subset of keys). Bad input
 prints a one-line error, no traceback, and exits with status 2.
@@ -139,6 +139,14 @@ def cmd_train_ldm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_ldm(args: argparse.Namespace) -> int:
+    """Measure the shipped tiny model (VAE PSNR, classifier accuracy, img2img prompt fidelity)."""
+    from meg_gym.ldm.evaluate import evaluate_ldm
+
+    print(json.dumps(evaluate_ldm(requests=args.requests, write=not args.no_write), indent=2))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meg-gym", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -180,6 +188,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--checkpoint-dir")
     tr.add_argument("--out", help="where to write the weights (default: the shipped folder)")
+    ev = add("evaluate-ldm", cmd_evaluate_ldm, "measure the shipped tiny model; stores the numbers in its meta.json")
+    ev.add_argument("--requests", type=int, default=200)
+    ev.add_argument("--no-write", action="store_true", help="print only; leave meta.json alone")
     return p
 
 
