@@ -143,7 +143,8 @@ def cmd_evaluate_ldm(args: argparse.Namespace) -> int:
     """Measure the shipped tiny model (VAE PSNR, classifier accuracy, img2img prompt fidelity)."""
     from meg_gym.ldm.evaluate import evaluate_ldm
 
-    print(json.dumps(evaluate_ldm(requests=args.requests, write=not args.no_write), indent=2))
+    print(json.dumps(evaluate_ldm(requests=args.requests, write=not args.no_write,
+                                  grid=Path(args.grid) if args.grid else None), indent=2))
     return 0
 
 
@@ -191,6 +192,7 @@ def _parser() -> argparse.ArgumentParser:
     ev = add("evaluate-ldm", cmd_evaluate_ldm, "measure the shipped tiny model; stores the numbers in its meta.json")
     ev.add_argument("--requests", type=int, default=200)
     ev.add_argument("--no-write", action="store_true", help="print only; leave meta.json alone")
+    ev.add_argument("--grid", help="also save the first 8 requests as a PNG grid here")
     return p
 
 

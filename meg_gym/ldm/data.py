@@ -85,20 +85,22 @@ def caption(scene: Scene) -> str:
 
 
 def parse_caption(text: str) -> dict[str, str]:
-    """Attributes named in a caption (a prompt may name only some of them)."""
-    words = text.lower().replace(",", " ").split()
+    """Attributes named in a caption (a prompt may name only some of them).
+
+    Background phrases are matched first and taken out, so the "blue" of "a dark blue sea"
+    is not read as the object's colour.
+    """
+    phrase = " " + " ".join(text.lower().replace(",", " ").split()) + " "
     found: dict[str, str] = {}
+    for bg, bg_phrase in _BACKGROUND_PHRASE.items():
+        if f" {bg_phrase} " in phrase:
+            found["background"] = bg
+            phrase = phrase.replace(f" {bg_phrase} ", " ")
+    words = phrase.split()
     for name, values in ATTRIBUTES.items():
         for value in values:
-            if value in words:
+            if value in words and name not in found:
                 found[name] = value
-    phrase = " ".join(words)
-    for bg, bg_phrase in _BACKGROUND_PHRASE.items():
-        if bg_phrase in phrase:
-            found["background"] = bg
-    if "blue sea" in phrase:  # "blue" there names the sea, not the object
-        if found.get("color") == "blue" and words.count("blue") == 1:
-            del found["color"]
     return found
 
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,11 @@ def img2img(comps: Components, image: torch.Tensor, prompt: str, settings: Gener
 
 
 def evaluate_ldm(requests: int = 200, seed: int = 30_000, settings: GenerationSettings | None = None,
-                 progress: bool = True, write: bool = True) -> dict[str, Any]:
-    """Measure the shipped tiny model; returns (and by default stores) the numbers."""
+                 progress: bool = True, write: bool = True, grid: Path | None = None) -> dict[str, Any]:
+    """Measure the shipped tiny model; returns (and by default stores) the numbers.
+
+    ``grid``: also save the first 8 requests as a PNG (input, Full ES output, Full UE output).
+    """
     from meg_gym.quality.fidelity import load_judge
 
     comps = load_shipped("tiny")
@@ -54,6 +58,7 @@ def evaluate_ldm(requests: int = 200, seed: int = 30_000, settings: GenerationSe
     acc = {n: float(np.mean([p[n] == getattr(sc, n) for p, sc in zip(preds, scenes)])) for n in ATTRIBUTES}
     # img2img prompt fidelity: full setting vs Full UE's weaker one
     fid_full, fid_weak, edit_full, edit_weak, ssim_weak = [], [], [], [], []
+    tiles: list = []
     for i in tqdm(range(requests), desc="img2img", disable=not progress):
         scene = sample_scenes(rng, 1)[0]
         attr = ("color", "shape", "background")[i % 3]
@@ -67,6 +72,10 @@ def evaluate_ldm(requests: int = 200, seed: int = 30_000, settings: GenerationSe
             fids.append(judge.score(out, prompt))
             edits.append(float(judge.classifier.predict(out[None])[0][attr] == want[attr]))
         ssim_weak.append(ssim(weak, full))
+        if grid is not None and i < 8:
+            tiles += [(image[0], ["input", caption(scene)[:24], caption(scene)[24:48]]),
+                      (full, [f"Full ES ({s.steps} steps)", prompt[:24], prompt[24:48]]),
+                      (weak, [f"Full UE ({s.ue_steps} steps)", f"fidelity {fid_weak[-1]:.2f}", ""])]
     result = {
         "vae_heldout_psnr_db": psnr_db(rec, x),
         "classifier_heldout_accuracy": acc,
@@ -78,6 +87,10 @@ def evaluate_ldm(requests: int = 200, seed: int = 30_000, settings: GenerationSe
             "ssim_full_ue_vs_full_es": float(np.mean(ssim_weak)),
         },
     }
+    if grid is not None:
+        from meg_gym.demo import save_grid
+
+        save_grid(Path(grid), tiles, cell=128, columns=6)
     if write:
         path = SHIPPED_DIR / "tiny" / "meta.json"
         meta = json.loads(path.read_text())
