@@ -3,12 +3,11 @@
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401
+import envs  # noqa: F401  (registers the MEG ids)
 
 
 def _make():
-    import envs  # noqa: F401  (registers the ids in the spawned process)
-
+    # the spawned process imports this module, and with it ``envs``, which registers the ids
     return gym.make("MEG/SingleES-v0")
 
 
