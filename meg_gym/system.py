@@ -94,6 +94,18 @@ class MegSystem:
         self.now_s = 0.0
         self.reset(sc.seed)
 
+    def __deepcopy__(self, memo: dict) -> MegSystem:
+        """A copy with its own world state (channel, queues, randomness, clock); the model,
+        the FLOP cache and the reference cache are shared, since nothing mutates them."""
+        import copy
+
+        new = copy.copy(self)
+        memo[id(self)] = new
+        new.channel = copy.deepcopy(self.channel, memo)
+        new.queues = copy.deepcopy(self.queues, memo)
+        new.rng = copy.deepcopy(self.rng, memo)
+        return new
+
     # -- set-up -------------------------------------------------------------------------
     def _load_judge(self) -> Any:
         if not self.comps.name.startswith("tiny") or not self.comps.has_weights:

@@ -81,6 +81,16 @@ class World:
         self.request: RequestInfo | None = None
         self.served = 0
 
+    def __deepcopy__(self, memo: dict) -> World:
+        """A copy with its own world state and request stream; tables and plans are shared."""
+        import copy
+
+        new = copy.copy(self)
+        memo[id(self)] = new
+        new.system = copy.deepcopy(self.system, memo)
+        new.rng = copy.deepcopy(self.rng, memo)
+        return new
+
     # -- set-up ---------------------------------------------------------------------------
     def _decisions(self) -> list[Decision]:
         """Every (protocol, ES set) the scenario offers, in a fixed order."""

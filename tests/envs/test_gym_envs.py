@@ -149,3 +149,17 @@ def test_bad_constructor_arguments():
         gym.make("MEG/SingleES-v0", action_type="cont")
     with pytest.raises(ValueError, match="'observation_type' must be one of"):
         gym.make("MEG/SingleES-v0", observation_type="image")
+
+
+def test_deepcopy_is_an_independent_world_with_the_same_future():
+    import copy
+
+    env = gym.make("MEG/MultiES-v0").unwrapped
+    env.reset(seed=9)
+    twin = copy.deepcopy(env)
+    assert twin.world.system.comps is env.world.system.comps  # the model is shared, not copied
+    for a in ([0, 0], [5, 1], [20, 2]):
+        r1, r2 = env.step(np.array(a)), twin.step(np.array(a))
+        assert np.array_equal(r1[0], r2[0]) and r1[1] == r2[1]
+    env.step(np.array([1, 1]))
+    assert env.world.served == twin.world.served + 1
