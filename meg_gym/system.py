@@ -20,7 +20,7 @@ import torch
 from meg_gym.executor import ExecutionResult, LinkConditions, NodeCompute, execute, link_timing, shared_flop_cache
 from meg_gym.ldm.components import Components, ModelError, load_model, meta_copy
 from meg_gym.ldm.stages import GenerationSettings
-from meg_gym.protocols import PROTOCOLS, PlacedProtocol, ProtocolError, place
+from meg_gym.protocols import PlacedProtocol, ProtocolError, place
 from meg_gym.quality.metrics import psnr_db, ssim
 from meg_gym.timing import StepCost
 
@@ -270,14 +270,6 @@ class MegSystem:
                         _noiseless(self._links(self.scenario.bandwidth_hz)), queues=False)
         return res.output[0]
 
-    def timing(self, decision: Decision, use_queues: bool = True) -> dict[str, float]:
-        """Latency, bits and energy of a decision from cached costs (profiled mode; nothing runs)."""
-        plan = self.plan(decision.protocol, decision.es_ids)
-        links = self._links(self.bandwidth(decision))
-        summary, _ = link_timing(plan, self.costs(decision.protocol, plan.es_ids), links,
-                                 self._compute(use_queues), trace=False)
-        return summary
-
     def advance(self, dt_s: float) -> None:
         """Move the world on by ``dt_s``: mobility, a new fading block."""
         if not (math.isfinite(dt_s) and dt_s >= 0):
@@ -312,8 +304,3 @@ def _digest(image: torch.Tensor) -> int:
 
 def _meta_image(comps: Components) -> torch.Tensor:
     return torch.empty((1, 3, comps.image_size, comps.image_size), device="meta")
-
-
-def protocols_for(num_es: int) -> list[str]:
-    """Protocols that can run with ``num_es`` ESs."""
-    return [n for n, p in PROTOCOLS.items() if p.min_es <= num_es]

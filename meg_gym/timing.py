@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from meg_gym.channel import airtime_s
 from meg_gym.protocols import UE, PlacedProtocol, Run, Send, _stage_names
 
 __all__ = ["CompiledPlan", "StepCost", "StepTiming", "compile_plan"]
@@ -99,8 +100,6 @@ class CompiledPlan:
         ``airtimes`` overrides the computed airtime of sends (live mode passes what the
         transmission really took, retransmissions included).
         """
-        from meg_gym.channel import airtime_s
-
         n = len(self.costs)
         end = [0.0] * n
         clock = [start_s] * (len(self.es_ids) + 1)

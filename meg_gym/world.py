@@ -68,7 +68,7 @@ class World:
         self.scenario = sc
         self.live = sc.backend == "live"
         self.system = system if system is not None else MegSystem(sc, judge="auto" if self.live else None)
-        self.table = table if table is not None or self.live else _load_table(sc, self.system)
+        self.table = table if table is not None or self.live else _load_table(sc)
         self.workload = sc.workload
         self.decisions = self._decisions()
         self.compiled: dict[tuple[str, tuple[int, ...]], CompiledPlan] = {
@@ -148,21 +148,27 @@ class World:
 
     def feasible(self, bandwidth_share: float) -> np.ndarray:
         """For each decision: can it meet the current deadline (ignoring ES queues)?"""
-        sys_ = self.system
-        sc = self.scenario
-        bw = bandwidth_share * sc.bandwidth_hz
+        bw = bandwidth_share * self.scenario.bandwidth_hz
         snr_ul, snr_dl = self.link_snrs(bw)
-        t = sc.transmission
         ok = np.zeros(len(self.decisions), dtype=bool)
         for k, d in enumerate(self.decisions):
-            ids = d.es_ids
-            summary, _ = self.compiled[(d.protocol, ids)].timing(
-                ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[sys_.es_flops_per_s[i] for i in ids],
-                snr_ul_db=[snr_ul[i] for i in ids], snr_dl_db=[snr_dl[i] for i in ids], bandwidth_hz=bw,
-                mode=t.mode, efficiency=t.efficiency, ue_power_w=sys_.ue_power_w,
-                ue_tx_power_w=sys_.ue_tx_power_w)
-            ok[k] = summary["latency_s"] <= self.request.deadline_s
+            latency = self._timing(d, bw, [snr_ul[i] for i in d.es_ids], [snr_dl[i] for i in d.es_ids],
+                                   queues=False)["latency_s"]
+            ok[k] = latency <= self.request.deadline_s
         return ok
+
+    def _timing(self, decision: Decision, bandwidth_hz: float, snr_ul_db: list[float], snr_dl_db: list[float],
+                queues: bool) -> dict[str, float]:
+        """Latency, bits and energy of a decision from its compiled plan (SNRs indexed like its ES ids)."""
+        sys_ = self.system
+        ids = decision.es_ids
+        t = self.scenario.transmission
+        summary, _ = self.compiled[(decision.protocol, ids)].timing(
+            ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[sys_.es_flops_per_s[i] for i in ids],
+            snr_ul_db=snr_ul_db, snr_dl_db=snr_dl_db, bandwidth_hz=bandwidth_hz, mode=t.mode,
+            efficiency=t.efficiency, ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w,
+            queues=[sys_.queues[i] for i in ids] if queues else None, start_s=sys_.now_s)
+        return summary
 
     def step(self, decision: Decision, bandwidth_share: float) -> StepResult:
         """Serve the current request with ``decision`` on ``bandwidth_share`` of the cell, then move on."""
@@ -178,19 +184,13 @@ class World:
             ul_bits, dl_bits, energy = out.uplink_bits, out.downlink_bits, out.energy_j
         else:
             out = None
-            cp = self.compiled[(decision.protocol, decision.es_ids)]
             ids = decision.es_ids
             ch = sys_.channel
             snr_ul = [ch.snr_db(i, "ul", bw) for i in ids]
             snr_dl = [ch.snr_db(i, "dl", bw) for i in ids]
-            t = sc.transmission
-            summary, _ = cp.timing(
-                ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[sys_.es_flops_per_s[i] for i in ids],
-                snr_ul_db=snr_ul, snr_dl_db=snr_dl, bandwidth_hz=bw, mode=t.mode, efficiency=t.efficiency,
-                ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w,
-                queues=[sys_.queues[i] for i in ids], start_s=sys_.now_s)
+            summary = self._timing(decision, bw, snr_ul, snr_dl, queues=True)
             latency, energy = summary["latency_s"], summary["energy_j"]
-            ul_bits, dl_bits = cp.uplink_bits, cp.downlink_bits
+            ul_bits, dl_bits = int(summary["uplink_bits"]), int(summary["downlink_bits"])
             steps = sys_.settings.steps
             worst_ul, worst_dl = min(snr_ul), min(snr_dl)
             quality = self.table.sample(decision.protocol, worst_ul, worst_dl, self.rng, steps, "quality")
@@ -224,7 +224,7 @@ def es_sets(protocol: str, num_es: int) -> list[tuple[int, ...]]:
     return [c for k in range(2, num_es + 1) for c in combinations(range(num_es), k)]
 
 
-def _load_table(scenario: Any, system: MegSystem) -> Any:
+def _load_table(scenario: Any) -> Any:
     from meg_gym.quality.calibration import CALIBRATION_DIR, load_table
 
     path = scenario.calibration if scenario.calibration else CALIBRATION_DIR / f"{scenario.model}.json"
