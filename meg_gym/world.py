@@ -24,7 +24,7 @@ from meg_gym.protocols import PROTOCOLS, place
 from meg_gym.system import Decision, MegSystem, Request
 from meg_gym.timing import CompiledPlan, compile_plan
 
-__all__ = ["REWARD_TERMS", "RequestInfo", "StepResult", "World"]
+__all__ = ["REWARD_TERMS", "RequestInfo", "StepResult", "World", "reward_scales", "reward_terms"]
 
 REWARD_TERMS = ("quality", "latency", "overhead", "energy", "deadline")
 
@@ -103,15 +103,7 @@ class World:
 
     def _references(self) -> dict[str, float]:
         """Scales that make the cost terms unit-sized: Full ES's bits, Full UE's energy."""
-        sys_ = self.system
-        full_es = compile_plan(place("full_es", (0,)), sys_.costs("full_es", (0,)))
-        full_ue = compile_plan(place("full_ue", (0,)), sys_.costs("full_ue", (0,)))
-        summary, _ = full_ue.timing(
-            ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[1.0], snr_ul_db=[0.0], snr_dl_db=[0.0],
-            bandwidth_hz=self.scenario.bandwidth_hz, mode="analog", efficiency=1.0, ue_power_w=sys_.ue_power_w,
-            ue_tx_power_w=sys_.ue_tx_power_w)
-        return {"bits": float(full_es.uplink_bits + full_es.downlink_bits), "energy_j": summary["energy_j"],
-                "latency_s": float(self.workload.latency_scale_s)}
+        return reward_scales(self.system)
 
     # -- episode ----------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
@@ -196,23 +188,47 @@ class World:
             quality = self.table.sample(decision.protocol, worst_ul, worst_dl, self.rng, steps, "quality")
             ssim = self.table.lookup(decision.protocol, worst_ul, worst_dl, steps, "ssim")[0]
         missed = latency > req.deadline_s
-        refs = self._refs
-        terms = {
-            "quality": quality * req.quality_weight,
-            "latency": -latency / refs["latency_s"],
-            "overhead": -(ul_bits + dl_bits) / refs["bits"],
-            "energy": -energy / refs["energy_j"],
-            "deadline": -1.0 if missed else 0.0,
-        }
-        w = sc.reward.weights
-        reward = (w.quality * terms["quality"] + w.latency * terms["latency"] + w.overhead * terms["overhead"]
-                  + w.energy * terms["energy"] + w.deadline * terms["deadline"])
+        terms, reward = reward_terms(quality, req.quality_weight, latency, ul_bits + dl_bits, energy, missed,
+                                     self._refs, sc.reward.weights)
         # move on: the next request arrives after an exponential gap; the world moves with it
         self.served += 1
         gap = float(self.rng.exponential(1.0 / self.workload.arrival_rate_hz))
         sys_.advance(gap)
         self.request = self._next_request(sys_.now_s)
         return StepResult(terms, reward, latency, quality, ssim, ul_bits, dl_bits, energy, missed, decision, out)
+
+
+def reward_scales(system: MegSystem) -> dict[str, float]:
+    """Scales that make the cost terms unit-sized: Full ES's bits, Full UE's energy, the latency scale."""
+    sc = system.scenario
+    full_es = compile_plan(place("full_es", (0,)), system.costs("full_es", (0,)))
+    full_ue = compile_plan(place("full_ue", (0,)), system.costs("full_ue", (0,)))
+    summary, _ = full_ue.timing(
+        ue_flops_per_s=system.ue_flops_per_s, es_flops_per_s=[1.0], snr_ul_db=[0.0], snr_dl_db=[0.0],
+        bandwidth_hz=sc.bandwidth_hz, mode="analog", efficiency=1.0, ue_power_w=system.ue_power_w,
+        ue_tx_power_w=system.ue_tx_power_w)
+    return {"bits": float(full_es.uplink_bits + full_es.downlink_bits), "energy_j": summary["energy_j"],
+            "latency_s": float(sc.workload.latency_scale_s)}
+
+
+def reward_terms(quality: float, quality_weight: float, latency_s: float, bits: float, energy_j: float,
+                 deadline_missed: bool, scales: dict[str, float], weights: Any) -> tuple[dict[str, float], float]:
+    """The reward terms of one served request (:data:`REWARD_TERMS`) and their weighted sum.
+
+    ``scales`` from :func:`reward_scales`; ``weights`` a scenario's ``reward.weights``. Shared by
+    :class:`World` and the multi-UE world (:mod:`meg_gym.multi`).
+    """
+    terms = {
+        "quality": quality * quality_weight,
+        "latency": -latency_s / scales["latency_s"],
+        "overhead": -bits / scales["bits"],
+        "energy": -energy_j / scales["energy_j"],
+        "deadline": -1.0 if deadline_missed else 0.0,
+    }
+    w = weights
+    reward = (w.quality * terms["quality"] + w.latency * terms["latency"] + w.overhead * terms["overhead"]
+              + w.energy * terms["energy"] + w.deadline * terms["deadline"])
+    return terms, reward
 
 
 def es_sets(protocol: str, num_es: int) -> list[tuple[int, ...]]:
