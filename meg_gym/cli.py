@@ -1,4 +1,4 @@
-"""The ``meg-gym`` command line: table, demo, calibrate, train-ldm, evaluate-ldm.
+"""The ``meg-gym`` command line: table, demo, calibrate, train-ldm, evaluate-ldm, train, evaluate, benchmark.
 
 Every command takes ``--config FILE`` (a scenario YAML, any subset of keys). Bad input
 prints a one-line error, no traceback, and exits with status 2.
@@ -148,6 +148,129 @@ def cmd_evaluate_ldm(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_POLICIES = "random,round_robin,crash_avoid,greedy,fixed:*,oracle"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train an SB3 agent from a YAML config (PPO, A2C, DQN, SAC, MaskablePPO); --resume continues a run."""
+    from agents.training import train
+
+    try:
+        summary = train(args.config, out=args.out, resume=args.resume, verbose=args.verbose,
+                        n_timesteps=args.n_timesteps, seed=args.seed)
+    except KeyboardInterrupt:
+        print("meg-gym train: interrupted; continue from the last checkpoint with --resume", file=sys.stderr)
+        return 130
+    print(json.dumps(summary))
+    return 0
+
+
+def _benchmark(env_id: str, env_kwargs: dict[str, Any], specs: list[str], seeds: list[int], out: Path,
+               run_dirs: list[str], quiet: bool) -> dict[str, Any]:
+    from agents import evaluation as ev
+
+    def progress(label: str, eps: list) -> None:
+        if not quiet:
+            m = ev.mean_ci([e.metrics["return"] for e in eps])
+            print(f"  {label:<24} return {m[0]:10.2f} +- {m[1]:.2f}", file=sys.stderr)
+
+    results = ev.evaluate_policies(specs, env_id, seeds, env_kwargs, progress=progress)
+    rows = ev.summarize(results)
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{env_id} {json.dumps(env_kwargs) if env_kwargs else ''}: {len(seeds)} seeds ({seeds[0]}..{seeds[-1]})"
+    table = ev.write_markdown(rows, out / "table.md", title=title)
+    ev.write_csv(rows, out / "table.csv", results)
+    ev.plot_bars(rows, out / "bars.png")
+    ev.plot_protocol_vs_snr(results, out / "protocol_vs_snr.png")
+    if run_dirs:
+        refs = {f"{r['policy']} (benchmark)": r["return"] for r in rows if r["policy"] in ("random", "oracle")}
+        ev.plot_learning_curves([Path(d) for d in run_dirs], out / "learning_curves.png", refs)
+    models = [ev._spec_label(s)[0] for s in specs if ev._is_model_path(ev._spec_label(s)[1])]
+    crit = {m: ev.criteria(rows, m) for m in models}
+    record = {"env": env_id, "env_kwargs": env_kwargs, "seeds": seeds, "rows": rows, "criteria": crit,
+              "files": sorted(p.name for p in out.iterdir())}
+    (out / "results.json").write_text(json.dumps(record, indent=2, default=float), encoding="utf-8")
+    return {"table": table, **record}
+
+
+def _seeds(args: argparse.Namespace) -> list[int]:
+    from meg_gym.config import ConfigError
+
+    if args.seeds < 1:
+        raise ConfigError(f"'--seeds' must be >= 1 (got {args.seeds})")
+    return list(range(args.seed_start, args.seed_start + args.seeds))
+
+
+def _env_kwargs(args: argparse.Namespace, base: dict[str, Any] | None = None) -> dict[str, Any]:
+    from meg_gym.config import ConfigError
+
+    kw = dict(base or {})
+    if args.env_kwargs:
+        try:
+            extra = json.loads(args.env_kwargs)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"'--env-kwargs' must be a JSON object (got {args.env_kwargs!r}: {exc.msg})") from None
+        if not isinstance(extra, dict):
+            raise ConfigError(f"'--env-kwargs' must be a JSON object (got {args.env_kwargs!r})")
+        kw.update(extra)
+    if args.config:
+        kw["config"] = args.config
+    return kw
+
+
+def _print_result(res: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({k: v for k, v in res.items() if k != "table"}, default=float))
+        return
+    print(res["table"])
+    for model, c in res["criteria"].items():
+        if c:
+            line = (f"{model}: gain over random {c['gain_model']:.2f}; best fixed ({c['best_fixed']}) "
+                    f"{c['gain_best_fixed']:.2f} -> {c['vs_best_fixed']:+.1%}")
+            if "of_oracle" in c:
+                line += f"; oracle {c['gain_oracle']:.2f} -> {c['of_oracle']:.1%} of the oracle's gain"
+            print(line)
+    print(f"written: {', '.join(res['files'])}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate trained models (and baselines) on held-out seeds: tables and plots."""
+    import yaml
+
+    from meg_gym.config import ConfigError
+
+    models = args.model
+    label, _, path = models[0].rpartition("=") if "=" in models[0] else ("", "", models[0])
+    p = Path(path)
+    run_dir = p if p.is_dir() else (p.parent.parent if p.parent.name == "checkpoints" else p.parent)
+    cfg = run_dir / "config.yaml"
+    base: dict[str, Any] = {}
+    env_id = args.env
+    if cfg.exists():
+        saved = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+        env_id = env_id or saved.get("env")
+        kept = ("action_type", "observation_type")  # the model's own; baselines take the env's defaults
+        base = {k: v for k, v in (saved.get("env_kwargs") or {}).items() if k not in kept}
+    if not env_id:
+        raise ConfigError(f"'--env' is needed: {str(cfg)!r} (the model's training config) was not found")
+    specs = list(models) + ([s for s in args.policies.split(",") if s] if args.policies else [])
+    runs = [m.split("=", 1)[-1] for m in models if Path(m.split("=", 1)[-1]).is_dir()]
+    res = _benchmark(env_id, _env_kwargs(args, base), specs, _seeds(args), Path(args.out), runs, args.json)
+    _print_result(res, args.json)
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """Baselines (and trained models) over N seeds: mean and 95% CI, Markdown/CSV tables, PNG plots."""
+    specs = [s for s in args.policies.split(",") if s] + list(args.model or [])
+    runs = list(args.runs or []) + [m.split("=", 1)[-1] for m in (args.model or [])
+                                    if Path(m.split("=", 1)[-1]).is_dir()]
+    res = _benchmark(args.env, _env_kwargs(args), specs, _seeds(args), Path(args.out), list(dict.fromkeys(runs)),
+                     args.json)
+    _print_result(res, args.json)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meg-gym", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -193,6 +316,37 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--requests", type=int, default=200)
     ev.add_argument("--no-write", action="store_true", help="print only; leave meta.json alone")
     ev.add_argument("--grid", help="also save the first 8 requests as a PNG grid here")
+
+    tn = sub.add_parser("train", help="train an SB3 agent from a YAML config", description=cmd_train.__doc__)
+    tn.add_argument("--config", required=True, help="training config (configs/train/*.yaml)")
+    tn.add_argument("--out", help="run folder (default runs/<config name>)")
+    tn.add_argument("--resume", action="store_true", help="continue the run folder from its latest checkpoint")
+    tn.add_argument("--n-timesteps", type=int, help="override the config's n_timesteps")
+    tn.add_argument("--seed", type=int, help="override the config's seed")
+    tn.add_argument("--verbose", type=int, default=0)
+    tn.set_defaults(fn=cmd_train)
+
+    def eval_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--seeds", type=int, default=10, help="episodes, one per seed (default 10)")
+        sp.add_argument("--seed-start", type=int, default=1000,
+                        help="first seed (default 1000: held out from training)")
+        sp.add_argument("--env-kwargs", help="JSON keyword arguments for gym.make, e.g. '{\"action_type\": \"box\"}'")
+        sp.add_argument("--out", default="out/benchmark", help="folder for table.md, table.csv, results.json, PNGs")
+        sp.add_argument("--json", action="store_true")
+
+    en = add("evaluate", cmd_evaluate, "evaluate trained models on held-out seeds: tables and plots")
+    en.add_argument("--model", action="append", required=True, help="[label=]run folder or .zip (repeatable)")
+    en.add_argument("--env", help="env id (default: the one the first model was trained on)")
+    en.add_argument("--policies", help="baselines to add, comma-separated (e.g. random,fixed:*,oracle)")
+    eval_args(en)
+    en.set_defaults(out="out/evaluate")
+
+    bm = add("benchmark", cmd_benchmark, "baselines and trained models over N seeds: tables and plots")
+    bm.add_argument("--env", required=True, help="env id, e.g. MEG/SingleES-v0")
+    bm.add_argument("--policies", default=DEFAULT_POLICIES, help=f"comma-separated (default {DEFAULT_POLICIES})")
+    bm.add_argument("--model", action="append", help="a trained model as [label=]run folder or .zip (repeatable)")
+    bm.add_argument("--runs", nargs="*", help="run folders whose learning curves to plot")
+    eval_args(bm)
     return p
 
 
