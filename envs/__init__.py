@@ -25,3 +25,9 @@ ENV_IDS = {
 for _id, _kwargs in ENV_IDS.items():
     if _id not in registry:
         register(id=_id, entry_point="envs.meg_env:MegEnv", kwargs=dict(_kwargs), disable_env_checker=False)
+
+# PettingZoo environments (modules with parallel_env / env / raw_env factories)
+from envs import es_coordination as es_coordination_v0  # noqa: E402
+from envs import multi_ue as multi_ue_v0  # noqa: E402
+
+__all__ += ["es_coordination_v0", "multi_ue_v0"]

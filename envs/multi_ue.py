@@ -1,0 +1,301 @@
+"""``multi_ue_v0``: UEs contending for edge servers (a PettingZoo ``ParallelEnv``).
+
+Factories in the PettingZoo style: ``parallel_env(**kwargs)``, ``env(**kwargs)`` (the AEC
+version, through ``pettingzoo.utils.parallel_to_aec``) and ``raw_env`` (the parallel class).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from envs.codecs import InvalidAction, make_codec
+from meg_gym.multi import MultiWorld
+
+__all__ = ["MultiUeEnv", "env", "parallel_env", "raw_env"]
+
+_SNR_SCALE_DB = 30.0
+_BIG = 1e4  # bounds far outside what the models produce (backlogs below hours, SNRs within +-300 dB)
+
+
+class _MegParallelEnv(ParallelEnv):
+    """What the MEG parallel envs share: scenario loading, seeding, spaces, rendering."""
+
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "name": "", "is_parallelizable": True,
+                                "render_fps": 4}
+
+    def _setup(self, config: Any, backend: str | None, max_cycles: int | None, local_ratio: float | None,
+               render_mode: str | None, world_kwargs: dict[str, Any], overrides: dict[str, Any]) -> None:
+        from meg_gym.config import load_scenario
+
+        if backend is not None:
+            overrides["backend"] = backend
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"'render_mode' must be one of {self.metadata['render_modes']} or None "
+                             f"(got {render_mode!r})")
+        if local_ratio is not None and (isinstance(local_ratio, bool) or not isinstance(local_ratio, (int, float))
+                                        or not 0.0 <= local_ratio <= 1.0):
+            raise ValueError(f"'local_ratio' must be a number in [0, 1] or None (got {local_ratio!r})")
+        self.scenario = load_scenario(config, **overrides)
+        self.world = MultiWorld(self.scenario, **world_kwargs)
+        if max_cycles is None:
+            max_cycles = self.scenario.workload.requests_per_episode
+        if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or max_cycles < 1:
+            raise ValueError(f"'max_cycles' must be an integer >= 1 (got {max_cycles!r})")
+        self.max_cycles = int(max_cycles)
+        self.local_ratio = None if local_ratio is None else float(local_ratio)
+        self.render_mode = render_mode
+        self._seed_rng = np.random.default_rng()
+        self.agents: list[str] = []
+        self._last: Any = None
+
+    def _spaces(self, obs_low: np.ndarray, obs_high: np.ndarray, action_space: Any) -> None:
+        # one object per agent, the same every call (observation_space(agent) is agent)
+        self.observation_spaces = {a: spaces.Box(obs_low, obs_high, dtype=np.float32) for a in self.possible_agents}
+        self.action_spaces = {a: _copy_space(action_space) for a in self.possible_agents}
+        self._agent_index = {a: k for k, a in enumerate(self.possible_agents)}
+
+    def observation_space(self, agent: str) -> spaces.Space:
+        try:
+            return self.observation_spaces[agent]
+        except KeyError:
+            raise ValueError(f"'agent' must be one of {self.possible_agents} (got {agent!r})") from None
+
+    def action_space(self, agent: str) -> spaces.Space:
+        try:
+            return self.action_spaces[agent]
+        except KeyError:
+            raise ValueError(f"'agent' must be one of {self.possible_agents} (got {agent!r})") from None
+
+    def _world_seed(self, seed: int | None) -> np.random.SeedSequence:
+        """The episode's seed sequence: from ``seed``, or the next one of the last seeded stream."""
+        if seed is not None:
+            self._seed_rng = np.random.default_rng(seed)
+        return np.random.SeedSequence(int(self._seed_rng.integers(2**63 - 1)))
+
+    def _check_actions(self, actions: Any) -> None:
+        if not self.agents:
+            raise RuntimeError("step() called with no live agents: the episode is over (or reset() was not called)")
+        if not isinstance(actions, dict):
+            raise InvalidAction(f"actions must be a dict agent -> action for agents {self.agents} "
+                                f"(got {type(actions).__name__})")
+        if len(actions) != len(self.agents) or any(a not in actions for a in self.agents):
+            missing = [a for a in self.agents if a not in actions]
+            extra = [a for a in actions if a not in self._agent_index]
+            raise InvalidAction(f"actions must name every live agent {self.agents} once "
+                                f"(missing {missing}, unknown {extra})")
+
+    def _mix(self, local: np.ndarray, team: float) -> np.ndarray:
+        if self.local_ratio is None:
+            return local
+        return self.local_ratio * local + (1.0 - self.local_ratio) * team
+
+    def _finish(self, obs: np.ndarray, rewards: np.ndarray, infos: list[dict]) -> tuple:
+        agents = self.agents
+        done = self.world.epoch >= self.max_cycles
+        o = obs.astype(np.float32)
+        obs_d = {a: o[k] for k, a in enumerate(agents)}
+        rew_d = dict(zip(agents, rewards.tolist()))
+        term_d = dict.fromkeys(agents, False)
+        trunc_d = dict.fromkeys(agents, done)
+        info_d = dict(zip(agents, infos))
+        if done:
+            self.agents = []
+        return obs_d, rew_d, term_d, trunc_d, info_d
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return render_multi(self)
+
+    def close(self) -> None:
+        pass
+
+
+def _copy_space(space: spaces.Space) -> spaces.Space:
+    import copy
+
+    return copy.deepcopy(space)
+
+
+class MultiUeEnv(_MegParallelEnv):
+    """
+    ## Description
+    ``M`` UEs (agents ``ue_0 ... ue_{M-1}``) each send a stream of text-guided image-to-image
+    requests to ``N`` shared edge servers. Every step each UE serves its current request: it
+    picks the **protocol**, the **ES or ES set** and a **bandwidth request**. The ESs' cells
+    and compute queues are shared (``meg_gym.multi.MultiWorld``): requests landing on one ES
+    split its bandwidth (the requested shares are normalised when they exceed the cell) and
+    queue behind each other, so one agent's choice changes the others' latency and quality.
+
+    ## Action Space
+    Per agent, as in the Gymnasium envs: a placement (``env.world.placements``: protocol + ES
+    ids; Full UE once) and a bandwidth share (the scenario's ``bandwidth_shares``),
+    ``MultiDiscrete([placements, shares])`` by default (``action_type``: "multidiscrete" |
+    "discrete" | "box"). A malformed action raises ``envs.InvalidAction`` naming the agent and
+    the allowed range, and changes nothing.
+
+    ## Observation Space
+    Per agent, ``Box(4N + 3)`` float32: its uplink and downlink SNR to every ES over the whole
+    cell (dB / 30), every ES's queue backlog (s / latency scale), every ES's bandwidth demand in
+    the last step (sum of requested shares: above 1 means contention), its request's deadline
+    (s / latency scale) and quality weight, and the episode's progress.
+
+    ## Rewards
+    Each agent's own reward is the Gymnasium envs' (``meg_gym.world.reward_terms``: weighted
+    quality, latency, overhead, energy, deadline; the terms in ``info["rewards"]``). With
+    ``local_ratio`` (as in PettingZoo's MPE) agent k gets ``local_ratio * r_k + (1 - local_ratio)
+    * mean(r)``; ``None`` (default): ``r_k`` alone.
+
+    ## Episode End
+    Truncation of every agent after ``max_cycles`` steps (default ``workload.requests_per_episode``).
+
+    ## Arguments
+    ``config`` (scenario; default ``configs/scenarios/multi_ue.yaml``), ``num_ues``, ``backend``
+    ("profiled" | "live"), ``max_cycles``, ``local_ratio``, ``action_type``,
+    ``max_es_per_request``, ``ue_positions_m`` / ``ue_snr_db`` (see ``MultiWorld``),
+    ``render_mode`` ("rgb_array"), and any scenario key as a keyword override.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "name": "multi_ue_v0", "is_parallelizable": True, "render_fps": 4}
+
+    def __init__(self, config: Any = "multi_ue", *, num_ues: int = 4, backend: str | None = None,
+                 max_cycles: int | None = None, local_ratio: float | None = None, action_type: str = "multidiscrete",
+                 max_es_per_request: int = 2, ue_positions_m: Any = None, ue_snr_db: Any = None,
+                 render_mode: str | None = None, **overrides: Any) -> None:
+        self._setup(config, backend, max_cycles, local_ratio, render_mode,
+                    dict(num_ues=num_ues, max_es_per_request=max_es_per_request, ue_positions_m=ue_positions_m,
+                         ue_snr_db=ue_snr_db), overrides)
+        w = self.world
+        n, m = w.num_es, w.num_ues
+        self.possible_agents = [f"ue_{k}" for k in range(m)]
+        self.shares = np.array(self.scenario.bandwidth_shares, dtype=np.float64)
+        self.codec = make_codec(action_type, len(w.placements), len(self.shares))
+        low = np.array([-10.0] * 2 * n + [0.0] * 2 * n + [0.0, 0.0, 0.0], dtype=np.float32)
+        high = np.array([10.0] * 2 * n + [_BIG] * 2 * n + [_BIG, _BIG, 1.0], dtype=np.float32)
+        self._spaces(low, high, self.codec.space)
+        self._obs = np.zeros((m, 4 * n + 3), dtype=np.float64)
+        self._fast = action_type == "multidiscrete"
+
+    # -- observation ----------------------------------------------------------------------
+    def _observe(self) -> np.ndarray:
+        w = self.world
+        n = w.num_es
+        scale = w.workload.latency_scale_s
+        o = self._obs
+        snr = w.snr_table_db()
+        o[:, :n] = snr[:, :, 0]
+        o[:, n:2 * n] = snr[:, :, 1]
+        o[:, :2 * n] /= _SNR_SCALE_DB
+        o[:, 2 * n:3 * n] = w.backlog_s() / scale
+        o[:, 3 * n:4 * n] = w.last_demand
+        o[:, 4 * n] = w.deadline_s / scale
+        o[:, 4 * n + 1] = w.quality_weight
+        o[:, 4 * n + 2] = w.epoch / self.max_cycles
+        return o
+
+    # -- API -------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        ss = self._world_seed(seed)
+        self.world.reset(int(ss.generate_state(1, np.uint64)[0]))
+        self.agents = self.possible_agents[:]
+        self._last = None
+        o = self._observe().astype(np.float32)
+        return {a: o[k] for k, a in enumerate(self.agents)}, {a: {} for a in self.agents}
+
+    def _decode(self, actions: dict) -> tuple[np.ndarray, np.ndarray]:
+        self._check_actions(actions)
+        agents = self.agents
+        if self._fast:  # the usual case: one integer array, range-checked at once
+            try:
+                arr = np.array([actions[a] for a in agents])
+            except ValueError:
+                arr = None
+            if arr is not None and arr.dtype.kind in "iu" and arr.shape == (len(agents), 2) \
+                    and arr[:, 0].min() >= 0 and arr[:, 0].max() < self.codec.n_placements \
+                    and arr[:, 1].min() >= 0 and arr[:, 1].max() < self.codec.n_shares:
+                return arr[:, 0], self.shares[arr[:, 1]]
+        pl = np.empty(len(agents), dtype=np.int64)
+        sh = np.empty(len(agents), dtype=np.int64)
+        for k, a in enumerate(agents):
+            try:
+                pl[k], sh[k] = self.codec.decode(actions[a])
+            except InvalidAction as exc:
+                raise InvalidAction(f"agent {a!r}: {exc}") from None
+        return pl, self.shares[sh]
+
+    def step(self, actions: dict) -> tuple[dict, dict, dict, dict, dict]:
+        placements, shares = self._decode(actions)  # raises before anything changes
+        w = self.world
+        res = w.step(placements, shares)
+        self._last = (placements, res)
+        rewards = self._mix(res.reward, float(res.reward.mean()))
+        pls = w.placements
+        infos = [
+            {"rewards": res.terms[k], "protocol": pls[p].protocol, "es_ids": pls[p].es_ids, "bandwidth_hz": bw,
+             "latency_s": lat, "quality": q, "deadline_missed": miss}
+            for k, (p, bw, lat, q, miss) in enumerate(zip(placements.tolist(), res.bandwidth_hz.tolist(),
+                                                          res.latency_s.tolist(), res.quality.tolist(),
+                                                          res.deadline_missed.tolist()))
+        ]
+        return self._finish(self._observe(), rewards, infos)
+
+    def _links(self) -> list[tuple[int, tuple[int, ...]]]:
+        """(UE, ES ids) of the last step's requests that used the radio, for rendering."""
+        if self._last is None:
+            return []
+        pls = self.world.placements
+        return [(k, pls[p].es_ids) for k, p in enumerate(self._last[0].tolist()) if pls[p].radio]
+
+
+def render_multi(env: Any) -> np.ndarray:
+    """ESs along the top (queue backlog bars), UEs below, last step's links coloured by SNR."""
+    from PIL import Image, ImageDraw
+
+    from envs.rendering import _snr_colour
+
+    w = env.world
+    width, height = 640, 360
+    img = Image.new("RGB", (width, height), (245, 245, 245))
+    draw = ImageDraw.Draw(img)
+    n, m = w.num_es, w.num_ues
+    es_xy = [(int(40 + (i + 0.5) * (width - 80) / n), 60) for i in range(n)]
+    ue_xy = [(int(20 + (k + 0.5) * (width - 40) / m), 260) for k in range(m)]
+    snr = w.snr_table_db()
+    for k, ids in env._links():
+        for i in ids:
+            draw.line([ue_xy[k], es_xy[i]], fill=_snr_colour(float(snr[k, i, 0])), width=2)
+    backlog = w.backlog_s()
+    for i, (x, y) in enumerate(es_xy):
+        draw.rectangle([x - 16, y - 12, x + 16, y + 12], fill=(60, 90, 160))
+        draw.text((x - 10, y - 6), f"ES{i}", fill="white")
+        bar = min(40, int(40 * backlog[i] / max(1e-9, w.workload.latency_scale_s)))
+        draw.rectangle([x + 18, y + 12 - bar, x + 24, y + 12], fill=(200, 80, 60))
+    r = max(3, min(10, (width - 40) // (3 * m)))
+    for x, y in ue_xy:
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=(40, 140, 60))
+    draw.text((10, 8), f"t = {w.now_s:.1f} s   step {w.epoch}   {m} UEs, {n} ESs", fill="black")
+    return np.asarray(img, dtype=np.uint8)
+
+
+def raw_env(**kwargs: Any) -> MultiUeEnv:
+    """The parallel environment class itself."""
+    return MultiUeEnv(**kwargs)
+
+
+def parallel_env(**kwargs: Any) -> MultiUeEnv:
+    """``multi_ue_v0`` as a PettingZoo ``ParallelEnv``."""
+    return MultiUeEnv(**kwargs)
+
+
+def env(**kwargs: Any) -> Any:
+    """``multi_ue_v0`` as a PettingZoo ``AECEnv`` (agents act in turn; the world steps after the last)."""
+    from pettingzoo.utils.conversions import parallel_to_aec
+
+    return parallel_to_aec(parallel_env(**kwargs))

@@ -1,0 +1,449 @@
+"""Many UEs sharing the edge servers: the multi-agent MEG world.
+
+:class:`MultiWorld` is the single-UE :class:`~meg_gym.world.World` widened to ``M`` UEs. It
+composes the same pieces rather than copying them:
+
+* one :class:`~meg_gym.system.MegSystem` (model, FLOP counts, device rates, and the ES
+  queues), whose :class:`~meg_gym.compute.EsQueue` s are **shared by all UEs**: exact FIFO
+  queues with the other users' Poisson background, which accept jobs from several sources
+  and out of time order, so that one UE's job delays the others' on the same ES;
+* **one channel model per UE** (``meg_gym.channel.make_channel(kind, **channel_params(...))``,
+  as :meth:`MegSystem.reset` builds it): each UE has its own position, mobility and fading;
+* the compiled plans (:func:`~meg_gym.timing.compile_plan`) and their one timing model,
+  :meth:`CompiledPlan.timing`, fed with each UE's SNRs at its allocated bandwidth and the
+  shared queues;
+* the calibration table (:meth:`QualityTable.lookup`) in profiled mode, or
+  :meth:`MegSystem.serve` per request in live mode;
+* the reward terms of :func:`meg_gym.world.reward_terms` with the scales of
+  :func:`meg_gym.world.reward_scales`.
+
+Time runs in decision epochs. At each epoch every UE holds one request of its own stream
+(deadline and quality weight drawn per request, a seed for live mode), all arriving at the
+epoch's time ``now_s``. :meth:`MultiWorld.step` serves them in a random order drawn from the
+seed (the order in which simultaneous jobs join a FIFO queue), then the clock moves on by an
+exponential gap of mean ``1 / workload.arrival_rate_hz`` (so each UE's requests form a
+Poisson stream of that rate), every UE's channel moves (mobility, a new fading block) and
+every UE draws its next request.
+
+Bandwidth rule
+--------------
+Each UE asks for a share ``s_k`` in (0, 1] of the cell (``bandwidth_hz``) of every ES its
+placement uses; a placement that sends nothing (Full UE) asks for none. On ES ``i`` the
+demand is ``D_i = sum of s_k`` over the requests using it. If ``D_i <= 1`` every request
+gets what it asked for; otherwise all of them are scaled down in proportion,
+``a_ki = s_k / D_i`` (the requested shares normalised to the cell). A request that uses
+several ESs runs all its links at its smallest allocation, ``min_i a_ki * bandwidth_hz``
+(the timing model takes one bandwidth per plan).
+
+Placements
+----------
+:attr:`MultiWorld.placements` lists every (protocol, ES set) offered: single-ES protocols on
+each ES, multi-ES protocols on every set of 2 to ``max_es_per_request`` ESs, and a placement
+that uses no ES (Full UE) once. Step costs are measured once per protocol and ES count on the
+meta model (they do not depend on which ESs run it) and compiled for every ES set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from meg_gym.protocols import PROTOCOLS
+from meg_gym.system import Decision, MegSystem, channel_params
+from meg_gym.timing import CompiledPlan, compile_plan
+from meg_gym.world import reward_scales, reward_terms
+
+__all__ = ["MultiStepResult", "MultiWorld", "Placement"]
+
+_MEMO_LIMIT = 200_000  # quality look-ups remembered (exact keys) before the memo is cleared
+_COMPONENTS: dict[str, Any] = {}  # model name -> loaded components, shared by the worlds of a process
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One (protocol, ES set) a UE can choose; ``radio`` False: it sends nothing (Full UE)."""
+
+    index: int
+    protocol: str
+    es_ids: tuple[int, ...]
+    radio: bool
+
+
+class _Prepared:
+    """What serving a placement needs, computed once (``queues`` refreshed on reset)."""
+
+    __slots__ = ("plan", "protocol", "es_ids", "es_flops", "radio", "queues", "zeros")
+
+    def __init__(self, plan: CompiledPlan, es_flops: list[float], radio: bool) -> None:
+        self.plan = plan
+        self.protocol = plan.protocol
+        self.es_ids = plan.es_ids
+        self.es_flops = es_flops
+        self.radio = radio
+        self.queues: list[Any] = []
+        self.zeros = [0.0] * len(plan.es_ids)
+
+
+@dataclass(frozen=True)
+class MultiStepResult:
+    """What one epoch gave, one entry per UE (index k is UE k)."""
+
+    reward: np.ndarray
+    terms: list[dict[str, float]]
+    latency_s: np.ndarray
+    quality: np.ndarray
+    uplink_bits: np.ndarray
+    downlink_bits: np.ndarray
+    energy_j: np.ndarray
+    deadline_missed: np.ndarray
+    bandwidth_hz: np.ndarray
+    es_demand: np.ndarray  # requested share of each ES's cell (before normalisation)
+    outcomes: list[Any] | None = None  # live Outcomes (images, traces); None in profiled mode
+
+
+def _components(model: str) -> Any:
+    from meg_gym.ldm.components import load_model
+
+    if model not in _COMPONENTS:
+        _COMPONENTS[model] = load_model(model)
+    return _COMPONENTS[model]
+
+
+class MultiWorld:
+    """``num_ues`` UEs, each with its own channel and request stream, sharing the scenario's ESs.
+
+    Args:
+        scenario: a :class:`~meg_gym.config.Scenario`, a YAML path, a shipped name or a mapping.
+        num_ues: how many UEs (>= 1).
+        max_es_per_request: the largest ES set a multi-ES protocol may use (>= 2; default 2).
+        ue_positions_m: umi/uma channels: each UE's start ``[x, y]`` (``num_ues`` of them);
+            ``None``: drawn uniformly per episode over the ESs' bounding box padded by half
+            the inter-site distance, where the UEs then walk.
+        ue_snr_db: awgn/perfect channels: ``(low, high)``, each UE's SNR drawn uniformly per
+            episode; ``None``: the scenario's ``channel.snr_db`` for every UE.
+        history_intervals: how far back the shared ES queues accept late jobs (see
+            :class:`~meg_gym.compute.EsQueue`); several UEs' jobs reach a queue out of time order.
+        system, table: an existing MegSystem / quality table to use (tests, copies).
+    """
+
+    def __init__(self, scenario: Any = None, *, num_ues: int = 4, max_es_per_request: int = 2,
+                 ue_positions_m: Any = None, ue_snr_db: tuple[float, float] | None = None,
+                 history_intervals: int = 4096, system: MegSystem | None = None, table: Any = None) -> None:
+        from meg_gym.config import load_scenario
+
+        sc = scenario if hasattr(scenario, "model_dump") else load_scenario(scenario)
+        self.scenario = sc
+        self.num_ues = _check_int("num_ues", num_ues, 1)
+        self.num_es = sc.num_es
+        self.max_es_per_request = _check_int("max_es_per_request", max_es_per_request, 2)
+        self.history_intervals = _check_int("history_intervals", history_intervals, 1)
+        self.kind = sc.channel.kind
+        self.ue_positions_m = self._check_positions(ue_positions_m)
+        self.ue_snr_db = self._check_snr_range(ue_snr_db)
+        self.live = sc.backend == "live"
+        if system is None:
+            system = MegSystem(sc, components=_components(sc.model), judge="auto" if self.live else None)
+        self.system = system
+        if table is None and not self.live:
+            from meg_gym.world import _load_table
+
+            table = _load_table(sc)
+        self.table = table
+        self.workload = sc.workload
+        self.bandwidth_hz = float(sc.bandwidth_hz)
+        self.placements, self._prepared = self._prepare()
+        self.scales = reward_scales(system)
+        self._weights = sc.reward.weights
+        self._steps = system.settings.steps
+        t = sc.transmission
+        self._mode, self._efficiency = t.mode, t.efficiency
+        self._memo: dict[tuple[str, float, float], tuple[float, float]] = {}
+        self.channels: list[Any] = []
+        self.now_s = 0.0
+        self.epoch = 0
+        self.deadline_s: np.ndarray | None = None
+        self.quality_weight: np.ndarray | None = None
+        self.seeds: np.ndarray | None = None
+        self.requests: list[Any] | None = None
+        self.last_demand = np.zeros(self.num_es)
+        self._snr_cache: np.ndarray | None = None
+        self._fixed_snr = self.kind in ("awgn", "perfect")
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _check_positions(self, value: Any) -> list[tuple[float, float]] | None:
+        if value is None:
+            return None
+        if self.kind not in ("umi", "uma"):
+            raise ValueError(f"'ue_positions_m' applies to the umi/uma channels only (channel.kind is {self.kind!r})")
+        try:
+            pos = [(float(x), float(y)) for x, y in value]
+        except (TypeError, ValueError):
+            raise ValueError(f"'ue_positions_m' must be a list of num_ues={self.num_ues} [x, y] positions in metres "
+                             f"(got {value!r})") from None
+        if len(pos) != self.num_ues or not all(math.isfinite(v) for p in pos for v in p):
+            raise ValueError(f"'ue_positions_m' must hold num_ues={self.num_ues} finite [x, y] positions "
+                             f"(got {len(pos)})")
+        return pos
+
+    def _check_snr_range(self, value: Any) -> tuple[float, float] | None:
+        if value is None:
+            return None
+        if self.kind not in ("awgn", "perfect"):
+            raise ValueError(f"'ue_snr_db' applies to the awgn/perfect channels only (channel.kind is {self.kind!r})")
+        try:
+            lo, hi = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"'ue_snr_db' must be [low, high] in dB (got {value!r})") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ValueError(f"'ue_snr_db' must be finite [low, high] with low <= high (got {[lo, hi]})")
+        return lo, hi
+
+    def _prepare(self) -> tuple[list[Placement], list[_Prepared]]:
+        sys_ = self.system
+        n = self.num_es
+        out: list[Placement] = []
+        prep: list[_Prepared] = []
+        for name in self.scenario.protocols:
+            if PROTOCOLS[name].multi_es:
+                sets = [c for k in range(2, min(self.max_es_per_request, n) + 1) for c in combinations(range(n), k)]
+            else:
+                sets = [(i,) for i in range(n)]
+            for ids in sets:
+                # the same FLOPs and payloads whichever ESs run it: measured once per ES count
+                costs = sys_.costs(name, tuple(range(len(ids))))
+                plan = compile_plan(sys_.plan(name, ids), costs)
+                radio = any(plan.is_send)
+                if not radio and not any(plan.node):  # runs on the UE alone: one placement is enough
+                    if ids != (0,):
+                        continue
+                out.append(Placement(len(out), name, ids, radio))
+                prep.append(_Prepared(plan, [sys_.es_flops_per_s[i] for i in ids], radio))
+        return out, prep
+
+    # -- episode --------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        """New episode: ES queues, every UE's channel and request stream, all from ``seed``."""
+        from meg_gym.channel import make_channel
+        from meg_gym.compute import EsQueue
+
+        sc = self.scenario
+        sys_ss, q_ss, ch_ss, pos_ss, req_ss = np.random.SeedSequence(seed).spawn(5)
+        sys_ = self.system
+        sys_.reset(int(sys_ss.generate_state(1)[0]))
+        job = sys_.background_job_flops()
+        sys_.queues = {
+            i: EsQueue(sys_.es_flops_per_s[i], es.load, job, np.random.default_rng(s),
+                       history_intervals=self.history_intervals)
+            for i, (es, s) in enumerate(zip(sc.es, q_ss.spawn(self.num_es)))
+        }
+        queues = [sys_.queues[i] for i in range(self.num_es)]
+        for p in self._prepared:
+            p.queues = [queues[i] for i in p.es_ids]
+        self._queues = queues
+        self._system_channel = sys_.channel
+        self._ch_rng = np.random.default_rng(ch_ss)
+        pos_rng = np.random.default_rng(pos_ss)
+        base = channel_params(sc)
+        per_ue = self._per_ue_params(base, pos_rng)
+        self.channels = []
+        for params in per_ue:
+            ch = make_channel(sc.channel.kind, **params)
+            ch.reset(self._ch_rng, self.num_es)
+            self.channels.append(ch)
+        self.rng = np.random.default_rng(req_ss)
+        self.now_s = 0.0
+        sys_.now_s = 0.0
+        self.epoch = 0
+        self.last_demand = np.zeros(self.num_es)
+        self._snr_cache = None
+        self._draw_requests()
+
+    def _per_ue_params(self, base: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+        m = self.num_ues
+        if self.kind in ("awgn", "perfect"):
+            if self.ue_snr_db is None:
+                return [dict(base) for _ in range(m)]
+            snrs = rng.uniform(self.ue_snr_db[0], self.ue_snr_db[1], m).tolist()
+            return [{**base, "snr_db": s} for s in snrs]
+        from meg_gym.channel import make_channel
+
+        probe = make_channel(self.kind, **base)  # the ES layout the kind uses (given, or its default row)
+        probe.reset(np.random.default_rng(0), self.num_es)
+        xy = probe.es_xy_m
+        pad = 0.5 * type(probe).scenario.isd_m
+        area = [min(x for x, _ in xy) - pad, min(y for _, y in xy) - pad,
+                max(x for x, _ in xy) + pad, max(y for _, y in xy) + pad]
+        if self.ue_positions_m is not None:
+            pos = self.ue_positions_m
+            area = [min(area[0], *(x for x, _ in pos)), min(area[1], *(y for _, y in pos)),
+                    max(area[2], *(x for x, _ in pos)), max(area[3], *(y for _, y in pos))]
+        else:
+            u = rng.random((m, 2))
+            pos = [(area[0] + a * (area[2] - area[0]), area[1] + b * (area[3] - area[1])) for a, b in u.tolist()]
+        return [{**base, "ue_position_m": p, "area_m": area} for p in pos]
+
+    def _draw_requests(self) -> None:
+        w, rng, m = self.workload, self.rng, self.num_ues
+        self.deadline_s = rng.uniform(w.deadline_s[0], w.deadline_s[1], m)
+        self.quality_weight = rng.uniform(w.quality_weight[0], w.quality_weight[1], m)
+        self.seeds = rng.integers(2**31 - 1, size=m)
+        self.requests = None
+        if self.live:
+            from meg_gym.workload import sample_request
+
+            size = self.system.comps.image_size
+            self.requests = [sample_request(np.random.default_rng(int(s)), size, deadline_s=float(d))
+                             for s, d in zip(self.seeds.tolist(), self.deadline_s.tolist())]
+
+    # -- read-outs --------------------------------------------------------------------------
+    def snr_table_db(self) -> np.ndarray:
+        """Every UE's SNR to every ES over the whole cell, shape (num_ues, num_es, 2): [..., 0] up, [..., 1] down."""
+        if self._snr_cache is None:
+            bw = self.bandwidth_hz
+            self._snr_cache = np.stack([ch.snr_table_db(bw) for ch in self.channels])
+        return self._snr_cache
+
+    def backlog_s(self) -> np.ndarray:
+        """Unfinished work in seconds at every ES now (what a job arriving now would wait for)."""
+        now = self.now_s
+        return np.array([q.backlog_s(now) for q in self._queues])
+
+    def placement_index(self, protocol: str, es_ids: tuple[int, ...]) -> int:
+        """The index of a (protocol, ES set) in :attr:`placements`."""
+        if not hasattr(self, "_index"):
+            self._index = {(p.protocol, p.es_ids): p.index for p in self.placements}
+        key = (protocol, tuple(sorted(es_ids)))
+        if key not in self._index:
+            raise ValueError(f"placement ({protocol!r}, {list(es_ids)}) is not offered; the scenario offers "
+                             f"{sorted({p.protocol for p in self.placements})} on ES sets of up to "
+                             f"{self.max_es_per_request} of {self.num_es} ESs")
+        return self._index[key]
+
+    # -- one epoch ----------------------------------------------------------------------------
+    def step(self, placements: Any, shares: Any) -> MultiStepResult:
+        """Serve every UE's request: UE k with placement ``placements[k]`` asking ``shares[k]`` of the cell."""
+        if self.deadline_s is None:
+            raise RuntimeError("MultiWorld.step() called before reset()")
+        m, n = self.num_ues, self.num_es
+        idx, share = self._check_step(placements, shares)
+        prep = [self._prepared[i] for i in idx]
+        demand = [0.0] * n
+        for p, s in zip(prep, share):
+            if p.radio:
+                for i in p.es_ids:
+                    demand[i] += s
+        scale = [d if d > 1.0 else 1.0 for d in demand]
+        bw_cell = self.bandwidth_hz
+        sys_ = self.system
+        now = self.now_s
+        ue_flops, ue_power, ue_tx = sys_.ue_flops_per_s, sys_.ue_power_w, sys_.ue_tx_power_w
+        mode, eff = self._mode, self._efficiency
+        rng = self.rng
+        order = rng.permutation(m).tolist()
+        z = rng.standard_normal(m).tolist()
+        deadline = self.deadline_s.tolist()
+        weight = self.quality_weight.tolist()
+        reward = [0.0] * m
+        terms: list[dict[str, float]] = [{}] * m
+        lat, qual, ulb, dlb, en, bws = ([0.0] * m for _ in range(6))
+        missed = [False] * m
+        outcomes: list[Any] | None = [None] * m if self.live else None
+        scales, weights = self.scales, self._weights
+        for k in order:
+            p = prep[k]
+            if p.radio:
+                ids = p.es_ids
+                worst = scale[ids[0]]
+                for i in ids[1:]:
+                    if scale[i] > worst:
+                        worst = scale[i]
+                bw = share[k] / worst * bw_cell
+            else:
+                bw = bw_cell
+            ch = self.channels[k]
+            if self.live:
+                sys_.channel, sys_.now_s = ch, now
+                try:
+                    out = sys_.serve(self.requests[k], Decision(p.protocol, p.es_ids, bw))
+                finally:
+                    sys_.channel = self._system_channel
+                outcomes[k] = out
+                latency, quality, energy = out.latency_s, out.quality, out.energy_j
+                ul_bits, dl_bits = out.uplink_bits, out.downlink_bits
+            else:
+                if p.radio:
+                    snr_ul = [ch.snr_db(i, "ul", bw) for i in p.es_ids]
+                    snr_dl = [ch.snr_db(i, "dl", bw) for i in p.es_ids]
+                else:
+                    snr_ul = snr_dl = p.zeros
+                summary, _ = p.plan.timing(
+                    ue_flops_per_s=ue_flops, es_flops_per_s=p.es_flops, snr_ul_db=snr_ul, snr_dl_db=snr_dl,
+                    bandwidth_hz=bw, mode=mode, efficiency=eff, ue_power_w=ue_power, ue_tx_power_w=ue_tx,
+                    queues=p.queues, start_s=now)
+                latency, energy = summary["latency_s"], summary["energy_j"]
+                ul_bits, dl_bits = int(summary["uplink_bits"]), int(summary["downlink_bits"])
+                mean, std = self._quality(p.protocol, min(snr_ul), min(snr_dl))
+                quality = mean + std * z[k] if std > 0 else mean
+                quality = 1.0 if quality > 1.0 else (0.0 if quality < 0.0 else quality)
+            miss = latency > deadline[k]
+            terms[k], reward[k] = reward_terms(quality, weight[k], latency, ul_bits + dl_bits, energy, miss,
+                                               scales, weights)
+            lat[k], qual[k], ulb[k], dlb[k], en[k], bws[k], missed[k] = (latency, quality, ul_bits, dl_bits,
+                                                                        energy, bw, miss)
+        res = MultiStepResult(np.array(reward), terms, np.array(lat), np.array(qual), np.array(ulb),
+                              np.array(dlb), np.array(en), np.array(missed), np.array(bws), np.array(demand),
+                              outcomes)
+        self.last_demand = res.es_demand
+        self._advance()
+        return res
+
+    def _quality(self, protocol: str, snr_ul: float, snr_dl: float) -> tuple[float, float]:
+        key = (protocol, snr_ul, snr_dl)
+        hit = self._memo.get(key)
+        if hit is None:
+            if len(self._memo) > _MEMO_LIMIT:
+                self._memo.clear()
+            hit = self._memo[key] = self.table.lookup(protocol, snr_ul, snr_dl, self._steps, "quality")
+        return hit
+
+    def _check_step(self, placements: Any, shares: Any) -> tuple[list[int], list[float]]:
+        m, n_pl = self.num_ues, len(self._prepared)
+        idx = np.asarray(placements)
+        sh = np.asarray(shares, dtype=np.float64)
+        if idx.shape != (m,) or sh.shape != (m,):
+            raise ValueError(f"'placements' and 'shares' must each hold num_ues={m} entries "
+                             f"(got shapes {idx.shape} and {sh.shape})")
+        if idx.dtype.kind not in "iu":
+            if idx.dtype.kind != "f" or not np.all(np.isfinite(idx)) or np.any(idx % 1 != 0):
+                raise ValueError(f"'placements' must be integers in [0, {n_pl - 1}] (got {placements!r})")
+        bad = np.flatnonzero((idx < 0) | (idx >= n_pl))
+        if bad.size:
+            k = int(bad[0])
+            raise ValueError(f"'placements[{k}]' (UE {k}) must be in [0, {n_pl - 1}] (got {idx[k]})")
+        bad = np.flatnonzero(~((sh > 0.0) & (sh <= 1.0)))
+        if bad.size:
+            k = int(bad[0])
+            raise ValueError(f"'shares[{k}]' (UE {k}) must be a share of the cell in (0, 1] (got {sh[k]})")
+        return idx.astype(np.int64).tolist(), sh.tolist()
+
+    def _advance(self) -> None:
+        gap = float(self.rng.exponential(1.0 / self.workload.arrival_rate_hz))
+        self.now_s += gap
+        self.system.now_s = self.now_s
+        ch_rng = self._ch_rng
+        for ch in self.channels:
+            ch.advance(gap, ch_rng)
+        if not self._fixed_snr:
+            self._snr_cache = None
+        self.epoch += 1
+        self._draw_requests()
+
+
+def _check_int(name: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"'{name}' must be an integer >= {lo} (got {value!r})")
+    return int(value)

@@ -1,0 +1,168 @@
+"""multi_ue_v0 and es_coordination_v0: PettingZoo's API, seed and max-cycles tests, determinism, bad actions."""
+
+import numpy as np
+import pytest
+from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, parallel_seed_test
+
+import envs
+from envs import InvalidAction
+
+MODULES = {"multi_ue_v0": envs.multi_ue_v0, "es_coordination_v0": envs.es_coordination_v0}
+# costs counted at the tiny model's own geometry: the same code paths, without the minutes that
+# FLOP-counting SD-1.5's UNet takes on first use in a process
+FAST = {"cost_model": None}
+
+
+class _Fast:
+    """A module-like object whose factories add FAST (pettingzoo's max_cycles_test takes a module)."""
+
+    def __init__(self, mod):
+        self.mod = mod
+
+    def parallel_env(self, **kw):
+        return self.mod.parallel_env(**FAST, **kw)
+
+    def env(self, **kw):
+        return self.mod.env(**FAST, **kw)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_parallel_api(name):
+    env = MODULES[name].parallel_env(max_cycles=30, **FAST)
+    parallel_api_test(env, num_cycles=40)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_parallel_seed(name):
+    parallel_seed_test(lambda: MODULES[name].parallel_env(max_cycles=20, **FAST), num_cycles=20)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_aec_api(name):
+    api_test(MODULES[name].env(max_cycles=15, **FAST), num_cycles=20)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_max_cycles(name):
+    max_cycles_test(_Fast(MODULES[name]))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_observation_space_is_the_same_object(name):
+    env = MODULES[name].parallel_env(**FAST)
+    for a in env.possible_agents:
+        assert env.observation_space(a) is env.observation_space(a)
+        assert env.action_space(a) is env.action_space(a)
+    with pytest.raises(ValueError, match="'agent' must be one of"):
+        env.observation_space("nobody")
+
+
+def _rollout(env, seed, steps):
+    obs, _ = env.reset(seed=seed)
+    for a in env.possible_agents:
+        env.action_space(a).seed(seed)
+    out = [obs]
+    for _ in range(steps):
+        acts = {a: env.action_space(a).sample() for a in env.agents}
+        out.append(env.step(acts))
+    return out
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_same_seed_same_trajectory_other_seed_differs(name):
+    make = MODULES[name].parallel_env
+    a, b, c = (make(max_cycles=50, **FAST) for _ in range(3))
+    ra, rb, rc = _rollout(a, 7, 30), _rollout(b, 7, 30), _rollout(c, 8, 30)
+    from pettingzoo.test.seed_test import data_equivalence
+
+    assert data_equivalence(ra, rb)
+    assert not data_equivalence(ra, rc)
+
+
+def test_reset_without_seed_continues_the_seeded_stream():
+    a, b = (envs.multi_ue_v0.parallel_env(**FAST) for _ in range(2))
+    a.reset(seed=3), b.reset(seed=3)
+    oa, _ = a.reset()
+    ob, _ = b.reset()
+    assert all(np.array_equal(oa[k], ob[k]) for k in oa)
+
+
+BAD_MULTI_UE = [([99, 0], r"\[0, 30\] x \[0, 2\]"), ([0, 3], r"\[0, 30\] x \[0, 2\]"), ([0.5, 1], "integers"),
+                ([0, 0, 0], "2 integers")]
+
+
+@pytest.mark.parametrize("bad, match", BAD_MULTI_UE)
+def test_bad_action_multi_ue_names_agent_and_range_and_changes_nothing(bad, match):
+    env = envs.multi_ue_v0.parallel_env(num_ues=3, **FAST)
+    env.reset(seed=0)
+    w = env.world
+    before = (w.epoch, w.now_s, w.deadline_s.copy(), [q.clock_s for q in w._queues])
+    acts = {a: np.array([1, 1]) for a in env.agents}
+    acts["ue_2"] = np.array(bad)
+    with pytest.raises(InvalidAction, match="agent 'ue_2'") as err:
+        env.step(acts)
+    assert err.match(match)
+    after = (w.epoch, w.now_s, w.deadline_s, [q.clock_s for q in w._queues])
+    assert before[0] == after[0] and before[1] == after[1] and np.array_equal(before[2], after[2])
+    assert before[3] == after[3]
+    acts["ue_2"] = np.array([1, 1])
+    env.step(acts)  # still works
+    assert w.epoch == 1
+
+
+def test_missing_or_unknown_agent_raises():
+    env = envs.multi_ue_v0.parallel_env(num_ues=2, **FAST)
+    env.reset(seed=0)
+    with pytest.raises(InvalidAction, match=r"missing \['ue_1'\]"):
+        env.step({"ue_0": np.array([0, 0])})
+    with pytest.raises(InvalidAction, match=r"unknown \['ue_9'\]"):
+        env.step({"ue_0": np.array([0, 0]), "ue_1": np.array([0, 0]), "ue_9": np.array([0, 0])})
+
+
+def test_bad_action_es_coordination():
+    env = envs.es_coordination_v0.parallel_env(**FAST)
+    env.reset(seed=0)
+    acts = {a: env.action_space(a).sample() for a in env.agents}
+    bad = acts["es_1"].copy()
+    bad[0] = 4
+    acts["es_1"] = bad
+    epoch = env.world.epoch
+    with pytest.raises(InvalidAction, match=r"agent 'es_1'.*mode in \[0, 3\].*share in \[0, 2\]"):
+        env.step(acts)
+    assert env.world.epoch == epoch
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="'num_ues' must be an integer >= 1"):
+        envs.multi_ue_v0.parallel_env(num_ues=0, **FAST)
+    with pytest.raises(ValueError, match="'local_ratio' must be a number in"):
+        envs.multi_ue_v0.parallel_env(local_ratio=1.5, **FAST)
+    with pytest.raises(ValueError, match="'ue_snr_db' applies to the awgn"):
+        envs.multi_ue_v0.parallel_env(ue_snr_db=[0, 10], **FAST)
+    with pytest.raises(ValueError, match="'ue_policy' must be one of"):
+        envs.es_coordination_v0.parallel_env(ue_policy="greedy", **FAST)
+    with pytest.raises(ValueError, match="'ue_protocols' entry 'esuc' needs"):
+        envs.es_coordination_v0.parallel_env(protocols=["full_ue", "esuc", "ciag", "uidcg"], ue_protocols=["esuc"],
+                                             **FAST)
+
+
+def test_local_ratio_mixes_own_and_mean_reward():
+    kw = dict(num_ues=3, **FAST)
+    own = envs.multi_ue_v0.parallel_env(**kw)
+    mixed = envs.multi_ue_v0.parallel_env(local_ratio=0.25, **kw)
+    own.reset(seed=1), mixed.reset(seed=1)
+    acts = {f"ue_{k}": np.array([1 + k, k % 3]) for k in range(3)}
+    _, r_own, *_ = own.step(acts)
+    _, r_mix, *_ = mixed.step(acts)
+    mean = np.mean(list(r_own.values()))
+    for a in r_own:
+        assert r_mix[a] == pytest.approx(0.25 * r_own[a] + 0.75 * mean)
+
+
+def test_render_rgb_array():
+    for mod in MODULES.values():
+        env = mod.parallel_env(render_mode="rgb_array", **FAST)
+        env.reset(seed=0)
+        env.step({a: env.action_space(a).sample() for a in env.agents})
+        frame = env.render()
+        assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
