@@ -1,0 +1,118 @@
+"""The multi-UE world (meg_gym.multi): bandwidth rule, shared queues, shared plans and reward code, live mode."""
+
+import numpy as np
+import pytest
+
+from meg_gym.config import load_scenario
+from meg_gym.multi import MultiWorld
+from meg_gym.timing import compile_plan
+from meg_gym.world import REWARD_TERMS
+
+# the tiny model's own geometry (fast FLOP counting), two ESs, a fixed SNR per UE
+SC = dict(backend="profiled", num_es=2, channel={"kind": "awgn", "snr_db": 10.0},
+          es=[{"load": 0.3}], workload={"arrival_rate_hz": 0.5})
+
+
+@pytest.fixture(scope="module")
+def world():
+    return MultiWorld(load_scenario("default", **SC), num_ues=3)
+
+
+def _fresh(world, **kw):
+    return MultiWorld(world.scenario, system=world.system, table=world.table, **{"num_ues": 3, **kw})
+
+
+def test_placements_full_ue_once_and_pairs(world):
+    names = [(p.protocol, p.es_ids) for p in world.placements]
+    assert names.count(("full_ue", (0,))) == 1 and all(p != "full_ue" or ids == (0,) for p, ids in names)
+    assert ("uidcg", (0, 1)) in names and ("ciag", (1,)) in names
+    assert len(names) == len(set(names))
+    assert not world.placements[world.placement_index("full_ue", (0,))].radio
+
+
+def test_costs_measured_once_per_es_count_equal_the_placed_ones(world):
+    sys_ = world.system
+    p = world._prepared[world.placement_index("uidcg", (0, 1))]
+    direct = compile_plan(sys_.plan("uidcg", (0, 1)), sys_.costs("uidcg", (0, 1)))
+    assert direct.flops == p.plan.flops and direct.bits == p.plan.bits and direct.deps == p.plan.deps
+
+
+def test_bandwidth_rule_normalises_only_above_the_cell(world):
+    w = _fresh(world)
+    w.reset(0)
+    ciag0 = w.placement_index("ciag", (0,))
+    full_ue = w.placement_index("full_ue", (0,))
+    res = w.step([ciag0, ciag0, full_ue], [1.0, 0.5, 1.0])  # demand 1.5 on ES 0: scaled by 1/1.5
+    B = w.bandwidth_hz
+    assert res.es_demand.tolist() == [1.5, 0.0]
+    assert res.bandwidth_hz[0] == pytest.approx(B / 1.5) and res.bandwidth_hz[1] == pytest.approx(0.5 * B / 1.5)
+    res = w.step([ciag0, ciag0, full_ue], [0.25, 0.5, 1.0])  # demand 0.75: each gets what it asked
+    assert res.bandwidth_hz[:2].tolist() == pytest.approx([0.25 * B, 0.5 * B])
+    coop = w.placement_index("uidcg", (0, 1))
+    ciag1 = w.placement_index("ciag", (1,))
+    res = w.step([coop, ciag0, ciag1], [0.5, 0.5, 1.0])  # ES 0: 1.0, ES 1: 1.5 -> coop runs at 0.5/1.5
+    assert res.bandwidth_hz[0] == pytest.approx(0.5 * B / 1.5)
+
+
+def test_one_agent_choice_changes_anothers_latency(world):
+    """UE 0 moving onto UE 1's ES (shared cell and queue) slows UE 1 down; same seed, same draws."""
+    lat = []
+    for other in ("full_ue", "ciag"):
+        w = _fresh(world, num_ues=2)
+        w.reset(5)
+        ciag0 = w.placement_index("ciag", (0,))
+        res = w.step([w.placement_index(other, (0,)), ciag0], [1.0, 1.0])
+        lat.append(res.latency_s[1])
+    assert lat[1] > lat[0]
+
+
+def test_reward_is_the_shared_reward_terms(world):
+    w = _fresh(world)
+    w.reset(2)
+    wts = w.scenario.reward.weights
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        res = w.step(rng.integers(len(w.placements), size=3), rng.choice([0.25, 1.0], size=3))
+        for k in range(3):
+            t = res.terms[k]
+            assert set(t) == set(REWARD_TERMS)
+            assert res.reward[k] == pytest.approx(sum(getattr(wts, n) * t[n] for n in REWARD_TERMS))
+            assert t["deadline"] == (-1.0 if res.deadline_missed[k] else 0.0)
+            assert t["latency"] == pytest.approx(-res.latency_s[k] / w.scales["latency_s"])
+
+
+def test_step_validates_before_changing_anything(world):
+    w = _fresh(world)
+    w.reset(0)
+    now = w.now_s
+    with pytest.raises(ValueError, match=r"'placements\[1\]' \(UE 1\) must be in \[0, "):
+        w.step([0, 999, 0], [1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match=r"'shares\[2\]' \(UE 2\) must be a share of the cell in \(0, 1\]"):
+        w.step([0, 0, 0], [1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="num_ues=3 entries"):
+        w.step([0, 0], [1.0, 1.0])
+    assert w.now_s == now and w.epoch == 0
+
+
+def test_per_ue_snr_range_and_positions(world):
+    w = _fresh(world, ue_snr_db=(0.0, 20.0))
+    w.reset(1)
+    snr = w.snr_table_db()
+    assert snr.shape == (3, 2, 2) and len(set(np.round(snr[:, 0, 0], 6))) == 3
+    umi = load_scenario("multi_ue", cost_model=None)
+    with pytest.raises(ValueError, match="'ue_positions_m' must hold num_ues=3"):
+        MultiWorld(umi, num_ues=3, ue_positions_m=[[0, 0]], system=world.system, table=world.table)
+
+
+def test_live_mode_two_ues_two_steps():
+    sc = load_scenario("default", backend="live", num_es=2, channel={"kind": "awgn", "snr_db": 10.0},
+                       generation={"steps": 4, "ue_steps": 2, "complete_steps": 4})
+    w = MultiWorld(sc, num_ues=2)
+    w.reset(0)
+    ciag = w.placement_index("ciag", (0,))
+    full_ue = w.placement_index("full_ue", (0,))
+    for _ in range(2):
+        res = w.step([ciag, full_ue], [1.0, 1.0])
+        assert res.outcomes[0].output.shape == (3, 64, 64) and res.outcomes[0].uplink_bits > 0
+        assert res.outcomes[1].uplink_bits == 0 and np.isfinite(res.reward).all()
+    assert w.system.channel is w._system_channel  # the per-UE channel swapped back
