@@ -59,6 +59,7 @@ from meg_gym.world import reward_scales, reward_terms
 
 __all__ = ["MultiStepResult", "MultiWorld", "Placement"]
 
+_BLOCK = 64  # epochs whose random numbers are drawn at once
 _MEMO_LIMIT = 200_000  # quality look-ups remembered (exact keys) before the memo is cleared
 _COMPONENTS: dict[str, Any] = {}  # model name -> loaded components, shared by the worlds of a process
 
@@ -255,6 +256,7 @@ class MultiWorld:
             ch.reset(self._ch_rng, self.num_es)
             self.channels.append(ch)
         self.rng = np.random.default_rng(req_ss)
+        self._blk_i = _BLOCK
         self.now_s = 0.0
         sys_.now_s = 0.0
         self.epoch = 0
@@ -286,11 +288,29 @@ class MultiWorld:
             pos = [(area[0] + a * (area[2] - area[0]), area[1] + b * (area[3] - area[1])) for a, b in u.tolist()]
         return [{**base, "ue_position_m": p, "area_m": area} for p in pos]
 
+    def _refill(self) -> None:
+        """Draw the next ``_BLOCK`` epochs' random numbers at once (requests, service order, quality
+        noise, gaps): a few numpy calls per block instead of several per epoch."""
+        w, rng, m, b = self.workload, self.rng, self.num_ues, _BLOCK
+        self._blk = {
+            "deadline": rng.uniform(w.deadline_s[0], w.deadline_s[1], (b, m)),
+            "weight": rng.uniform(w.quality_weight[0], w.quality_weight[1], (b, m)),
+            "seed": rng.integers(2**31 - 1, size=(b, m)),
+            "order": rng.random((b, m)).argsort(axis=1).tolist(),
+            "z": rng.standard_normal((b, m)).tolist(),
+            "gap": rng.exponential(1.0 / w.arrival_rate_hz, b).tolist(),
+        }
+        self._blk_i = 0
+
     def _draw_requests(self) -> None:
-        w, rng, m = self.workload, self.rng, self.num_ues
-        self.deadline_s = rng.uniform(w.deadline_s[0], w.deadline_s[1], m)
-        self.quality_weight = rng.uniform(w.quality_weight[0], w.quality_weight[1], m)
-        self.seeds = rng.integers(2**31 - 1, size=m)
+        if self._blk_i >= _BLOCK:
+            self._refill()
+        i, blk = self._blk_i, self._blk
+        self.deadline_s = blk["deadline"][i]
+        self.quality_weight = blk["weight"][i]
+        self.seeds = blk["seed"][i]
+        self._order, self._z, self._gap = blk["order"][i], blk["z"][i], blk["gap"][i]
+        self._blk_i = i + 1
         self.requests = None
         if self.live:
             from meg_gym.workload import sample_request
@@ -342,9 +362,7 @@ class MultiWorld:
         now = self.now_s
         ue_flops, ue_power, ue_tx = sys_.ue_flops_per_s, sys_.ue_power_w, sys_.ue_tx_power_w
         mode, eff = self._mode, self._efficiency
-        rng = self.rng
-        order = rng.permutation(m).tolist()
-        z = rng.standard_normal(m).tolist()
+        order, z = self._order, self._z
         deadline = self.deadline_s.tolist()
         weight = self.quality_weight.tolist()
         reward = [0.0] * m
@@ -431,7 +449,7 @@ class MultiWorld:
         return idx.astype(np.int64).tolist(), sh.tolist()
 
     def _advance(self) -> None:
-        gap = float(self.rng.exponential(1.0 / self.workload.arrival_rate_hz))
+        gap = self._gap
         self.now_s += gap
         self.system.now_s = self.now_s
         ch_rng = self._ch_rng
