@@ -26,8 +26,9 @@ Resume. A checkpoint is taken where an update has just finished and the next rol
 (the MEG world: channel, queues, request stream and their generators; the wrappers' counters)
 and the random generators (Python, NumPy's global, torch's, the action space's).
 ``train(config, out=..., resume=True)`` restores the latest checkpoint and continues, and
-gives the same final parameters as an uninterrupted run with the same seed (tested on PPO,
-A2C and DQN; it needs the default in-process ``DummyVecEnv``). Not exact: SAC or PPO with
+gives the same final parameters as an uninterrupted run with the same seed (bit for bit:
+checked for PPO with VecNormalize, A2C, DQN, SAC and MaskablePPO; the test suite checks PPO
+and, marked slow, DQN). It needs the in-process ``DummyVecEnv`` that ``train`` builds. Not exact: SAC or PPO with
 gSDE (``use_sde``), whose exploration noise is drawn before the checkpoint point, and the
 PettingZoo envs, whose vector env does not expose its envs' state (they restart from a reset).
 """
@@ -516,17 +517,22 @@ def train(config: TrainConfig | str | Path | dict[str, Any], out: str | Path | N
         out = Path("runs") / stem
     run_dir = Path(out)
     ckpt = latest_checkpoint(run_dir) if resume else None
+    done_file = run_dir / "summary.json"
+    if resume and done_file.exists() and (run_dir / "config.yaml").exists():
+        finished = json.loads(done_file.read_text(encoding="utf-8"))
+        if finished.get("timesteps", -1) >= cfg.n_timesteps and _same_config(run_dir, cfg):
+            return {**finished, "already_complete": True}
+    if resume and (run_dir / "config.yaml").exists() and not _same_config(run_dir, cfg):
+        raise TrainConfigError(f"the config differs from the one run folder {str(run_dir)!r} was started with "
+                               f"({run_dir / 'config.yaml'}): resume with the same config")
     if resume and ckpt is None:
         raise TrainConfigError(f"run folder {str(run_dir)!r} has no complete checkpoint to resume from: "
                                f"start without --resume")
-    if not resume and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
-        raise TrainConfigError(f"run folder {str(run_dir)!r} already holds checkpoints: pass --resume to continue "
-                               f"it, or choose another --out")
-    if resume:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        if saved != _yaml_ready(cfg.to_dict()):
-            raise TrainConfigError(f"the config differs from the one run folder {str(run_dir)!r} was started with "
-                                   f"({run_dir / 'config.yaml'}): resume with the same config")
+    started = (run_dir / "final_model.zip").exists() or ((run_dir / "checkpoints").exists()
+                                                         and any((run_dir / "checkpoints").iterdir()))
+    if not resume and started:
+        raise TrainConfigError(f"run folder {str(run_dir)!r} already holds checkpoints or a model: pass --resume "
+                               f"to continue it, or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(_yaml_ready(cfg.to_dict()), sort_keys=False),
                                          encoding="utf-8")
@@ -581,6 +587,11 @@ def train(config: TrainConfig | str | Path | dict[str, Any], out: str | Path | N
                "final_model": str(final), "resumed_from": int(state["num_timesteps"]) if state else None}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
+
+
+def _same_config(run_dir: Path, cfg: TrainConfig) -> bool:
+    f = run_dir / "config.yaml"
+    return f.exists() and yaml.safe_load(f.read_text(encoding="utf-8")) == _yaml_ready(cfg.to_dict())
 
 
 def _yaml_ready(d: Any) -> Any:

@@ -70,3 +70,57 @@ def test_bad_config_file_one_line_error(tmp_path):
     res = run_cli("table", "--config", str(bad))
     assert res.returncode == 2
     assert res.stderr.strip() == "meg-gym table: error: 'es[0].flops_per_s' must be > 0 (got -3.0)"
+
+
+# -- agents: train, evaluate, benchmark ---------------------------------------------------------
+_SHORT_ENV = '{"workload": {"requests_per_episode": 5}}'
+
+
+def test_benchmark_writes_tables_and_plots(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--env", "MEG/SingleES-v0", "--policies", "random,crash_avoid,fixed:*,oracle",
+                 "--seeds", "2", "--env-kwargs", _SHORT_ENV, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| random | 2 |" in text and "| fixed:ciag | 2 |" in text
+    for name in ("table.md", "table.csv", "table_episodes.csv", "results.json", "bars.png", "protocol_vs_snr.png"):
+        assert (out / name).stat().st_size > 100, name
+    record = json.loads((out / "results.json").read_text())
+    assert record["seeds"] == [1000, 1001]
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    cfg = tmp_path / "ppo.yaml"
+    cfg.write_text("algo: ppo\nenv: MEG/SingleES-v0\nenv_kwargs: {workload: {requests_per_episode: 20}}\n"
+                   "n_envs: 1\nn_timesteps: 64\ncheckpoint_freq: 32\neval_freq: 32\neval_episodes: 1\n"
+                   "hyperparams: {n_steps: 32, batch_size: 32, n_epochs: 1}\n")
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--out", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["timesteps"] == 64
+    assert main(["evaluate", "--model", f"ppo={run}", "--policies", "random,fixed:*", "--seeds", "2",
+                 "--out", str(tmp_path / "ev"), "--env-kwargs", _SHORT_ENV]) == 0
+    text = capsys.readouterr().out
+    assert "| ppo | 2 |" in text and "ppo: gain over random" in text
+    assert (tmp_path / "ev" / "learning_curves.png").stat().st_size > 1000
+    assert main(["train", "--config", str(cfg), "--out", str(run), "--resume"]) == 0  # already complete: no-op
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "--config", "/no/such.yaml"], "training config /no/such.yaml does not exist"),
+    (["benchmark", "--env", "MEG/Nope-v0"], "'env' must be one of ['MEG/MultiES-live-v0'"),
+    (["benchmark", "--env", "MEG/SingleES-v0", "--env-kwargs", "[1]"], "'--env-kwargs' must be a JSON object"),
+    (["benchmark", "--env", "MEG/SingleES-v0", "--seeds", "0"], "'--seeds' must be >= 1 (got 0)"),
+])
+def test_agents_bad_input_one_line_error(args, needle):
+    res = run_cli(*args)
+    assert res.returncode == 2, res.stderr
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], res.stderr
+
+
+def test_train_bad_algo_one_line_error(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("algo: td3\nenv: MEG/SingleES-v0\n")
+    res = run_cli("train", "--config", str(cfg))
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("meg-gym train: error: 'algo' must be one of ['ppo', 'a2c', 'dqn', 'sac', "
+                                  "'maskable_ppo'] (got 'td3')")
