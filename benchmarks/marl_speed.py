@@ -54,7 +54,7 @@ def run_env(env, actions: list[dict], seconds: float) -> tuple[float, int]:
     steps, t0 = 0, time.perf_counter()
     while True:
         for _ in range(50):
-            _, _, _, trunc, _ = env.step(actions[steps % len(actions)])
+            env.step(actions[steps % len(actions)])
             steps += 1
             if not env.agents:
                 env.reset()
@@ -82,6 +82,22 @@ def run_world(env, actions: list[dict], seconds: float) -> float:
             return steps / dt
 
 
+def cartpole_steps_per_s(seconds: float) -> float:
+    """CartPole-v1 steps/s in the same process: a yardstick for how loaded the machine is."""
+    import gymnasium as gym
+
+    env = gym.make("CartPole-v1")
+    env.reset(seed=0)
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(1000):
+            _, _, term, trunc, _ = env.step(steps % 2)
+            steps += 1
+            if term or trunc:
+                env.reset()
+    return steps / (time.perf_counter() - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ues", default="2,4,8,16,32")
@@ -93,6 +109,8 @@ def main() -> None:
     args = ap.parse_args()
     ues = [int(x) for x in args.ues.split(",")]
     rows = []
+    ref = [cartpole_steps_per_s(2.0)]
+    print(f"CartPole-v1 (same process, before): {ref[0]:,.0f} steps/s")
     print(f"{'channel':<8}{'UEs':>5}{'ESs':>5}{'joint steps/s':>15}{'agent steps/s':>15}{'world only':>12}"
           f"{'us/agent':>10}")
     for channel in args.channels.split(","):
@@ -107,6 +125,8 @@ def main() -> None:
             rows.append(row)
             print(f"{channel:<8}{m:>5}{args.es:>5}{sps:>15,.0f}{sps * m:>15,.0f}{wsps:>12,.0f}"
                   f"{row['us_per_agent_step']:>10.1f}", flush=True)
+    ref.append(cartpole_steps_per_s(2.0))
+    print(f"CartPole-v1 (same process, after): {ref[1]:,.0f} steps/s")
     if args.profile:
         channel = args.channels.split(",")[0]
         env = make_env(channel, args.profile, args.es)
@@ -121,7 +141,7 @@ def main() -> None:
         print("\n".join(out.getvalue().splitlines()[4:]))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({"cartpole_steps_per_s": ref, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -438,15 +438,15 @@ class MultiWorld:
         if idx.dtype.kind not in "iu":
             if idx.dtype.kind != "f" or not np.all(np.isfinite(idx)) or np.any(idx % 1 != 0):
                 raise ValueError(f"'placements' must be integers in [0, {n_pl - 1}] (got {placements!r})")
-        bad = np.flatnonzero((idx < 0) | (idx >= n_pl))
-        if bad.size:
-            k = int(bad[0])
-            raise ValueError(f"'placements[{k}]' (UE {k}) must be in [0, {n_pl - 1}] (got {idx[k]})")
-        bad = np.flatnonzero(~((sh > 0.0) & (sh <= 1.0)))
-        if bad.size:
-            k = int(bad[0])
-            raise ValueError(f"'shares[{k}]' (UE {k}) must be a share of the cell in (0, 1] (got {sh[k]})")
-        return idx.astype(np.int64).tolist(), sh.tolist()
+            idx = idx.astype(np.int64)
+        pl, sl = idx.tolist(), sh.tolist()
+        if min(pl) < 0 or max(pl) >= n_pl:
+            k = next(k for k, p in enumerate(pl) if not 0 <= p < n_pl)
+            raise ValueError(f"'placements[{k}]' (UE {k}) must be in [0, {n_pl - 1}] (got {pl[k]})")
+        if not all(0.0 < s <= 1.0 for s in sl):  # NaN fails too
+            k = next(k for k, s in enumerate(sl) if not 0.0 < s <= 1.0)
+            raise ValueError(f"'shares[{k}]' (UE {k}) must be a share of the cell in (0, 1] (got {sl[k]})")
+        return pl, sl
 
     def _advance(self) -> None:
         gap = self._gap
