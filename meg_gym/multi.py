@@ -208,6 +208,7 @@ class MultiWorld:
         n = self.num_es
         out: list[Placement] = []
         prep: list[_Prepared] = []
+        self._aliases: dict[tuple[str, tuple[int, ...]], tuple[str, tuple[int, ...]]] = {}
         for name in self.scenario.protocols:
             if PROTOCOLS[name].multi_es:
                 sets = [c for k in range(2, min(self.max_es_per_request, n) + 1) for c in combinations(range(n), k)]
@@ -220,6 +221,7 @@ class MultiWorld:
                 radio = any(plan.is_send)
                 if not radio and not any(plan.node):  # runs on the UE alone: one placement is enough
                     if ids != (0,):
+                        self._aliases[(name, ids)] = (name, (0,))
                         continue
                 out.append(Placement(len(out), name, ids, radio))
                 prep.append(_Prepared(plan, [sys_.es_flops_per_s[i] for i in ids], radio))
@@ -333,10 +335,11 @@ class MultiWorld:
         return np.array([q.backlog_s(now) for q in self._queues])
 
     def placement_index(self, protocol: str, es_ids: tuple[int, ...]) -> int:
-        """The index of a (protocol, ES set) in :attr:`placements`."""
+        """The index of a (protocol, ES set) in :attr:`placements` (a UE-only protocol: whatever the ES ids)."""
         if not hasattr(self, "_index"):
             self._index = {(p.protocol, p.es_ids): p.index for p in self.placements}
         key = (protocol, tuple(sorted(es_ids)))
+        key = self._aliases.get(key, key)
         if key not in self._index:
             raise ValueError(f"placement ({protocol!r}, {list(es_ids)}) is not offered; the scenario offers "
                              f"{sorted({p.protocol for p in self.placements})} on ES sets of up to "

@@ -28,6 +28,9 @@ def test_placements_full_ue_once_and_pairs(world):
     assert ("uidcg", (0, 1)) in names and ("ciag", (1,)) in names
     assert len(names) == len(set(names))
     assert not world.placements[world.placement_index("full_ue", (0,))].radio
+    assert world.placement_index("full_ue", (1,)) == world.placement_index("full_ue", (0,))
+    with pytest.raises(ValueError, match="is not offered"):
+        world.placement_index("uidcg", (0,))
 
 
 def test_costs_measured_once_per_es_count_equal_the_placed_ones(world):
