@@ -166,3 +166,16 @@ def test_render_rgb_array():
         env.step({a: env.action_space(a).sample() for a in env.agents})
         frame = env.render()
         assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODULES)
+def test_live_backend_env_two_steps(name):
+    kw = {"num_ues": 2} if name == "multi_ue_v0" else {"num_ues": 2, "max_requests_per_es": 1}
+    env = MODULES[name].parallel_env(backend="live", generation={"steps": 4, "ue_steps": 2, "complete_steps": 4},
+                                     **kw, **FAST)
+    env.reset(seed=0)
+    for _ in range(2):
+        _, rewards, *_ = env.step({a: env.action_space(a).sample() for a in env.agents})
+        assert all(np.isfinite(r) for r in rewards.values())
+    assert env.world.live
