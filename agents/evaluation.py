@@ -341,14 +341,15 @@ def criteria(rows: list[dict[str, Any]], model: str, random: str = "random", ora
     """
     by = {r["policy"]: r for r in rows}
     fixed = [r for r in rows if r["policy"].startswith("fixed:")]
-    if model not in by or random not in by or not fixed:
+    if model not in by or random not in by:
         return None
     r0 = by[random]["return"]
-    best = max(fixed, key=lambda r: r["return"])
     gain = by[model]["return"] - r0
-    out: dict[str, Any] = {"model": model, "best_fixed": best["policy"], "gain_model": gain,
-                           "gain_best_fixed": best["return"] - r0}
-    out["vs_best_fixed"] = gain / out["gain_best_fixed"] - 1.0 if out["gain_best_fixed"] > 0 else math.nan
+    out: dict[str, Any] = {"model": model, "gain_model": gain}
+    if fixed:
+        best = max(fixed, key=lambda r: r["return"])
+        out.update(best_fixed=best["policy"], gain_best_fixed=best["return"] - r0)
+        out["vs_best_fixed"] = gain / out["gain_best_fixed"] - 1.0 if out["gain_best_fixed"] > 0 else math.nan
     if oracle in by:
         out["gain_oracle"] = by[oracle]["return"] - r0
         out["of_oracle"] = gain / out["gain_oracle"] if out["gain_oracle"] > 0 else math.nan

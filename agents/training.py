@@ -57,6 +57,7 @@ from meg_gym.config import _Loader as _Loader  # the project's safe YAML loader
 __all__ = ["ALGOS", "MARL_ENVS", "TrainConfig", "TrainConfigError", "load_model", "load_train_config", "train"]
 
 MARL_ENVS = ("multi_ue_v0", "es_coordination_v0")
+TRAIN_CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs" / "train"
 
 # algo -> (module, class, the action_type it needs by default, the action_types it accepts)
 ALGOS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
@@ -126,12 +127,15 @@ def load_train_config(source: str | Path | dict[str, Any], **overrides: Any) -> 
     Raises :class:`TrainConfigError` naming the field, what is allowed and what was given.
     """
     shown = ""
+    path: Path | None = None
     if isinstance(source, (str, Path)):
         path = Path(source)
         shown = str(source)
+        if not path.exists() and isinstance(source, str) and not path.suffix and len(path.parts) == 1:
+            path = TRAIN_CONFIGS_DIR / f"{source}.yaml"  # a shipped config's bare name
         if not path.is_file():
             raise TrainConfigError(f"training config {shown} does not exist (shipped: "
-                                   f"{sorted(str(p) for p in Path('configs/train').glob('*.yaml'))})")
+                                   f"{sorted(p.stem for p in TRAIN_CONFIGS_DIR.glob('*.yaml'))})")
         try:
             # the scenario loader's YAML: safe, reads 3e-4 as a number (YAML 1.1 wants 3.0e-4), no duplicate keys
             data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}  # noqa: S506
@@ -189,7 +193,7 @@ def load_train_config(source: str | Path | dict[str, Any], **overrides: Any) -> 
         policy=policy, normalize=normalize, hyperparams=dict(hyper),
         checkpoint_freq=_int_field(data, "checkpoint_freq", 10_000, 1), eval_freq=_int_field(data, "eval_freq", 0, 0),
         eval_episodes=_int_field(data, "eval_episodes", 2, 1), eval_seed=_int_field(data, "eval_seed", 10_000, 0),
-        source=shown)
+        source=str(path) if path is not None else "")
 
 
 # --------------------------------------------------------------------------------------

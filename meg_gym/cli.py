@@ -123,6 +123,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_costs(args: argparse.Namespace) -> int:
+    """Count every protocol's step costs on the model's meta copy and write configs/costs/<model>.json."""
+    from meg_gym.costs import save_shipped
+    from meg_gym.ldm.components import load_model, meta_copy
+    from meg_gym.protocols import PROTOCOLS
+    from meg_gym.system import MegSystem
+
+    sc = _scenario(args)
+    comps = meta_copy(load_model(sc.model))
+    system = MegSystem(sc, components=comps, judge=None)
+    path = save_shipped(system, list(PROTOCOLS), args.max_es)
+    print(f"step costs: {path}")
+    return 0
+
+
 def cmd_train_ldm(args: argparse.Namespace) -> int:
     """Train the shipped tiny LDM (one phase at a time; resumable)."""
     from meg_gym.ldm.train import DEFAULT_CKPT, TrainSettings, train
@@ -225,8 +240,9 @@ def _print_result(res: dict[str, Any], as_json: bool) -> None:
     print(res["table"])
     for model, c in res["criteria"].items():
         if c:
-            line = (f"{model}: gain over random {c['gain_model']:.2f}; best fixed ({c['best_fixed']}) "
-                    f"{c['gain_best_fixed']:.2f} -> {c['vs_best_fixed']:+.1%}")
+            line = f"{model}: gain over random {c['gain_model']:.2f}"
+            if "best_fixed" in c:
+                line += f"; best fixed ({c['best_fixed']}) {c['gain_best_fixed']:.2f} -> {c['vs_best_fixed']:+.1%}"
             if "of_oracle" in c:
                 line += f"; oracle {c['gain_oracle']:.2f} -> {c['of_oracle']:.1%} of the oracle's gain"
             print(line)
@@ -304,6 +320,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", help="table path (default configs/calibration/<model>.json)")
     c.add_argument("--check", action="store_true", help="measure profiled-vs-live error on held-out settings")
+
+    co = add("costs", cmd_costs, "count step costs (FLOPs, bits) of every protocol into configs/costs/<model>.json")
+    co.add_argument("--model", help="model card name (tiny, sd15) or a local diffusers folder")
+    co.add_argument("--max-es", type=int, default=3, help="count multi-ES protocols on 2..max-es ESs")
 
     tr = add("train-ldm", cmd_train_ldm, "train the shipped tiny LDM (hours on CPU; resumable)")
     tr.add_argument("--phase", choices=["vae", "unet", "classifier", "all"], default="all")
