@@ -125,12 +125,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_costs(args: argparse.Namespace) -> int:
     """Count every protocol's step costs on the model's meta copy and write configs/costs/<model>.json."""
+    from meg_gym.config import load_scenario, scenario_to_dict
     from meg_gym.costs import save_shipped
     from meg_gym.ldm.components import load_model, meta_copy
     from meg_gym.protocols import PROTOCOLS
     from meg_gym.system import MegSystem
 
     sc = _scenario(args)
+    ov = _overrides(args)
+    sc = load_scenario(args.config, **{**ov, "num_es": args.max_es, "es": [scenario_to_dict(sc)["es"][0]],
+                                       "cost_model": None})
     comps = meta_copy(load_model(sc.model))
     system = MegSystem(sc, components=comps, judge=None)
     path = save_shipped(system, list(PROTOCOLS), args.max_es)

@@ -164,17 +164,33 @@ class MegSystem:
         return place(protocol, tuple(int(i) for i in es_ids))
 
     def costs(self, protocol: str, es_ids: tuple[int, ...]) -> list[StepCost]:
-        """Step costs (FLOPs, payload bits) of a plan, from one run on the meta model (cached)."""
-        key = (protocol, tuple(es_ids), self.settings)
-        if key not in self._meta_costs:
-            plan = place(protocol, tuple(es_ids))
-            from meg_gym.workload import TYPICAL_PROMPT
+        """Step costs (FLOPs, payload bits) of a plan, from one run on the meta model.
 
-            res = self._run(plan, self.cost_comps, _meta_image(self.cost_comps), TYPICAL_PROMPT, None,
-                            self._links(1e6, noiseless=True),
-                            queues=False)
-            self._meta_costs[key] = res.costs
+        They depend on the protocol, the number of ESs and the settings, not on which ESs:
+        measured once on ESs ``0..k-1`` and renamed. Cached in memory, in the shipped
+        ``configs/costs/<model>.json`` and in ``~/.cache/meg_gym/costs/`` (see :mod:`meg_gym.costs`).
+        """
+        from meg_gym import costs as cost_cache
+
+        es_ids = tuple(int(i) for i in es_ids)
+        key = (protocol, es_ids, self.settings)
+        if key not in self._meta_costs:
+            canon = tuple(range(len(es_ids)))
+            ckey = (protocol, canon, self.settings)
+            if ckey not in self._meta_costs:
+                self._meta_costs[ckey] = cost_cache.cached_costs(
+                    self.cost_comps, protocol, len(es_ids), self.settings,
+                    cost_cache.transmission_key(self.scenario), self._measure_costs)
+            self._meta_costs[key] = cost_cache.rename(self._meta_costs[ckey], es_ids)
         return self._meta_costs[key]
+
+    def _measure_costs(self, protocol: str, num_es: int) -> list[StepCost]:
+        from meg_gym.workload import TYPICAL_PROMPT
+
+        plan = place(protocol, tuple(range(num_es)))
+        res = self._run(plan, self.cost_comps, _meta_image(self.cost_comps), TYPICAL_PROMPT, None,
+                        self._links(1e6, noiseless=True), queues=False)
+        return res.costs
 
     def _links(self, bandwidth_hz: float, noiseless: bool | None = None) -> LinkConditions:
         sc = self.scenario
