@@ -24,7 +24,9 @@ ENV_IDS = {
 
 for _id, _kwargs in ENV_IDS.items():
     if _id not in registry:
-        register(id=_id, entry_point="envs.meg_env:MegEnv", kwargs=dict(_kwargs), disable_env_checker=False)
+        # profiled ids also have the native numpy vector env (vectorization_mode="vector_entry_point")
+        register(id=_id, entry_point="envs.meg_env:MegEnv", kwargs=dict(_kwargs), disable_env_checker=False,
+                 vector_entry_point="envs.vector:MegVectorEnv" if _kwargs["backend"] == "profiled" else None)
 
 # PettingZoo environments (modules with parallel_env / env / raw_env factories)
 from envs import es_coordination as es_coordination_v0  # noqa: E402

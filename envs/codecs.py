@@ -58,6 +58,10 @@ class MultiDiscreteCodec(ActionCodec):
 
     def decode(self, action: Any) -> tuple[int, int]:
         a = np.asarray(action)
+        if a.shape == (2,) and a.dtype.kind in "iu":  # the usual case: what the space samples
+            p, s = a.tolist()
+            if 0 <= p < self.n_placements and 0 <= s < self.n_shares:
+                return p, s
         if a.shape != (2,) or not np.issubdtype(a.dtype, np.integer) and not np.all(np.mod(a, 1) == 0):
             raise InvalidAction(f"action must be 2 integers [placement, share] in MultiDiscrete("
                                 f"[{self.n_placements}, {self.n_shares}]) (got {action!r})")

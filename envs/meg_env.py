@@ -91,7 +91,6 @@ class MegEnv(gym.Env):
         self.render_mode = render_mode
         n = self.scenario.num_es
         self._n = n
-        self._obs = np.zeros(3 * n + 4, dtype=np.float32)
         # bounds far outside what the models produce (SNR within +-300 dB, backlogs below hours)
         snr = (-10.0, 10.0)
         big = 1e4
@@ -119,23 +118,18 @@ class MegEnv(gym.Env):
     def _observe(self) -> Any:
         w = self.world
         sys_ = w.system
-        ch = sys_.channel
         n = self._n
-        bw = self.scenario.bandwidth_hz
         scale = w.workload.latency_scale_s
-        o = self._obs
         now = sys_.now_s
-        for i in range(n):
-            o[i] = ch.snr_db(i, "ul", bw) / _SNR_SCALE_DB
-            o[n + i] = ch.snr_db(i, "dl", bw) / _SNR_SCALE_DB
-            o[2 * n + i] = sys_.queues[i].backlog_s(now) / scale
+        ul, dl = w.link_snrs(self.scenario.bandwidth_hz)
+        queues = sys_.queues
         req = w.request
-        o[3 * n] = req.deadline_s / scale
-        o[3 * n + 1] = req.quality_weight
-        o[3 * n + 2] = self._energy_j / (w._refs["energy_j"] * max(1, w.served))
-        o[3 * n + 3] = w.served / w.workload.requests_per_episode
+        o = np.array([*(v / _SNR_SCALE_DB for v in ul), *(v / _SNR_SCALE_DB for v in dl),
+                      *(queues[i].backlog_s(now) / scale for i in range(n)), req.deadline_s / scale,
+                      req.quality_weight, self._energy_j / (w._refs["energy_j"] * max(1, w.served)),
+                      w.served / w.workload.requests_per_episode], dtype=np.float32)
         if self.observation_type == "box":
-            return o.copy()
+            return o
         return {"snr_ul": o[:n].copy(), "snr_dl": o[n:2 * n].copy(), "backlog": o[2 * n:3 * n].copy(),
                 "request": o[3 * n:3 * n + 2].copy(), "ue": o[3 * n + 2:].copy()}
 

@@ -86,7 +86,7 @@ class ConfigError(ValueError):
 _FALLBACK: dict[str, Any] = {
     # channel kind -> its parameters besides ``kind``
     "channels": {
-        "awgn": ("snr_db",),
+        "awgn": ("snr_db", "snr_range_db"),
         "perfect": ("snr_db",),
         "umi": ("carrier_hz", "noise_figure_db", "fading", "rician_k_db", "shadowing"),
         "uma": ("carrier_hz", "noise_figure_db", "fading", "rician_k_db", "shadowing"),
@@ -110,7 +110,7 @@ CHANNEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "umi": {"carrier_hz": 3.5e9, "noise_figure_db": 9.0, "fading": "rayleigh", "rician_k_db": 9.0, "shadowing": True},
     "uma": {"carrier_hz": 3.5e9, "noise_figure_db": 9.0, "fading": "rayleigh", "rician_k_db": 9.0, "shadowing": True},
 }
-_CHANNEL_PARAMS = ("snr_db", "carrier_hz", "noise_figure_db", "fading", "rician_k_db", "shadowing")
+_CHANNEL_PARAMS = ("snr_db", "snr_range_db", "carrier_hz", "noise_figure_db", "fading", "rician_k_db", "shadowing")
 
 
 def _table(module: str, name: str) -> Any:
@@ -253,13 +253,16 @@ class TransmissionConfig(_Frozen):
 class ChannelConfig(_Frozen):
     """The radio channel: ``kind`` and that kind's parameters (the others stay ``None``).
 
-    awgn / perfect: ``snr_db``. umi / uma (3GPP TR 38.901): ``carrier_hz``,
-    ``noise_figure_db``, ``fading`` (rayleigh | rician | none), ``rician_k_db``, ``shadowing``.
+    awgn / perfect: ``snr_db``; awgn also ``snr_range_db`` ([low, high]: each fading block,
+    i.e. each request, draws every ES's SNR uniformly in that range instead). umi / uma
+    (3GPP TR 38.901): ``carrier_hz``, ``noise_figure_db``, ``fading`` (rayleigh | rician |
+    none), ``rician_k_db``, ``shadowing``.
     A parameter that is not given takes its kind's default (:data:`CHANNEL_DEFAULTS`).
     """
 
     kind: Text = "awgn"
     snr_db: Number | None = None
+    snr_range_db: tuple[Number, Number] | None = None
     carrier_hz: Positive | None = None
     noise_figure_db: NonNegative | None = None
     fading: Text | None = None
@@ -282,6 +285,13 @@ class ChannelConfig(_Frozen):
                                                f"allowed: {['kind', *allowed]}")
         given = {k: v for k, v in data.items() if v is not None}
         return {**CHANNEL_DEFAULTS.get(kind, {}), **given}
+
+    @field_validator("snr_range_db")
+    @classmethod
+    def _range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not v[0] <= v[1]:
+            raise _FieldError((), f"must be [low, high] in dB with low <= high (got {list(v)})")
+        return v
 
     @field_validator("fading")
     @classmethod

@@ -3,18 +3,25 @@
 A :class:`CompiledPlan` is a placed protocol reduced to numbers: per step, the node that
 runs it, the steps it waits for, its FLOPs or payload. :meth:`CompiledPlan.timing` walks the
 steps once with node clocks: a stage starts when its node is free and its inputs are there,
-waits in the ES's queue (simulated, :class:`meg_gym.compute.EsQueue`), and runs for
-FLOPs / effective FLOP/s; a send starts when its tensor is ready and the UE's radio is free
-(the UE transmits one thing at a time and receives one thing at a time: downlinks from
-several ESs are coordinated, not simultaneous) and lasts its airtime. Live mode feeds it
+and runs for FLOPs / effective FLOP/s. An ES serves requests in the order they reach it
+(FIFO per request, like the other users' jobs, which are whole generations): a request's
+work on an ES waits for the work the ES holds when the request arrives (its simulated
+queue, :class:`meg_gym.compute.EsQueue`, read at ``start_s``), then its stages run as one
+job, which occupies the ES from its turn to its last stage and is added to the queue. So
+the backlog an agent observes is the wait its request will meet. A send starts when its
+tensor is ready and the UE's radio is free (the UE transmits one thing at a time and
+receives one thing at a time: downlinks from several ESs are coordinated, not
+simultaneous) and lasts its airtime. Live mode feeds it
 the costs it measured; profiled mode the same costs from a run on the meta model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from meg_gym.channel import airtime_s
 from meg_gym.protocols import UE, PlacedProtocol, Run, Send, _stage_names
@@ -69,14 +76,10 @@ class CompiledPlan:
     values: tuple[int, ...]
     bits: tuple[int, ...]
     lossless: tuple[bool, ...]
-
-    @property
-    def uplink_bits(self) -> int:
-        return sum(b for b, s, n in zip(self.bits, self.is_send, self.node) if s and n == 0)
-
-    @property
-    def downlink_bits(self) -> int:
-        return sum(b for b, s, n in zip(self.bits, self.is_send, self.node) if s and n != 0)
+    uplink_bits: int
+    downlink_bits: int
+    # analog airtimes depend on the bandwidth only: remembered per (step, bandwidth)
+    _analog_airtime: dict = field(default_factory=dict, compare=False, repr=False)
 
     def timing(
         self,
@@ -97,75 +100,148 @@ class CompiledPlan:
     ) -> tuple[dict[str, float], list[StepTiming]]:
         """Latency breakdown, bits and UE energy; ``es_*`` and ``snr_*`` are indexed like ``es_ids``.
 
-        ``airtimes`` overrides the computed airtime of sends (live mode passes what the
-        transmission really took, retransmissions included).
+        ``queues`` (:class:`~meg_gym.compute.EsQueue` per ES, or None for idle ESs) are read
+        at ``start_s`` and given the request's job. ``airtimes`` overrides the computed
+        airtime of sends (live mode passes what the transmission really took,
+        retransmissions included).
         """
+        turn = [start_s] * (len(self.es_ids) + 1)
+        if queues is not None:
+            for j, q in enumerate(queues):
+                turn[j + 1] = start_s + q.backlog_s(start_s)
+        memo = self._analog_airtime
+
+        def airtime(i: int, snr: float) -> float:
+            at = airtimes[i] if airtimes is not None else None
+            if at is not None:
+                return at
+            analog = mode == "analog" and not self.lossless[i]
+            at = memo.get((i, bandwidth_hz)) if analog else None
+            if at is None:
+                at = airtime_s(values=self.values[i], payload_bits=self.bits[i], snr_db=snr, bandwidth_hz=bandwidth_hz,
+                               mode="digital" if self.lossless[i] else mode, efficiency=efficiency)
+                if analog:
+                    if len(memo) > 4096:  # continuous bandwidths (shared cells): keep it bounded
+                        memo.clear()
+                    memo[(i, bandwidth_hz)] = at
+            return at
+
+        records: list[StepTiming] | None = [] if trace else None
+        summary, busy = self._walk(turn, start_s, ue_flops_per_s, es_flops_per_s, snr_ul_db, snr_dl_db, airtime,
+                                   ue_power_w, ue_tx_power_w, _max, _min, records)
+        if queues is not None:  # the ES was ours from its turn to our last stage on it
+            for j, q in enumerate(queues):
+                if busy[j + 1] is not None:
+                    q.submit(start_s, (busy[j + 1] - turn[j + 1]) * q.flops_per_s)
+        return summary, records if records is not None else []
+
+    def timing_batch(
+        self,
+        *,
+        ue_flops_per_s: float,
+        es_flops_per_s: Sequence[Any],
+        snr_ul_db: Sequence[np.ndarray],
+        snr_dl_db: Sequence[np.ndarray],
+        bandwidth_hz: np.ndarray,
+        mode: str,
+        efficiency: float,
+        ue_power_w: float,
+        ue_tx_power_w: float,
+        turn_s: Sequence[np.ndarray],
+        start_s: np.ndarray,
+    ) -> tuple[dict[str, np.ndarray], list[np.ndarray | None]]:
+        """:meth:`timing` for a batch of requests (numpy arrays, one entry per request), the
+        same walk: ``turn_s[j]`` is when ES ``es_ids[j]`` can take the request (its arrival
+        plus the backlog there). Returns the summary arrays and, per ES, when our job left it
+        (None if the plan runs nothing there): its occupation is that minus its turn."""
+        from meg_gym.channel.transmission import airtime_array
+
+        def airtime(i: int, snr: np.ndarray) -> np.ndarray:
+            return airtime_array(values=self.values[i], payload_bits=self.bits[i], snr_db=snr,
+                                 bandwidth_hz=bandwidth_hz, mode="digital" if self.lossless[i] else mode,
+                                 efficiency=efficiency)
+
+        summary, busy = self._walk([start_s, *turn_s], start_s, ue_flops_per_s, es_flops_per_s, snr_ul_db,
+                                   snr_dl_db, airtime, ue_power_w, ue_tx_power_w, np.maximum, np.minimum, None)
+        return summary, busy[1:]
+
+    def _walk(self, turn: list, start_s: Any, ue_flops_per_s: float, es_flops_per_s: Sequence[Any],
+              snr_ul_db: Sequence[Any], snr_dl_db: Sequence[Any], airtime: Any, ue_power_w: float,
+              ue_tx_power_w: float, mx: Any, mn: Any, records: list | None) -> tuple[dict[str, Any], list]:
+        """The timing walk over floats or over numpy arrays (``mx``/``mn``: max/min of two)."""
         n = len(self.costs)
-        end = [0.0] * n
-        clock = [start_s] * (len(self.es_ids) + 1)
+        end: list[Any] = [start_s] * n
+        clock = list(turn)
+        first = [True] * len(clock)
         tx_free = rx_free = start_s
         ue_compute = es_compute = queue = up = down = 0.0
-        records: list[StepTiming] = []
         for i in range(n):
             ready = start_s
             for d in self.deps[i]:
-                if end[d] > ready:
-                    ready = end[d]
+                ready = mx(ready, end[d])
             node = self.node[i]
             if not self.is_send[i]:
-                start = clock[node] if clock[node] > ready else ready
+                start = mx(clock[node], ready)
+                wait = 0.0
                 if node == 0:
-                    service, wait = self.flops[i] / ue_flops_per_s, 0.0
-                    ue_compute += service
+                    service = self.flops[i] / ue_flops_per_s
+                    ue_compute = ue_compute + service
                 else:
-                    j = node - 1
-                    if queues is not None:
-                        res = queues[j].submit(start, self.flops[i])
-                        wait, service = res.wait_s, res.service_s
-                    else:
-                        wait, service = 0.0, self.flops[i] / es_flops_per_s[j]
-                    es_compute += service
-                    queue += wait
-                end[i] = clock[node] = start + wait + service
-                if trace:
+                    service = self.flops[i] / es_flops_per_s[node - 1]
+                    es_compute = es_compute + service
+                    if first[node]:  # the wait for the work ahead, beyond the stage's own readiness
+                        first[node] = False
+                        wait = mx(turn[node] - ready, 0.0)
+                        queue = queue + wait
+                end[i] = clock[node] = start + service
+                if records is not None:
                     c = self.costs[i]
-                    records.append(StepTiming("run", c.name, c.node, "", start, end[i], c.flops, wait))
+                    records.append(StepTiming("run", c.name, c.node, "", start - wait, end[i], c.flops, wait))
             else:
                 if node == 0:  # uplink; a broadcast runs at the weakest receiver's SNR
-                    snr = min(snr_ul_db[d - 1] for d in self.dst[i])
-                    start = tx_free if tx_free > ready else ready
+                    dst = self.dst[i]
+                    snr = snr_ul_db[dst[0] - 1]
+                    for d in dst[1:]:
+                        snr = mn(snr, snr_ul_db[d - 1])
+                    start = mx(tx_free, ready)
                 else:
                     snr = snr_dl_db[node - 1]
-                    start = rx_free if rx_free > ready else ready
-                at = airtimes[i] if airtimes is not None and airtimes[i] is not None else None
-                if at is None:
-                    at = airtime_s(values=self.values[i], payload_bits=self.bits[i], snr_db=snr,
-                                   bandwidth_hz=bandwidth_hz, mode="digital" if self.lossless[i] else mode,
-                                   efficiency=efficiency)
+                    start = mx(rx_free, ready)
+                at = airtime(i, snr)
                 end[i] = start + at
                 if node == 0:
                     tx_free = end[i]
-                    up += at
+                    up = up + at
                 else:
                     rx_free = end[i]
-                    down += at
-                if trace:
+                    down = down + at
+                if records is not None:
                     c = self.costs[i]
                     records.append(StepTiming("send", c.name, c.node, c.dst, start, end[i], 0, 0.0, c.payload_bits,
                                               at, snr, "ul" if node == 0 else "dl"))
-        latency = max(end) - start_s if n else 0.0
+        last = start_s
+        for e in end:
+            last = mx(last, e)
         summary = {
-            "latency_s": latency,
+            "latency_s": last - start_s,
             "ue_compute_s": ue_compute,
             "es_compute_s": es_compute,
             "queue_s": queue,
             "uplink_s": up,
             "downlink_s": down,
-            "uplink_bits": float(self.uplink_bits),
-            "downlink_bits": float(self.downlink_bits),
+            "uplink_bits": self.uplink_bits,
+            "downlink_bits": self.downlink_bits,
             "energy_j": ue_compute * ue_power_w + up * ue_tx_power_w,
         }
-        return summary, records
+        return summary, [None if f else c for f, c in zip(first, clock)]
+
+
+def _max(a: float, b: float) -> float:
+    return a if a > b else b
+
+
+def _min(a: float, b: float) -> float:
+    return a if a < b else b
 
 
 def _index(node: str, es_ids: tuple[int, ...]) -> int:
@@ -194,9 +270,12 @@ def compile_plan(plan: PlacedProtocol, costs: Sequence[StepCost]) -> CompiledPla
             deps.append((producer[(step.src, step.tensor)],) if (step.src, step.tensor) in producer else ())
             for d in receivers:
                 producer[(d, step.as_ or step.tensor)] = i
+    is_send = tuple(c.kind == "send" for c in costs)
+    bits = tuple(c.payload_bits for c in costs)
     return CompiledPlan(
-        protocol=plan.protocol, es_ids=plan.es_ids, costs=tuple(costs),
-        is_send=tuple(c.kind == "send" for c in costs), node=tuple(nodes), dst=tuple(dsts), deps=tuple(deps),
-        flops=tuple(float(c.flops) for c in costs), values=tuple(c.values for c in costs),
-        bits=tuple(c.payload_bits for c in costs), lossless=tuple(c.lossless for c in costs),
+        protocol=plan.protocol, es_ids=plan.es_ids, costs=tuple(costs), is_send=is_send, node=tuple(nodes),
+        dst=tuple(dsts), deps=tuple(deps), flops=tuple(float(c.flops) for c in costs),
+        values=tuple(c.values for c in costs), bits=bits, lossless=tuple(c.lossless for c in costs),
+        uplink_bits=sum(b for b, s, n in zip(bits, is_send, nodes) if s and n == 0),
+        downlink_bits=sum(b for b, s, n in zip(bits, is_send, nodes) if s and n != 0),
     )

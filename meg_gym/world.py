@@ -78,6 +78,7 @@ class World:
         }
         self._refs = self._references()
         self.rng = np.random.default_rng(0)
+        self._draws = _Draws(self.rng)
         self.request: RequestInfo | None = None
         self.served = 0
 
@@ -89,6 +90,7 @@ class World:
         memo[id(self)] = new
         new.system = copy.deepcopy(self.system, memo)
         new.rng = copy.deepcopy(self.rng, memo)
+        new._draws = self._draws.copy(new.rng)
         return new
 
     # -- set-up ---------------------------------------------------------------------------
@@ -112,14 +114,17 @@ class World:
         sys_ss, req_ss = ss.spawn(2)
         self.system.reset(int(sys_ss.generate_state(1)[0]))
         self.rng = np.random.default_rng(req_ss)
+        self._draws = _Draws(self.rng)
         self.served = 0
         self.request = self._next_request(0.0)
 
     def _next_request(self, arrival_s: float) -> RequestInfo:
-        w, rng = self.workload, self.rng
-        deadline = float(rng.uniform(*w.deadline_s))
-        weight = float(rng.uniform(*w.quality_weight))
-        seed = int(rng.integers(2**31 - 1))
+        w = self.workload
+        u_deadline, u_weight, seed, self._gap, self._z = self._draws.next()
+        lo, hi = w.deadline_s
+        deadline = lo + (hi - lo) * u_deadline
+        lo, hi = w.quality_weight
+        weight = lo + (hi - lo) * u_weight
         req = None
         if self.live:
             from meg_gym.workload import sample_request
@@ -133,10 +138,7 @@ class World:
 
     def link_snrs(self, bandwidth_hz: float) -> tuple[list[float], list[float]]:
         """Uplink and downlink SNR (dB) of every ES at this bandwidth, now."""
-        ch = self.system.channel
-        n = self.scenario.num_es
-        return ([ch.snr_db(i, "ul", bandwidth_hz) for i in range(n)],
-                [ch.snr_db(i, "dl", bandwidth_hz) for i in range(n)])
+        return self.system.channel.snr_lists_db(bandwidth_hz)
 
     def feasible(self, bandwidth_share: float) -> np.ndarray:
         """For each decision: can it meet the current deadline (ignoring ES queues)?"""
@@ -177,23 +179,20 @@ class World:
         else:
             out = None
             ids = decision.es_ids
-            ch = sys_.channel
-            snr_ul = [ch.snr_db(i, "ul", bw) for i in ids]
-            snr_dl = [ch.snr_db(i, "dl", bw) for i in ids]
+            all_ul, all_dl = sys_.channel.snr_lists_db(bw)
+            snr_ul = [all_ul[i] for i in ids]
+            snr_dl = [all_dl[i] for i in ids]
             summary = self._timing(decision, bw, snr_ul, snr_dl, queues=True)
             latency, energy = summary["latency_s"], summary["energy_j"]
-            ul_bits, dl_bits = int(summary["uplink_bits"]), int(summary["downlink_bits"])
-            steps = sys_.settings.steps
-            worst_ul, worst_dl = min(snr_ul), min(snr_dl)
-            quality = self.table.sample(decision.protocol, worst_ul, worst_dl, self.rng, steps, "quality")
-            ssim = self.table.lookup(decision.protocol, worst_ul, worst_dl, steps, "ssim")[0]
+            ul_bits, dl_bits = summary["uplink_bits"], summary["downlink_bits"]
+            quality, ssim = self.table.draw(decision.protocol, min(snr_ul), min(snr_dl), self._z,
+                                            sys_.settings.steps)
         missed = latency > req.deadline_s
         terms, reward = reward_terms(quality, req.quality_weight, latency, ul_bits + dl_bits, energy, missed,
                                      self._refs, sc.reward.weights)
         # move on: the next request arrives after an exponential gap; the world moves with it
         self.served += 1
-        gap = float(self.rng.exponential(1.0 / self.workload.arrival_rate_hz))
-        sys_.advance(gap)
+        sys_.advance(self._gap / self.workload.arrival_rate_hz)
         self.request = self._next_request(sys_.now_s)
         return StepResult(terms, reward, latency, quality, ssim, ul_bits, dl_bits, energy, missed, decision, out)
 
@@ -223,12 +222,43 @@ def reward_terms(quality: float, quality_weight: float, latency_s: float, bits: 
         "latency": -latency_s / scales["latency_s"],
         "overhead": -bits / scales["bits"],
         "energy": -energy_j / scales["energy_j"],
-        "deadline": -1.0 if deadline_missed else 0.0,
+        "deadline": 0.0 - deadline_missed,  # -1.0 or 0.0 (works on numpy arrays too: batched worlds)
     }
     w = weights
     reward = (w.quality * terms["quality"] + w.latency * terms["latency"] + w.overhead * terms["overhead"]
               + w.energy * terms["energy"] + w.deadline * terms["deadline"])
     return terms, reward
+
+
+class _Draws:
+    """The request stream's random numbers, drawn from its generator in blocks of rows
+    (deadline and weight uniforms, the request seed, a unit-mean exponential gap to the next
+    arrival, a standard normal for the quality draw): the same stream for a seed at a
+    fraction of the generator calls. Blocks are never mutated, so copies share them."""
+
+    __slots__ = ("rng", "rows", "i")
+    BLOCK = 256
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.rows: list[tuple[float, float, int, float, float]] = []
+        self.i = 0
+
+    def next(self) -> tuple[float, float, int, float, float]:
+        if self.i == len(self.rows):
+            rng, n = self.rng, self.BLOCK
+            u = rng.random((2, n)).tolist()
+            self.rows = list(zip(u[0], u[1], rng.integers(2**31 - 1, size=n).tolist(),
+                                 rng.standard_exponential(n).tolist(), rng.standard_normal(n).tolist()))
+            self.i = 0
+        row = self.rows[self.i]
+        self.i += 1
+        return row
+
+    def copy(self, rng: np.random.Generator) -> _Draws:
+        new = _Draws(rng)
+        new.rows, new.i = self.rows, self.i
+        return new
 
 
 def es_sets(protocol: str, num_es: int) -> list[tuple[int, ...]]:

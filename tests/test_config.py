@@ -123,7 +123,7 @@ def test_shipped_scenario_by_bare_name():
 BAD = [
     ({"es": [{}, {"flops_per_s": -3.0}]}, "es[1].flops_per_s", "-3.0", "must be > 0"),
     ({"channel": {"kind": "wifi"}}, "channel.kind", "'wifi'", "['awgn', 'perfect', 'uma', 'umi']"),
-    ({"channel": {"foo": 1.0}}, "channel.foo", "not a known field", "allowed: ['kind', 'snr_db']"),
+    ({"channel": {"foo": 1.0}}, "channel.foo", "not a known field", "allowed: ['kind', 'snr_db', 'snr_range_db']"),
     ({"channel": {"kind": "umi", "snr_db": 5.0}}, "channel.snr_db", "not a known field", "carrier_hz"),
     ({"foo": 1}, "foo", "not a known field", "allowed: ['name'"),
     ({"bandwidth_hz": math.nan}, "bandwidth_hz", "nan", "finite"),
@@ -156,6 +156,8 @@ BAD = [
     ({"transmission": {"bits_per_value": 0}}, "transmission.bits_per_value", "0", ">= 1"),
     ({"channel": {"snr_db": "high"}}, "channel.snr_db", "'high'", "must be a number"),
     ({"channel": {"snr_db": True}}, "channel.snr_db", "True", "must be a number"),
+    ({"channel": {"snr_range_db": [20.0, -20.0]}}, "channel.snr_range_db", "[20.0, -20.0]", "low <= high"),
+    ({"channel": {"kind": "umi", "snr_range_db": [0.0, 1.0]}}, "channel.snr_range_db", "not a known field", "umi"),
     ({"channel": {"kind": "uma", "fading": "nakagami"}}, "channel.fading", "'nakagami'", "rayleigh"),
     ({"channel": "awgn"}, "channel", "'awgn'", "must be a mapping"),
     ({"reward": {"weights": {"latency": -1.0}}}, "reward.weights.latency", "-1.0", ">= 0"),

@@ -144,6 +144,27 @@ class ChannelModel:
         base = self._base_db[li][i]
         return base - 10.0 * math.log10(bandwidth_hz) if self._per_hz else base
 
+    @property
+    def scales_with_bandwidth(self) -> bool:
+        """True when a link's SNR falls by 10 log10(B) with the allocated bandwidth B (fixed power, kTB noise)."""
+        return bool(self._per_hz)
+
+    def snr_lists_db(self, bandwidth_hz: float) -> tuple[list[float], list[float]]:
+        """Uplink and downlink SNRs (dB) of every ES over ``bandwidth_hz``, as two lists (the env's fast path)."""
+        if not self._num_es:
+            self._es(0)  # raises: reset() first
+        try:
+            ok = 0.0 < bandwidth_hz < math.inf
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"'bandwidth_hz' must be a finite number > 0 (got {show(bandwidth_hz)})")
+        ul, dl = self._base_db
+        if self._per_hz:
+            off = 10.0 * math.log10(bandwidth_hz)
+            return [v - off for v in ul], [v - off for v in dl]
+        return list(ul), list(dl)
+
     def snr_table_db(self, bandwidth_hz: float) -> np.ndarray:
         """SNRs of all links, shape (num_es, 2): column 0 uplink, column 1 downlink."""
         self._es(0)
@@ -238,8 +259,19 @@ class _FixedSnrChannel(ChannelModel):
     """
 
     def __init__(self, *, snr_db: float, link_snr_db: Mapping[Any, float] | None,
-                 reference_bandwidth_hz: float | None = None) -> None:
+                 reference_bandwidth_hz: float | None = None,
+                 snr_range_db: Sequence[float] | None = None) -> None:
         super().__init__()
+        self._range: tuple[float, float] | None = None
+        if snr_range_db is not None:
+            ok = not isinstance(snr_range_db, (str, bytes, Mapping)) and hasattr(snr_range_db, "__len__") \
+                and len(snr_range_db) == 2
+            lo, hi = (check_number(f"channel.snr_range_db[{i}]", v) for i, v in enumerate(snr_range_db)) if ok \
+                else (0.0, -1.0)
+            if not ok or not lo <= hi:
+                raise ValueError(f"'channel.snr_range_db' must be [low, high] in dB with low <= high "
+                                 f"(got {show(snr_range_db)})")
+            self._range = (lo, hi)
         if reference_bandwidth_hz is not None:
             check_number("channel.reference_bandwidth_hz", reference_bandwidth_hz, lo=0.0, lo_open=True)
         self._ref_bw = reference_bandwidth_hz
@@ -249,6 +281,8 @@ class _FixedSnrChannel(ChannelModel):
         self._overrides = _parse_overrides(link_snr_db)
         self._params = {"snr_db": snr_db, "link_snr_db": link_snr_db,
                         "reference_bandwidth_hz": reference_bandwidth_hz}
+        if snr_range_db is not None:
+            self._params["snr_range_db"] = snr_range_db
 
     def reset(self, rng: np.random.Generator, num_es: int) -> None:
         n = self._check_reset(rng, num_es)
@@ -265,15 +299,26 @@ class _FixedSnrChannel(ChannelModel):
                     raise ValueError(f"'channel.link_snr_db' names ES {i} but num_es is {n}")
                 for li in links:
                     table[li][i] = snr
+        self._shift = 0.0
         if self._ref_bw is not None:  # store per-Hz values; snr_db() subtracts 10 log10(B)
-            shift = 10.0 * math.log10(self._ref_bw)
-            table = [[v + shift for v in row] for row in table]
+            self._shift = 10.0 * math.log10(self._ref_bw)
+            table = [[v + self._shift for v in row] for row in table]
             self._per_hz = True
         self._base_db = table
         self._num_es = n
+        self._draw(rng)
 
     def advance(self, dt_s: float, rng: np.random.Generator) -> None:
         self._check_dt(dt_s)
+        self._draw(rng)
+
+    def _draw(self, rng: np.random.Generator) -> None:
+        """With ``snr_range_db``: a new block, every ES's SNR (both links) uniform in the range."""
+        if self._range is None:
+            return
+        lo, hi = self._range
+        for i, u in enumerate(rng.random(self._num_es).tolist()):
+            self._base_db[0][i] = self._base_db[1][i] = lo + (hi - lo) * u + self._shift
 
 
 class AwgnChannel(_FixedSnrChannel):
@@ -282,13 +327,17 @@ class AwgnChannel(_FixedSnrChannel):
     ``snr_db``: the SNR of every link, in dB, whatever the allocated bandwidth.
     ``link_snr_db``: overrides, keys 'ul' / 'dl' (all ESs), an ES index or 'es<i>' (both
     links of ES i), 'es<i>.ul' / 'es<i>.dl' or (i, 'ul'|'dl'); the most specific key wins.
+    ``snr_range_db``: ``[low, high]``: instead, every fading block (each ``reset`` and
+    ``advance``) draws each ES's SNR (both links) uniformly in the range: the case study
+    swept over SNR, one request at a time.
     """
 
     kind = "awgn"
 
     def __init__(self, *, snr_db: float = 10.0, link_snr_db: Mapping[Any, float] | None = None,
-                 reference_bandwidth_hz: float | None = None) -> None:
-        super().__init__(snr_db=snr_db, link_snr_db=link_snr_db, reference_bandwidth_hz=reference_bandwidth_hz)
+                 reference_bandwidth_hz: float | None = None, snr_range_db: Sequence[float] | None = None) -> None:
+        super().__init__(snr_db=snr_db, link_snr_db=link_snr_db, reference_bandwidth_hz=reference_bandwidth_hz,
+                         snr_range_db=snr_range_db)
 
 
 class PerfectChannel(_FixedSnrChannel):

@@ -27,7 +27,7 @@ from meg_gym.compute.energy import (
     ue_energy_j,
 )
 from meg_gym.compute.flops import FlopCache, LdmFlops, count_flops, measure_ldm_flops, shape_signature
-from meg_gym.compute.queues import EsQueue, QueueResult
+from meg_gym.compute.queues import EsQueue, EsQueueBatch, QueueResult
 
 __all__ = [
     "CFG_STEP_FLOPS",
@@ -36,6 +36,7 @@ __all__ = [
     "ComputeError",
     "DeviceProfile",
     "EsQueue",
+    "EsQueueBatch",
     "FlopCache",
     "LdmFlops",
     "QueueResult",

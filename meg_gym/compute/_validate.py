@@ -18,6 +18,8 @@ class ComputeError(ValueError):
 
 
 def _number(field: str, value: Any, rule: str) -> float:
+    if type(value) is float and value - value == 0.0:  # the common case, checked cheaply: a finite float
+        return value
     rule = f" {rule}" if rule else ""
     # bool is an int in Python, but True flops per second is a bug, not a number
     if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):

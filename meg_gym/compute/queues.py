@@ -62,7 +62,7 @@ import numpy as np
 
 from meg_gym.compute._validate import ComputeError, check_finite, check_positive, check_range
 
-__all__ = ["EsQueue", "QueueResult"]
+__all__ = ["EsQueue", "EsQueueBatch", "QueueResult"]
 
 # a chunk with at most this many arrivals is drawn job by job
 _LEAF_JOBS = 8
@@ -415,3 +415,69 @@ class EsQueue:
         if self._jump[-1]:
             out.append((self._b[-1], self._jump[-1]))
         return out
+
+
+class EsQueueBatch:
+    """Independent copies of ESs' queues as arrays: ``shape = (copies, num_es)``; the model of
+    :class:`EsQueue` (FIFO server, Poisson background of exponential jobs at utilisation
+    ``load``) for batched environments.
+
+    Each queue's state is its workload ``V`` (seconds of unfinished work) at its clock and
+    the time of its next background arrival (memoryless, so drawing it ahead is exact).
+    :meth:`advance` runs the Lindley recursion over the arrivals up to a time, all queues at
+    once (as many numpy passes as the busiest queue has arrivals). :meth:`reset` starts a
+    queue in the stationary M/M/1 workload distribution (empty with probability
+    ``1 - load``, else exponential of mean ``E[S] / (1 - load)``), the distribution that
+    :class:`EsQueue`'s warm-up approaches. Our jobs are added with :meth:`add`, in time
+    order (what the timing model's per-request reservation needs).
+    """
+
+    def __init__(self, flops_per_s: Any, load: Any, mean_job_flops: float, copies: int) -> None:
+        self.flops_per_s = np.asarray(flops_per_s, dtype=np.float64)
+        self.load = np.asarray(load, dtype=np.float64)
+        if self.flops_per_s.shape != self.load.shape or self.flops_per_s.ndim != 1:
+            raise ComputeError("'flops_per_s' and 'load' must be 1-D with one entry per ES")
+        for i, (f, rho) in enumerate(zip(self.flops_per_s.tolist(), self.load.tolist())):
+            check_positive(f"flops_per_s[{i}]", f)
+            check_range(f"load[{i}]", rho, 0.0, 1.0)
+        self.mean_service_s = check_positive("mean_job_flops", mean_job_flops) / self.flops_per_s
+        rate = self.load / self.mean_service_s
+        self.mean_gap_s = np.where(rate > 0, 1.0 / np.where(rate > 0, rate, 1.0), np.inf)
+        shape = (int(copies), len(self.load))
+        self.v = np.zeros(shape)
+        self.clock = np.zeros(shape)
+        self.next_arrival = np.full(shape, np.inf)
+
+    def reset(self, rows: Any, rng: np.random.Generator, start_s: Any = 0.0) -> None:
+        """Queues of ``rows`` (an index array or mask) in the stationary workload at ``start_s``."""
+        rows = np.arange(self.v.shape[0])[rows]
+        k, n = len(rows), self.v.shape[1]
+        busy = rng.random((k, n)) < self.load
+        tail = self.mean_service_s / np.maximum(1.0 - self.load, 1e-12)
+        start = np.broadcast_to(np.asarray(start_s, dtype=np.float64).reshape(-1, 1), (k, 1))
+        self.v[rows] = np.where(busy, rng.standard_exponential((k, n)) * tail, 0.0)
+        self.clock[rows] = start
+        self.next_arrival[rows] = start + rng.standard_exponential((k, n)) * self.mean_gap_s
+
+    def advance(self, t_s: Any, rng: np.random.Generator) -> None:
+        """Run every queue's background up to ``t_s`` (one time per copy, >= its clocks)."""
+        t = np.broadcast_to(np.asarray(t_s, dtype=np.float64).reshape(-1, 1), self.v.shape)
+        v, clock, nxt = self.v, self.clock, self.next_arrival
+        while True:
+            r, c = np.nonzero(nxt <= t)
+            if not len(r):
+                break
+            w = v[r, c] - (nxt[r, c] - clock[r, c])
+            v[r, c] = np.maximum(w, 0.0) + rng.standard_exponential(len(r)) * self.mean_service_s[c]
+            clock[r, c] = nxt[r, c]
+            nxt[r, c] += rng.standard_exponential(len(r)) * self.mean_gap_s[c]
+        np.maximum(v - (t - clock), 0.0, out=v)
+        clock[...] = t
+
+    def backlog_s(self) -> np.ndarray:
+        """Unfinished work (seconds) of every queue at its clock: what a job arriving now waits."""
+        return self.v
+
+    def add(self, rows: np.ndarray, es: int, seconds: np.ndarray) -> None:
+        """Our jobs of ``seconds`` of service arrive at the clocks of ``rows``' ES ``es``."""
+        self.v[rows, es] += seconds

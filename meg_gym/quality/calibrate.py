@@ -4,7 +4,9 @@ For every protocol (multi-ES ones on two ESs), every point of the uplink x downl
 grid (only along links that carry a noisy tensor) and every step count, the same
 ``requests`` requests are served live and the mean and standard deviation of SSIM, PSNR,
 prompt fidelity and quality are stored. Progress is saved after every point, so an
-interrupted sweep resumes where it stopped.
+interrupted sweep resumes where it stopped; a sweep resumed with another ``requests``
+serves the remaining points with that many (the first ones of the same request stream),
+and the table's meta records each protocol's count.
 """
 
 from __future__ import annotations
@@ -120,9 +122,11 @@ def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = 
                      if not np.all(np.isnan(points[f"{protocol}|{s}|{u}|{d}"][metric])) else 0.0
                      for d in dls] for u in uls] for s in steps_grid]
             tables[protocol][metric] = {"mean": mean, "std": std}
+    # a resumed sweep may have served some points with another request count: record each protocol's
+    served = {p: min(len(points[f"{p}|{s}|{u}|{d}"]["ssim"]) for (q, s, u, d) in jobs if q == p) for p in protocols}
     table = QualityTable(model=system.scenario.model, settings=key, snr_grid_db=grid, steps_grid=steps_grid,
-                         tables=tables, axes=axes_of, requests_per_point=requests,
-                         meta={"seed": seed, "num_es_multi": 2})
+                         tables=tables, axes=axes_of, requests_per_point=min(served.values()),
+                         meta={"seed": seed, "num_es_multi": 2, "requests_per_point": served})
     # a table along a missing axis is constant: store the single row/column at every grid index
     for protocol in protocols:
         for metric in METRICS:

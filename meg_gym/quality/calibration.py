@@ -44,6 +44,25 @@ def _interp_index(grid: list[float], x: float) -> tuple[int, int, float]:
     return j - 1, j, (x - lo) / (hi - lo)
 
 
+def _interp_arrays(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_interp_index` over an array of ``x``."""
+    n = len(grid)
+    if n == 1:
+        zero = np.zeros(len(x), dtype=np.int64)
+        return zero, zero, np.zeros(len(x))
+    xc = np.minimum(np.maximum(x, grid[0]), grid[-1])
+    j = np.clip(np.searchsorted(grid, xc, side="right"), 1, n - 1)
+    lo, hi = grid[j - 1], grid[j]
+    return j - 1, j, (xc - lo) / (hi - lo)
+
+
+def _bilinear(a: list[list[float]], w: tuple[int, int, float, int, int, float]) -> float:
+    i0, i1, wi, j0, j1, wj = w
+    top = a[i0][j0] * (1 - wj) + a[i0][j1] * wj
+    bot = a[i1][j0] * (1 - wj) + a[i1][j1] * wj
+    return top * (1 - wi) + bot * wi
+
+
 @dataclass
 class QualityTable:
     """Quality statistics per protocol on an (uplink SNR, downlink SNR, steps) grid."""
@@ -57,29 +76,74 @@ class QualityTable:
     axes: dict[str, list[str]]  # protocol -> the links with a noisy tensor: subset of ["ul", "dl"]
     requests_per_point: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def lookup(self, protocol: str, snr_ul_db: float, snr_dl_db: float, steps: int | None = None,
-               metric: str = "quality") -> tuple[float, float]:
-        """(mean, std) of ``metric`` for a protocol at these SNRs, bilinearly interpolated."""
-        try:
-            t = self.tables[protocol][metric]
-        except KeyError:
-            raise CalibrationError(
-                f"calibration table for {self.model!r} has no entry for protocol {protocol!r}, metric {metric!r}; "
-                f"protocols: {sorted(self.tables)}") from None
-        s = 0 if steps is None else min(range(len(self.steps_grid)), key=lambda i: abs(self.steps_grid[i] - steps))
-        mean, std = t["mean"][s], t["std"][s]
+    def _steps_index(self, steps: int | None) -> int:
+        if steps is None:
+            return 0
+        return min(range(len(self.steps_grid)), key=lambda i: abs(self.steps_grid[i] - steps))
+
+    def _weights(self, protocol: str, snr_ul_db: float, snr_dl_db: float) -> tuple[int, int, float, int, int, float]:
         axes = self.axes[protocol]
         grid = self.snr_grid_db
         i0, i1, wi = _interp_index(grid, snr_ul_db) if "ul" in axes else (0, 0, 0.0)
         j0, j1, wj = _interp_index(grid, snr_dl_db) if "dl" in axes else (0, 0, 0.0)
+        return i0, i1, wi, j0, j1, wj
 
-        def bil(a: list[list[float]]) -> float:
-            top = a[i0][j0] * (1 - wj) + a[i0][j1] * wj
-            bot = a[i1][j0] * (1 - wj) + a[i1][j1] * wj
-            return top * (1 - wi) + bot * wi
+    def _grid(self, protocol: str, metric: str, stat: str, s: int) -> list[list[float]]:
+        try:
+            return self.tables[protocol][metric][stat][s]
+        except KeyError:
+            raise CalibrationError(
+                f"calibration table for {self.model!r} has no entry for protocol {protocol!r}, metric {metric!r}; "
+                f"protocols: {sorted(self.tables)}") from None
 
-        return bil(mean), bil(std)
+    def lookup(self, protocol: str, snr_ul_db: float, snr_dl_db: float, steps: int | None = None,
+               metric: str = "quality") -> tuple[float, float]:
+        """(mean, std) of ``metric`` for a protocol at these SNRs, bilinearly interpolated."""
+        s = self._steps_index(steps)
+        mean, std = self._grid(protocol, metric, "mean", s), self._grid(protocol, metric, "std", s)
+        w = self._weights(protocol, snr_ul_db, snr_dl_db)
+        return _bilinear(mean, w), _bilinear(std, w)
+
+    def draw(self, protocol: str, snr_ul_db: float, snr_dl_db: float, z: float,
+             steps: int | None = None) -> tuple[float, float]:
+        """Profiled mode's step: quality drawn with the measured spread (``z``: a standard normal
+        draw), clipped to [0, 1], and the mean SSIM, at these SNRs."""
+        key = (protocol, steps)
+        grids = self._cache.get(key)
+        if grids is None:
+            grids = self._cache[key] = self.draw_grids(protocol, steps)
+        w = self._weights(protocol, snr_ul_db, snr_dl_db)
+        x = _bilinear(grids[0], w) + _bilinear(grids[1], w) * z
+        return (0.0 if x < 0.0 else 1.0 if x > 1.0 else x), _bilinear(grids[2], w)
+
+    def draw_batch(self, protocol: str, snr_ul_db: np.ndarray, snr_dl_db: np.ndarray, z: np.ndarray,
+                   steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`draw` over arrays of SNRs and normal draws (batched environments)."""
+        key = (protocol, steps, "batch")
+        grids = self._cache.get(key)
+        if grids is None:  # (3, ul, dl): quality mean, quality std, SSIM mean
+            grids = self._cache[key] = np.stack([np.asarray(g, dtype=np.float64)
+                                                 for g in self.draw_grids(protocol, steps)])
+        axes = self.axes[protocol]
+        grid = self._cache.get("grid")
+        if grid is None:
+            grid = self._cache["grid"] = np.asarray(self.snr_grid_db, dtype=np.float64)
+        zero = np.zeros(len(z), dtype=np.int64)
+        i0, i1, wi = _interp_arrays(grid, snr_ul_db) if "ul" in axes else (zero, zero, 0.0)
+        j0, j1, wj = _interp_arrays(grid, snr_dl_db) if "dl" in axes else (zero, zero, 0.0)
+        top = grids[:, i0, j0] * (1 - wj) + grids[:, i0, j1] * wj
+        bot = grids[:, i1, j0] * (1 - wj) + grids[:, i1, j1] * wj
+        v = top * (1 - wi) + bot * wi
+        x = v[0] + v[1] * z
+        return np.minimum(np.maximum(x, 0.0), 1.0), v[2]
+
+    def draw_grids(self, protocol: str, steps: int | None) -> tuple[list, list, list]:
+        """The (quality mean, quality std, SSIM mean) grids :meth:`draw` interpolates."""
+        s = self._steps_index(steps)
+        return tuple(self._grid(protocol, m, st, s) for m, st in
+                     (("quality", "mean"), ("quality", "std"), ("ssim", "mean")))
 
     def sample(self, protocol: str, snr_ul_db: float, snr_dl_db: float, rng: np.random.Generator,
                steps: int | None = None, metric: str = "quality") -> float:

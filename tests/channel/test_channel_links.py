@@ -322,7 +322,8 @@ def test_bad_runtime_arguments():
 def test_param_tables_for_config_validators():
     params = channel_params()
     assert set(params) == set(CHANNELS) == {"awgn", "perfect", "umi", "uma"}
-    assert params["awgn"] == {"snr_db": 10.0, "link_snr_db": None, "reference_bandwidth_hz": None}
+    assert params["awgn"] == {"snr_db": 10.0, "link_snr_db": None, "reference_bandwidth_hz": None,
+                              "snr_range_db": None}
     assert params["perfect"]["snr_db"] == 30.0
     for kind in ("umi", "uma"):
         names = CHANNELS[kind].param_names()
@@ -344,3 +345,38 @@ def test_awgn_reference_bandwidth_spreads_fixed_power():
     ch.reset(np.random.default_rng(0), 1)
     assert ch.snr_db(0, "ul", 20e6) == pytest.approx(10.0)
     assert ch.snr_db(0, "ul", 5e6) == pytest.approx(10.0 + 10 * np.log10(4))  # a quarter of the band: +6 dB
+
+
+def test_awgn_snr_range_draws_each_block_uniformly_and_reproducibly():
+    ch = make_channel("awgn", snr_range_db=[-20.0, 20.0])
+    ch.reset(np.random.default_rng(3), 2)
+    seen = []
+    for _ in range(400):
+        ul, dl = ch.snr_lists_db(20e6)
+        assert ul == dl  # both links of an ES share the block's SNR
+        seen.extend(ul)
+        ch.advance(1.0, np.random.default_rng(len(seen)))
+    assert -20.0 <= min(seen) < -18.0 and 18.0 < max(seen) <= 20.0
+    assert abs(np.mean(seen)) < 1.5
+    again = make_channel("awgn", snr_range_db=[-20.0, 20.0])
+    again.reset(np.random.default_rng(3), 2)
+    assert again.snr_lists_db(20e6) == make_channel_at(3)
+
+
+def make_channel_at(seed):
+    ch = make_channel("awgn", snr_range_db=[-20.0, 20.0])
+    ch.reset(np.random.default_rng(seed), 2)
+    return ch.snr_lists_db(20e6)
+
+
+@pytest.mark.parametrize("bad", [[5.0, -5.0], [1.0], "x", [0.0, float("nan")]])
+def test_awgn_snr_range_rejects_bad_ranges(bad):
+    with pytest.raises(ValueError, match="snr_range_db"):
+        make_channel("awgn", snr_range_db=bad)
+
+
+def test_snr_range_concentrates_with_a_smaller_share():
+    ch = make_channel("awgn", snr_range_db=[0.0, 10.0], reference_bandwidth_hz=20e6)
+    ch.reset(np.random.default_rng(0), 1)
+    full = ch.snr_lists_db(20e6)[0][0]
+    assert ch.snr_lists_db(5e6)[0][0] == pytest.approx(full + 10 * np.log10(4))

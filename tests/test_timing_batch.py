@@ -1,0 +1,66 @@
+"""The batched timing walk and airtimes equal the scalar ones, request by request."""
+
+import numpy as np
+import pytest
+
+from meg_gym.channel.transmission import airtime_array, airtime_s
+from meg_gym.world import World
+
+
+@pytest.mark.parametrize("mode", ["analog", "digital"])
+def test_airtime_array_equals_airtime_s(mode):
+    snr = np.array([-5.0, 0.0, 12.5, 30.0, 400.0])
+    bw = np.array([1e6, 5e6, 20e6, 3e6, 1e5])
+    got = airtime_array(values=4096, payload_bits=65536, snr_db=snr, bandwidth_hz=bw, mode=mode, efficiency=0.75)
+    want = [airtime_s(values=4096, payload_bits=65536, snr_db=s, bandwidth_hz=b, mode=mode, efficiency=0.75)
+            for s, b in zip(snr, bw)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_timing_batch_equals_timing_for_every_placement():
+    world = World(_scenario())
+    sys_ = world.system
+    rng = np.random.default_rng(0)
+    k = 7
+    for d in world.decisions:
+        plan = world.compiled[(d.protocol, d.es_ids)]
+        n = len(d.es_ids)
+        snr_ul = [rng.uniform(-5, 30, k) for _ in range(n)]
+        snr_dl = [rng.uniform(-5, 30, k) for _ in range(n)]
+        bw = rng.choice([5e6, 10e6, 20e6], k)
+        start = rng.uniform(0, 10, k)
+        turn = [start + rng.exponential(0.5, k) for _ in range(n)]
+        es = [sys_.es_flops_per_s[i] for i in d.es_ids]
+        common = dict(ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=es, mode="digital", efficiency=0.75,
+                      ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w)
+        batch, busy = plan.timing_batch(snr_ul_db=snr_ul, snr_dl_db=snr_dl, bandwidth_hz=bw, turn_s=turn,
+                                        start_s=start, **common)
+        for r in range(k):
+            queues = [_FixedBacklog(turn[j][r] - start[r], es[j]) for j in range(n)]
+            one, _ = plan.timing(snr_ul_db=[s[r] for s in snr_ul], snr_dl_db=[s[r] for s in snr_dl],
+                                 bandwidth_hz=float(bw[r]), queues=queues, start_s=float(start[r]), **common)
+            for key in ("latency_s", "energy_j", "queue_s", "uplink_s", "downlink_s"):
+                assert np.asarray(batch[key] if np.ndim(batch[key]) else np.full(k, batch[key]))[r] == \
+                    pytest.approx(one[key], rel=1e-12, abs=1e-12), (d, key)
+            for j in range(n):
+                occupied = None if busy[j] is None else busy[j][r] - turn[j][r]
+                assert queues[j].added == (pytest.approx(occupied, rel=1e-12) if occupied is not None else None)
+
+
+class _FixedBacklog:
+    """A queue stand-in holding a fixed backlog: records the job the timing model adds."""
+
+    def __init__(self, backlog_s, flops_per_s):
+        self.backlog, self.flops_per_s, self.added = backlog_s, flops_per_s, None
+
+    def backlog_s(self, now_s):
+        return self.backlog
+
+    def submit(self, arrival_s, work_flops):
+        self.added = work_flops / self.flops_per_s
+
+
+def _scenario():
+    from meg_gym.config import load_scenario
+
+    return load_scenario("multi_es", backend="profiled", cost_model=None)
