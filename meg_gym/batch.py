@@ -55,6 +55,11 @@ class BatchWorld:
         self.decisions = self.world.decisions
         self.plans = [self.world.compiled[(d.protocol, d.es_ids)] for d in self.decisions]
         self.shares = np.asarray(sc.bandwidth_shares, dtype=np.float64)
+        # every placement's (quality mean, quality std, SSIM mean) grids, stacked: one gather per step
+        table, steps = self.world.table, sys_.settings.steps
+        self._grids = np.stack([np.asarray(table.draw_grids(p.protocol, steps), dtype=np.float64)
+                                for p in self.plans])  # (placements, 3, ul grid, dl grid)
+        self._snr_grid = np.asarray(table.snr_grid_db, dtype=np.float64)
         self.es_flops = [sys_.es_flops_per_s[i] for i in range(self.num_es)]
         self.queues = EsQueueBatch(self.es_flops, [es.load for es in sc.es], sys_.background_job_flops(), self.num)
         self._channel_kind = sc.channel.kind
@@ -131,6 +136,20 @@ class BatchWorld:
     def done(self) -> np.ndarray:
         return self.served >= self.scenario.workload.requests_per_episode
 
+    def _quality(self, placement: np.ndarray, snr_ul: np.ndarray, snr_dl: np.ndarray) -> tuple[np.ndarray, ...]:
+        """:meth:`QualityTable.draw` for every copy at once (the table's grids are filled along the
+        axes a protocol has no noisy tensor on, so interpolating there changes nothing)."""
+        from meg_gym.quality.calibration import _interp_arrays
+
+        i0, i1, wi = _interp_arrays(self._snr_grid, snr_ul)
+        j0, j1, wj = _interp_arrays(self._snr_grid, snr_dl)
+        g = self._grids
+        top = g[placement, :, i0, j0] * (1 - wj)[:, None] + g[placement, :, i0, j1] * wj[:, None]
+        bot = g[placement, :, i1, j0] * (1 - wj)[:, None] + g[placement, :, i1, j1] * wj[:, None]
+        v = top * (1 - wi)[:, None] + bot * wi[:, None]
+        x = v[:, 0] + v[:, 1] * self._z
+        return np.minimum(np.maximum(x, 0.0), 1.0), v[:, 2]
+
     # -- step -------------------------------------------------------------------------------
     def step(self, placement: np.ndarray, share: np.ndarray) -> dict[str, np.ndarray]:
         """Serve every copy's request (placement and share indices per copy), then move on.
@@ -144,10 +163,9 @@ class BatchWorld:
         off = 10.0 * np.log10(self.shares[share]) if self._per_hz else np.zeros(n)
         latency, energy = np.zeros(n), np.zeros(n)
         ul_bits, dl_bits = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-        quality, ssim = np.zeros(n), np.zeros(n)
+        worst_ul, worst_dl = np.zeros(n), np.zeros(n)
         backlog = self.queues.backlog_s()
         t = sc.transmission
-        steps = sys_.settings.steps
         for k in np.unique(placement).tolist():
             rows = np.flatnonzero(placement == k)
             plan = self.plans[k]
@@ -168,10 +186,9 @@ class BatchWorld:
             energy[rows] = summary["energy_j"]
             ul_bits[rows] = summary["uplink_bits"]
             dl_bits[rows] = summary["downlink_bits"]
-            worst_ul = snr_ul[0] if len(ids) == 1 else np.min(snr_ul, axis=0)
-            worst_dl = snr_dl[0] if len(ids) == 1 else np.min(snr_dl, axis=0)
-            quality[rows], ssim[rows] = self.world.table.draw_batch(plan.protocol, worst_ul, worst_dl,
-                                                                    self._z[rows], steps)
+            worst_ul[rows] = snr_ul[0] if len(ids) == 1 else np.min(snr_ul, axis=0)
+            worst_dl[rows] = snr_dl[0] if len(ids) == 1 else np.min(snr_dl, axis=0)
+        quality, ssim = self._quality(placement, worst_ul, worst_dl)
         missed = latency > self.deadline
         terms, reward = reward_terms(quality, self.weight, latency, ul_bits + dl_bits, energy, missed,
                                      self.world._refs, sc.reward.weights)

@@ -64,3 +64,19 @@ def _scenario():
     from meg_gym.config import load_scenario
 
     return load_scenario("multi_es", backend="profiled", cost_model=None)
+
+
+def test_batched_quality_draw_equals_the_table_draw():
+    from meg_gym.batch import BatchWorld
+
+    batch = BatchWorld(_scenario(), 4)
+    rng = np.random.default_rng(1)
+    n = 200
+    placement = rng.integers(len(batch.plans), size=n)
+    ul, dl = rng.uniform(-30, 40, n), rng.uniform(-30, 40, n)
+    batch._z = rng.standard_normal(n)
+    q, s = batch._quality(placement, ul, dl)
+    table, steps = batch.world.table, batch.world.system.settings.steps
+    for r in range(n):
+        want = table.draw(batch.plans[placement[r]].protocol, ul[r], dl[r], batch._z[r], steps)
+        assert (q[r], s[r]) == pytest.approx(want, rel=1e-12, abs=1e-12)

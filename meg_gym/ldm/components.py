@@ -308,14 +308,28 @@ def load_sd_folder(path: str | Path) -> Components:
     )
 
 
+_LOADED: dict[tuple, Components] = {}
+
+
 def load_model(model: str) -> Components:
-    """Components for a scenario's ``model`` value: a card name or a local folder."""
+    """Components for a scenario's ``model`` value: a card name or a local folder.
+
+    Loaded once per process and shared (the stages never modify a model's weights), so many
+    environments in one process, e.g. a ``SyncVectorEnv``, hold one copy.
+    """
     if "/" in model or Path(model).is_dir():
-        return load_sd_folder(model)
-    card = model_card(model)
-    if card.get("weights") == "shipped":
-        return load_shipped(model)
-    return build_from_card(card, meta=True)
+        folder = Path(model).resolve()
+        stamp = max((f.stat().st_mtime_ns for f in folder.rglob("*") if f.is_file()), default=0) \
+            if folder.is_dir() else 0
+        key = ("folder", str(folder), stamp)
+        if key not in _LOADED:
+            _LOADED[key] = load_sd_folder(model)
+        return _LOADED[key]
+    key = ("card", model)
+    if key not in _LOADED:
+        card = model_card(model)
+        _LOADED[key] = load_shipped(model) if card.get("weights") == "shipped" else build_from_card(card, meta=True)
+    return _LOADED[key]
 
 
 def _init_kwargs(module: Any) -> dict[str, Any]:

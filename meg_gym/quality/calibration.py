@@ -118,27 +118,6 @@ class QualityTable:
         x = _bilinear(grids[0], w) + _bilinear(grids[1], w) * z
         return (0.0 if x < 0.0 else 1.0 if x > 1.0 else x), _bilinear(grids[2], w)
 
-    def draw_batch(self, protocol: str, snr_ul_db: np.ndarray, snr_dl_db: np.ndarray, z: np.ndarray,
-                   steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`draw` over arrays of SNRs and normal draws (batched environments)."""
-        key = (protocol, steps, "batch")
-        grids = self._cache.get(key)
-        if grids is None:  # (3, ul, dl): quality mean, quality std, SSIM mean
-            grids = self._cache[key] = np.stack([np.asarray(g, dtype=np.float64)
-                                                 for g in self.draw_grids(protocol, steps)])
-        axes = self.axes[protocol]
-        grid = self._cache.get("grid")
-        if grid is None:
-            grid = self._cache["grid"] = np.asarray(self.snr_grid_db, dtype=np.float64)
-        zero = np.zeros(len(z), dtype=np.int64)
-        i0, i1, wi = _interp_arrays(grid, snr_ul_db) if "ul" in axes else (zero, zero, 0.0)
-        j0, j1, wj = _interp_arrays(grid, snr_dl_db) if "dl" in axes else (zero, zero, 0.0)
-        top = grids[:, i0, j0] * (1 - wj) + grids[:, i0, j1] * wj
-        bot = grids[:, i1, j0] * (1 - wj) + grids[:, i1, j1] * wj
-        v = top * (1 - wi) + bot * wi
-        x = v[0] + v[1] * z
-        return np.minimum(np.maximum(x, 0.0), 1.0), v[2]
-
     def draw_grids(self, protocol: str, steps: int | None) -> tuple[list, list, list]:
         """The (quality mean, quality std, SSIM mean) grids :meth:`draw` interpolates."""
         s = self._steps_index(steps)
