@@ -112,7 +112,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     system = MegSystem(sc)
     out = Path(args.out) if args.out else CALIBRATION_DIR / f"{sc.model}.json"
     if args.check:
-        result = check_fidelity(system, load_table(out), points=args.points, requests=args.requests)
+        result = check_fidelity(system, load_table(out), points=args.points, requests=args.requests,
+                                same_requests=args.same_requests, seed=args.seed + 1)
         print(json.dumps(result))
         return 0
     grid = [float(x) for x in args.snr_grid.split(",")] if args.snr_grid else None
@@ -324,6 +325,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", help="table path (default configs/calibration/<model>.json)")
     c.add_argument("--check", action="store_true", help="measure profiled-vs-live error on held-out settings")
+    c.add_argument("--same-requests", action="store_true",
+                   help="with --check: serve the requests the table was measured with (the interpolation error alone)")
 
     co = add("costs", cmd_costs, "count step costs (FLOPs, bits) of every protocol into configs/costs/<model>.json")
     co.add_argument("--model", help="model card name (tiny, sd15) or a local diffusers folder")

@@ -144,25 +144,34 @@ def _fill_axes(a: list[list[float]], n: int, axes: list[str]) -> list[list[float
 
 
 def check_fidelity(system: Any, table: QualityTable, *, points: int = 12, requests: int = 4, seed: int = 1,
-                   progress: bool = True) -> dict[str, float]:
-    """Profiled against live on held-out settings: random SNRs off the grid, new requests.
+                   same_requests: bool = False, progress: bool = True) -> dict[str, float]:
+    """Profiled against live on held-out settings: random SNRs off the grid.
 
-    At each held-out point, the live mean over ``requests`` new requests is compared with
-    the table's interpolated mean; returns the mean absolute errors of SSIM and quality.
+    At each held-out point, the live mean over the point's requests is compared with the
+    table's interpolated mean; returns the mean absolute errors of SSIM and quality.
+    ``same_requests=False``: ``requests`` new requests per point (the error then includes
+    the spread between two small samples of requests); ``True``: the requests the table was
+    measured with (the same stream and count), so the error is the interpolation's alone.
     """
     from meg_gym.workload import sample_request
 
     rng = np.random.default_rng(seed)
     lo, hi = table.snr_grid_db[0], table.snr_grid_db[-1]
     names = list(table.tables)
+    counts = table.meta.get("requests_per_point", {})
     err_ssim, err_q = [], []
     for _ in tqdm(range(points), desc="fidelity", disable=not progress):
         protocol = names[int(rng.integers(len(names)))]
         ul, dl = float(rng.uniform(lo, hi)), float(rng.uniform(lo, hi))
-        reqs = [sample_request(rng, system.comps.image_size) for _ in range(requests)]
+        if same_requests:
+            req_rng = np.random.default_rng(table.meta.get("seed", 0))
+            n = int(counts.get(protocol, table.requests_per_point))
+            reqs = [sample_request(req_rng, system.comps.image_size) for _ in range(n)]
+        else:
+            reqs = [sample_request(rng, system.comps.image_size) for _ in range(requests)]
         live = _serve_point(system, reqs, protocol, ul, dl)
         steps = system.settings.steps
         err_ssim.append(abs(float(np.mean(live["ssim"])) - table.lookup(protocol, ul, dl, steps, "ssim")[0]))
         err_q.append(abs(float(np.mean(live["quality"])) - table.lookup(protocol, ul, dl, steps, "quality")[0]))
-    return {"points": points, "requests": requests, "ssim_mae": float(np.mean(err_ssim)),
-            "quality_mae": float(np.mean(err_q))}
+    return {"points": points, "requests": "as calibrated" if same_requests else requests,
+            "ssim_mae": float(np.mean(err_ssim)), "quality_mae": float(np.mean(err_q))}
