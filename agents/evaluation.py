@@ -430,12 +430,7 @@ def plot_bars(rows: list[dict[str, Any]], path: Path, metrics: Sequence[str] = (
         ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
         ax.set_title(METRICS[m], fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_protocol_vs_snr(results: dict[str, list[EpisodeResult]], path: Path, bins: int = 8) -> Path:
@@ -512,6 +507,11 @@ def plot_learning_curves(run_dirs: Sequence[Path], path: Path, references: dict[
     ax.set_ylabel("episode return")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    plt = _plt()
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -74,6 +74,15 @@ LOS_MODES = ("random", "los", "nlos")  # random: drawn from the LOS probability 
 _MIN_GAIN = 1e-12  # floor of the fading power gain (-120 dB) so that its dB value stays finite
 
 
+def _check_bandwidth(bandwidth_hz: Any) -> None:
+    try:
+        ok = 0.0 < bandwidth_hz < math.inf
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"'bandwidth_hz' must be a finite number > 0 (got {show(bandwidth_hz)})")
+
+
 class ChannelModel:
     """The SNR of every UE-ES link, as it evolves with time.
 
@@ -135,12 +144,7 @@ class ChannelModel:
         except (KeyError, TypeError):
             raise ValueError(f"'link' must be one of {list(LINKS)} (got {show(link)})") from None
         i = self._es(es_index)
-        try:
-            ok = 0.0 < bandwidth_hz < math.inf
-        except TypeError:
-            ok = False
-        if not ok:
-            raise ValueError(f"'bandwidth_hz' must be a finite number > 0 (got {show(bandwidth_hz)})")
+        _check_bandwidth(bandwidth_hz)
         base = self._base_db[li][i]
         return base - 10.0 * math.log10(bandwidth_hz) if self._per_hz else base
 
@@ -153,12 +157,7 @@ class ChannelModel:
         """Uplink and downlink SNRs (dB) of every ES over ``bandwidth_hz``, as two lists (the env's fast path)."""
         if not self._num_es:
             self._es(0)  # raises: reset() first
-        try:
-            ok = 0.0 < bandwidth_hz < math.inf
-        except TypeError:
-            ok = False
-        if not ok:
-            raise ValueError(f"'bandwidth_hz' must be a finite number > 0 (got {show(bandwidth_hz)})")
+        _check_bandwidth(bandwidth_hz)
         ul, dl = self._base_db
         if self._per_hz:
             off = 10.0 * math.log10(bandwidth_hz)
