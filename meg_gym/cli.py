@@ -25,8 +25,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     channel: dict[str, Any] = {}
     if getattr(args, "channel", None):
         channel["kind"] = args.channel
-    if getattr(args, "snr_db", None) is not None:
+    if getattr(args, "snr_db", None) is not None:  # a fixed SNR: also drops a scenario's per-request range
         channel["snr_db"] = args.snr_db
+        channel["snr_range_db"] = None
     if channel:
         out["channel"] = channel
     if getattr(args, "bits_per_value", None) is not None:

@@ -124,3 +124,15 @@ def test_train_bad_algo_one_line_error(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip() == ("meg-gym train: error: 'algo' must be one of ['ppo', 'a2c', 'dqn', 'sac', "
                                   "'maskable_ppo'] (got 'td3')")
+
+
+def test_snr_db_flag_replaces_a_scenarios_snr_range():
+    import argparse
+
+    from meg_gym.cli import _scenario
+
+    args = argparse.Namespace(config="configs/scenarios/case_study.yaml", snr_db=10.0)
+    sc = _scenario(args)
+    assert sc.channel.snr_db == 10.0 and sc.channel.snr_range_db is None
+    plain = _scenario(argparse.Namespace(config="configs/scenarios/case_study.yaml"))
+    assert plain.channel.snr_range_db == (-20.0, 20.0)
