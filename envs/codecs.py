@@ -49,6 +49,15 @@ class ActionCodec:
         """The action mask for sb3-contrib's MaskablePPO, given which placements are feasible."""
         raise NotImplementedError
 
+    def decode_batch(self, actions: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Placement and share index arrays for a batch of ``n`` actions (a vector env's);
+        a malformed batch raises :class:`InvalidAction` naming the expected shape and range."""
+        raise NotImplementedError
+
+
+def _integers(a: np.ndarray) -> bool:
+    return a.dtype.kind in "iu" or (a.dtype.kind == "f" and bool(np.isfinite(a).all() and (a % 1 == 0).all()))
+
 
 class MultiDiscreteCodec(ActionCodec):
     name = "multidiscrete"
@@ -74,6 +83,15 @@ class MultiDiscreteCodec(ActionCodec):
     def encode(self, placement: int, share: int) -> np.ndarray:
         return np.array([placement, share], dtype=np.int64)
 
+    def decode_batch(self, actions: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        a = np.asarray(actions)
+        if a.shape == (n, 2) and _integers(a):
+            p, s = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64)
+            if ((p >= 0) & (p < self.n_placements) & (s >= 0) & (s < self.n_shares)).all():
+                return p, s
+        raise InvalidAction(f"actions must be an array of shape ({n}, 2) of integers in [0, {self.n_placements - 1}]"
+                            f" x [0, {self.n_shares - 1}] (got {actions!r})")
+
     def mask(self, placement_ok: np.ndarray) -> np.ndarray:
         return np.concatenate([placement_ok, np.ones(self.n_shares, dtype=bool)])
 
@@ -97,6 +115,16 @@ class DiscreteCodec(ActionCodec):
     def encode(self, placement: int, share: int) -> int:
         return placement * self.n_shares + share
 
+    def decode_batch(self, actions: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        a = np.asarray(actions)
+        total = self.n_placements * self.n_shares
+        if a.shape == (n,) and _integers(a):
+            i = a.astype(np.int64)
+            if ((i >= 0) & (i < total)).all():
+                return i // self.n_shares, i % self.n_shares
+        raise InvalidAction(f"actions must be an array of shape ({n},) of integers in [0, {total - 1}] "
+                            f"(got {actions!r})")
+
     def mask(self, placement_ok: np.ndarray) -> np.ndarray:
         return np.repeat(placement_ok, self.n_shares)
 
@@ -108,14 +136,23 @@ class BoxCodec(ActionCodec):
         return spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 
     @staticmethod
-    def _bin(x: float, n: int) -> int:
-        return min(n - 1, int((x + 1.0) / 2.0 * n))
+    def _bin(x: Any, n: int) -> Any:
+        """The bin of x in [-1, 1] among n equal bins (floats or integer arrays)."""
+        b = (np.asarray(x) + 1.0) / 2.0 * n
+        return np.minimum(n - 1, b.astype(np.int64)) if b.ndim else min(n - 1, int(b))
 
     def decode(self, action: Any) -> tuple[int, int]:
         a = np.asarray(action, dtype=np.float64)
         if a.shape != (2,) or not np.isfinite(a).all() or (np.abs(a) > 1.0).any():
             raise InvalidAction(f"action must be 2 finite numbers in [-1, 1] (got {action!r})")
         return self._bin(float(a[0]), self.n_placements), self._bin(float(a[1]), self.n_shares)
+
+    def decode_batch(self, actions: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+        a = np.asarray(actions)
+        if a.shape != (n, 2) or a.dtype.kind not in "fiu" or not np.isfinite(a).all() or (np.abs(a) > 1.0).any():
+            raise InvalidAction(f"actions must be an array of shape ({n}, 2) of finite numbers in [-1, 1] "
+                                f"(got {actions!r})")
+        return self._bin(a[:, 0], self.n_placements), self._bin(a[:, 1], self.n_shares)
 
     def encode(self, placement: int, share: int) -> np.ndarray:
         centre = [(placement + 0.5) / self.n_placements * 2 - 1, (share + 0.5) / self.n_shares * 2 - 1]

@@ -18,14 +18,11 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.codecs import InvalidAction
-from envs.meg_env import MegEnv
+from envs.meg_env import _SNR_SCALE_DB, MegEnv
 from meg_gym.batch import BatchWorld
 from meg_gym.world import REWARD_TERMS
 
 __all__ = ["MegVectorEnv"]
-
-_SNR_SCALE_DB = 30.0
 
 
 class MegVectorEnv(VectorEnv):
@@ -59,38 +56,6 @@ class MegVectorEnv(VectorEnv):
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
         self._started = False
 
-    # -- actions ----------------------------------------------------------------------------
-    def _decode(self, actions: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Placement and share indices per copy; a malformed batch raises before anything changes."""
-        c, n = self.codec, self.num_envs
-        a = np.asarray(actions)
-        if c.name == "multidiscrete":
-            ok = a.shape == (n, 2) and (a.dtype.kind in "iu" or (np.isfinite(a).all() and (a % 1 == 0).all()))
-            if ok:
-                p, s = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64)
-                ok = bool(((p >= 0) & (p < c.n_placements) & (s >= 0) & (s < c.n_shares)).all())
-            if not ok:
-                raise InvalidAction(f"actions must be an array of shape ({n}, 2) of integers in [0, "
-                                    f"{c.n_placements - 1}] x [0, {c.n_shares - 1}] (got {actions!r})")
-            return p, s
-        if c.name == "discrete":
-            total = c.n_placements * c.n_shares
-            ok = a.shape == (n,) and (a.dtype.kind in "iu" or (np.isfinite(a).all() and (a % 1 == 0).all()))
-            if ok:
-                i = a.astype(np.int64)
-                ok = bool(((i >= 0) & (i < total)).all())
-            if not ok:
-                raise InvalidAction(f"actions must be an array of shape ({n},) of integers in [0, {total - 1}] "
-                                    f"(got {actions!r})")
-            return i // c.n_shares, i % c.n_shares
-        a = a.astype(np.float64) if a.dtype.kind in "fiu" else a
-        if a.shape != (n, 2) or a.dtype.kind != "f" or not np.isfinite(a).all() or (np.abs(a) > 1.0).any():
-            raise InvalidAction(f"actions must be an array of shape ({n}, 2) of finite numbers in [-1, 1] "
-                                f"(got {actions!r})")
-        p = np.minimum(c.n_placements - 1, ((a[:, 0] + 1.0) / 2.0 * c.n_placements).astype(np.int64))
-        s = np.minimum(c.n_shares - 1, ((a[:, 1] + 1.0) / 2.0 * c.n_shares).astype(np.int64))
-        return p, s
-
     # -- observations ---------------------------------------------------------------------
     def _observe(self) -> np.ndarray:
         b = self.batch
@@ -119,7 +84,7 @@ class MegVectorEnv(VectorEnv):
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
         if not self._started:
             raise RuntimeError("step() called before reset()")
-        placement, share = self._decode(actions)  # raises before any state changes
+        placement, share = self.codec.decode_batch(actions, self.num_envs)  # raises before any state changes
         n = self.num_envs
         restart = self._needs_reset.copy()
         res = self.batch.step(placement, share)
@@ -127,9 +92,8 @@ class MegVectorEnv(VectorEnv):
         if restart.any():  # next-step autoreset: these copies start a new episode instead
             self.batch.reset(rows=restart)
             self._energy[restart] = 0.0
-            for v in (res["reward"], res["latency_s"], res["quality"], res["ssim"], res["energy_j"],
-                      *res["terms"].values()):
-                v[restart] = 0.0
+            for v in (*(x for x in res.values() if isinstance(x, np.ndarray)), *res["terms"].values()):
+                v[restart] = 0
         truncated = self.batch.done & ~restart
         self._needs_reset = truncated.copy()
         terminated = np.zeros(n, dtype=bool)
@@ -141,7 +105,7 @@ class MegVectorEnv(VectorEnv):
         info = {
             "rewards": res["terms"], "latency_s": res["latency_s"], "quality": res["quality"], "ssim": res["ssim"],
             "uplink_bits": res["uplink_bits"], "downlink_bits": res["downlink_bits"], "energy_j": res["energy_j"],
-            "deadline_missed": res["deadline_missed"] & ~restart,
+            "deadline_missed": res["deadline_missed"],
             "protocol": np.array([decisions[k].protocol for k in placement.tolist()]),
             "bandwidth_share": self.batch.shares[share],
         }

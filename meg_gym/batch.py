@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from meg_gym.compute import EsQueueBatch
+from meg_gym.quality.calibration import interp_index_arrays
 from meg_gym.world import World, reward_terms
 
 __all__ = ["BatchWorld"]
@@ -38,6 +39,7 @@ class BatchWorld:
     """``num_worlds`` profiled worlds of one scenario, stepped together."""
 
     def __init__(self, scenario: Any, num_worlds: int, *, world: World | None = None) -> None:
+        from meg_gym.channel import make_channel
         from meg_gym.config import load_scenario
         from meg_gym.system import channel_params
 
@@ -62,12 +64,20 @@ class BatchWorld:
         self._snr_grid = np.asarray(table.snr_grid_db, dtype=np.float64)
         self.es_flops = [sys_.es_flops_per_s[i] for i in range(self.num_es)]
         self.queues = EsQueueBatch(self.es_flops, [es.load for es in sc.es], sys_.background_job_flops(), self.num)
-        self._channel_kind = sc.channel.kind
-        self._channel_params = channel_params(sc)
-        self._array_channel = sc.channel.kind in _ARRAY_CHANNELS
         self.snr_full = np.zeros((self.num, self.num_es, 2))  # at the whole bandwidth: [..., 0] ul, [..., 1] dl
-        self._channels: list[Any] = []
-        self.rng = np.random.default_rng(0)
+        params = channel_params(sc)
+        if sc.channel.kind in _ARRAY_CHANNELS:  # one model gives the fixed SNRs; a range is drawn as arrays
+            ch = make_channel(sc.channel.kind, **params)
+            ch.reset(np.random.default_rng(0), self.num_es)
+            self._channels = [ch]
+            self._range = sc.channel.snr_range_db
+            self._fixed = np.stack([np.asarray(v) for v in ch.snr_lists_db(sc.bandwidth_hz)], axis=-1)  # (num_es, 2)
+        else:  # per-copy state (position, shadowing, LOS): one scalar model and generator per copy
+            self._channels = [make_channel(sc.channel.kind, **params) for _ in range(self.num)]
+            self._channel_rngs: list[np.random.Generator | None] = [None] * self.num
+        self._array_channel = sc.channel.kind in _ARRAY_CHANNELS
+        self._per_hz = self._channels[0].scales_with_bandwidth
+        self.rng: np.random.Generator | None = None
         self.now = np.zeros(self.num)
         self.served = np.zeros(self.num, dtype=np.int64)
         self.deadline = np.zeros(self.num)
@@ -77,11 +87,8 @@ class BatchWorld:
     # -- state ------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, rows: np.ndarray | None = None) -> None:
         """New episodes for ``rows`` (all by default); ``seed`` reseeds the batch's generator."""
-        from meg_gym.channel import make_channel
-
-        if seed is not None or not hasattr(self, "_seeded"):
+        if seed is not None or self.rng is None:
             self.rng = np.random.default_rng(seed)
-            self._seeded = True
         rows = np.arange(self.num) if rows is None else np.flatnonzero(rows) if np.asarray(rows).dtype == bool \
             else np.asarray(rows)
         if not len(rows):
@@ -91,23 +98,12 @@ class BatchWorld:
         self.served[rows] = 0
         self.queues.reset(rows, rng, 0.0)
         if self._array_channel:
-            if not self._channels:
-                self._channels = [make_channel(self._channel_kind, **self._channel_params)]
-            ch = self._channels[0]
-            self._range = ch.params().get("snr_range_db")
-            ch.reset(np.random.default_rng(0), self.num_es)
-            ul, dl = ch.snr_lists_db(self.scenario.bandwidth_hz)
-            self._fixed = np.stack([np.asarray(ul), np.asarray(dl)], axis=-1)  # (num_es, 2)
             self._draw_array_channel(rows)
         else:
-            if not self._channels:
-                self._channels = [make_channel(self._channel_kind, **self._channel_params) for _ in range(self.num)]
-                self._channel_rngs = [None] * self.num
             for r, s in zip(rows.tolist(), rng.integers(2**63 - 1, size=len(rows)).tolist()):
                 self._channel_rngs[r] = np.random.default_rng(s)
                 self._channels[r].reset(self._channel_rngs[r], self.num_es)
             self._read_scalar_channels(rows)
-        self._per_hz = self._channels[0].scales_with_bandwidth
         self._new_requests(rows)
 
     def _draw_array_channel(self, rows: np.ndarray) -> None:
@@ -139,10 +135,8 @@ class BatchWorld:
     def _quality(self, placement: np.ndarray, snr_ul: np.ndarray, snr_dl: np.ndarray) -> tuple[np.ndarray, ...]:
         """:meth:`QualityTable.draw` for every copy at once (the table's grids are filled along the
         axes a protocol has no noisy tensor on, so interpolating there changes nothing)."""
-        from meg_gym.quality.calibration import _interp_arrays
-
-        i0, i1, wi = _interp_arrays(self._snr_grid, snr_ul)
-        j0, j1, wj = _interp_arrays(self._snr_grid, snr_dl)
+        i0, i1, wi = interp_index_arrays(self._snr_grid, snr_ul)
+        j0, j1, wj = interp_index_arrays(self._snr_grid, snr_dl)
         g = self._grids
         top = g[placement, :, i0, j0] * (1 - wj)[:, None] + g[placement, :, i0, j1] * wj[:, None]
         bot = g[placement, :, i1, j0] * (1 - wj)[:, None] + g[placement, :, i1, j1] * wj[:, None]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -34,7 +35,7 @@ def cache_dir() -> Path:
 
 
 def _file_name(comps: Any) -> str:
-    name = str(comps.name).replace("/", "_").replace("\\\\", "_").strip("._") or "model"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(comps.name)).strip("._") or "model"  # a folder path: one file name
     return f"{name}.json"
 
 

@@ -5,8 +5,8 @@ composes the same pieces rather than copying them:
 
 * one :class:`~meg_gym.system.MegSystem` (model, FLOP counts, device rates, and the ES
   queues), whose :class:`~meg_gym.compute.EsQueue` s are **shared by all UEs**: exact FIFO
-  queues with the other users' Poisson background, which accept jobs from several sources
-  and out of time order, so that one UE's job delays the others' on the same ES;
+  queues with the other users' Poisson background; the UEs' requests join them in arrival
+  order (the timing model reserves an ES per request), so one UE's job delays the others';
 * **one channel model per UE** (``meg_gym.channel.make_channel(kind, **channel_params(...))``,
   as :meth:`MegSystem.reset` builds it): each UE has its own position, mobility and fading;
 * the compiled plans (:func:`~meg_gym.timing.compile_plan`) and their one timing model,
@@ -126,14 +126,12 @@ class MultiWorld:
             the inter-site distance, where the UEs then walk.
         ue_snr_db: awgn/perfect channels: ``(low, high)``, each UE's SNR drawn uniformly per
             episode; ``None``: the scenario's ``channel.snr_db`` for every UE.
-        history_intervals: how far back the shared ES queues accept late jobs (see
-            :class:`~meg_gym.compute.EsQueue`); several UEs' jobs reach a queue out of time order.
         system, table: an existing MegSystem / quality table to use (tests, copies).
     """
 
     def __init__(self, scenario: Any = None, *, num_ues: int = 4, max_es_per_request: int = 2,
                  ue_positions_m: Any = None, ue_snr_db: tuple[float, float] | None = None,
-                 history_intervals: int = 4096, system: MegSystem | None = None, table: Any = None) -> None:
+                 system: MegSystem | None = None, table: Any = None) -> None:
         from meg_gym.config import load_scenario
 
         sc = scenario if hasattr(scenario, "model_dump") else load_scenario(scenario)
@@ -141,7 +139,6 @@ class MultiWorld:
         self.num_ues = _check_int("num_ues", num_ues, 1)
         self.num_es = sc.num_es
         self.max_es_per_request = _check_int("max_es_per_request", max_es_per_request, 2)
-        self.history_intervals = _check_int("history_intervals", history_intervals, 1)
         self.kind = sc.channel.kind
         self.ue_positions_m = self._check_positions(ue_positions_m)
         self.ue_snr_db = self._check_snr_range(ue_snr_db)
@@ -231,18 +228,10 @@ class MultiWorld:
     def reset(self, seed: int | None = None) -> None:
         """New episode: ES queues, every UE's channel and request stream, all from ``seed``."""
         from meg_gym.channel import make_channel
-        from meg_gym.compute import EsQueue
-
         sc = self.scenario
-        sys_ss, q_ss, ch_ss, pos_ss, req_ss = np.random.SeedSequence(seed).spawn(5)
+        sys_ss, _, ch_ss, pos_ss, req_ss = np.random.SeedSequence(seed).spawn(5)
         sys_ = self.system
-        sys_.reset(int(sys_ss.generate_state(1)[0]))
-        job = sys_.background_job_flops()
-        sys_.queues = {
-            i: EsQueue(sys_.es_flops_per_s[i], es.load, job, np.random.default_rng(s),
-                       history_intervals=self.history_intervals)
-            for i, (es, s) in enumerate(zip(sc.es, q_ss.spawn(self.num_es)))
-        }
+        sys_.reset(int(sys_ss.generate_state(1)[0]))  # the ES queues every UE shares
         queues = [sys_.queues[i] for i in range(self.num_es)]
         for p in self._prepared:
             p.queues = [queues[i] for i in p.es_ids]

@@ -76,9 +76,8 @@ class World:
                                                  self.system.costs(d.protocol, d.es_ids))
             for d in self.decisions
         }
-        self._refs = self._references()
-        self.rng = np.random.default_rng(0)
-        self._draws = _Draws(self.rng)
+        self._refs = reward_scales(self.system)
+        self._draws = _Draws(np.random.default_rng(0))  # the request stream's randomness
         self.request: RequestInfo | None = None
         self.served = 0
 
@@ -89,8 +88,7 @@ class World:
         new = copy.copy(self)
         memo[id(self)] = new
         new.system = copy.deepcopy(self.system, memo)
-        new.rng = copy.deepcopy(self.rng, memo)
-        new._draws = self._draws.copy(new.rng)
+        new._draws = self._draws.copy(copy.deepcopy(self._draws.rng, memo))
         return new
 
     # -- set-up ---------------------------------------------------------------------------
@@ -103,18 +101,13 @@ class World:
                 out.append(Decision(name, es_ids))
         return out
 
-    def _references(self) -> dict[str, float]:
-        """Scales that make the cost terms unit-sized: Full ES's bits, Full UE's energy."""
-        return reward_scales(self.system)
-
     # -- episode ----------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
         """New episode: world state and request stream from ``seed``."""
         ss = np.random.SeedSequence(seed)
         sys_ss, req_ss = ss.spawn(2)
         self.system.reset(int(sys_ss.generate_state(1)[0]))
-        self.rng = np.random.default_rng(req_ss)
-        self._draws = _Draws(self.rng)
+        self._draws = _Draws(np.random.default_rng(req_ss))
         self.served = 0
         self.request = self._next_request(0.0)
 

@@ -44,8 +44,8 @@ def _interp_index(grid: list[float], x: float) -> tuple[int, int, float]:
     return j - 1, j, (x - lo) / (hi - lo)
 
 
-def _interp_arrays(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_interp_index` over an array of ``x``."""
+def interp_index_arrays(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_interp_index` over an array of ``x`` (batched worlds)."""
     n = len(grid)
     if n == 1:
         zero = np.zeros(len(x), dtype=np.int64)
