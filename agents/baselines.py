@@ -214,14 +214,14 @@ class GreedyPolicy(BaselinePolicy):
             for k, d in enumerate(env.decisions):
                 ul = [snr_ul[i] for i in d.es_ids]
                 dl = [snr_dl[i] for i in d.es_ids]
-                t = world._timing(d, bw, ul, dl, queues=False)
-                latency = t["latency_s"] + (max(backlog_s[i] for i in d.es_ids) if self.es_protocol[d.protocol]
-                                            else 0.0)
+                latency, energy = world._timing(d, bw, ul, dl, queues=False)[:2]
+                latency += max(backlog_s[i] for i in d.es_ids) if self.es_protocol[d.protocol] else 0.0
+                plan = world.compiled[(d.protocol, d.es_ids)]
                 quality = self.table.lookup(d.protocol, min(ul), min(dl), steps, "quality")[0]
                 missed = latency > req.deadline_s
                 out[k, j] = (w.quality * quality * req.quality_weight - w.latency * latency / refs["latency_s"]
-                             - w.overhead * (t["uplink_bits"] + t["downlink_bits"]) / refs["bits"]
-                             - w.energy * t["energy_j"] / refs["energy_j"] - w.deadline * float(missed))
+                             - w.overhead * (plan.uplink_bits + plan.downlink_bits) / refs["bits"]
+                             - w.energy * energy / refs["energy_j"] - w.deadline * float(missed))
         return out
 
     def choose(self, obs: np.ndarray, index: int, episode_start: bool) -> tuple[int, int]:

@@ -119,7 +119,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return 0
     grid = [float(x) for x in args.snr_grid.split(",")] if args.snr_grid else None
     steps = [int(x) for x in args.steps.split(",")] if args.steps else None
-    table = calibrate(system, out, snr_grid_db=grid, steps_grid=steps, requests=args.requests, seed=args.seed)
+    protocols = args.protocols.split(",") if args.protocols else None
+    table = calibrate(system, out, snr_grid_db=grid, steps_grid=steps, requests=args.requests, seed=args.seed,
+                      protocols=protocols)
     print(f"calibration table: {out} ({len(table.tables)} protocols, {len(table.snr_grid_db)} SNR points, "
           f"steps {table.steps_grid}, {table.requests_per_point} requests per point)")
     return 0
@@ -323,6 +325,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--steps", help="comma-separated denoising step counts (default: the scenario's)")
     c.add_argument("--requests", type=int, default=4, help="requests per point")
     c.add_argument("--points", type=int, default=12, help="held-out points for --check")
+    c.add_argument("--protocols", help="comma-separated protocols to sweep (default: all the scenario offers); "
+                                       "a stored table's other protocols are kept")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", help="table path (default configs/calibration/<model>.json)")
     c.add_argument("--check", action="store_true", help="measure profiled-vs-live error on held-out settings")

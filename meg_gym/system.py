@@ -92,6 +92,9 @@ class MegSystem:
         self.judge = self._load_judge() if judge == "auto" else judge
         self._init_devices()
         self.now_s = 0.0
+        from meg_gym.channel import make_channel
+
+        self.channel = make_channel(sc.channel.kind, **channel_params(sc))  # built once; reset() redraws its state
         self.reset(sc.seed)
 
     def __deepcopy__(self, memo: dict) -> MegSystem:
@@ -132,14 +135,12 @@ class MegSystem:
 
     def reset(self, seed: int | None = None) -> None:
         """New world state (channel, mobility, ES queues) from ``seed``."""
-        from meg_gym.channel import make_channel
         from meg_gym.compute import EsQueue
 
         sc = self.scenario
         ss = np.random.SeedSequence(seed)
         ch_ss, q_ss = ss.spawn(2)
         self.rng = np.random.default_rng(ch_ss)
-        self.channel = make_channel(sc.channel.kind, **channel_params(sc))
         self.channel.reset(self.rng, sc.num_es)
         job = self.background_job_flops()
         self.queues = {

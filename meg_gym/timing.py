@@ -80,6 +80,28 @@ class CompiledPlan:
     downlink_bits: int
     # analog airtimes depend on the bandwidth only: remembered per (step, bandwidth)
     _analog_airtime: dict = field(default_factory=dict, compare=False, repr=False)
+    # the walk generated as straight-line code, per (device rates, mode, powers): see kernel()
+    _kernels: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_kernels"] = {}  # generated functions do not pickle: made again on first use
+        return state
+
+    def kernel(self, ue_flops_per_s: float, es_flops_per_s: Sequence[float], mode: str, efficiency: float,
+               ue_power_w: float, ue_tx_power_w: float) -> Any:
+        """The timing walk as one generated Python function for these device rates and powers:
+        ``kernel(start_s, turn_s, snr_ul_db, snr_dl_db, bandwidth_hz)`` -> ``(latency_s, energy_j,
+        ue_compute_s, es_compute_s, queue_s, uplink_s, downlink_s, busy)``, ``turn_s[j]`` when ES
+        ``es_ids[j]`` can take the request and ``busy[j]`` when our job leaves it (None if the
+        plan runs nothing there). The same operations in the same order as :meth:`_walk`, so
+        the same floats (``tests/test_timing_batch.py``), without the walk's loops, lookups and
+        calls: the profiled envs' hot path."""
+        key = (ue_flops_per_s, tuple(es_flops_per_s), mode, efficiency, ue_power_w, ue_tx_power_w)
+        k = self._kernels.get(key)
+        if k is None:
+            k = self._kernels[key] = _generate_kernel(self, *key)
+        return k
 
     def timing(
         self,
@@ -105,10 +127,17 @@ class CompiledPlan:
         airtime of sends (live mode passes what the transmission really took,
         retransmissions included).
         """
-        turn = [start_s] * (len(self.es_ids) + 1)
+        if not trace and airtimes is None:
+            kernel = self.kernel(ue_flops_per_s, es_flops_per_s, mode, efficiency, ue_power_w, ue_tx_power_w)
+            lat, energy, ue_c, es_c, queue, up, down, _ = self.run_kernel(kernel, queues, start_s, snr_ul_db,
+                                                                          snr_dl_db, bandwidth_hz)
+            return {"latency_s": lat, "ue_compute_s": ue_c, "es_compute_s": es_c, "queue_s": queue,
+                    "uplink_s": up, "downlink_s": down, "uplink_bits": self.uplink_bits,
+                    "downlink_bits": self.downlink_bits, "energy_j": energy}, []
         if queues is not None:
-            for j, q in enumerate(queues):
-                turn[j + 1] = start_s + q.backlog_s(start_s)
+            turn = [start_s] + [start_s + q.backlog_s(start_s) for q in queues]
+        else:
+            turn = [start_s] * (len(self.es_ids) + 1)
         memo = self._analog_airtime
 
         def airtime(i: int, snr: float) -> float:
@@ -134,6 +163,21 @@ class CompiledPlan:
                 if busy[j + 1] is not None:
                     q.submit(start_s, (busy[j + 1] - turn[j + 1]) * q.flops_per_s)
         return summary, records if records is not None else []
+
+    def run_kernel(self, kernel: Any, queues: Sequence[Any] | None, start_s: float, snr_ul_db: Sequence[float],
+                   snr_dl_db: Sequence[float], bandwidth_hz: float) -> tuple:
+        """:meth:`timing` without the summary dict: the request starts at ``start_s``, each ES
+        takes it after its queue's backlog then, and gets our job (FIFO per request). Returns the
+        kernel's tuple (see :meth:`kernel`)."""
+        if queues is None:
+            return kernel(start_s, [start_s] * len(self.es_ids), snr_ul_db, snr_dl_db, bandwidth_hz)
+        turn = [start_s + q.backlog_s(start_s) for q in queues]
+        out = kernel(start_s, turn, snr_ul_db, snr_dl_db, bandwidth_hz)
+        for j, busy in enumerate(out[7]):
+            if busy is not None:
+                q = queues[j]
+                q.submit(start_s, (busy - turn[j]) * q.flops_per_s)
+        return out
 
     def timing_batch(
         self,
@@ -234,6 +278,75 @@ class CompiledPlan:
             "energy_j": ue_compute * ue_power_w + up * ue_tx_power_w,
         }
         return summary, [None if f else c for f, c in zip(first, clock)]
+
+
+def _generate_kernel(plan: CompiledPlan, ue_flops_per_s: float, es_flops_per_s: tuple[float, ...], mode: str,
+                     efficiency: float, ue_power_w: float, ue_tx_power_w: float) -> Any:
+    """Write :meth:`CompiledPlan._walk` out for one plan and these constants (see :meth:`CompiledPlan.kernel`)."""
+    from meg_gym.channel.transmission import MODES
+
+    if mode not in MODES:
+        raise ValueError(f"'mode' must be one of {list(MODES)} (got {mode!r})")
+    m = len(plan.es_ids)
+    lines = ["def kernel(start, turn, snr_ul, snr_dl, bw):",
+             "    if not 0.0 < bw < _inf:",
+             "        raise ValueError(f\"'bandwidth_hz' must be a finite number > 0 (got {bw!r})\")",
+             "    c0 = tx = rx = start",
+             *(f"    t{j} = c{j} = turn[{j - 1}]" for j in range(1, m + 1)),
+             "    up = down = queue = 0.0"]
+    emit = lines.append
+    ue_compute = es_compute = 0.0
+    first = [True] * (m + 1)
+    for i in range(len(plan.costs)):
+        emit("    r = start")
+        for d in plan.deps[i]:
+            emit(f"    if not r > e{d}: r = e{d}")  # _max(r, e): r if r > e else e
+        node = plan.node[i]
+        if not plan.is_send[i]:
+            if node == 0:
+                service = plan.flops[i] / ue_flops_per_s
+                ue_compute = ue_compute + service
+            else:
+                service = plan.flops[i] / es_flops_per_s[node - 1]
+                es_compute = es_compute + service
+                if first[node]:
+                    first[node] = False
+                    emit(f"    w = t{node} - r")
+                    emit("    queue = queue + (w if w > 0.0 else 0.0)")
+            emit(f"    e{i} = c{node} = (c{node} if c{node} > r else r) + {service!r}")
+            continue
+        if node == 0:
+            dst = plan.dst[i]
+            emit(f"    s = snr_ul[{dst[0] - 1}]")
+            for d in dst[1:]:
+                emit(f"    x = snr_ul[{d - 1}]")
+                emit("    s = s if s < x else x")
+            free = "tx"
+        else:
+            emit(f"    s = snr_dl[{node - 1}]")
+            free = "rx"
+        if mode == "analog" and not plan.lossless[i]:  # airtime_s: r numel / (2B), r = 1
+            emit(f"    a = {plan.values[i]} / (2.0 * bw)" if plan.values[i] > 0 else "    a = 0.0")
+        elif plan.bits[i] > 0:  # airtime_s, digital: 1 attempt of bits / (B se(SNR))
+            emit(f"    se = _se(s, {efficiency!r})")
+            emit("    if not se > 0.0:")
+            emit("        raise ValueError(f\"'snr_db' is too low for any rate (got {s!r} dB)\")")
+            emit(f"    a = 1 * {plan.bits[i]} / (bw * se)")
+        else:
+            emit("    a = 0.0")
+        emit(f"    e{i} = {free} = ({free} if {free} > r else r) + a")
+        emit(f"    {'up = up' if node == 0 else 'down = down'} + a")
+    emit("    last = start")
+    for i in range(len(plan.costs)):
+        emit(f"    if not last > e{i}: last = e{i}")
+    busy = ", ".join("None" if first[j] else f"c{j}" for j in range(1, m + 1))
+    emit(f"    return (last - start, {ue_compute!r} * {ue_power_w!r} + up * {ue_tx_power_w!r}, {ue_compute!r}, "
+         f"{es_compute!r}, queue, up, down, ({busy}{',' if m == 1 else ''}))")
+    from meg_gym.channel.transmission import spectral_efficiency
+
+    scope = {"_se": spectral_efficiency, "_inf": float("inf")}
+    exec(compile("\n".join(lines), f"<timing kernel {plan.protocol} {plan.es_ids}>", "exec"), scope)  # noqa: S102
+    return scope["kernel"]
 
 
 def _max(a: float, b: float) -> float:

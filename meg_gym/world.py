@@ -29,7 +29,7 @@ __all__ = ["REWARD_TERMS", "RequestInfo", "StepResult", "World", "reward_scales"
 REWARD_TERMS = ("quality", "latency", "overhead", "energy", "deadline")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class RequestInfo:
     """One request of the stream (the image and prompt are drawn only in live mode)."""
 
@@ -41,7 +41,7 @@ class RequestInfo:
     request: Request | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StepResult:
     """What serving one request gave: reward terms and the measured numbers behind them."""
 
@@ -76,6 +76,7 @@ class World:
                                                  self.system.costs(d.protocol, d.es_ids))
             for d in self.decisions
         }
+        self._kernels = self._make_kernels()
         self._refs = reward_scales(self.system)
         self._draws = _Draws(np.random.default_rng(0))  # the request stream's randomness
         self.request: RequestInfo | None = None
@@ -91,7 +92,23 @@ class World:
         new._draws = self._draws.copy(copy.deepcopy(self._draws.rng, memo))
         return new
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_kernels"]  # generated code does not pickle: made again on load
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._kernels = self._make_kernels()
+
     # -- set-up ---------------------------------------------------------------------------
+    def _make_kernels(self) -> dict[tuple[str, tuple[int, ...]], tuple[CompiledPlan, Any]]:
+        """Per decision: its compiled plan and the plan's generated timing kernel for these devices."""
+        sys_, t = self.system, self.scenario.transmission
+        return {key: (plan, plan.kernel(sys_.ue_flops_per_s, [sys_.es_flops_per_s[i] for i in key[1]], t.mode,
+                                        t.efficiency, sys_.ue_power_w, sys_.ue_tx_power_w))
+                for key, plan in self.compiled.items()}
+
     def _decisions(self) -> list[Decision]:
         """Every (protocol, ES set) the scenario offers, in a fixed order."""
         sc = self.scenario
@@ -140,22 +157,20 @@ class World:
         ok = np.zeros(len(self.decisions), dtype=bool)
         for k, d in enumerate(self.decisions):
             latency = self._timing(d, bw, [snr_ul[i] for i in d.es_ids], [snr_dl[i] for i in d.es_ids],
-                                   queues=False)["latency_s"]
+                                   queues=False)[0]
             ok[k] = latency <= self.request.deadline_s
         return ok
 
     def _timing(self, decision: Decision, bandwidth_hz: float, snr_ul_db: list[float], snr_dl_db: list[float],
-                queues: bool) -> dict[str, float]:
-        """Latency, bits and energy of a decision from its compiled plan (SNRs indexed like its ES ids)."""
+                queues: bool) -> tuple:
+        """The compiled plan's timing kernel output (latency, energy, ...; see
+        :meth:`CompiledPlan.kernel`) for a decision, SNRs indexed like its ES ids; with
+        ``queues`` the request waits in and joins the ES queues."""
         sys_ = self.system
         ids = decision.es_ids
-        t = self.scenario.transmission
-        summary, _ = self.compiled[(decision.protocol, ids)].timing(
-            ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[sys_.es_flops_per_s[i] for i in ids],
-            snr_ul_db=snr_ul_db, snr_dl_db=snr_dl_db, bandwidth_hz=bandwidth_hz, mode=t.mode,
-            efficiency=t.efficiency, ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w,
-            queues=[sys_.queues[i] for i in ids] if queues else None, start_s=sys_.now_s)
-        return summary
+        plan, kernel = self._kernels[(decision.protocol, ids)]
+        return plan.run_kernel(kernel, [sys_.queues[i] for i in ids] if queues else None, sys_.now_s, snr_ul_db,
+                               snr_dl_db, bandwidth_hz)
 
     def step(self, decision: Decision, bandwidth_share: float) -> StepResult:
         """Serve the current request with ``decision`` on ``bandwidth_share`` of the cell, then move on."""
@@ -175,9 +190,11 @@ class World:
             all_ul, all_dl = sys_.channel.snr_lists_db(bw)
             snr_ul = [all_ul[i] for i in ids]
             snr_dl = [all_dl[i] for i in ids]
-            summary = self._timing(decision, bw, snr_ul, snr_dl, queues=True)
-            latency, energy = summary["latency_s"], summary["energy_j"]
-            ul_bits, dl_bits = summary["uplink_bits"], summary["downlink_bits"]
+            plan, kernel = self._kernels[(decision.protocol, ids)]
+            queues = sys_.queues
+            out_t = plan.run_kernel(kernel, [queues[i] for i in ids], sys_.now_s, snr_ul, snr_dl, bw)
+            latency, energy = out_t[0], out_t[1]
+            ul_bits, dl_bits = plan.uplink_bits, plan.downlink_bits
             quality, ssim = self.table.draw(decision.protocol, min(snr_ul), min(snr_dl), self._z,
                                             sys_.settings.steps)
         missed = latency > req.deadline_s

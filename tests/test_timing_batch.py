@@ -80,3 +80,38 @@ def test_batched_quality_draw_equals_the_table_draw():
     for r in range(n):
         want = table.draw(batch.plans[placement[r]].protocol, ul[r], dl[r], batch._z[r], steps)
         assert (q[r], s[r]) == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["analog", "digital"])
+def test_generated_kernel_equals_the_walk_bit_for_bit(mode):
+    """timing() runs a generated straight-line kernel; with trace=True it walks the plan: same floats."""
+    world = World(_scenario())
+    sys_ = world.system
+    rng = np.random.default_rng(2)
+    for d in world.decisions:
+        plan = world.compiled[(d.protocol, d.es_ids)]
+        n = len(d.es_ids)
+        es = [sys_.es_flops_per_s[i] for i in d.es_ids]
+        common = dict(ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=es, mode=mode, efficiency=0.75,
+                      ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w)
+        for _ in range(5):
+            kw = dict(snr_ul_db=list(rng.uniform(-20, 30, n)), snr_dl_db=list(rng.uniform(-20, 30, n)),
+                      bandwidth_hz=float(rng.choice([5e6, 10e6, 20e6])), start_s=float(rng.uniform(0, 10)))
+            backlog = rng.exponential(0.5, n) * rng.integers(0, 2, n)  # some ESs idle, some busy
+            q_fast = [_FixedBacklog(b, f) for b, f in zip(backlog, es)]
+            q_walk = [_FixedBacklog(b, f) for b, f in zip(backlog, es)]
+            fast, _ = plan.timing(queues=q_fast, **kw, **common)
+            walk, records = plan.timing(queues=q_walk, trace=True, **kw, **common)
+            assert records and fast == walk, d
+            assert [q.added for q in q_fast] == [q.added for q in q_walk], d
+
+
+def test_kernel_rejects_bad_bandwidth_like_the_walk():
+    world = World(_scenario())
+    d = next(d for d in world.decisions if d.protocol == "full_es")
+    plan, sys_ = world.compiled[(d.protocol, d.es_ids)], world.system
+    for bw in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="bandwidth_hz"):
+            plan.timing(ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[sys_.es_flops_per_s[0]], snr_ul_db=[5.0],
+                        snr_dl_db=[5.0], bandwidth_hz=bw, mode="analog", efficiency=0.75, ue_power_w=1.0,
+                        ue_tx_power_w=0.2)

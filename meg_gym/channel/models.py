@@ -204,6 +204,8 @@ class ChannelModel:
 
     @staticmethod
     def _check_dt(dt_s: Any) -> float:
+        if type(dt_s) is float and 0.0 <= dt_s < math.inf:  # the common case, checked cheaply
+            return dt_s
         return check_number("dt_s", dt_s, lo=0.0)
 
 
@@ -262,6 +264,8 @@ class _FixedSnrChannel(ChannelModel):
                  snr_range_db: Sequence[float] | None = None) -> None:
         super().__init__()
         self._range: tuple[float, float] | None = None
+        self._uniforms: list[float] = []  # snr_range_db's draws, a block at a time (never mutated)
+        self._u_i = 0
         if snr_range_db is not None:
             ok = not isinstance(snr_range_db, (str, bytes, Mapping)) and hasattr(snr_range_db, "__len__") \
                 and len(snr_range_db) == 2
@@ -305,6 +309,7 @@ class _FixedSnrChannel(ChannelModel):
             self._per_hz = True
         self._base_db = table
         self._num_es = n
+        self._uniforms, self._u_i = [], 0
         self._draw(rng)
 
     def advance(self, dt_s: float, rng: np.random.Generator) -> None:
@@ -316,8 +321,14 @@ class _FixedSnrChannel(ChannelModel):
         if self._range is None:
             return
         lo, hi = self._range
-        for i, u in enumerate(rng.random(self._num_es).tolist()):
-            self._base_db[0][i] = self._base_db[1][i] = lo + (hi - lo) * u + self._shift
+        n, j = self._num_es, self._u_i
+        if j + n > len(self._uniforms):  # 64 blocks of uniforms per generator call
+            self._uniforms, j = rng.random(64 * n).tolist(), 0
+        u = self._uniforms
+        ul, dl = self._base_db
+        for i in range(n):
+            ul[i] = dl[i] = lo + (hi - lo) * u[j + i] + self._shift
+        self._u_i = j + n
 
 
 class AwgnChannel(_FixedSnrChannel):

@@ -20,11 +20,14 @@ Pollaczek-Khinchine's ``rho E[S] / (1 - rho)`` (``tests/compute/test_queues.py``
 
 Fast and exact
 --------------
-The background between two calls is one *interval*. Its number of arrivals is drawn as a
-Poisson variable. A few arrivals (the usual case between two env steps) are drawn one by
-one and the Lindley recursion runs over them. Many arrivals (a long gap, the warm-up, a
-fast stream of small jobs) are not looped over: their total work is drawn as a gamma
-variable (a sum of exponentials) and the workload at the interval's end comes from
+The background between two calls is one *interval*. The next background arrival is drawn
+ahead (exponential gaps; the stream is memoryless, so this is exact) from standard
+exponentials drawn in blocks. A few arrivals (the usual case between two env steps, often
+none) are taken one by one and the Lindley recursion runs over them. Many arrivals (a long
+gap, the warm-up, a fast stream of small jobs) are not looped over: after a few, the rest
+of the interval (a fresh Poisson stream after an arrival) gets a Poisson count, its total
+work is drawn as a gamma variable (a sum of exponentials) and the workload at the
+interval's end comes from
 Loynes' construction, ``V(a) = max(0, V(t) + A(t,a] - (a-t), sup_u (A[a-u, a] - u))``
 with ``A`` the arrived work, explored backwards from ``a``: a chunk whose total work
 cannot lift the running supremum counts by its total alone, and only the chunks that can
@@ -105,7 +108,7 @@ class EsQueue:
     """
 
     __slots__ = ("flops_per_s", "load", "mean_job_flops", "rng", "history_intervals",
-                 "_mean_s", "_rate", "_b", "_vm", "_jump", "_leaves", "_work")
+                 "_mean_s", "_rate", "_b", "_vm", "_jump", "_leaves", "_work", "_next", "_exp", "_exp_i")
 
     def __init__(self, flops_per_s: float, load: float, mean_job_flops: float, rng: np.random.Generator, *,
                  start_s: float = 0.0, warmup_s: float | None = None, history_intervals: int = 256) -> None:
@@ -126,6 +129,11 @@ class EsQueue:
             warm = 50.0 * self._mean_s / (1.0 - math.sqrt(self.load)) ** 2 if self.load > 0 else 0.0
         else:
             warm = check_positive("warmup_s", warmup_s, allow_zero=True)
+        # standard exponentials drawn in blocks (never mutated: copies share them), and the
+        # time of the next background arrival, drawn ahead (memoryless, so exact)
+        self._exp: list[float] = []
+        self._exp_i = 0
+        self._next = start - warm + self._draw_exp() / self._rate if self._rate > 0 else math.inf
         v_start = self._simulate(start - warm, 0.0, warm)[0] if warm > 0 and self._rate > 0 else 0.0
         # The recorded path: boundaries b[0] < ... < b[n] (b[n] is the clock), the workload
         # just before each (vm), our work arriving exactly at each (jump), and per interval
@@ -191,7 +199,8 @@ class EsQueue:
     def copy(self) -> EsQueue:
         """An independent copy with the same state and the same generator state."""
         new = object.__new__(EsQueue)
-        for name in ("flops_per_s", "load", "mean_job_flops", "history_intervals", "_mean_s", "_rate"):
+        for name in ("flops_per_s", "load", "mean_job_flops", "history_intervals", "_mean_s", "_rate", "_next",
+                     "_exp", "_exp_i"):
             object.__setattr__(new, name, getattr(self, name))
         new.rng = np.random.Generator(_copy.copy(self.rng.bit_generator))
         new._b, new._vm, new._jump = list(self._b), list(self._vm), list(self._jump)
@@ -224,33 +233,49 @@ class EsQueue:
         if len(self._b) > 2 * self.history_intervals + 1:
             self._prune()
 
+    def _draw_exp(self) -> float:
+        """The next standard exponential of the queue's stream (drawn 256 at a time)."""
+        i = self._exp_i
+        if i == len(self._exp):
+            self._exp, i = self.rng.standard_exponential(256).tolist(), 0
+        self._exp_i = i + 1
+        return self._exp[i]
+
     def _simulate(self, t0: float, v0: float, span: float) -> tuple[float, tuple[Leaf, ...], float]:
-        """Background over (t0, t0 + span] from workload ``v0``: (V at the end, leaves, total work)."""
-        rng = self.rng
-        k = rng.poisson(self._rate * span)
-        if k == 0:
+        """Background over (t0, t0 + span] from workload ``v0``: (V at the end, leaves, total work).
+
+        Arrivals come one by one from the drawn-ahead next arrival (exponential gaps). After
+        ``_LEAF_JOBS`` of them the rest of the interval, a fresh Poisson stream after an
+        arrival, is one chunk (Poisson count, gamma work) resolved by :meth:`_query`; the
+        next arrival after the interval is then drawn afresh from its end (memoryless)."""
+        end = t0 + span
+        nxt = self._next
+        if nxt > end:  # the usual case between two env steps at a light load
             return (v0 - span if v0 > span else 0.0), (), 0.0
-        m = self._mean_s
-        if k <= _LEAF_JOBS:  # job by job, forward
-            if k == 1:
-                times, sizes = [t0 + span * rng.random()], [m * rng.standard_exponential()]
-            else:
-                arr = rng.random(k)
-                arr.sort()
-                times, sizes = (t0 + span * arr).tolist(), (m * rng.standard_exponential(k)).tolist()
-            v, prev = v0, t0
-            for at, size in zip(times, sizes, strict=True):
-                v -= at - prev
-                if v < 0.0:
-                    v = 0.0
-                v += size
-                prev = at
-            v -= t0 + span - prev
-            leaves = tuple((at, 0.0, -1, size) for at, size in zip(times, sizes, strict=True))
-            return (v if v > 0.0 else 0.0), leaves, math.fsum(sizes)
-        work = m * rng.standard_gamma(k)
-        v, _, leaves, _ = self._query(((t0, span, k, work),), t0, v0, t0 + span)
-        return v, leaves, work
+        m, gap = self._mean_s, 1.0 / self._rate
+        leaves: list[Leaf] = []
+        sizes: list[float] = []
+        v, prev = v0, t0
+        while nxt <= end:
+            size = m * self._draw_exp()
+            v -= nxt - prev
+            if v < 0.0:
+                v = 0.0
+            v += size
+            prev = nxt
+            leaves.append((nxt, 0.0, -1, size))
+            sizes.append(size)
+            if len(leaves) == _LEAF_JOBS + 1:  # many arrivals: the rest of the interval as one chunk
+                rng = self.rng
+                k = int(rng.poisson(self._rate * (end - prev)))
+                work = m * rng.standard_gamma(k) if k else 0.0
+                v, _, rest, _ = self._query(((prev, end - prev, k, work),), prev, v, end)
+                self._next = end + gap * self._draw_exp()
+                return v, tuple(leaves) + rest, math.fsum(sizes) + work
+            nxt += gap * self._draw_exp()
+        self._next = nxt
+        v -= end - prev
+        return (v if v > 0.0 else 0.0), tuple(leaves), math.fsum(sizes)
 
     def _query(self, leaves: tuple[Leaf, ...], b: float, v_b: float, tau: float
                ) -> tuple[float, float, tuple[Leaf, ...], int]:

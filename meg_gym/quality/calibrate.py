@@ -7,12 +7,19 @@ prompt fidelity and quality are stored. Progress is saved after every point, so 
 interrupted sweep resumes where it stopped; a sweep resumed with another ``requests``
 serves the remaining points with that many (the first ones of the same request stream),
 and the table's meta records each protocol's count.
+
+Run again over a finished table (same settings and grids) with a larger ``requests``, a
+sweep tops the table up: each point serves only the requests it lacks (the next ones of
+the same stream; channel noise is seeded per request, so the result equals a sweep run
+with the larger count from the start) and merges them with the stored mean and spread.
+A sweep over some ``protocols`` keeps the stored table's other protocols as they were.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -79,6 +86,10 @@ def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = 
     grid = list(snr_grid_db or DEFAULT_SNR_GRID_DB)
     steps_grid = list(steps_grid or [system.settings.steps])
     protocols = list(protocols or [p for p in system.scenario.protocols if PROTOCOLS[p].min_es <= 2])
+    allowed = sorted(p for p in PROTOCOLS if PROTOCOLS[p].min_es <= 2)
+    bad = [p for p in protocols if p not in allowed]
+    if bad:
+        raise ValueError(f"calibrate: protocols {bad} are not calibratable; allowed: {allowed}")
     rng = np.random.default_rng(seed)
     reqs = [sample_request(rng, system.comps.image_size) for _ in range(requests)]
     partial_path = Path(out_path).with_suffix(".partial.json")
@@ -88,6 +99,9 @@ def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = 
         done = {}
     done.setdefault("settings", key)
     points = done.setdefault("points", {})
+    if "prior" not in done:  # the finished table this sweep tops up, as per-point summaries
+        done["prior"] = _prior_points(Path(out_path), key, grid, steps_grid)
+    prior = done["prior"]
     jobs = []
     for protocol in protocols:
         axes = noisy_axes(protocol)
@@ -98,10 +112,11 @@ def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = 
     base_settings = system.settings
     bar = tqdm(total=len(jobs), desc="calibrate", unit="point", disable=not progress)
     for protocol, steps, ul, dl in jobs:
-        k = f"{protocol}|{steps}|{ul}|{dl}"
+        k = _key(protocol, steps, ul, dl)
         if k not in points:
+            have = prior[k]["n"] if k in prior else 0
             system.settings = replace(base_settings, steps=steps)
-            points[k] = _serve_point(system, reqs, protocol, ul, dl)
+            points[k] = _serve_point(system, reqs[have:], protocol, ul, dl)
             partial_path.parent.mkdir(parents=True, exist_ok=True)
             partial_path.write_text(json.dumps(done))
         bar.update(1)
@@ -115,27 +130,71 @@ def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = 
         dls = grid if "dl" in axes else [grid[-1]]
         tables[protocol] = {}
         for metric in METRICS:
-            mean = [[[float(np.nanmean(points[f"{protocol}|{s}|{u}|{d}"][metric]))
-                      if not np.all(np.isnan(points[f"{protocol}|{s}|{u}|{d}"][metric])) else 0.0
-                      for d in dls] for u in uls] for s in steps_grid]
-            std = [[[float(np.nanstd(points[f"{protocol}|{s}|{u}|{d}"][metric]))
-                     if not np.all(np.isnan(points[f"{protocol}|{s}|{u}|{d}"][metric])) else 0.0
-                     for d in dls] for u in uls] for s in steps_grid]
-            tables[protocol][metric] = {"mean": mean, "std": std}
+            stats = [[[_merged(prior.get(_key(protocol, s, u, d)), points[_key(protocol, s, u, d)], metric)
+                       for d in dls] for u in uls] for s in steps_grid]
+            tables[protocol][metric] = {stat: [[[cell[i] for cell in row] for row in plane] for plane in stats]
+                                        for i, stat in enumerate(("mean", "std"))}
     # a resumed sweep may have served some points with another request count: record each protocol's
-    served = {p: min(len(points[f"{p}|{s}|{u}|{d}"]["ssim"]) for (q, s, u, d) in jobs if q == p) for p in protocols}
-    table = QualityTable(model=system.scenario.model, settings=key, snr_grid_db=grid, steps_grid=steps_grid,
-                         tables=tables, axes=axes_of, requests_per_point=min(served.values()),
-                         meta={"seed": seed, "num_es_multi": 2, "requests_per_point": served})
+    served = {p: min(len(points[k]["ssim"]) + (prior[k]["n"] if k in prior else 0)
+                     for (q, s, u, d) in jobs if q == p for k in [_key(q, s, u, d)]) for p in protocols}
     # a table along a missing axis is constant: store the single row/column at every grid index
     for protocol in protocols:
         for metric in METRICS:
             for stat in ("mean", "std"):
                 arr = tables[protocol][metric][stat]
                 tables[protocol][metric][stat] = [_fill_axes(a, len(grid), axes_of[protocol]) for a in arr]
+    if prior:  # protocols of the stored table this sweep left out are kept as they were
+        old = json.loads(Path(out_path).read_text())
+        for protocol in old["tables"]:
+            if protocol not in tables:
+                tables[protocol], axes_of[protocol] = old["tables"][protocol], old["axes"][protocol]
+                served[protocol] = int(old["meta"]["requests_per_point"][protocol])
+    table = QualityTable(model=system.scenario.model, settings=key, snr_grid_db=grid, steps_grid=steps_grid,
+                         tables=tables, axes=axes_of, requests_per_point=min(served.values()),
+                         meta={"seed": seed, "num_es_multi": 2, "requests_per_point": served})
     table.save(Path(out_path))
     partial_path.unlink(missing_ok=True)
     return table
+
+
+def _key(protocol: str, steps: int, ul: float, dl: float) -> str:
+    return f"{protocol}|{steps}|{ul}|{dl}"
+
+
+def _prior_points(path: Path, key: dict[str, Any], grid: list[float], steps_grid: list[int]) -> dict[str, Any]:
+    """Per-point request count, mean and std of a finished table at ``path`` measured with the
+    same settings and grids (nothing otherwise): the base a larger sweep tops up."""
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    if data.get("settings") != key or [float(x) for x in data["snr_grid_db"]] != grid \
+            or [int(x) for x in data["steps_grid"]] != steps_grid:
+        return {}
+    counts = data.get("meta", {}).get("requests_per_point", {})
+    out: dict[str, Any] = {}
+    for protocol, metrics in data["tables"].items():
+        axes = data["axes"][protocol]
+        n = int(counts.get(protocol, data.get("requests_per_point", 0)))
+        for si, s in enumerate(steps_grid):
+            for ui, u in enumerate(grid if "ul" in axes else [grid[-1]]):
+                for di, d in enumerate(grid if "dl" in axes else [grid[-1]]):
+                    out[_key(protocol, s, u, d)] = {"n": n, **{
+                        m: [metrics[m]["mean"][si][ui][di], metrics[m]["std"][si][ui][di]] for m in METRICS}}
+    return out
+
+
+def _merged(prior: dict[str, Any] | None, new: dict[str, list[float]], metric: str) -> tuple[float, float]:
+    """Mean and (population) std of a point's stored summary merged with newly served samples;
+    NaN samples (no fidelity classifier) are left out, and a point with none is 0."""
+    x = np.asarray(new[metric], dtype=float)
+    x = x[~np.isnan(x)]
+    n0, (m0, s0) = (prior["n"], prior[metric]) if prior else (0, (0.0, 0.0))
+    if x.size == 0:
+        return float(m0), float(s0)
+    n = n0 + x.size
+    mean = (n0 * m0 + x.sum()) / n
+    var = (n0 * (s0 * s0 + m0 * m0) + (x * x).sum()) / n - mean * mean
+    return float(mean), float(math.sqrt(max(var, 0.0)))
 
 
 def _fill_axes(a: list[list[float]], n: int, axes: list[str]) -> list[list[float]]:
@@ -150,7 +209,9 @@ def check_fidelity(system: Any, table: QualityTable, *, points: int = 12, reques
     At each held-out point, the live mean over the point's requests is compared with the
     table's interpolated mean; returns the mean absolute errors of SSIM and quality.
     ``same_requests=False``: ``requests`` new requests per point (the error then includes
-    the spread between two small samples of requests); ``True``: the requests the table was
+    the spread between two small samples of requests; ``ssim_sampling_floor`` is the mean
+    absolute error that spread alone is expected to give, sqrt(2/pi) times the standard
+    error of the difference of the two means); ``True``: the requests the table was
     measured with (the same stream and count), so the error is the interpolation's alone.
     """
     from meg_gym.workload import sample_request
@@ -159,7 +220,7 @@ def check_fidelity(system: Any, table: QualityTable, *, points: int = 12, reques
     lo, hi = table.snr_grid_db[0], table.snr_grid_db[-1]
     names = list(table.tables)
     counts = table.meta.get("requests_per_point", {})
-    err_ssim, err_q = [], []
+    err_ssim, err_q, floor = [], [], []
     for _ in tqdm(range(points), desc="fidelity", disable=not progress):
         protocol = names[int(rng.integers(len(names)))]
         ul, dl = float(rng.uniform(lo, hi)), float(rng.uniform(lo, hi))
@@ -171,7 +232,13 @@ def check_fidelity(system: Any, table: QualityTable, *, points: int = 12, reques
             reqs = [sample_request(rng, system.comps.image_size) for _ in range(requests)]
         live = _serve_point(system, reqs, protocol, ul, dl)
         steps = system.settings.steps
-        err_ssim.append(abs(float(np.mean(live["ssim"])) - table.lookup(protocol, ul, dl, steps, "ssim")[0]))
+        mean, std = table.lookup(protocol, ul, dl, steps, "ssim")
+        err_ssim.append(abs(float(np.mean(live["ssim"])) - mean))
         err_q.append(abs(float(np.mean(live["quality"])) - table.lookup(protocol, ul, dl, steps, "quality")[0]))
+        # the error expected from sampling alone (two independent request samples of these sizes)
+        var = 0.0 if same_requests else (float(np.var(live["ssim"])) / len(reqs)
+                                         + std * std / int(counts.get(protocol, table.requests_per_point) or 1))
+        floor.append(math.sqrt(2.0 / math.pi * var))
     return {"points": points, "requests": "as calibrated" if same_requests else requests,
-            "ssim_mae": float(np.mean(err_ssim)), "quality_mae": float(np.mean(err_q))}
+            "ssim_mae": float(np.mean(err_ssim)), "quality_mae": float(np.mean(err_q)),
+            "ssim_sampling_floor": float(np.mean(floor))}

@@ -1,0 +1,66 @@
+"""meg-gym calibrate: a table topped up with more requests equals one swept with them from the start."""
+
+import json
+
+import numpy as np
+import pytest
+
+from meg_gym.config import load_scenario
+from meg_gym.quality.calibrate import calibrate, check_fidelity
+from meg_gym.quality.calibration import load_table
+from meg_gym.system import MegSystem
+
+GRID = [0.0, 20.0]
+
+
+@pytest.fixture(scope="module")
+def system():
+    return MegSystem(load_scenario("default", generation={"steps": 4, "ue_steps": 2, "complete_steps": 2}))
+
+
+def _sweep(system, path, requests, protocols=("ciag", "full_ue")):
+    return calibrate(system, path, snr_grid_db=GRID, steps_grid=[4], requests=requests, protocols=list(protocols),
+                     progress=False)
+
+
+def test_top_up_equals_a_sweep_with_the_larger_count(system, tmp_path):
+    topped = tmp_path / "topped.json"
+    _sweep(system, topped, 1)
+    before = load_table(topped)
+    assert before.meta["requests_per_point"] == {"ciag": 1, "full_ue": 1}
+    _sweep(system, topped, 3, protocols=["ciag"])
+    direct = tmp_path / "direct.json"
+    _sweep(system, direct, 3, protocols=["ciag"])
+    a, b = load_table(topped), load_table(direct)
+    assert a.meta["requests_per_point"] == {"ciag": 3, "full_ue": 1}  # full_ue left out of the sweep: kept
+    assert a.tables["full_ue"] == before.tables["full_ue"]
+    for metric in ("ssim", "quality", "fidelity"):
+        for stat in ("mean", "std"):
+            np.testing.assert_allclose(a.tables["ciag"][metric][stat], b.tables["ciag"][metric][stat],
+                                       atol=1e-9, err_msg=f"ciag.{metric}.{stat}")
+    # the three requests really differ: the spread is measured, not a copy of one request
+    assert max(np.ravel(b.tables["ciag"]["ssim"]["std"])) > 0
+    assert not (tmp_path / "topped.partial.json").exists()
+
+
+def test_unknown_protocol_is_named(system, tmp_path):
+    with pytest.raises(ValueError, match="not calibratable; allowed"):
+        _sweep(system, tmp_path / "t.json", 1, protocols=["ciag", "teleport"])
+
+
+def test_a_table_with_other_settings_is_not_topped_up(system, tmp_path):
+    path = tmp_path / "t.json"
+    _sweep(system, path, 1)
+    data = json.loads(path.read_text())
+    data["settings"]["strength"] = 0.123
+    path.write_text(json.dumps(data))
+    _sweep(system, path, 1)  # served anew: the stored points were measured with other settings
+    assert load_table(path).settings["strength"] != 0.123
+
+
+def test_check_reports_error_and_sampling_floor(system, tmp_path):
+    path = tmp_path / "t.json"
+    _sweep(system, path, 2)
+    out = check_fidelity(system, load_table(path), points=2, requests=2, progress=False)
+    assert set(out) >= {"ssim_mae", "quality_mae", "ssim_sampling_floor"}
+    assert 0.0 <= out["ssim_sampling_floor"] and 0.0 <= out["ssim_mae"] <= 1.0
