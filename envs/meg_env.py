@@ -118,20 +118,27 @@ class MegEnv(gym.Env):
     def _observe(self) -> Any:
         w = self.world
         sys_ = w.system
-        n = self._n
-        scale = w.workload.latency_scale_s
         now = sys_.now_s
         ul, dl = w.link_snrs(self.scenario.bandwidth_hz)
         queues = sys_.queues
         req = w.request
-        o = np.array([*(v / _SNR_SCALE_DB for v in ul), *(v / _SNR_SCALE_DB for v in dl),
-                      *(queues[i].backlog_s(now) / scale for i in range(n)), req.deadline_s / scale,
-                      req.quality_weight, self._energy_j / (w._refs["energy_j"] * max(1, w.served)),
-                      w.served / w.workload.requests_per_episode], dtype=np.float32)
+        o = self._observation(ul, dl, [queues[i].backlog_s(now) for i in range(self._n)], req.deadline_s,
+                              req.quality_weight, self._energy_j, w.served)
         if self.observation_type == "box":
             return o
         return {"snr_ul": o[:n].copy(), "snr_dl": o[n:2 * n].copy(), "backlog": o[2 * n:3 * n].copy(),
                 "request": o[3 * n:3 * n + 2].copy(), "ue": o[3 * n + 2:].copy()}
+
+    def _observation(self, snr_ul_db: list[float], snr_dl_db: list[float], backlog_s: list[float], deadline_s: float,
+                     quality_weight: float, energy_j: float, served: int) -> np.ndarray:
+        """The box observation from the world's raw numbers (the layout the class docstring gives;
+        ``envs.vector`` writes the same columns for a batch, checked in its tests)."""
+        w = self.world
+        scale = w.workload.latency_scale_s
+        return np.array([v / _SNR_SCALE_DB for v in snr_ul_db] + [v / _SNR_SCALE_DB for v in snr_dl_db]
+                        + [b / scale for b in backlog_s]
+                        + [deadline_s / scale, quality_weight, energy_j / (w._refs["energy_j"] * (served or 1)),
+                           served / w.workload.requests_per_episode], dtype=np.float32)
 
     # -- API -------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:

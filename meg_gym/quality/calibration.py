@@ -57,6 +57,7 @@ def interp_index_arrays(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _bilinear(a: list[list[float]], w: tuple[int, int, float, int, int, float]) -> float:
+    """Bilinear interpolation on a grid (:meth:`QualityTable.draw` writes it out three times)."""
     i0, i1, wi, j0, j1, wj = w
     top = a[i0][j0] * (1 - wj) + a[i0][j1] * wj
     bot = a[i1][j0] * (1 - wj) + a[i1][j1] * wj
@@ -114,9 +115,15 @@ class QualityTable:
         grids = self._cache.get(key)
         if grids is None:
             grids = self._cache[key] = self.draw_grids(protocol, steps)
-        w = self._weights(protocol, snr_ul_db, snr_dl_db)
-        x = _bilinear(grids[0], w) + _bilinear(grids[1], w) * z
-        return (0.0 if x < 0.0 else 1.0 if x > 1.0 else x), _bilinear(grids[2], w)
+        i0, i1, wi, j0, j1, wj = self._weights(protocol, snr_ul_db, snr_dl_db)
+        mean, std, ssim = grids
+        a, b = mean[i0], mean[i1]
+        m = (a[j0] * (1 - wj) + a[j1] * wj) * (1 - wi) + (b[j0] * (1 - wj) + b[j1] * wj) * wi
+        a, b = std[i0], std[i1]
+        x = m + ((a[j0] * (1 - wj) + a[j1] * wj) * (1 - wi) + (b[j0] * (1 - wj) + b[j1] * wj) * wi) * z
+        a, b = ssim[i0], ssim[i1]
+        return (0.0 if x < 0.0 else 1.0 if x > 1.0 else x), \
+            (a[j0] * (1 - wj) + a[j1] * wj) * (1 - wi) + (b[j0] * (1 - wj) + b[j1] * wj) * wi
 
     def draw_grids(self, protocol: str, steps: int | None) -> tuple[list, list, list]:
         """The (quality mean, quality std, SSIM mean) grids :meth:`draw` interpolates."""

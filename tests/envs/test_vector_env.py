@@ -105,3 +105,22 @@ def test_same_model_as_the_single_env(protocol):
         a, b = np.mean(v_terms[t]), np.mean(s_terms[t])
         se = np.std(s_terms[t]) / np.sqrt(len(s_terms[t])) + np.std(v_terms[t]) / np.sqrt(len(v_terms[t]))
         assert abs(a - b) <= 5 * se + 0.02, (protocol, t, a, b)
+
+
+@pytest.mark.parametrize("env_id", ["MEG/SingleES-v0", "MEG/MultiES-v0"])
+def test_observation_layout_equals_the_single_env(env_id):
+    """Each row of the batch's observation is what the single env builds from that copy's numbers."""
+    vec = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point")
+    obs, _ = vec.reset(seed=3)
+    for t in range(30):
+        obs, *_ = vec.step(vec.action_space.sample())
+        if t % 10:
+            continue
+        venv = vec.unwrapped
+        b, single = venv.batch, venv.single_env
+        backlog = b.queues.backlog_s()
+        for r in range(venv.num_envs):
+            want = single._observation(b.snr_full[r, :, 0].tolist(), b.snr_full[r, :, 1].tolist(),
+                                       backlog[r].tolist(), float(b.deadline[r]), float(b.weight[r]),
+                                       float(venv._energy[r]), int(b.served[r]))
+            np.testing.assert_array_equal(obs[r], want)
