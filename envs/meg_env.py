@@ -126,6 +126,7 @@ class MegEnv(gym.Env):
                               req.quality_weight, self._energy_j, w.served)
         if self.observation_type == "box":
             return o
+        n = self._n
         return {"snr_ul": o[:n].copy(), "snr_dl": o[n:2 * n].copy(), "backlog": o[2 * n:3 * n].copy(),
                 "request": o[3 * n:3 * n + 2].copy(), "ue": o[3 * n + 2:].copy()}
 
