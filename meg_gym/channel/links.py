@@ -1,7 +1,10 @@
 """Link budget: 3GPP TR 38.901 path loss, LOS probability, shadowing, fading, thermal noise.
 
-Everything here is a pure function of floats (no state, no numpy arrays), so that the
-channel models in :mod:`meg_gym.channel.models` can call it on every block cheaply.
+Everything here is a pure function without state. The distance-dependent laws (path loss,
+LOS probability) and :func:`fading_gain` take either floats, computed with :mod:`math` so that
+the scalar channel models of :mod:`meg_gym.channel.models` call them cheaply on every block, or
+numpy arrays (one entry per link), computed elementwise by the same expression: the batched
+channel of :mod:`meg_gym.channel.batched` advances many UEs in one pass with them.
 
 Sources
 -------
@@ -29,6 +32,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 __all__ = [
     "FADINGS",
@@ -80,108 +86,134 @@ def breakpoint_distance_m(carrier_hz: float, es_height_m: float, ue_height_m: fl
     return 4.0 * (es_height_m - _H_E_M) * (ue_height_m - _H_E_M) * carrier_hz / SPEED_OF_LIGHT_MPS
 
 
-def _d3d(d2d_m: float, es_height_m: float, ue_height_m: float) -> tuple[float, float]:
-    d2d = d2d_m if d2d_m > MIN_DISTANCE_2D_M else MIN_DISTANCE_2D_M
+def _pathloss_los_db(d2d_m: Any, carrier_hz: float, es_height_m: float, ue_height_m: float, a_db: float,
+                     slope1: float, bp_slope: float) -> Any:
+    """PL1 = A + slope1 log10(d_3D) + 20 log10(f_c) for d_2D <= d'_BP,
+    PL2 = A + 40 log10(d_3D) + 20 log10(f_c) - bp_slope log10(d'_BP^2 + (h_BS - h_UT)^2) beyond:
+    the LOS form UMi and UMa share (TR 38.901 Table 7.4.1-1); floats or arrays of d_2D."""
     dh = es_height_m - ue_height_m
-    return d2d, math.sqrt(d2d * d2d + dh * dh)
+    fc_term = 20.0 * math.log10(carrier_hz / 1e9)
+    dbp = breakpoint_distance_m(carrier_hz, es_height_m, ue_height_m)
+    if isinstance(d2d_m, np.ndarray):
+        d2d = np.maximum(d2d_m, MIN_DISTANCE_2D_M)
+        log_d3d = np.log10(np.sqrt(d2d * d2d + dh * dh))
+        return np.where(d2d <= dbp, a_db + slope1 * log_d3d + fc_term,
+                        a_db + 40.0 * log_d3d + fc_term - bp_slope * math.log10(dbp * dbp + dh * dh))
+    d2d = d2d_m if d2d_m > MIN_DISTANCE_2D_M else MIN_DISTANCE_2D_M
+    log_d3d = math.log10(math.sqrt(d2d * d2d + dh * dh))
+    if d2d <= dbp:
+        return a_db + slope1 * log_d3d + fc_term
+    return a_db + 40.0 * log_d3d + fc_term - bp_slope * math.log10(dbp * dbp + dh * dh)
 
 
-def pathloss_umi_los_db(d2d_m: float, carrier_hz: float, es_height_m: float = 10.0, ue_height_m: float = 1.5) -> float:
+def _pathloss_nlos_db(d2d_m: Any, carrier_hz: float, es_height_m: float, ue_height_m: float, a_db: float,
+                      d_slope: float, fc_slope: float, h_slope: float, los_db: Any) -> Any:
+    """PL = max(PL_LOS, PL'), PL' = A + d_slope log10(d_3D) + fc_slope log10(f_c) - h_slope (h_UT - 1.5)."""
+    dh = es_height_m - ue_height_m
+    fc_term = fc_slope * math.log10(carrier_hz / 1e9)
+    if isinstance(d2d_m, np.ndarray):
+        d2d = np.maximum(d2d_m, MIN_DISTANCE_2D_M)
+        return np.maximum(d_slope * np.log10(np.sqrt(d2d * d2d + dh * dh)) + a_db + fc_term
+                          - h_slope * (ue_height_m - 1.5), los_db)
+    d2d = d2d_m if d2d_m > MIN_DISTANCE_2D_M else MIN_DISTANCE_2D_M
+    nlos = d_slope * math.log10(math.sqrt(d2d * d2d + dh * dh)) + a_db + fc_term - h_slope * (ue_height_m - 1.5)
+    return nlos if nlos > los_db else los_db
+
+
+def pathloss_umi_los_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 10.0, ue_height_m: float = 1.5) -> Any:
     """UMi-Street Canyon LOS path loss (TR 38.901 Table 7.4.1-1).
 
     PL1 = 32.4 + 21 log10(d_3D) + 20 log10(f_c) for d_2D <= d'_BP,
     PL2 = 32.4 + 40 log10(d_3D) + 20 log10(f_c) - 9.5 log10(d'_BP^2 + (h_BS - h_UT)^2) beyond.
     """
-    d2d, d3d = _d3d(d2d_m, es_height_m, ue_height_m)
-    fc_term = 20.0 * math.log10(carrier_hz / 1e9)
-    dbp = breakpoint_distance_m(carrier_hz, es_height_m, ue_height_m)
-    if d2d <= dbp:
-        return 32.4 + 21.0 * math.log10(d3d) + fc_term
-    dh = es_height_m - ue_height_m
-    return 32.4 + 40.0 * math.log10(d3d) + fc_term - 9.5 * math.log10(dbp * dbp + dh * dh)
+    return _pathloss_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 32.4, 21.0, 9.5)
 
 
-def pathloss_umi_nlos_db(d2d_m: float, carrier_hz: float, es_height_m: float = 10.0,
-                         ue_height_m: float = 1.5) -> float:
+def pathloss_umi_nlos_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 10.0,
+                         ue_height_m: float = 1.5) -> Any:
     """UMi-Street Canyon NLOS path loss (TR 38.901 Table 7.4.1-1).
 
     PL = max(PL_UMi-LOS, PL'), PL' = 35.3 log10(d_3D) + 22.4 + 21.3 log10(f_c) - 0.3 (h_UT - 1.5).
     """
-    _, d3d = _d3d(d2d_m, es_height_m, ue_height_m)
-    nlos = 35.3 * math.log10(d3d) + 22.4 + 21.3 * math.log10(carrier_hz / 1e9) - 0.3 * (ue_height_m - 1.5)
-    los = pathloss_umi_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m)
-    return nlos if nlos > los else los
+    return _pathloss_nlos_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 22.4, 35.3, 21.3, 0.3,
+                             _pathloss_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 32.4, 21.0, 9.5))
 
 
-def pathloss_uma_los_db(d2d_m: float, carrier_hz: float, es_height_m: float = 25.0, ue_height_m: float = 1.5) -> float:
+def pathloss_uma_los_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 25.0, ue_height_m: float = 1.5) -> Any:
     """UMa LOS path loss (TR 38.901 Table 7.4.1-1), with h_E = 1 m.
 
     PL1 = 28.0 + 22 log10(d_3D) + 20 log10(f_c) for d_2D <= d'_BP,
     PL2 = 28.0 + 40 log10(d_3D) + 20 log10(f_c) - 9 log10(d'_BP^2 + (h_BS - h_UT)^2) beyond.
     """
-    d2d, d3d = _d3d(d2d_m, es_height_m, ue_height_m)
-    fc_term = 20.0 * math.log10(carrier_hz / 1e9)
-    dbp = breakpoint_distance_m(carrier_hz, es_height_m, ue_height_m)
-    if d2d <= dbp:
-        return 28.0 + 22.0 * math.log10(d3d) + fc_term
-    dh = es_height_m - ue_height_m
-    return 28.0 + 40.0 * math.log10(d3d) + fc_term - 9.0 * math.log10(dbp * dbp + dh * dh)
+    return _pathloss_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 28.0, 22.0, 9.0)
 
 
-def pathloss_uma_nlos_db(d2d_m: float, carrier_hz: float, es_height_m: float = 25.0,
-                         ue_height_m: float = 1.5) -> float:
+def pathloss_uma_nlos_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 25.0,
+                         ue_height_m: float = 1.5) -> Any:
     """UMa NLOS path loss (TR 38.901 Table 7.4.1-1).
 
     PL = max(PL_UMa-LOS, PL'), PL' = 13.54 + 39.08 log10(d_3D) + 20 log10(f_c) - 0.6 (h_UT - 1.5).
     """
-    _, d3d = _d3d(d2d_m, es_height_m, ue_height_m)
-    nlos = 13.54 + 39.08 * math.log10(d3d) + 20.0 * math.log10(carrier_hz / 1e9) - 0.6 * (ue_height_m - 1.5)
-    los = pathloss_uma_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m)
-    return nlos if nlos > los else los
+    return _pathloss_nlos_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 13.54, 39.08, 20.0, 0.6,
+                             _pathloss_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 28.0, 22.0, 9.0))
 
 
-def los_probability_umi(d2d_m: float, ue_height_m: float = 1.5) -> float:
+def _los_probability(d2d_m: Any, d1_m: float, ue_height_m: float, c_uma: bool) -> Any:
+    """18/d_2D + exp(-d_2D/d1) (1 - 18/d_2D) beyond 18 m, 1 within (UMa: times the C'(h_UT)
+    factor, capped at 1). d_2D is raised to 18 m first, where the expression is exactly 1
+    (r = 1), so one expression covers both ranges, for floats and arrays."""
+    if isinstance(d2d_m, np.ndarray):
+        d = np.maximum(d2d_m, 18.0)
+        exp = np.exp
+    else:
+        d = d2d_m if d2d_m > 18.0 else 18.0
+        exp = math.exp
+    r = 18.0 / d
+    p = r + exp(-d / d1_m) * (1.0 - r)
+    if c_uma and ue_height_m > 13.0:
+        c = ((ue_height_m - 13.0) / 10.0) ** 1.5
+        # within 18 m p is 1 and the factor >= 1: the cap keeps it at 1
+        p = p * (1.0 + c * 1.25 * (d / 100.0) ** 3 * exp(-d / 150.0))
+        p = np.minimum(p, 1.0) if isinstance(p, np.ndarray) else min(p, 1.0)
+    return p
+
+
+def los_probability_umi(d2d_m: Any, ue_height_m: float = 1.5) -> Any:
     """UMi-Street Canyon LOS probability (TR 38.901 Table 7.4.2-1).
 
     1 for d_2D <= 18 m, else 18/d_2D + exp(-d_2D/36) (1 - 18/d_2D). ``ue_height_m`` is unused
     (kept so that both scenarios share one signature).
     """
-    if d2d_m <= 18.0:
-        return 1.0
-    r = 18.0 / d2d_m
-    return r + math.exp(-d2d_m / 36.0) * (1.0 - r)
+    return _los_probability(d2d_m, 36.0, ue_height_m, False)
 
 
-def los_probability_uma(d2d_m: float, ue_height_m: float = 1.5) -> float:
+def los_probability_uma(d2d_m: Any, ue_height_m: float = 1.5) -> Any:
     """UMa LOS probability (TR 38.901 Table 7.4.2-1).
 
     1 for d_2D <= 18 m, else [18/d_2D + exp(-d_2D/63)(1 - 18/d_2D)]
     (1 + C'(h_UT) 5/4 (d_2D/100)^3 exp(-d_2D/150)), C' = 0 for h_UT <= 13 m and
     ((h_UT - 13)/10)^1.5 for 13 m < h_UT <= 23 m.
     """
-    if d2d_m <= 18.0:
-        return 1.0
-    r = 18.0 / d2d_m
-    p = r + math.exp(-d2d_m / 63.0) * (1.0 - r)
-    if ue_height_m > 13.0:
-        c = ((ue_height_m - 13.0) / 10.0) ** 1.5
-        p *= 1.0 + c * 1.25 * (d2d_m / 100.0) ** 3 * math.exp(-d2d_m / 150.0)
-    return min(p, 1.0)
+    return _los_probability(d2d_m, 63.0, ue_height_m, True)
 
 
-def fading_gain(fading: str, los: bool, k_linear: float, re: float, im: float) -> float:
+def fading_gain(fading: str, los: Any, k_linear: float, re: Any, im: Any) -> Any:
     """Small-scale power gain |h|^2 (mean 1) of one block from two standard normals ``re``, ``im``.
 
     Rayleigh: h = (re + j im)/sqrt(2), so |h|^2 ~ Exp(1). Rician (LOS links only):
-    h = sqrt(K/(K+1)) + sqrt(1/(K+1)) (re + j im)/sqrt(2). 'none': 1.
+    h = sqrt(K/(K+1)) + sqrt(1/(K+1)) (re + j im)/sqrt(2). 'none': 1. Floats, or arrays of
+    one entry per link (``los`` then a boolean array).
     """
     if fading == "none":
         return 1.0
-    if fading == "rician" and los:
+    array = isinstance(los, np.ndarray)
+    if fading == "rician" and (array or los):
         a = math.sqrt(k_linear / (k_linear + 1.0))
         b = math.sqrt(0.5 / (k_linear + 1.0))
         x, y = a + b * re, b * im
-        return x * x + y * y
+        if not array:
+            return x * x + y * y
+        return np.where(los, x * x + y * y, 0.5 * (re * re + im * im))
     return 0.5 * (re * re + im * im)
 
 

@@ -289,7 +289,21 @@ class _FixedSnrChannel(ChannelModel):
 
     def reset(self, rng: np.random.Generator, num_es: int) -> None:
         n = self._check_reset(rng, num_es)
-        table = [[self._snr] * n, [self._snr] * n]
+        table = self._table(n, self._snr)
+        self._shift = 0.0
+        if self._ref_bw is not None:  # store per-Hz values; snr_db() subtracts 10 log10(B)
+            self._shift = 10.0 * math.log10(self._ref_bw)
+            table = [[v + self._shift for v in row] for row in table]
+            self._per_hz = True
+        self._base_db = table
+        self._num_es = n
+        self._uniforms, self._u_i = [], 0
+        self._draw(rng)
+
+    def _table(self, n: int, snr_db: float) -> list[list[float]]:
+        """[uplink, downlink] SNR of every ES in dB over the reference bandwidth: ``snr_db``
+        unless ``link_snr_db`` overrides it (the more specific key wins)."""
+        table = [[snr_db] * n, [snr_db] * n]
         for order in ("link", "es", "pair"):  # the more specific key wins
             for (what, where), snr in self._overrides.items():
                 if what != order:
@@ -302,15 +316,7 @@ class _FixedSnrChannel(ChannelModel):
                     raise ValueError(f"'channel.link_snr_db' names ES {i} but num_es is {n}")
                 for li in links:
                     table[li][i] = snr
-        self._shift = 0.0
-        if self._ref_bw is not None:  # store per-Hz values; snr_db() subtracts 10 log10(B)
-            self._shift = 10.0 * math.log10(self._ref_bw)
-            table = [[v + self._shift for v in row] for row in table]
-            self._per_hz = True
-        self._base_db = table
-        self._num_es = n
-        self._uniforms, self._u_i = [], 0
-        self._draw(rng)
+        return table
 
     def advance(self, dt_s: float, rng: np.random.Generator) -> None:
         self._check_dt(dt_s)
@@ -476,16 +482,19 @@ class _Tr38901Channel(ChannelModel):
         return (min(xs) - pad, min(ys) - pad, max(xs) + pad, max(ys) + pad)
 
     # -- runtime --------------------------------------------------------------------------
-    def reset(self, rng: np.random.Generator, num_es: int) -> None:
-        n = self._check_reset(rng, num_es)
-        self._es_xy = self._layout(n)
+    def _es_tx_dbm(self, n: int) -> list[float]:
+        """Every ES's transmit power for ``num_es`` = n."""
         if isinstance(self.es_tx_power_dbm, tuple):
             if len(self.es_tx_power_dbm) != n:
                 raise ValueError(f"'channel.es_tx_power_dbm' holds {len(self.es_tx_power_dbm)} powers "
                                  f"but num_es is {n}")
-            self._es_tx = list(self.es_tx_power_dbm)
-        else:
-            self._es_tx = [self.es_tx_power_dbm] * n
+            return list(self.es_tx_power_dbm)
+        return [self.es_tx_power_dbm] * n
+
+    def reset(self, rng: np.random.Generator, num_es: int) -> None:
+        n = self._check_reset(rng, num_es)
+        self._es_xy = self._layout(n)
+        self._es_tx = self._es_tx_dbm(n)
         speed = 0.0 if self.mobility == "static" else self.ue_speed_mps
         self._mob = MOBILITIES[self.mobility](self.ue_position_m, speed, self._area(self._es_xy),
                                               self.ue_heading_deg)
