@@ -7,13 +7,17 @@ composes the same pieces rather than copying them:
   queues), whose :class:`~meg_gym.compute.EsQueue` s are **shared by all UEs**: exact FIFO
   queues with the other users' Poisson background; the UEs' requests join them in arrival
   order (the timing model reserves an ES per request), so one UE's job delays the others';
-* **one channel model per UE** (``meg_gym.channel.make_channel(kind, **channel_params(...))``,
-  as :meth:`MegSystem.reset` builds it): each UE has its own position, mobility and fading;
-* the compiled plans (:func:`~meg_gym.timing.compile_plan`) and their one timing model,
-  :meth:`CompiledPlan.timing`, fed with each UE's SNRs at its allocated bandwidth and the
-  shared queues;
-* the calibration table (:meth:`QualityTable.lookup`) in profiled mode, or
-  :meth:`MegSystem.serve` per request in live mode;
+* **the scenario's channel model for every UE**, as one
+  :class:`~meg_gym.channel.batched.ChannelBatch` (``make_channel_batch(kind, num_ues,
+  **channel_params(...))``, built once): each UE has its own position, mobility and fading,
+  and all UEs' links advance in one numpy pass;
+* the compiled plans (:func:`~meg_gym.timing.compile_plan`) and their one timing model, as
+  the generated kernel of :meth:`CompiledPlan.kernel` prepared once per placement (as
+  :class:`~meg_gym.world.World` does), fed with each UE's SNRs at its allocated bandwidth and
+  the shared queues;
+* the calibration table in profiled mode (the bilinear interpolation of
+  :meth:`QualityTable.lookup`, for all UEs at once), or :meth:`MegSystem.serve` per request in
+  live mode (over a scalar snapshot of the UE's channel, :meth:`ChannelBatch.ue_channel`);
 * the reward terms of :func:`meg_gym.world.reward_terms` with the scales of
   :func:`meg_gym.world.reward_scales`.
 
@@ -23,7 +27,9 @@ epoch's time ``now_s``. :meth:`MultiWorld.step` serves them in a random order dr
 seed (the order in which simultaneous jobs join a FIFO queue), then the clock moves on by an
 exponential gap of mean ``1 / workload.arrival_rate_hz`` (so each UE's requests form a
 Poisson stream of that rate), every UE's channel moves (mobility, a new fading block) and
-every UE draws its next request.
+every UE draws its next request. Everything that does not depend on the service order (the
+bandwidth rule, SNRs, quality, rewards) is computed for all UEs at once; only the queue
+walk (each request's timing kernel against the shared queues) runs per request, in order.
 
 Bandwidth rule
 --------------
@@ -52,15 +58,16 @@ from typing import Any
 
 import numpy as np
 
+from meg_gym.channel.batched import make_channel_batch
 from meg_gym.protocols import PROTOCOLS
+from meg_gym.quality.calibration import interp_index_arrays
 from meg_gym.system import Decision, MegSystem, channel_params
 from meg_gym.timing import CompiledPlan, compile_plan
-from meg_gym.world import reward_scales, reward_terms
+from meg_gym.world import REWARD_TERMS, reward_scales, reward_terms
 
 __all__ = ["MultiStepResult", "MultiWorld", "Placement"]
 
 _BLOCK = 64  # epochs whose random numbers are drawn at once
-_MEMO_LIMIT = 200_000  # quality look-ups remembered (exact keys) before the memo is cleared
 _COMPONENTS: dict[str, Any] = {}  # model name -> loaded components, shared by the worlds of a process
 
 
@@ -77,7 +84,7 @@ class Placement:
 class _Prepared:
     """What serving a placement needs, computed once (``queues`` refreshed on reset)."""
 
-    __slots__ = ("plan", "protocol", "es_ids", "es_flops", "radio", "queues", "zeros")
+    __slots__ = ("plan", "protocol", "es_ids", "es_flops", "radio", "queues")
 
     def __init__(self, plan: CompiledPlan, es_flops: list[float], radio: bool) -> None:
         self.plan = plan
@@ -86,7 +93,6 @@ class _Prepared:
         self.es_flops = es_flops
         self.radio = radio
         self.queues: list[Any] = []
-        self.zeros = [0.0] * len(plan.es_ids)
 
 
 @dataclass(frozen=True)
@@ -159,8 +165,10 @@ class MultiWorld:
         self._steps = system.settings.steps
         t = sc.transmission
         self._mode, self._efficiency = t.mode, t.efficiency
-        self._memo: dict[tuple[str, float, float], tuple[float, float]] = {}
-        self.channels: list[Any] = []
+        self._kernels = self._make_kernels()
+        self._arrays()
+        self._batch = make_channel_batch(self.kind, self.num_ues, **channel_params(sc))  # built once
+        self._area = self._walk_area()
         self.now_s = 0.0
         self.epoch = 0
         self.deadline_s: np.ndarray | None = None
@@ -169,7 +177,17 @@ class MultiWorld:
         self.requests: list[Any] | None = None
         self.last_demand = np.zeros(self.num_es)
         self._snr_cache: np.ndarray | None = None
-        self._fixed_snr = self.kind in ("awgn", "perfect")
+        # the SNR table changes only with a new block of a fading or SNR-range channel
+        self._fixed_snr = self.kind in ("awgn", "perfect") and self._batch.template._range is None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_kernels"]  # generated code does not pickle: made again on load
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._kernels = self._make_kernels()
 
     # -- set-up ---------------------------------------------------------------------------
     def _check_positions(self, value: Any) -> list[tuple[float, float]] | None:
@@ -224,11 +242,62 @@ class MultiWorld:
                 prep.append(_Prepared(plan, [sys_.es_flops_per_s[i] for i in ids], radio))
         return out, prep
 
+    def _make_kernels(self) -> list[Any]:
+        """Per placement: its plan's generated timing kernel for these devices (see :class:`World`)."""
+        sys_ = self.system
+        return [p.plan.kernel(sys_.ue_flops_per_s, p.es_flops, self._mode, self._efficiency, sys_.ue_power_w,
+                              sys_.ue_tx_power_w) for p in self._prepared]
+
+    def _arrays(self) -> None:
+        """Per placement, as arrays indexed by placement: what the all-UE passes of :meth:`step` gather."""
+        prep, n = self._prepared, self.num_es
+        width = max(len(p.es_ids) for p in prep)
+        self._radio = np.array([p.radio for p in prep])
+        # ES ids padded with n, a stand-in ES: scale 1 (never the largest), SNR +inf (never the smallest)
+        self._ids = np.array([list(p.es_ids) + [n] * (width - len(p.es_ids)) for p in prep], dtype=np.int64)
+        self._ids_valid = self._ids < n
+        self._ul_bits = np.array([p.plan.uplink_bits for p in prep], dtype=np.int64)
+        self._dl_bits = np.array([p.plan.downlink_bits for p in prep], dtype=np.int64)
+        self._grids: np.ndarray | None = None
+        if not self.live:
+            table, steps = self.table, self._steps
+            self._snr_grid = np.asarray(table.snr_grid_db, dtype=np.float64)
+            grids, axes = [], []
+            for p in prep:
+                try:
+                    mean, std, _ = table.draw_grids(p.protocol, steps)
+                    ax = table.axes[p.protocol]
+                except (KeyError, ValueError):  # not calibrated: lookup() raises if the placement is chosen
+                    mean = std = np.full((len(self._snr_grid),) * 2, np.nan)
+                    ax = ()
+                grids.append((mean, std))
+                axes.append(("ul" in ax, "dl" in ax))
+            self._grids = np.asarray(grids, dtype=np.float64)  # (placements, [mean, std], ul grid, dl grid)
+            self._axes = np.array(axes, dtype=bool)  # (placements, [ul, dl]): the links quality depends on
+
+    def _walk_area(self) -> list[float] | None:
+        """umi/uma: the area the UEs start in and walk (the ESs' bounding box padded by ISD/2)."""
+        if self.kind not in ("umi", "uma"):
+            return None
+        t = self._batch.template
+        xy = t._layout(self.num_es)  # the ES layout the kind uses (given, or its default row)
+        pad = 0.5 * t.scenario.isd_m
+        area = [min(x for x, _ in xy) - pad, min(y for _, y in xy) - pad,
+                max(x for x, _ in xy) + pad, max(y for _, y in xy) + pad]
+        if self.ue_positions_m is not None:
+            pos = self.ue_positions_m
+            area = [min(area[0], *(x for x, _ in pos)), min(area[1], *(y for _, y in pos)),
+                    max(area[2], *(x for x, _ in pos)), max(area[3], *(y for _, y in pos))]
+        return area
+
+    @property
+    def channels(self) -> list[Any]:
+        """Every UE's channel now, as scalar snapshots (:meth:`ChannelBatch.ue_channel`)."""
+        return [self._batch.ue_channel(k) for k in range(self.num_ues)]
+
     # -- episode --------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
         """New episode: ES queues, every UE's channel and request stream, all from ``seed``."""
-        from meg_gym.channel import make_channel
-        sc = self.scenario
         sys_ss, _, ch_ss, pos_ss, req_ss = np.random.SeedSequence(seed).spawn(5)
         sys_ = self.system
         sys_.reset(int(sys_ss.generate_state(1)[0]))  # the ES queues every UE shares
@@ -239,13 +308,19 @@ class MultiWorld:
         self._system_channel = sys_.channel
         self._ch_rng = np.random.default_rng(ch_ss)
         pos_rng = np.random.default_rng(pos_ss)
-        base = channel_params(sc)
-        per_ue = self._per_ue_params(base, pos_rng)
-        self.channels = []
-        for params in per_ue:
-            ch = make_channel(sc.channel.kind, **params)
-            ch.reset(self._ch_rng, self.num_es)
-            self.channels.append(ch)
+        m = self.num_ues
+        if self._area is None:  # awgn/perfect: each UE's SNR, drawn per episode or the scenario's
+            snrs = None if self.ue_snr_db is None else pos_rng.uniform(self.ue_snr_db[0], self.ue_snr_db[1], m)
+            self._batch.reset(self._ch_rng, self.num_es, snr_db=snrs)
+        else:  # umi/uma: each UE's start, given or drawn uniformly per episode over the area
+            area = self._area
+            if self.ue_positions_m is not None:
+                pos = np.array(self.ue_positions_m, dtype=np.float64)
+            else:
+                u = pos_rng.random((m, 2))
+                pos = np.stack([area[0] + u[:, 0] * (area[2] - area[0]), area[1] + u[:, 1] * (area[3] - area[1])],
+                               axis=1)
+            self._batch.reset(self._ch_rng, self.num_es, ue_positions_m=pos, area_m=area)
         self.rng = np.random.default_rng(req_ss)
         self._blk_i = _BLOCK
         self.now_s = 0.0
@@ -254,30 +329,6 @@ class MultiWorld:
         self.last_demand = np.zeros(self.num_es)
         self._snr_cache = None
         self._draw_requests()
-
-    def _per_ue_params(self, base: dict[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
-        m = self.num_ues
-        if self.kind in ("awgn", "perfect"):
-            if self.ue_snr_db is None:
-                return [dict(base) for _ in range(m)]
-            snrs = rng.uniform(self.ue_snr_db[0], self.ue_snr_db[1], m).tolist()
-            return [{**base, "snr_db": s} for s in snrs]
-        from meg_gym.channel import make_channel
-
-        probe = make_channel(self.kind, **base)  # the ES layout the kind uses (given, or its default row)
-        probe.reset(np.random.default_rng(0), self.num_es)
-        xy = probe.es_xy_m
-        pad = 0.5 * type(probe).scenario.isd_m
-        area = [min(x for x, _ in xy) - pad, min(y for _, y in xy) - pad,
-                max(x for x, _ in xy) + pad, max(y for _, y in xy) + pad]
-        if self.ue_positions_m is not None:
-            pos = self.ue_positions_m
-            area = [min(area[0], *(x for x, _ in pos)), min(area[1], *(y for _, y in pos)),
-                    max(area[2], *(x for x, _ in pos)), max(area[3], *(y for _, y in pos))]
-        else:
-            u = rng.random((m, 2))
-            pos = [(area[0] + a * (area[2] - area[0]), area[1] + b * (area[3] - area[1])) for a, b in u.tolist()]
-        return [{**base, "ue_position_m": p, "area_m": area} for p in pos]
 
     def _refill(self) -> None:
         """Draw the next ``_BLOCK`` epochs' random numbers at once (requests, service order, quality
@@ -288,7 +339,7 @@ class MultiWorld:
             "weight": rng.uniform(w.quality_weight[0], w.quality_weight[1], (b, m)),
             "seed": rng.integers(2**31 - 1, size=(b, m)),
             "order": rng.random((b, m)).argsort(axis=1).tolist(),
-            "z": rng.standard_normal((b, m)).tolist(),
+            "z": rng.standard_normal((b, m)),
             "gap": rng.exponential(1.0 / w.arrival_rate_hz, b).tolist(),
         }
         self._blk_i = 0
@@ -314,8 +365,7 @@ class MultiWorld:
     def snr_table_db(self) -> np.ndarray:
         """Every UE's SNR to every ES over the whole cell, shape (num_ues, num_es, 2): [..., 0] up, [..., 1] down."""
         if self._snr_cache is None:
-            bw = self.bandwidth_hz
-            self._snr_cache = np.stack([ch.snr_table_db(bw) for ch in self.channels])
+            self._snr_cache = self._batch.snr_table_db(self.bandwidth_hz)
         return self._snr_cache
 
     def backlog_s(self) -> np.ndarray:
@@ -342,83 +392,99 @@ class MultiWorld:
             raise RuntimeError("MultiWorld.step() called before reset()")
         m, n = self.num_ues, self.num_es
         idx, share = self._check_step(placements, shares)
-        prep = [self._prepared[i] for i in idx]
-        demand = [0.0] * n
-        for p, s in zip(prep, share):
-            if p.radio:
-                for i in p.es_ids:
-                    demand[i] += s
-        scale = [d if d > 1.0 else 1.0 for d in demand]
+        # the bandwidth rule, for all UEs at once: demand on each ES (summed in UE order), then
+        # each request's smallest allocation over its ESs
+        ids = self._ids[idx]  # (UEs, widest ES set), padded with n
+        radio = self._radio[idx]
+        use = self._ids_valid[idx] & radio[:, None]
+        demand = np.bincount(ids[use], weights=np.broadcast_to(share[:, None], ids.shape)[use], minlength=n)
+        scale = np.append(np.maximum(demand, 1.0), 1.0)
         bw_cell = self.bandwidth_hz
-        sys_ = self.system
+        bw = np.where(radio, share / scale[ids].max(axis=1) * bw_cell, bw_cell)
         now = self.now_s
-        ue_flops, ue_power, ue_tx = sys_.ue_flops_per_s, sys_.ue_power_w, sys_.ue_tx_power_w
-        mode, eff = self._mode, self._efficiency
-        order, z = self._order, self._z
-        deadline = self.deadline_s.tolist()
-        weight = self.quality_weight.tolist()
-        reward = [0.0] * m
-        terms: list[dict[str, float]] = [{}] * m
-        lat, qual, ulb, dlb, en, bws = ([0.0] * m for _ in range(6))
-        missed = [False] * m
-        outcomes: list[Any] | None = [None] * m if self.live else None
-        scales, weights = self.scales, self._weights
-        for k in order:
-            p = prep[k]
-            if p.radio:
-                ids = p.es_ids
-                worst = scale[ids[0]]
-                for i in ids[1:]:
-                    if scale[i] > worst:
-                        worst = scale[i]
-                bw = share[k] / worst * bw_cell
-            else:
-                bw = bw_cell
-            ch = self.channels[k]
-            if self.live:
-                sys_.channel, sys_.now_s = ch, now
-                try:
-                    out = sys_.serve(self.requests[k], Decision(p.protocol, p.es_ids, bw))
-                finally:
-                    sys_.channel = self._system_channel
-                outcomes[k] = out
-                latency, quality, energy = out.latency_s, out.quality, out.energy_j
-                ul_bits, dl_bits = out.uplink_bits, out.downlink_bits
-            else:
-                if p.radio:
-                    snr_ul = [ch.snr_db(i, "ul", bw) for i in p.es_ids]
-                    snr_dl = [ch.snr_db(i, "dl", bw) for i in p.es_ids]
-                else:
-                    snr_ul = snr_dl = p.zeros
-                summary, _ = p.plan.timing(
-                    ue_flops_per_s=ue_flops, es_flops_per_s=p.es_flops, snr_ul_db=snr_ul, snr_dl_db=snr_dl,
-                    bandwidth_hz=bw, mode=mode, efficiency=eff, ue_power_w=ue_power, ue_tx_power_w=ue_tx,
-                    queues=p.queues, start_s=now)
-                latency, energy = summary["latency_s"], summary["energy_j"]
-                ul_bits, dl_bits = int(summary["uplink_bits"]), int(summary["downlink_bits"])
-                mean, std = self._quality(p.protocol, min(snr_ul), min(snr_dl))
-                quality = mean + std * z[k] if std > 0 else mean
-                quality = 1.0 if quality > 1.0 else (0.0 if quality < 0.0 else quality)
-            miss = latency > deadline[k]
-            terms[k], reward[k] = reward_terms(quality, weight[k], latency, ul_bits + dl_bits, energy, miss,
-                                               scales, weights)
-            lat[k], qual[k], ulb[k], dlb[k], en[k], bws[k], missed[k] = (latency, quality, ul_bits, dl_bits,
-                                                                        energy, bw, miss)
-        res = MultiStepResult(np.array(reward), terms, np.array(lat), np.array(qual), np.array(ulb),
-                              np.array(dlb), np.array(en), np.array(missed), np.array(bws), np.array(demand),
-                              outcomes)
+        lat, en = [0.0] * m, [0.0] * m
+        outcomes: list[Any] | None = None
+        if self.live:
+            outcomes, qual = self._serve_live(idx.tolist(), bw.tolist(), lat, en)
+        else:
+            snr = self._link_snrs(ids, radio, bw)  # (UEs, widest ES set, [ul, dl]) at each UE's bandwidth
+            ul, dl = snr[:, :, 0].tolist(), snr[:, :, 1].tolist()
+            kernels, prep, il, bl = self._kernels, self._prepared, idx.tolist(), bw.tolist()
+            for k in self._order:  # the queue walk: requests join the shared queues in this order
+                i = il[k]
+                p = prep[i]
+                out = p.plan.run_kernel(kernels[i], p.queues, now, ul[k], dl[k], bl[k])
+                lat[k], en[k] = out[0], out[1]
+            qual = self._quality(idx, snr.min(axis=1))
+        return self._finish(idx, share, bw, demand, np.array(lat), np.array(en), qual, outcomes)
+
+    def _link_snrs(self, ids: np.ndarray, radio: np.ndarray, bw: np.ndarray) -> np.ndarray:
+        """Each UE's uplink and downlink SNRs to its placement's ESs at its bandwidth, (UEs, width, 2):
+        +inf past the placement's ESs, 0 for placements that send nothing."""
+        batch = self._batch
+        rows = np.arange(self.num_ues)[:, None]
+        snr = batch.base_db[rows, np.minimum(ids, self.num_es - 1)]
+        if batch.scales_with_bandwidth:
+            snr = snr - (10.0 * np.log10(bw))[:, None, None]
+        snr = np.where((ids < self.num_es)[:, :, None], snr, np.inf)
+        return np.where(radio[:, None, None], snr, 0.0)
+
+    def _quality(self, idx: np.ndarray, snr_min: np.ndarray) -> np.ndarray:
+        """Profiled quality of every UE's request: :meth:`QualityTable.lookup`'s bilinear interpolation at
+        its worst uplink and downlink SNRs (on the axes its protocol has a noisy tensor on), drawn with the
+        measured spread (``z``) and clipped to [0, 1]."""
+        grids, axes = self._grids, self._axes[idx]
+        if np.isnan(grids[idx, 0, 0, 0]).any():  # a placement without calibration: the table's own error
+            k = int(np.flatnonzero(np.isnan(grids[idx, 0, 0, 0]))[0])
+            self.table.lookup(self._prepared[idx[k]].protocol, 0.0, 0.0, self._steps, "quality")
+        i0, i1, wi = interp_index_arrays(self._snr_grid, snr_min[:, 0])
+        j0, j1, wj = interp_index_arrays(self._snr_grid, snr_min[:, 1])
+        no_ul, no_dl = ~axes[:, 0], ~axes[:, 1]
+        i0[no_ul], i1[no_ul], wi[no_ul] = 0, 0, 0.0
+        j0[no_dl], j1[no_dl], wj[no_dl] = 0, 0, 0.0
+        g = grids[idx]  # (UEs, [mean, std], ul grid, dl grid)
+        rows = np.arange(len(idx))
+        top = g[rows, :, i0, j0] * (1 - wj)[:, None] + g[rows, :, i0, j1] * wj[:, None]
+        bot = g[rows, :, i1, j0] * (1 - wj)[:, None] + g[rows, :, i1, j1] * wj[:, None]
+        v = top * (1 - wi)[:, None] + bot * wi[:, None]
+        mean, std = v[:, 0], v[:, 1]
+        q = np.where(std > 0, mean + std * self._z, mean)
+        return np.minimum(np.maximum(q, 0.0), 1.0)
+
+    def _serve_live(self, idx: list[int], bw: list[float], lat: list[float],
+                    en: list[float]) -> tuple[list[Any], np.ndarray]:
+        """Live mode: every request through :meth:`MegSystem.serve` in the service order, on its UE's channel."""
+        sys_ = self.system
+        outcomes: list[Any] = [None] * self.num_ues
+        qual = np.zeros(self.num_ues)
+        for k in self._order:
+            p = self._prepared[idx[k]]
+            sys_.channel, sys_.now_s = self._batch.ue_channel(k), self.now_s
+            try:
+                out = sys_.serve(self.requests[k], Decision(p.protocol, p.es_ids, bw[k]))
+            finally:
+                sys_.channel = self._system_channel
+            outcomes[k] = out
+            lat[k], en[k], qual[k] = out.latency_s, out.energy_j, out.quality
+        return outcomes, qual
+
+    def _finish(self, idx: np.ndarray, share: np.ndarray, bw: np.ndarray, demand: np.ndarray, lat: np.ndarray,
+                en: np.ndarray, qual: np.ndarray, outcomes: list[Any] | None) -> MultiStepResult:
+        """Rewards of every UE at once (:func:`reward_terms` on arrays), the result, then the next epoch."""
+        if outcomes is not None:
+            ulb = np.array([o.uplink_bits for o in outcomes])
+            dlb = np.array([o.downlink_bits for o in outcomes])
+        else:
+            ulb, dlb = self._ul_bits[idx], self._dl_bits[idx]
+        missed = lat > self.deadline_s
+        terms, reward = reward_terms(qual, self.quality_weight, lat, ulb + dlb, en, missed, self.scales,
+                                     self._weights)
+        cols = [np.asarray(terms[t], dtype=np.float64).tolist() for t in REWARD_TERMS]
+        per_ue = [dict(zip(REWARD_TERMS, row)) for row in zip(*cols)]
+        res = MultiStepResult(reward, per_ue, lat, qual, ulb, dlb, en, missed, bw, demand, outcomes)
         self.last_demand = res.es_demand
         self._advance()
         return res
-
-    def _quality(self, protocol: str, snr_ul: float, snr_dl: float) -> tuple[float, float]:
-        key = (protocol, snr_ul, snr_dl)
-        hit = self._memo.get(key)
-        if hit is None:
-            if len(self._memo) > _MEMO_LIMIT:
-                self._memo.clear()
-            hit = self._memo[key] = self.table.lookup(protocol, snr_ul, snr_dl, self._steps, "quality")
-        return hit
 
     def _check_step(self, placements: Any, shares: Any) -> tuple[list[int], list[float]]:
         m, n_pl = self.num_ues, len(self._prepared)
@@ -431,22 +497,21 @@ class MultiWorld:
             if idx.dtype.kind != "f" or not np.all(np.isfinite(idx)) or np.any(idx % 1 != 0):
                 raise ValueError(f"'placements' must be integers in [0, {n_pl - 1}] (got {placements!r})")
             idx = idx.astype(np.int64)
-        pl, sl = idx.tolist(), sh.tolist()
-        if min(pl) < 0 or max(pl) >= n_pl:
-            k = next(k for k, p in enumerate(pl) if not 0 <= p < n_pl)
-            raise ValueError(f"'placements[{k}]' (UE {k}) must be in [0, {n_pl - 1}] (got {pl[k]})")
-        if not all(0.0 < s <= 1.0 for s in sl):  # NaN fails too
-            k = next(k for k, s in enumerate(sl) if not 0.0 < s <= 1.0)
-            raise ValueError(f"'shares[{k}]' (UE {k}) must be a share of the cell in (0, 1] (got {sl[k]})")
-        return pl, sl
+        bad = (idx < 0) | (idx >= n_pl)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"'placements[{k}]' (UE {k}) must be in [0, {n_pl - 1}] (got {idx[k]})")
+        bad = ~((sh > 0.0) & (sh <= 1.0))  # NaN fails too
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"'shares[{k}]' (UE {k}) must be a share of the cell in (0, 1] (got {sh[k]})")
+        return idx.astype(np.int64, copy=False), sh
 
     def _advance(self) -> None:
         gap = self._gap
         self.now_s += gap
         self.system.now_s = self.now_s
-        ch_rng = self._ch_rng
-        for ch in self.channels:
-            ch.advance(gap, ch_rng)
+        self._batch.advance(gap, self._ch_rng)
         if not self._fixed_snr:
             self._snr_cache = None
         self.epoch += 1

@@ -119,3 +119,40 @@ def test_live_mode_two_ues_two_steps():
         assert res.outcomes[0].output.shape == (3, 64, 64) and res.outcomes[0].uplink_bits > 0
         assert res.outcomes[1].uplink_bits == 0 and np.isfinite(res.reward).all()
     assert w.system.channel is w._system_channel  # the per-UE channel swapped back
+
+
+@pytest.mark.parametrize("channel", [None, {"kind": "umi", "fading": "rician"}])
+def test_step_equals_the_scalar_timing_and_table_per_request(world, channel):
+    """The all-UE passes (bandwidth rule, SNRs, quality) and the prepared kernels give what the scalar
+    path gives: CompiledPlan.timing on each UE's channel in the service order, QualityTable.lookup."""
+    import copy
+
+    if channel is None:
+        w = _fresh(world, ue_snr_db=(0.0, 20.0))
+    else:
+        w = MultiWorld(load_scenario("default", **{**SC, "channel": channel}), num_ues=3, table=world.table)
+    w.reset(3)
+    rng = np.random.default_rng(0)
+    sys_ = w.system
+    for _ in range(6):
+        idx = rng.integers(len(w.placements), size=3)
+        share = rng.choice([0.25, 0.5, 1.0], size=3)
+        ref = copy.deepcopy(w)
+        order, z, now = list(ref._order), ref._z.copy(), ref.now_s
+        res = w.step(idx, share)
+        for k in order:
+            p = ref._prepared[idx[k]]
+            bw = res.bandwidth_hz[k]
+            ch = ref._batch.ue_channel(k)
+            ul = [ch.snr_db(i, "ul", bw) if p.radio else 0.0 for i in p.es_ids]
+            dl = [ch.snr_db(i, "dl", bw) if p.radio else 0.0 for i in p.es_ids]
+            summary, _ = p.plan.timing(
+                ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=p.es_flops, snr_ul_db=ul, snr_dl_db=dl,
+                bandwidth_hz=bw, mode=ref._mode, efficiency=ref._efficiency, ue_power_w=sys_.ue_power_w,
+                ue_tx_power_w=sys_.ue_tx_power_w, queues=p.queues, start_s=now)
+            assert res.latency_s[k] == pytest.approx(summary["latency_s"], rel=1e-12)
+            assert res.energy_j[k] == pytest.approx(summary["energy_j"], rel=1e-12)
+            assert res.uplink_bits[k] == summary["uplink_bits"] and res.downlink_bits[k] == summary["downlink_bits"]
+            mean, std = ref.table.lookup(p.protocol, min(ul), min(dl), ref._steps, "quality")
+            q = mean + std * z[k] if std > 0 else mean
+            assert res.quality[k] == pytest.approx(min(max(q, 0.0), 1.0), abs=1e-12)
