@@ -9,8 +9,11 @@ uniformly from the agents' action spaces (so the policy costs nothing), and ``en
 for about ``--seconds`` seconds, resetting at episode ends (100 steps). Each UE's request rate
 is ``0.5 * N / M`` Hz, so the load offered to each ES stays the same whatever M. ``awgn`` gives
 each UE its own SNR drawn from [0, 20] dB; ``umi`` is the scenario's TR 38.901 link budget with a
-moving UE per agent. ``world`` is the same run without the PettingZoo layer (MultiWorld.step on
-the decoded actions). ``--profile M`` prints cProfile's top functions for M UEs on the first channel.
+moving UE per agent (all UEs' links advanced together by ``meg_gym.channel.batched``). ``world``
+is the same run without the PettingZoo layer (MultiWorld.step on the decoded actions). Only the
+queue walk (each request's timing kernel against the shared ES queues, in the seeded order) is
+per agent in MultiWorld.step; the rest is one numpy pass over all UEs. ``--profile M`` prints
+cProfile's top functions for M UEs on the first channel.
 """
 
 from __future__ import annotations

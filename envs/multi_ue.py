@@ -238,11 +238,11 @@ class MultiUeEnv(_MegParallelEnv):
         rewards = self._mix(res.reward, float(res.reward.mean()))
         pls = w.placements
         infos = [
-            {"rewards": res.terms[k], "protocol": pls[p].protocol, "es_ids": pls[p].es_ids, "bandwidth_hz": bw,
+            {"rewards": terms, "protocol": pls[p].protocol, "es_ids": pls[p].es_ids, "bandwidth_hz": bw,
              "latency_s": lat, "quality": q, "deadline_missed": miss}
-            for k, (p, bw, lat, q, miss) in enumerate(zip(placements.tolist(), res.bandwidth_hz.tolist(),
-                                                          res.latency_s.tolist(), res.quality.tolist(),
-                                                          res.deadline_missed.tolist()))
+            for terms, p, bw, lat, q, miss in zip(res.terms, placements.tolist(), res.bandwidth_hz.tolist(),
+                                                  res.latency_s.tolist(), res.quality.tolist(),
+                                                  res.deadline_missed.tolist())
         ]
         return self._finish(self._observe(), rewards, infos)
 

@@ -272,7 +272,8 @@ class MultiWorld:
                     ax = ()
                 grids.append((mean, std))
                 axes.append(("ul" in ax, "dl" in ax))
-            self._grids = np.asarray(grids, dtype=np.float64)  # (placements, [mean, std], ul grid, dl grid)
+            # (placements, ul grid, dl grid, [mean, std]): one gather per corner gives both
+            self._grids = np.asarray(grids, dtype=np.float64).transpose(0, 2, 3, 1).copy()
             self._axes = np.array(axes, dtype=bool)  # (placements, [ul, dl]): the links quality depends on
 
     def _walk_area(self) -> list[float] | None:
@@ -442,11 +443,10 @@ class MultiWorld:
         no_ul, no_dl = ~axes[:, 0], ~axes[:, 1]
         i0[no_ul], i1[no_ul], wi[no_ul] = 0, 0, 0.0
         j0[no_dl], j1[no_dl], wj[no_dl] = 0, 0, 0.0
-        g = grids[idx]  # (UEs, [mean, std], ul grid, dl grid)
-        rows = np.arange(len(idx))
-        top = g[rows, :, i0, j0] * (1 - wj)[:, None] + g[rows, :, i0, j1] * wj[:, None]
-        bot = g[rows, :, i1, j0] * (1 - wj)[:, None] + g[rows, :, i1, j1] * wj[:, None]
-        v = top * (1 - wi)[:, None] + bot * wi[:, None]
+        wi, wj = wi[:, None], wj[:, None]
+        top = grids[idx, i0, j0] * (1 - wj) + grids[idx, i0, j1] * wj  # (UEs, [mean, std])
+        bot = grids[idx, i1, j0] * (1 - wj) + grids[idx, i1, j1] * wj
+        v = top * (1 - wi) + bot * wi
         mean, std = v[:, 0], v[:, 1]
         q = np.where(std > 0, mean + std * self._z, mean)
         return np.minimum(np.maximum(q, 0.0), 1.0)

@@ -198,7 +198,8 @@ class Tr38901Batch(ChannelBatch):
         # Gudmundson (1991): z' = a z + sqrt(1 - a^2) w, a = exp(-moved / d_corr)
         a = np.exp(-moved / np.where(los, sc.shadow_corr_los_m, sc.shadow_corr_nlos_m))
         self.z = a * self.z + np.sqrt(1.0 - a * a) * g[:, :n]
-        pl = np.where(los, sc.pathloss_los_db(d2d, fc, h_bs, h_ut), sc.pathloss_nlos_db(d2d, fc, h_bs, h_ut))
+        pl_los = sc.pathloss_los_db(d2d, fc, h_bs, h_ut)
+        pl = np.where(los, pl_los, sc.pathloss_nlos_db(d2d, fc, h_bs, h_ut, los_db=pl_los))
         if t.shadowing:
             pl = pl + np.where(los, sc.shadow_sigma_los_db, sc.shadow_sigma_nlos_db) * self.z
         self.pl = pl

@@ -130,13 +130,15 @@ def pathloss_umi_los_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 10.0
 
 
 def pathloss_umi_nlos_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 10.0,
-                         ue_height_m: float = 1.5) -> Any:
+                         ue_height_m: float = 1.5, los_db: Any = None) -> Any:
     """UMi-Street Canyon NLOS path loss (TR 38.901 Table 7.4.1-1).
 
     PL = max(PL_UMi-LOS, PL'), PL' = 35.3 log10(d_3D) + 22.4 + 21.3 log10(f_c) - 0.3 (h_UT - 1.5).
+    ``los_db``: PL_UMi-LOS at the same arguments when the caller already has it (batched channels).
     """
-    return _pathloss_nlos_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 22.4, 35.3, 21.3, 0.3,
-                             _pathloss_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 32.4, 21.0, 9.5))
+    if los_db is None:
+        los_db = _pathloss_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 32.4, 21.0, 9.5)
+    return _pathloss_nlos_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 22.4, 35.3, 21.3, 0.3, los_db)
 
 
 def pathloss_uma_los_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 25.0, ue_height_m: float = 1.5) -> Any:
@@ -149,13 +151,15 @@ def pathloss_uma_los_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 25.0
 
 
 def pathloss_uma_nlos_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 25.0,
-                         ue_height_m: float = 1.5) -> Any:
+                         ue_height_m: float = 1.5, los_db: Any = None) -> Any:
     """UMa NLOS path loss (TR 38.901 Table 7.4.1-1).
 
     PL = max(PL_UMa-LOS, PL'), PL' = 13.54 + 39.08 log10(d_3D) + 20 log10(f_c) - 0.6 (h_UT - 1.5).
+    ``los_db``: PL_UMa-LOS at the same arguments when the caller already has it (batched channels).
     """
-    return _pathloss_nlos_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 13.54, 39.08, 20.0, 0.6,
-                             _pathloss_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 28.0, 22.0, 9.0))
+    if los_db is None:
+        los_db = _pathloss_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 28.0, 22.0, 9.0)
+    return _pathloss_nlos_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 13.54, 39.08, 20.0, 0.6, los_db)
 
 
 def _los_probability(d2d_m: Any, d1_m: float, ue_height_m: float, c_uma: bool) -> Any:
@@ -224,8 +228,8 @@ class Tr38901Scenario:
     name: str
     es_height_m: float  # h_BS (Table 7.2-1 / 7.4.1-1)
     isd_m: float  # inter-site distance (Table 7.2-1), used for the default ES layout
-    pathloss_los_db: Callable[[float, float, float, float], float]
-    pathloss_nlos_db: Callable[[float, float, float, float], float]
+    pathloss_los_db: Callable[..., Any]  # (d_2D, f_c, h_BS, h_UT) -> dB
+    pathloss_nlos_db: Callable[..., Any]  # the same, and optionally los_db=PL_LOS there
     los_probability: Callable[[float, float], float]
     shadow_sigma_los_db: float  # sigma_SF, Table 7.4.1-1
     shadow_sigma_nlos_db: float
