@@ -58,8 +58,7 @@ from __future__ import annotations
 import copy as _copy
 import math
 from bisect import bisect_right
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -77,9 +76,9 @@ _LEAF_JOBS = 8
 Leaf = tuple[float, float, int, float]
 
 
-@dataclass(frozen=True, slots=True)
-class QueueResult:
-    """What happened to one job at the ES: seconds waiting, in service, and when it finished."""
+class QueueResult(NamedTuple):
+    """What happened to one job at the ES: seconds waiting, in service, and when it finished
+    (a named tuple: made on every submit, so cheap to build)."""
 
     wait_s: float
     service_s: float
