@@ -275,6 +275,7 @@ class MultiWorld:
             # (placements, ul grid, dl grid, [mean, std]): one gather per corner gives both
             self._grids = np.asarray(grids, dtype=np.float64).transpose(0, 2, 3, 1).copy()
             self._axes = np.array(axes, dtype=bool)  # (placements, [ul, dl]): the links quality depends on
+            self._uncalibrated = bool(np.isnan(self._grids[:, 0, 0, 0]).any())
 
     def _walk_area(self) -> list[float] | None:
         """umi/uma: the area the UEs start in and walk (the ESs' bounding box padded by ISD/2)."""
@@ -435,11 +436,13 @@ class MultiWorld:
         its worst uplink and downlink SNRs (on the axes its protocol has a noisy tensor on), drawn with the
         measured spread (``z``) and clipped to [0, 1]."""
         grids, axes = self._grids, self._axes[idx]
-        if np.isnan(grids[idx, 0, 0, 0]).any():  # a placement without calibration: the table's own error
+        if self._uncalibrated and np.isnan(grids[idx, 0, 0, 0]).any():  # the table's own error
             k = int(np.flatnonzero(np.isnan(grids[idx, 0, 0, 0]))[0])
             self.table.lookup(self._prepared[idx[k]].protocol, 0.0, 0.0, self._steps, "quality")
-        i0, i1, wi = interp_index_arrays(self._snr_grid, snr_min[:, 0])
-        j0, j1, wj = interp_index_arrays(self._snr_grid, snr_min[:, 1])
+        lo, hi, w = interp_index_arrays(self._snr_grid, snr_min.ravel())  # uplink and downlink in one call
+        i0, j0 = lo.reshape(-1, 2).T
+        i1, j1 = hi.reshape(-1, 2).T
+        wi, wj = w.reshape(-1, 2).T
         no_ul, no_dl = ~axes[:, 0], ~axes[:, 1]
         i0[no_ul], i1[no_ul], wi[no_ul] = 0, 0, 0.0
         j0[no_dl], j1[no_dl], wj[no_dl] = 0, 0, 0.0
