@@ -62,7 +62,7 @@ from meg_gym.channel.batched import make_channel_batch
 from meg_gym.protocols import PROTOCOLS
 from meg_gym.quality.calibration import interp_index_arrays
 from meg_gym.system import Decision, MegSystem, channel_params
-from meg_gym.timing import CompiledPlan, compile_plan
+from meg_gym.timing import CompiledPlan, KernelHolder, compile_plan
 from meg_gym.world import REWARD_TERMS, reward_scales, reward_terms
 
 __all__ = ["MultiStepResult", "MultiWorld", "Placement"]
@@ -120,7 +120,7 @@ def _components(model: str) -> Any:
     return _COMPONENTS[model]
 
 
-class MultiWorld:
+class MultiWorld(KernelHolder):
     """``num_ues`` UEs, each with its own channel and request stream, sharing the scenario's ESs.
 
     Args:
@@ -179,15 +179,6 @@ class MultiWorld:
         self._snr_cache: np.ndarray | None = None
         # the SNR table changes only with a new block of a fading or SNR-range channel
         self._fixed_snr = self.kind in ("awgn", "perfect") and self._batch.template._range is None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        del state["_kernels"]  # generated code does not pickle: made again on load
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._kernels = self._make_kernels()
 
     # -- set-up ---------------------------------------------------------------------------
     def _check_positions(self, value: Any) -> list[tuple[float, float]] | None:

@@ -26,7 +26,7 @@ import numpy as np
 from meg_gym.channel import airtime_s
 from meg_gym.protocols import UE, PlacedProtocol, Run, Send, _stage_names
 
-__all__ = ["CompiledPlan", "StepCost", "StepTiming", "compile_plan"]
+__all__ = ["CompiledPlan", "KernelHolder", "StepCost", "StepTiming", "compile_plan"]
 
 
 @dataclass(frozen=True)
@@ -278,6 +278,21 @@ class CompiledPlan:
             "energy_j": ue_compute * ue_power_w + up * ue_tx_power_w,
         }
         return summary, [None if f else c for f, c in zip(first, clock)]
+
+
+class KernelHolder:
+    """A world that keeps generated timing kernels (:meth:`CompiledPlan.kernel`) in
+    ``self._kernels``: generated code does not pickle, so pickling drops them and loading
+    makes them again with the world's ``_make_kernels()``."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_kernels"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._kernels = self._make_kernels()
 
 
 def _generate_kernel(plan: CompiledPlan, ue_flops_per_s: float, es_flops_per_s: tuple[float, ...], mode: str,

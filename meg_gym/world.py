@@ -22,7 +22,7 @@ import numpy as np
 
 from meg_gym.protocols import PROTOCOLS, place
 from meg_gym.system import Decision, MegSystem, Request
-from meg_gym.timing import CompiledPlan, compile_plan
+from meg_gym.timing import CompiledPlan, KernelHolder, compile_plan
 
 __all__ = ["REWARD_TERMS", "RequestInfo", "StepResult", "World", "reward_scales", "reward_terms"]
 
@@ -58,7 +58,7 @@ class StepResult:
     outcome: Any = None  # the live Outcome (images, trace), None in profiled mode
 
 
-class World:
+class World(KernelHolder):
     """Requests arriving at one UE served by the scenario's ESs, in live or profiled mode."""
 
     def __init__(self, scenario: Any = None, *, system: MegSystem | None = None, table: Any = None) -> None:
@@ -91,15 +91,6 @@ class World:
         new.system = copy.deepcopy(self.system, memo)
         new._draws = self._draws.copy(copy.deepcopy(self._draws.rng, memo))
         return new
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        del state["_kernels"]  # generated code does not pickle: made again on load
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._kernels = self._make_kernels()
 
     # -- set-up ---------------------------------------------------------------------------
     def _make_kernels(self) -> dict[tuple[str, tuple[int, ...]], tuple[CompiledPlan, Any]]:
