@@ -406,7 +406,7 @@ class MultiWorld(KernelHolder):
             for k in self._order:  # the queue walk: requests join the shared queues in this order
                 i = il[k]
                 p = prep[i]
-                out = p.plan.run_kernel(kernels[i], p.queues, now, ul[k], dl[k], bl[k])
+                out = kernels[i](now, p.queues, ul[k], dl[k], bl[k])
                 lat[k], en[k] = out[0], out[1]
             qual = self._quality(idx, snr.min(axis=1))
         return self._finish(idx, share, bw, demand, np.array(lat), np.array(en), qual, outcomes)

@@ -91,12 +91,13 @@ class CompiledPlan:
     def kernel(self, ue_flops_per_s: float, es_flops_per_s: Sequence[float], mode: str, efficiency: float,
                ue_power_w: float, ue_tx_power_w: float) -> Any:
         """The timing walk as one generated Python function for these device rates and powers:
-        ``kernel(start_s, turn_s, snr_ul_db, snr_dl_db, bandwidth_hz)`` -> ``(latency_s, energy_j,
-        ue_compute_s, es_compute_s, queue_s, uplink_s, downlink_s, busy)``, ``turn_s[j]`` when ES
-        ``es_ids[j]`` can take the request and ``busy[j]`` when our job leaves it (None if the
-        plan runs nothing there). The same operations in the same order as :meth:`_walk`, so
-        the same floats (``tests/test_timing_batch.py``), without the walk's loops, lookups and
-        calls: the profiled envs' hot path."""
+        ``kernel(start_s, queues, snr_ul_db, snr_dl_db, bandwidth_hz)`` -> ``(latency_s, energy_j,
+        ue_compute_s, es_compute_s, queue_s, uplink_s, downlink_s)``. ``queues`` (one
+        :class:`~meg_gym.compute.EsQueue` per ES of ``es_ids``, or None for idle ESs) are used as
+        :meth:`timing` uses them: ES ``j`` takes the request after ``queues[j].backlog_s(start_s)``
+        and is given the job from then to our last stage there. The same operations in the same
+        order as :meth:`_walk`, so the same floats (``tests/test_timing_batch.py``), without the
+        walk's loops, lookups and calls: the profiled envs' hot path."""
         key = (ue_flops_per_s, tuple(es_flops_per_s), mode, efficiency, ue_power_w, ue_tx_power_w)
         k = self._kernels.get(key)
         if k is None:
@@ -129,8 +130,7 @@ class CompiledPlan:
         """
         if not trace and airtimes is None:
             kernel = self.kernel(ue_flops_per_s, es_flops_per_s, mode, efficiency, ue_power_w, ue_tx_power_w)
-            lat, energy, ue_c, es_c, queue, up, down, _ = self.run_kernel(kernel, queues, start_s, snr_ul_db,
-                                                                          snr_dl_db, bandwidth_hz)
+            lat, energy, ue_c, es_c, queue, up, down = kernel(start_s, queues, snr_ul_db, snr_dl_db, bandwidth_hz)
             return {"latency_s": lat, "ue_compute_s": ue_c, "es_compute_s": es_c, "queue_s": queue,
                     "uplink_s": up, "downlink_s": down, "uplink_bits": self.uplink_bits,
                     "downlink_bits": self.downlink_bits, "energy_j": energy}, []
@@ -163,21 +163,6 @@ class CompiledPlan:
                 if busy[j + 1] is not None:
                     q.submit(start_s, (busy[j + 1] - turn[j + 1]) * q.flops_per_s)
         return summary, records if records is not None else []
-
-    def run_kernel(self, kernel: Any, queues: Sequence[Any] | None, start_s: float, snr_ul_db: Sequence[float],
-                   snr_dl_db: Sequence[float], bandwidth_hz: float) -> tuple:
-        """:meth:`timing` without the summary dict: the request starts at ``start_s``, each ES
-        takes it after its queue's backlog then, and gets our job (FIFO per request). Returns the
-        kernel's tuple (see :meth:`kernel`)."""
-        if queues is None:
-            return kernel(start_s, [start_s] * len(self.es_ids), snr_ul_db, snr_dl_db, bandwidth_hz)
-        turn = [start_s + q.backlog_s(start_s) for q in queues]
-        out = kernel(start_s, turn, snr_ul_db, snr_dl_db, bandwidth_hz)
-        for j, busy in enumerate(out[7]):
-            if busy is not None:
-                q = queues[j]
-                q.submit(start_s, (busy - turn[j]) * q.flops_per_s)
-        return out
 
     def timing_batch(
         self,
@@ -303,11 +288,15 @@ def _generate_kernel(plan: CompiledPlan, ue_flops_per_s: float, es_flops_per_s: 
     if mode not in MODES:
         raise ValueError(f"'mode' must be one of {list(MODES)} (got {mode!r})")
     m = len(plan.es_ids)
-    lines = ["def kernel(start, turn, snr_ul, snr_dl, bw):",
+    lines = ["def kernel(start, queues, snr_ul, snr_dl, bw):",
              "    if not 0.0 < bw < _inf:",
              "        raise ValueError(f\"'bandwidth_hz' must be a finite number > 0 (got {bw!r})\")",
              "    c0 = tx = rx = start",
-             *(f"    t{j} = c{j} = turn[{j - 1}]" for j in range(1, m + 1)),
+             "    if queues is None:",
+             *(f"        t{j} = c{j} = start" for j in range(1, m + 1)),
+             "    else:",
+             *(f"        q{j} = queues[{j - 1}]\n        t{j} = c{j} = start + q{j}.backlog_s(start)"
+               for j in range(1, m + 1)),
              "    up = down = queue = 0.0"]
     emit = lines.append
     ue_compute = es_compute = 0.0
@@ -354,9 +343,13 @@ def _generate_kernel(plan: CompiledPlan, ue_flops_per_s: float, es_flops_per_s: 
     emit("    last = start")
     for i in range(len(plan.costs)):
         emit(f"    if not last > e{i}: last = e{i}")
-    busy = ", ".join("None" if first[j] else f"c{j}" for j in range(1, m + 1))
+    used = [j for j in range(1, m + 1) if not first[j]]
+    if used:  # the ES was ours from its turn to our last stage on it
+        emit("    if queues is not None:")
+        for j in used:
+            emit(f"        q{j}.submit(start, (c{j} - t{j}) * q{j}.flops_per_s)")
     emit(f"    return (last - start, {ue_compute!r} * {ue_power_w!r} + up * {ue_tx_power_w!r}, {ue_compute!r}, "
-         f"{es_compute!r}, queue, up, down, ({busy}{',' if m == 1 else ''}))")
+         f"{es_compute!r}, queue, up, down)")
     from meg_gym.channel.transmission import spectral_efficiency
 
     scope = {"_se": spectral_efficiency, "_inf": float("inf")}

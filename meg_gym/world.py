@@ -160,8 +160,8 @@ class World(KernelHolder):
         sys_ = self.system
         ids = decision.es_ids
         plan, kernel = self._kernels[(decision.protocol, ids)]
-        return plan.run_kernel(kernel, [sys_.queues[i] for i in ids] if queues else None, sys_.now_s, snr_ul_db,
-                               snr_dl_db, bandwidth_hz)
+        return kernel(sys_.now_s, [sys_.queues[i] for i in ids] if queues else None, snr_ul_db, snr_dl_db,
+                      bandwidth_hz)
 
     def step(self, decision: Decision, bandwidth_share: float) -> StepResult:
         """Serve the current request with ``decision`` on ``bandwidth_share`` of the cell, then move on."""
@@ -183,7 +183,7 @@ class World(KernelHolder):
             snr_dl = [all_dl[i] for i in ids]
             plan, kernel = self._kernels[(decision.protocol, ids)]
             queues = sys_.queues
-            out_t = plan.run_kernel(kernel, [queues[i] for i in ids], sys_.now_s, snr_ul, snr_dl, bw)
+            out_t = kernel(sys_.now_s, [queues[i] for i in ids], snr_ul, snr_dl, bw)
             latency, energy = out_t[0], out_t[1]
             ul_bits, dl_bits = plan.uplink_bits, plan.downlink_bits
             quality, ssim = self.table.draw(decision.protocol, min(snr_ul), min(snr_dl), self._z,
