@@ -166,10 +166,16 @@ class EsQueue:
     # -- use ------------------------------------------------------------------------------
     def submit(self, arrival_s: float, work_flops: float) -> QueueResult:
         """Our job of ``work_flops`` arrives at ``arrival_s``: its wait, service and finish time."""
-        a = check_finite("arrival_s", arrival_s)
-        service = check_positive("work_flops", work_flops, allow_zero=True) / self.flops_per_s
-        if a >= self._b[-1]:
-            self._advance(a)
+        clock = self._b[-1]
+        if type(arrival_s) is float and type(work_flops) is float and arrival_s >= clock \
+                and arrival_s - arrival_s == 0.0 and 0.0 <= work_flops < math.inf:
+            a, service = arrival_s, work_flops / self.flops_per_s  # the usual case (in order), checked cheaply
+        else:
+            a = check_finite("arrival_s", arrival_s)
+            service = check_positive("work_flops", work_flops, allow_zero=True) / self.flops_per_s
+        if a >= clock:
+            if a > clock:
+                self._advance(a)
             wait = self._vm[-1] + self._jump[-1]
             self._jump[-1] += service
         else:
@@ -183,10 +189,14 @@ class EsQueue:
         clock (jobs were already submitted for later times) it reads the recorded path.
         Jobs arriving after ``now_s`` are not counted; ours arriving exactly then are.
         """
-        now = check_finite("now_s", now_s)
         b = self._b
+        if type(now_s) is float and now_s - now_s == 0.0:  # a finite float, checked cheaply
+            now = now_s
+        else:
+            now = check_finite("now_s", now_s)
         if now >= b[-1]:
-            self._advance(now)
+            if now > b[-1]:
+                self._advance(now)
             return self._vm[-1] + self._jump[-1]
         i = self._interval_of(now, "now_s")
         if now == b[i]:
