@@ -28,6 +28,7 @@ import numpy as np
 
 from meg_gym.compute import EsQueueBatch
 from meg_gym.quality.calibration import interp_index_arrays
+from meg_gym.timing import KernelHolder
 from meg_gym.world import World, reward_terms
 
 __all__ = ["BatchWorld"]
@@ -35,7 +36,7 @@ __all__ = ["BatchWorld"]
 _ARRAY_CHANNELS = ("awgn", "perfect")
 
 
-class BatchWorld:
+class BatchWorld(KernelHolder):
     """``num_worlds`` profiled worlds of one scenario, stepped together."""
 
     def __init__(self, scenario: Any, num_worlds: int, *, world: World | None = None) -> None:
@@ -63,6 +64,11 @@ class BatchWorld:
                                 for p in self.plans])  # (placements, 3, ul grid, dl grid)
         self._snr_grid = np.asarray(table.snr_grid_db, dtype=np.float64)
         self.es_flops = [sys_.es_flops_per_s[i] for i in range(self.num_es)]
+        # per placement: its bits, and which ESs it uses (+inf elsewhere, for the worst link's SNR)
+        self._ul_bits = np.array([p.uplink_bits for p in self.plans], dtype=np.int64)
+        self._dl_bits = np.array([p.downlink_bits for p in self.plans], dtype=np.int64)
+        self._off_es = np.array([[0.0 if i in p.es_ids else np.inf for i in range(self.num_es)] for p in self.plans])
+        self._kernels = self._make_kernels()
         self.queues = EsQueueBatch(self.es_flops, [es.load for es in sc.es], sys_.background_job_flops(), self.num)
         self.snr_full = np.zeros((self.num, self.num_es, 2))  # at the whole bandwidth: [..., 0] ul, [..., 1] dl
         params = channel_params(sc)
@@ -83,6 +89,12 @@ class BatchWorld:
         self.deadline = np.zeros(self.num)
         self.weight = np.zeros(self.num)
         self._z = np.zeros(self.num)
+
+    def _make_kernels(self) -> list[Any]:
+        """Every placement's timing kernel over arrays (:meth:`CompiledPlan.kernel`)."""
+        sys_, t = self.world.system, self.scenario.transmission
+        return [p.kernel(sys_.ue_flops_per_s, [self.es_flops[i] for i in p.es_ids], t.mode, t.efficiency,
+                         sys_.ue_power_w, sys_.ue_tx_power_w, array=True) for p in self.plans]
 
     # -- state ------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, rows: np.ndarray | None = None) -> None:
@@ -151,37 +163,27 @@ class BatchWorld:
         Returns arrays per copy: ``reward``, the reward ``terms`` (dict), ``latency_s``,
         ``quality``, ``ssim``, ``uplink_bits``, ``downlink_bits``, ``energy_j``, ``deadline_missed``.
         """
-        sc, sys_ = self.scenario, self.world.system
+        sc = self.scenario
         n = self.num
         bw = self.shares[share] * sc.bandwidth_hz
         off = 10.0 * np.log10(self.shares[share]) if self._per_hz else np.zeros(n)
         latency, energy = np.zeros(n), np.zeros(n)
-        ul_bits, dl_bits = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-        worst_ul, worst_dl = np.zeros(n), np.zeros(n)
         backlog = self.queues.backlog_s()
-        t = sc.transmission
+        snr = self.snr_full - off[:, None, None]  # (copies, ESs, [ul, dl]) at each copy's bandwidth
         for k in np.unique(placement).tolist():
             rows = np.flatnonzero(placement == k)
-            plan = self.plans[k]
-            ids = plan.es_ids
+            ids = self.plans[k].es_ids
             start = self.now[rows]
-            o = off[rows]
-            snr_ul = [self.snr_full[rows, i, 0] - o for i in ids]
-            snr_dl = [self.snr_full[rows, i, 1] - o for i in ids]
             turn = [start + backlog[rows, i] for i in ids]
-            summary, busy = plan.timing_batch(
-                ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[self.es_flops[i] for i in ids],
-                snr_ul_db=snr_ul, snr_dl_db=snr_dl, bandwidth_hz=bw[rows], mode=t.mode, efficiency=t.efficiency,
-                ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w, turn_s=turn, start_s=start)
+            out = self._kernels[k](start, turn, [snr[rows, i, 0] for i in ids], [snr[rows, i, 1] for i in ids],
+                                   bw[rows])
             for j, i in enumerate(ids):
-                if busy[j] is not None:
-                    self.queues.add(rows, i, busy[j] - turn[j])
-            latency[rows] = summary["latency_s"]
-            energy[rows] = summary["energy_j"]
-            ul_bits[rows] = summary["uplink_bits"]
-            dl_bits[rows] = summary["downlink_bits"]
-            worst_ul[rows] = snr_ul[0] if len(ids) == 1 else np.min(snr_ul, axis=0)
-            worst_dl[rows] = snr_dl[0] if len(ids) == 1 else np.min(snr_dl, axis=0)
+                if out[7][j] is not None:
+                    self.queues.add(rows, i, out[7][j] - turn[j])
+            latency[rows], energy[rows] = out[0], out[1]
+        ul_bits, dl_bits = self._ul_bits[placement], self._dl_bits[placement]
+        worst = (snr + self._off_es[placement][:, :, None]).min(axis=1)  # over the placement's ESs
+        worst_ul, worst_dl = worst[:, 0], worst[:, 1]
         quality, ssim = self._quality(placement, worst_ul, worst_dl)
         missed = latency > self.deadline
         terms, reward = reward_terms(quality, self.weight, latency, ul_bits + dl_bits, energy, missed,

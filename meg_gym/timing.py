@@ -89,7 +89,7 @@ class CompiledPlan:
         return state
 
     def kernel(self, ue_flops_per_s: float, es_flops_per_s: Sequence[float], mode: str, efficiency: float,
-               ue_power_w: float, ue_tx_power_w: float) -> Any:
+               ue_power_w: float, ue_tx_power_w: float, *, array: bool = False) -> Any:
         """The timing walk as one generated Python function for these device rates and powers:
         ``kernel(start_s, queues, snr_ul_db, snr_dl_db, bandwidth_hz)`` -> ``(latency_s, energy_j,
         ue_compute_s, es_compute_s, queue_s, uplink_s, downlink_s)``. ``queues`` (one
@@ -97,8 +97,14 @@ class CompiledPlan:
         :meth:`timing` uses them: ES ``j`` takes the request after ``queues[j].backlog_s(start_s)``
         and is given the job from then to our last stage there. The same operations in the same
         order as :meth:`_walk`, so the same floats (``tests/test_timing_batch.py``), without the
-        walk's loops, lookups and calls: the profiled envs' hot path."""
-        key = (ue_flops_per_s, tuple(es_flops_per_s), mode, efficiency, ue_power_w, ue_tx_power_w)
+        walk's loops, lookups and calls: the profiled envs' hot path.
+
+        ``array=True``: the same walk over numpy arrays (one entry per request, batched envs):
+        ``kernel(start_s, turn_s, snr_ul_db, snr_dl_db, bandwidth_hz)`` with ``turn_s[j]`` when ES
+        ``es_ids[j]`` can take each request, -> ``(latency_s, energy_j, ue_compute_s, es_compute_s,
+        queue_s, uplink_s, downlink_s, busy)``, ``busy[j]`` when our job leaves ES j (None if the
+        plan runs nothing there); see :meth:`timing_batch`."""
+        key = (ue_flops_per_s, tuple(es_flops_per_s), mode, efficiency, ue_power_w, ue_tx_power_w, array)
         k = self._kernels.get(key)
         if k is None:
             k = self._kernels[key] = _generate_kernel(self, *key)
@@ -157,7 +163,7 @@ class CompiledPlan:
 
         records: list[StepTiming] | None = [] if trace else None
         summary, busy = self._walk(turn, start_s, ue_flops_per_s, es_flops_per_s, snr_ul_db, snr_dl_db, airtime,
-                                   ue_power_w, ue_tx_power_w, _max, _min, records)
+                                   ue_power_w, ue_tx_power_w, records)
         if queues is not None:  # the ES was ours from its turn to our last stage on it
             for j, q in enumerate(queues):
                 if busy[j + 1] is not None:
@@ -183,21 +189,18 @@ class CompiledPlan:
         same walk: ``turn_s[j]`` is when ES ``es_ids[j]`` can take the request (its arrival
         plus the backlog there). Returns the summary arrays and, per ES, when our job left it
         (None if the plan runs nothing there): its occupation is that minus its turn."""
-        from meg_gym.channel.transmission import airtime_array
-
-        def airtime(i: int, snr: np.ndarray) -> np.ndarray:
-            return airtime_array(values=self.values[i], payload_bits=self.bits[i], snr_db=snr,
-                                 bandwidth_hz=bandwidth_hz, mode="digital" if self.lossless[i] else mode,
-                                 efficiency=efficiency)
-
-        summary, busy = self._walk([start_s, *turn_s], start_s, ue_flops_per_s, es_flops_per_s, snr_ul_db,
-                                   snr_dl_db, airtime, ue_power_w, ue_tx_power_w, np.maximum, np.minimum, None)
-        return summary, busy[1:]
+        kernel = self.kernel(ue_flops_per_s, es_flops_per_s, mode, efficiency, ue_power_w, ue_tx_power_w, array=True)
+        lat, energy, ue_c, es_c, queue, up, down, busy = kernel(start_s, turn_s, snr_ul_db, snr_dl_db, bandwidth_hz)
+        return {"latency_s": lat, "ue_compute_s": ue_c, "es_compute_s": es_c, "queue_s": queue, "uplink_s": up,
+                "downlink_s": down, "uplink_bits": self.uplink_bits, "downlink_bits": self.downlink_bits,
+                "energy_j": energy}, list(busy)
 
     def _walk(self, turn: list, start_s: Any, ue_flops_per_s: float, es_flops_per_s: Sequence[Any],
               snr_ul_db: Sequence[Any], snr_dl_db: Sequence[Any], airtime: Any, ue_power_w: float,
-              ue_tx_power_w: float, mx: Any, mn: Any, records: list | None) -> tuple[dict[str, Any], list]:
-        """The timing walk over floats or over numpy arrays (``mx``/``mn``: max/min of two)."""
+              ue_tx_power_w: float, records: list | None) -> tuple[dict[str, Any], list]:
+        """The timing walk, step by step: the definition the generated kernels write out
+        (:func:`_generate_kernel`), and the path that records a trace."""
+        mx, mn = _max, _min
         n = len(self.costs)
         end: list[Any] = [start_s] * n
         clock = list(turn)
@@ -281,30 +284,41 @@ class KernelHolder:
 
 
 def _generate_kernel(plan: CompiledPlan, ue_flops_per_s: float, es_flops_per_s: tuple[float, ...], mode: str,
-                     efficiency: float, ue_power_w: float, ue_tx_power_w: float) -> Any:
-    """Write :meth:`CompiledPlan._walk` out for one plan and these constants (see :meth:`CompiledPlan.kernel`)."""
+                     efficiency: float, ue_power_w: float, ue_tx_power_w: float, array: bool) -> Any:
+    """Write :meth:`CompiledPlan._walk` out for one plan and these constants (see :meth:`CompiledPlan.kernel`):
+    over floats with the queues, or over numpy arrays of requests with their ES turns given."""
     from meg_gym.channel.transmission import MODES
 
     if mode not in MODES:
         raise ValueError(f"'mode' must be one of {list(MODES)} (got {mode!r})")
     m = len(plan.es_ids)
-    lines = ["def kernel(start, queues, snr_ul, snr_dl, bw):",
-             "    if not 0.0 < bw < _inf:",
-             "        raise ValueError(f\"'bandwidth_hz' must be a finite number > 0 (got {bw!r})\")",
-             "    c0 = tx = rx = start",
-             "    if queues is None:",
-             *(f"        t{j} = c{j} = start" for j in range(1, m + 1)),
-             "    else:",
-             *(f"        q{j} = queues[{j - 1}]\n        t{j} = c{j} = start + q{j}.backlog_s(start)"
-               for j in range(1, m + 1)),
-             "    up = down = queue = 0.0"]
+    if array:  # max/min of two as numpy calls; the batch's bandwidths come from validated scenarios
+        lines = ["def kernel(start, turn, snr_ul, snr_dl, bw):",
+                 "    c0 = tx = rx = start",
+                 *(f"    t{j} = c{j} = turn[{j - 1}]" for j in range(1, m + 1)),
+                 "    up = down = queue = 0.0"]
+    else:
+        lines = ["def kernel(start, queues, snr_ul, snr_dl, bw):",
+                 "    if not 0.0 < bw < _inf:",
+                 "        raise ValueError(f\"'bandwidth_hz' must be a finite number > 0 (got {bw!r})\")",
+                 "    c0 = tx = rx = start",
+                 "    if queues is None:",
+                 *(f"        t{j} = c{j} = start" for j in range(1, m + 1)),
+                 "    else:",
+                 *(f"        q{j} = queues[{j - 1}]\n        t{j} = c{j} = start + q{j}.backlog_s(start)"
+                   for j in range(1, m + 1)),
+                 "    up = down = queue = 0.0"]
+
+    def mx(a: str, b: str) -> str:  # _max(a, b): a if a > b else b
+        return f"_mx({a}, {b})" if array else f"({a} if {a} > {b} else {b})"
+
     emit = lines.append
     ue_compute = es_compute = 0.0
     first = [True] * (m + 1)
     for i in range(len(plan.costs)):
         emit("    r = start")
         for d in plan.deps[i]:
-            emit(f"    if not r > e{d}: r = e{d}")  # _max(r, e): r if r > e else e
+            emit(f"    r = _mx(r, e{d})" if array else f"    if not r > e{d}: r = e{d}")
         node = plan.node[i]
         if not plan.is_send[i]:
             if node == 0:
@@ -316,20 +330,25 @@ def _generate_kernel(plan: CompiledPlan, ue_flops_per_s: float, es_flops_per_s: 
                 if first[node]:
                     first[node] = False
                     emit(f"    w = t{node} - r")
-                    emit("    queue = queue + (w if w > 0.0 else 0.0)")
-            emit(f"    e{i} = c{node} = (c{node} if c{node} > r else r) + {service!r}")
+                    emit(f"    queue = queue + {mx('w', '0.0')}")
+            emit(f"    e{i} = c{node} = {mx(f'c{node}', 'r')} + {service!r}")
             continue
         if node == 0:
             dst = plan.dst[i]
             emit(f"    s = snr_ul[{dst[0] - 1}]")
             for d in dst[1:]:
                 emit(f"    x = snr_ul[{d - 1}]")
-                emit("    s = s if s < x else x")
+                emit("    s = _mn(s, x)" if array else "    s = s if s < x else x")
             free = "tx"
         else:
             emit(f"    s = snr_dl[{node - 1}]")
             free = "rx"
-        if mode == "analog" and not plan.lossless[i]:  # airtime_s: r numel / (2B), r = 1
+        if array and mode == "analog" and not plan.lossless[i] and plan.values[i] > 0:  # airtime_array's formula
+            emit(f"    a = {plan.values[i]} / (2.0 * bw)")
+        elif array:  # airtime_array
+            emit(f"    a = _air(values={plan.values[i]}, payload_bits={plan.bits[i]}, snr_db=s, bandwidth_hz=bw, "
+                 f"mode={'digital' if plan.lossless[i] else mode!r}, efficiency={efficiency!r})")
+        elif mode == "analog" and not plan.lossless[i]:  # airtime_s: r numel / (2B), r = 1
             emit(f"    a = {plan.values[i]} / (2.0 * bw)" if plan.values[i] > 0 else "    a = 0.0")
         elif plan.bits[i] > 0:  # airtime_s, digital: 1 attempt of bits / (B se(SNR))
             emit(f"    se = _se(s, {efficiency!r})")
@@ -338,21 +357,27 @@ def _generate_kernel(plan: CompiledPlan, ue_flops_per_s: float, es_flops_per_s: 
             emit(f"    a = 1 * {plan.bits[i]} / (bw * se)")
         else:
             emit("    a = 0.0")
-        emit(f"    e{i} = {free} = ({free} if {free} > r else r) + a")
+        emit(f"    e{i} = {free} = {mx(free, 'r')} + a")
         emit(f"    {'up = up' if node == 0 else 'down = down'} + a")
     emit("    last = start")
     for i in range(len(plan.costs)):
-        emit(f"    if not last > e{i}: last = e{i}")
+        emit(f"    last = _mx(last, e{i})" if array else f"    if not last > e{i}: last = e{i}")
     used = [j for j in range(1, m + 1) if not first[j]]
-    if used:  # the ES was ours from its turn to our last stage on it
+    if array:
+        busy = "".join(f"c{j}, " if j in used else "None, " for j in range(1, m + 1))
+        emit(f"    return (last - start, {ue_compute!r} * {ue_power_w!r} + up * {ue_tx_power_w!r}, {ue_compute!r}, "
+             f"{es_compute!r}, queue, up, down, ({busy}))")
+    elif used:  # the ES was ours from its turn to our last stage on it
         emit("    if queues is not None:")
         for j in used:
             emit(f"        q{j}.submit(start, (c{j} - t{j}) * q{j}.flops_per_s)")
-    emit(f"    return (last - start, {ue_compute!r} * {ue_power_w!r} + up * {ue_tx_power_w!r}, {ue_compute!r}, "
-         f"{es_compute!r}, queue, up, down)")
-    from meg_gym.channel.transmission import spectral_efficiency
+    if not array:
+        emit(f"    return (last - start, {ue_compute!r} * {ue_power_w!r} + up * {ue_tx_power_w!r}, {ue_compute!r}, "
+             f"{es_compute!r}, queue, up, down)")
+    from meg_gym.channel.transmission import airtime_array, spectral_efficiency
 
-    scope = {"_se": spectral_efficiency, "_inf": float("inf")}
+    scope = {"_se": spectral_efficiency, "_inf": float("inf"), "_mx": np.maximum, "_mn": np.minimum,
+             "_air": airtime_array}
     exec(compile("\n".join(lines), f"<timing kernel {plan.protocol} {plan.es_ids}>", "exec"), scope)  # noqa: S102
     return scope["kernel"]
 

@@ -17,7 +17,8 @@ def test_airtime_array_equals_airtime_s(mode):
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
-def test_timing_batch_equals_timing_for_every_placement():
+@pytest.mark.parametrize("mode", ["analog", "digital"])
+def test_timing_batch_equals_timing_for_every_placement(mode):
     world = World(_scenario())
     sys_ = world.system
     rng = np.random.default_rng(0)
@@ -31,7 +32,7 @@ def test_timing_batch_equals_timing_for_every_placement():
         start = rng.uniform(0, 10, k)
         turn = [start + rng.exponential(0.5, k) for _ in range(n)]
         es = [sys_.es_flops_per_s[i] for i in d.es_ids]
-        common = dict(ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=es, mode="digital", efficiency=0.75,
+        common = dict(ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=es, mode=mode, efficiency=0.75,
                       ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w)
         batch, busy = plan.timing_batch(snr_ul_db=snr_ul, snr_dl_db=snr_dl, bandwidth_hz=bw, turn_s=turn,
                                         start_s=start, **common)

@@ -497,14 +497,18 @@ class EsQueueBatch:
         """Run every queue's background up to ``t_s`` (one time per copy, >= its clocks)."""
         t = np.broadcast_to(np.asarray(t_s, dtype=np.float64).reshape(-1, 1), self.v.shape)
         v, clock, nxt = self.v, self.clock, self.next_arrival
-        while True:
-            r, c = np.nonzero(nxt <= t)
-            if not len(r):
-                break
-            w = v[r, c] - (nxt[r, c] - clock[r, c])
-            v[r, c] = np.maximum(w, 0.0) + rng.standard_exponential(len(r)) * self.mean_service_s[c]
-            clock[r, c] = nxt[r, c]
-            nxt[r, c] += rng.standard_exponential(len(r)) * self.mean_gap_s[c]
+        # flat views; each pass keeps only the queues with another arrival before t (row-major
+        # order, so the draws go to the same queues as a full scan would give them)
+        vf, cf, nf, tf = v.reshape(-1), clock.reshape(-1), nxt.reshape(-1), t.reshape(-1)
+        service, gap = np.broadcast_to(self.mean_service_s, v.shape).reshape(-1), \
+            np.broadcast_to(self.mean_gap_s, v.shape).reshape(-1)
+        idx = np.flatnonzero(nf <= tf)
+        while len(idx):
+            a = nf[idx]
+            vf[idx] = np.maximum(vf[idx] - (a - cf[idx]), 0.0) + rng.standard_exponential(len(idx)) * service[idx]
+            cf[idx] = a
+            nf[idx] = a = a + rng.standard_exponential(len(idx)) * gap[idx]
+            idx = idx[a <= tf[idx]]
         np.maximum(v - (t - clock), 0.0, out=v)
         clock[...] = t
 
