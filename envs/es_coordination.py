@@ -282,12 +282,6 @@ class EsCoordinationEnv(_MegParallelEnv):
             self._route()
         return self._finish(self._observe(), rewards, infos)
 
-    def _links(self) -> list[tuple[int, tuple[int, ...]]]:
-        if self._last is None:
-            return []
-        pls = self.world.placements
-        return [(u, pls[p].es_ids) for u, p in enumerate(self._last[0].tolist()) if pls[p].radio]
-
 
 def raw_env(**kwargs: Any) -> EsCoordinationEnv:
     """The parallel environment class itself."""

@@ -106,6 +106,14 @@ class _MegParallelEnv(ParallelEnv):
             self.agents = []
         return obs_d, rew_d, term_d, trunc_d, info_d
 
+    def _links(self) -> list[tuple[int, tuple[int, ...]]]:
+        """(UE, ES ids) of the last step's requests that used the radio, for rendering
+        (``_last``: the last step's placement indices per UE and its result)."""
+        if self._last is None:
+            return []
+        pls = self.world.placements
+        return [(k, pls[p].es_ids) for k, p in enumerate(self._last[0].tolist()) if pls[p].radio]
+
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
@@ -245,13 +253,6 @@ class MultiUeEnv(_MegParallelEnv):
                                                   res.deadline_missed.tolist())
         ]
         return self._finish(self._observe(), rewards, infos)
-
-    def _links(self) -> list[tuple[int, tuple[int, ...]]]:
-        """(UE, ES ids) of the last step's requests that used the radio, for rendering."""
-        if self._last is None:
-            return []
-        pls = self.world.placements
-        return [(k, pls[p].es_ids) for k, p in enumerate(self._last[0].tolist()) if pls[p].radio]
 
 
 def render_multi(env: Any) -> np.ndarray:
