@@ -51,7 +51,7 @@ import numpy as np
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
-from meg_gym.config import ConfigError
+from meg_gym.config import ConfigError, yaml_ready
 from meg_gym.config import _Loader as _Loader  # the project's safe YAML loader
 
 __all__ = ["ALGOS", "MARL_ENVS", "TrainConfig", "TrainConfigError", "load_model", "load_train_config", "train"]
@@ -538,7 +538,7 @@ def train(config: TrainConfig | str | Path | dict[str, Any], out: str | Path | N
         raise TrainConfigError(f"run folder {str(run_dir)!r} already holds checkpoints or a model: pass --resume "
                                f"to continue it, or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(_yaml_ready(cfg.to_dict()), sort_keys=False),
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(yaml_ready(cfg.to_dict()), sort_keys=False),
                                          encoding="utf-8")
     cls = _algo_class(cfg.algo)
     hp = _hyperparams(cfg)
@@ -595,15 +595,7 @@ def train(config: TrainConfig | str | Path | dict[str, Any], out: str | Path | N
 
 def _same_config(run_dir: Path, cfg: TrainConfig) -> bool:
     f = run_dir / "config.yaml"
-    return f.exists() and yaml.safe_load(f.read_text(encoding="utf-8")) == _yaml_ready(cfg.to_dict())
-
-
-def _yaml_ready(d: Any) -> Any:
-    if isinstance(d, dict):
-        return {k: _yaml_ready(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_yaml_ready(v) for v in d]
-    return d
+    return f.exists() and yaml.safe_load(f.read_text(encoding="utf-8")) == yaml_ready(cfg.to_dict())
 
 
 def load_model(path: str | Path) -> tuple[Any, Any]:

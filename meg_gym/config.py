@@ -68,6 +68,7 @@ __all__ = [
     "protocol_names",
     "scenario_to_dict",
     "shipped_scenarios",
+    "yaml_ready",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -668,15 +669,16 @@ def scenario_to_dict(s: Scenario) -> dict[str, Any]:
     """
     data = s.model_dump(mode="python")
     data["channel"] = {"kind": s.channel.kind, **s.channel.params()}
+    return yaml_ready(data)
 
-    def plain(obj: Any) -> Any:
-        if isinstance(obj, dict):
-            return {k: plain(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            return [plain(v) for v in obj]
-        return obj
 
-    return plain(data)
+def yaml_ready(obj: Any) -> Any:
+    """Nested dicts with tuples turned into lists, as ``yaml.safe_dump`` / ``safe_load`` round-trip them."""
+    if isinstance(obj, dict):
+        return {k: yaml_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [yaml_ready(v) for v in obj]
+    return obj
 
 
 def _plain_defaults(model: type[BaseModel]) -> dict[str, Any]:
