@@ -160,6 +160,7 @@ class MultiWorld(KernelHolder):
         self.workload = sc.workload
         self.bandwidth_hz = float(sc.bandwidth_hz)
         self.placements, self._prepared = self._prepare()
+        self._index = {(p.protocol, p.es_ids): p.index for p in self.placements}
         self.scales = reward_scales(system)
         self._weights = sc.reward.weights
         self._steps = system.settings.steps
@@ -368,8 +369,6 @@ class MultiWorld(KernelHolder):
 
     def placement_index(self, protocol: str, es_ids: tuple[int, ...]) -> int:
         """The index of a (protocol, ES set) in :attr:`placements` (a UE-only protocol: whatever the ES ids)."""
-        if not hasattr(self, "_index"):
-            self._index = {(p.protocol, p.es_ids): p.index for p in self.placements}
         key = (protocol, tuple(sorted(es_ids)))
         key = self._aliases.get(key, key)
         if key not in self._index:

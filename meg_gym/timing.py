@@ -13,6 +13,11 @@ tensor is ready and the UE's radio is free (the UE transmits one thing at a time
 receives one thing at a time: downlinks from several ESs are coordinated, not
 simultaneous) and lasts its airtime. Live mode feeds it
 the costs it measured; profiled mode the same costs from a run on the meta model.
+
+The walk (:meth:`CompiledPlan._walk`) is the definition and records traces; the hot paths
+run it as code generated once per plan and device set (:meth:`CompiledPlan.kernel`), over
+floats for the single-UE and multi-UE worlds and over numpy arrays for the batched one,
+with the same operations in the same order (tested equal bit for bit).
 """
 
 from __future__ import annotations
@@ -78,8 +83,6 @@ class CompiledPlan:
     lossless: tuple[bool, ...]
     uplink_bits: int
     downlink_bits: int
-    # analog airtimes depend on the bandwidth only: remembered per (step, bandwidth)
-    _analog_airtime: dict = field(default_factory=dict, compare=False, repr=False)
     # the walk generated as straight-line code, per (device rates, mode, powers): see kernel()
     _kernels: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -144,21 +147,12 @@ class CompiledPlan:
             turn = [start_s] + [start_s + q.backlog_s(start_s) for q in queues]
         else:
             turn = [start_s] * (len(self.es_ids) + 1)
-        memo = self._analog_airtime
 
         def airtime(i: int, snr: float) -> float:
             at = airtimes[i] if airtimes is not None else None
-            if at is not None:
-                return at
-            analog = mode == "analog" and not self.lossless[i]
-            at = memo.get((i, bandwidth_hz)) if analog else None
             if at is None:
                 at = airtime_s(values=self.values[i], payload_bits=self.bits[i], snr_db=snr, bandwidth_hz=bandwidth_hz,
                                mode="digital" if self.lossless[i] else mode, efficiency=efficiency)
-                if analog:
-                    if len(memo) > 4096:  # continuous bandwidths (shared cells): keep it bounded
-                        memo.clear()
-                    memo[(i, bandwidth_hz)] = at
             return at
 
         records: list[StepTiming] | None = [] if trace else None

@@ -93,11 +93,11 @@ class World(KernelHolder):
         return new
 
     # -- set-up ---------------------------------------------------------------------------
-    def _make_kernels(self) -> dict[tuple[str, tuple[int, ...]], tuple[CompiledPlan, Any]]:
-        """Per decision: its compiled plan and the plan's generated timing kernel for these devices."""
+    def _make_kernels(self) -> dict[tuple[str, tuple[int, ...]], Any]:
+        """Per decision: its compiled plan's generated timing kernel for these devices."""
         sys_, t = self.system, self.scenario.transmission
-        return {key: (plan, plan.kernel(sys_.ue_flops_per_s, [sys_.es_flops_per_s[i] for i in key[1]], t.mode,
-                                        t.efficiency, sys_.ue_power_w, sys_.ue_tx_power_w))
+        return {key: plan.kernel(sys_.ue_flops_per_s, [sys_.es_flops_per_s[i] for i in key[1]], t.mode,
+                                 t.efficiency, sys_.ue_power_w, sys_.ue_tx_power_w)
                 for key, plan in self.compiled.items()}
 
     def _decisions(self) -> list[Decision]:
@@ -159,9 +159,8 @@ class World(KernelHolder):
         ``queues`` the request waits in and joins the ES queues."""
         sys_ = self.system
         ids = decision.es_ids
-        plan, kernel = self._kernels[(decision.protocol, ids)]
-        return kernel(sys_.now_s, [sys_.queues[i] for i in ids] if queues else None, snr_ul_db, snr_dl_db,
-                      bandwidth_hz)
+        return self._kernels[(decision.protocol, ids)](sys_.now_s, [sys_.queues[i] for i in ids] if queues else None,
+                                                       snr_ul_db, snr_dl_db, bandwidth_hz)
 
     def step(self, decision: Decision, bandwidth_share: float) -> StepResult:
         """Serve the current request with ``decision`` on ``bandwidth_share`` of the cell, then move on."""
@@ -181,10 +180,8 @@ class World(KernelHolder):
             all_ul, all_dl = sys_.channel.snr_lists_db(bw)
             snr_ul = [all_ul[i] for i in ids]
             snr_dl = [all_dl[i] for i in ids]
-            plan, kernel = self._kernels[(decision.protocol, ids)]
-            queues = sys_.queues
-            out_t = kernel(sys_.now_s, [queues[i] for i in ids], snr_ul, snr_dl, bw)
-            latency, energy = out_t[0], out_t[1]
+            latency, energy = self._timing(decision, bw, snr_ul, snr_dl, queues=True)[:2]
+            plan = self.compiled[(decision.protocol, ids)]
             ul_bits, dl_bits = plan.uplink_bits, plan.downlink_bits
             quality, ssim = self.table.draw(decision.protocol, min(snr_ul), min(snr_dl), self._z,
                                             sys_.settings.steps)
