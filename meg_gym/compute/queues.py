@@ -265,8 +265,13 @@ class EsQueue:
         leaves: list[Leaf] = []
         sizes: list[float] = []
         v, prev = v0, t0
+        exp, i = self._exp, self._exp_i  # _draw_exp written out: two draws per arrival
         while nxt <= end:
-            size = m * self._draw_exp()
+            if i == len(exp):
+                exp, i = self.rng.standard_exponential(256).tolist(), 0
+                self._exp = exp
+            size = m * exp[i]
+            i += 1
             v -= nxt - prev
             if v < 0.0:
                 v = 0.0
@@ -275,13 +280,19 @@ class EsQueue:
             leaves.append((nxt, 0.0, -1, size))
             sizes.append(size)
             if len(leaves) == _LEAF_JOBS + 1:  # many arrivals: the rest of the interval as one chunk
+                self._exp_i = i
                 rng = self.rng
                 k = int(rng.poisson(self._rate * (end - prev)))
                 work = m * rng.standard_gamma(k) if k else 0.0
                 v, _, rest, _ = self._query(((prev, end - prev, k, work),), prev, v, end)
                 self._next = end + gap * self._draw_exp()
                 return v, tuple(leaves) + rest, math.fsum(sizes) + work
-            nxt += gap * self._draw_exp()
+            if i == len(exp):
+                exp, i = self.rng.standard_exponential(256).tolist(), 0
+                self._exp = exp
+            nxt += gap * exp[i]
+            i += 1
+        self._exp_i = i
         self._next = nxt
         v -= end - prev
         return (v if v > 0.0 else 0.0), tuple(leaves), math.fsum(sizes)
