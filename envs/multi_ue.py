@@ -14,6 +14,7 @@ from pettingzoo import ParallelEnv
 
 from envs.codecs import InvalidAction, make_codec
 from meg_gym.multi import MultiWorld
+from meg_gym.world import terms_per_request
 
 __all__ = ["MultiUeEnv", "env", "parallel_env", "raw_env"]
 
@@ -190,6 +191,7 @@ class MultiUeEnv(_MegParallelEnv):
         self._spaces(low, high, self.codec.space)
         self._obs = np.zeros((m, 4 * n + 3), dtype=np.float64)
         self._fast = action_type == "multidiscrete"
+        self._nvec = np.array([self.codec.n_placements, self.codec.n_shares])  # the fast path's bounds
 
     # -- observation ----------------------------------------------------------------------
     def _observe(self) -> np.ndarray:
@@ -226,9 +228,8 @@ class MultiUeEnv(_MegParallelEnv):
             except ValueError:
                 arr = None
             if arr is not None and arr.dtype.kind in "iu" and arr.shape == (len(agents), 2) \
-                    and arr[:, 0].min() >= 0 and arr[:, 0].max() < self.codec.n_placements \
-                    and arr[:, 1].min() >= 0 and arr[:, 1].max() < self.codec.n_shares:
-                return arr[:, 0], self.shares[arr[:, 1]]
+                    and arr.min() >= 0 and (arr < self._nvec).all():
+                return arr[:, 0].astype(np.int64), self.shares[arr[:, 1]]
         pl = np.empty(len(agents), dtype=np.int64)
         sh = np.empty(len(agents), dtype=np.int64)
         for k, a in enumerate(agents):
@@ -241,16 +242,16 @@ class MultiUeEnv(_MegParallelEnv):
     def step(self, actions: dict) -> tuple[dict, dict, dict, dict, dict]:
         placements, shares = self._decode(actions)  # raises before anything changes
         w = self.world
-        res = w.step(placements, shares)
+        res = w._step(placements, shares)  # checked by _decode
         self._last = (placements, res)
-        rewards = self._mix(res.reward, float(res.reward.mean()))
+        rewards = self._mix(res.reward, float(res.reward.sum()) / len(res.reward))
         pls = w.placements
         infos = [
             {"rewards": terms, "protocol": pls[p].protocol, "es_ids": pls[p].es_ids, "bandwidth_hz": bw,
              "latency_s": lat, "quality": q, "deadline_missed": miss}
-            for terms, p, bw, lat, q, miss in zip(res.terms, placements.tolist(), res.bandwidth_hz.tolist(),
-                                                  res.latency_s.tolist(), res.quality.tolist(),
-                                                  res.deadline_missed.tolist())
+            for terms, p, bw, lat, q, miss in zip(terms_per_request(res.terms), placements.tolist(),
+                                                  res.bandwidth_hz.tolist(), res.latency_s.tolist(),
+                                                  res.quality.tolist(), res.deadline_missed.tolist())
         ]
         return self._finish(self._observe(), rewards, infos)
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from meg_gym.compute import EsQueueBatch
-from meg_gym.quality.calibration import interp_index_arrays
+from meg_gym.quality.calibration import GridDraw
 from meg_gym.timing import KernelHolder
 from meg_gym.world import World, reward_terms
 
@@ -58,11 +58,8 @@ class BatchWorld(KernelHolder):
         self.decisions = self.world.decisions
         self.plans = [self.world.compiled[(d.protocol, d.es_ids)] for d in self.decisions]
         self.shares = np.asarray(sc.bandwidth_shares, dtype=np.float64)
-        # every placement's (quality mean, quality std, SSIM mean) grids, stacked: one gather per step
-        table, steps = self.world.table, sys_.settings.steps
-        self._grids = np.stack([np.asarray(table.draw_grids(p.protocol, steps), dtype=np.float64)
-                                for p in self.plans])  # (placements, 3, ul grid, dl grid)
-        self._snr_grid = np.asarray(table.snr_grid_db, dtype=np.float64)
+        # QualityTable.draw for every copy at once, per placement
+        self._draw = GridDraw(self.world.table, [p.protocol for p in self.plans], sys_.settings.steps)
         self.es_flops = [sys_.es_flops_per_s[i] for i in range(self.num_es)]
         # per placement: its bits, and which ESs it uses (+inf elsewhere, for the worst link's SNR)
         self._ul_bits = np.array([p.uplink_bits for p in self.plans], dtype=np.int64)
@@ -144,18 +141,6 @@ class BatchWorld(KernelHolder):
     def done(self) -> np.ndarray:
         return self.served >= self.scenario.workload.requests_per_episode
 
-    def _quality(self, placement: np.ndarray, snr_ul: np.ndarray, snr_dl: np.ndarray) -> tuple[np.ndarray, ...]:
-        """:meth:`QualityTable.draw` for every copy at once (the table's grids are filled along the
-        axes a protocol has no noisy tensor on, so interpolating there changes nothing)."""
-        i0, i1, wi = interp_index_arrays(self._snr_grid, snr_ul)
-        j0, j1, wj = interp_index_arrays(self._snr_grid, snr_dl)
-        g = self._grids
-        top = g[placement, :, i0, j0] * (1 - wj)[:, None] + g[placement, :, i0, j1] * wj[:, None]
-        bot = g[placement, :, i1, j0] * (1 - wj)[:, None] + g[placement, :, i1, j1] * wj[:, None]
-        v = top * (1 - wi)[:, None] + bot * wi[:, None]
-        x = v[:, 0] + v[:, 1] * self._z
-        return np.minimum(np.maximum(x, 0.0), 1.0), v[:, 2]
-
     # -- step -------------------------------------------------------------------------------
     def step(self, placement: np.ndarray, share: np.ndarray) -> dict[str, np.ndarray]:
         """Serve every copy's request (placement and share indices per copy), then move on.
@@ -182,9 +167,8 @@ class BatchWorld(KernelHolder):
                     self.queues.add(rows, i, out[7][j] - turn[j])
             latency[rows], energy[rows] = out[0], out[1]
         ul_bits, dl_bits = self._ul_bits[placement], self._dl_bits[placement]
-        worst = (snr + self._off_es[placement][:, :, None]).min(axis=1)  # over the placement's ESs
-        worst_ul, worst_dl = worst[:, 0], worst[:, 1]
-        quality, ssim = self._quality(placement, worst_ul, worst_dl)
+        worst = (snr + self._off_es[placement][:, :, None]).min(axis=1)  # (copies, [ul, dl]) over its ESs
+        quality, ssim = self._draw(placement, worst, self._z)
         missed = latency > self.deadline
         terms, reward = reward_terms(quality, self.weight, latency, ul_bits + dl_bits, energy, missed,
                                      self.world._refs, sc.reward.weights)

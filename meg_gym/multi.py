@@ -15,8 +15,8 @@ composes the same pieces rather than copying them:
   the generated kernel of :meth:`CompiledPlan.kernel` prepared once per placement (as
   :class:`~meg_gym.world.World` does), fed with each UE's SNRs at its allocated bandwidth and
   the shared queues;
-* the calibration table in profiled mode (the bilinear interpolation of
-  :meth:`QualityTable.lookup`, for all UEs at once), or :meth:`MegSystem.serve` per request in
+* the calibration table in profiled mode (:class:`~meg_gym.quality.calibration.GridDraw`:
+  :meth:`QualityTable.draw` for all UEs at once), or :meth:`MegSystem.serve` per request in
   live mode (over a scalar snapshot of the UE's channel, :meth:`ChannelBatch.ue_channel`);
 * the reward terms of :func:`meg_gym.world.reward_terms` with the scales of
   :func:`meg_gym.world.reward_scales`.
@@ -29,7 +29,9 @@ exponential gap of mean ``1 / workload.arrival_rate_hz`` (so each UE's requests 
 Poisson stream of that rate), every UE's channel moves (mobility, a new fading block) and
 every UE draws its next request. Everything that does not depend on the service order (the
 bandwidth rule, SNRs, quality, rewards) is computed for all UEs at once; only the queue
-walk (each request's timing kernel against the shared queues) runs per request, in order.
+walk runs per request, in order: each request's timing kernel reads and raises the ES
+backlogs the requests before it left, and the queues then get the epoch's work
+(:func:`~meg_gym.timing.join_queues`).
 
 Bandwidth rule
 --------------
@@ -60,10 +62,10 @@ import numpy as np
 
 from meg_gym.channel.batched import make_channel_batch
 from meg_gym.protocols import PROTOCOLS
-from meg_gym.quality.calibration import interp_index_arrays
+from meg_gym.quality.calibration import GridDraw
 from meg_gym.system import Decision, MegSystem, channel_params
-from meg_gym.timing import CompiledPlan, KernelHolder, compile_plan
-from meg_gym.world import REWARD_TERMS, reward_scales, reward_terms
+from meg_gym.timing import CompiledPlan, KernelHolder, compile_plan, join_queues
+from meg_gym.world import reward_scales, reward_terms
 
 __all__ = ["MultiStepResult", "MultiWorld", "Placement"]
 
@@ -82,9 +84,9 @@ class Placement:
 
 
 class _Prepared:
-    """What serving a placement needs, computed once (``queues`` refreshed on reset)."""
+    """What serving a placement needs, computed once."""
 
-    __slots__ = ("plan", "protocol", "es_ids", "es_flops", "radio", "queues")
+    __slots__ = ("plan", "protocol", "es_ids", "es_flops", "radio")
 
     def __init__(self, plan: CompiledPlan, es_flops: list[float], radio: bool) -> None:
         self.plan = plan
@@ -92,7 +94,6 @@ class _Prepared:
         self.es_ids = plan.es_ids
         self.es_flops = es_flops
         self.radio = radio
-        self.queues: list[Any] = []
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class MultiStepResult:
     """What one epoch gave, one entry per UE (index k is UE k)."""
 
     reward: np.ndarray
-    terms: list[dict[str, float]]
+    terms: dict[str, np.ndarray]  # meg_gym.world.REWARD_TERMS -> per UE (reward_terms on arrays)
     latency_s: np.ndarray
     quality: np.ndarray
     uplink_bits: np.ndarray
@@ -169,6 +170,7 @@ class MultiWorld(KernelHolder):
         self._kernels = self._make_kernels()
         self._arrays()
         self._batch = make_channel_batch(self.kind, self.num_ues, **channel_params(sc))  # built once
+        self._rows = np.arange(self.num_ues)[:, None]
         self._area = self._walk_area()
         self.now_s = 0.0
         self.epoch = 0
@@ -245,29 +247,14 @@ class MultiWorld(KernelHolder):
         prep, n = self._prepared, self.num_es
         width = max(len(p.es_ids) for p in prep)
         self._radio = np.array([p.radio for p in prep])
-        # ES ids padded with n, a stand-in ES: scale 1 (never the largest), SNR +inf (never the smallest)
-        self._ids = np.array([list(p.es_ids) + [n] * (width - len(p.es_ids)) for p in prep], dtype=np.int64)
-        self._ids_valid = self._ids < n
+        # ES ids padded by repeating the first, so that a max or min over a row sees each ES once
+        self._ids = np.array([list(p.es_ids) + [p.es_ids[0]] * (width - len(p.es_ids)) for p in prep],
+                             dtype=np.int64)
+        # the cells each placement asks bandwidth of: its ESs', none for a placement that sends nothing
+        self._uses = np.array([[float(p.radio and i in p.es_ids) for i in range(n)] for p in prep])
         self._ul_bits = np.array([p.plan.uplink_bits for p in prep], dtype=np.int64)
         self._dl_bits = np.array([p.plan.downlink_bits for p in prep], dtype=np.int64)
-        self._grids: np.ndarray | None = None
-        if not self.live:
-            table, steps = self.table, self._steps
-            self._snr_grid = np.asarray(table.snr_grid_db, dtype=np.float64)
-            grids, axes = [], []
-            for p in prep:
-                try:
-                    mean, std, _ = table.draw_grids(p.protocol, steps)
-                    ax = table.axes[p.protocol]
-                except (KeyError, ValueError):  # not calibrated: lookup() raises if the placement is chosen
-                    mean = std = np.full((len(self._snr_grid),) * 2, np.nan)
-                    ax = ()
-                grids.append((mean, std))
-                axes.append(("ul" in ax, "dl" in ax))
-            # (placements, ul grid, dl grid, [mean, std]): one gather per corner gives both
-            self._grids = np.asarray(grids, dtype=np.float64).transpose(0, 2, 3, 1).copy()
-            self._axes = np.array(axes, dtype=bool)  # (placements, [ul, dl]): the links quality depends on
-            self._uncalibrated = bool(np.isnan(self._grids[:, 0, 0, 0]).any())
+        self._draw = None if self.live else GridDraw(self.table, [p.protocol for p in prep], self._steps)
 
     def _walk_area(self) -> list[float] | None:
         """umi/uma: the area the UEs start in and walk (the ESs' bounding box padded by ISD/2)."""
@@ -295,10 +282,7 @@ class MultiWorld(KernelHolder):
         sys_ss, _, ch_ss, pos_ss, req_ss = np.random.SeedSequence(seed).spawn(5)
         sys_ = self.system
         sys_.reset(int(sys_ss.generate_state(1)[0]))  # the ES queues every UE shares
-        queues = [sys_.queues[i] for i in range(self.num_es)]
-        for p in self._prepared:
-            p.queues = [queues[i] for i in p.es_ids]
-        self._queues = queues
+        self._queues = [sys_.queues[i] for i in range(self.num_es)]
         self._system_channel = sys_.channel
         self._ch_rng = np.random.default_rng(ch_ss)
         pos_rng = np.random.default_rng(pos_ss)
@@ -382,67 +366,41 @@ class MultiWorld(KernelHolder):
         """Serve every UE's request: UE k with placement ``placements[k]`` asking ``shares[k]`` of the cell."""
         if self.deadline_s is None:
             raise RuntimeError("MultiWorld.step() called before reset()")
-        m, n = self.num_ues, self.num_es
-        idx, share = self._check_step(placements, shares)
-        # the bandwidth rule, for all UEs at once: demand on each ES (summed in UE order), then
-        # each request's smallest allocation over its ESs
-        ids = self._ids[idx]  # (UEs, widest ES set), padded with n
+        return self._step(*self._check_step(placements, shares))
+
+    def _step(self, idx: np.ndarray, share: np.ndarray) -> MultiStepResult:
+        """:meth:`step` on checked placements (int64) and shares (float64), one per UE."""
+        m = self.num_ues
+        # the bandwidth rule, for all UEs at once: demand on each ES, then each request's smallest
+        # allocation over its ESs
+        ids = self._ids[idx]  # (UEs, widest ES set)
         radio = self._radio[idx]
-        use = self._ids_valid[idx] & radio[:, None]
-        demand = np.bincount(ids[use], weights=np.broadcast_to(share[:, None], ids.shape)[use], minlength=n)
-        scale = np.append(np.maximum(demand, 1.0), 1.0)
+        demand = share @ self._uses[idx]
         bw_cell = self.bandwidth_hz
-        bw = np.where(radio, share / scale[ids].max(axis=1) * bw_cell, bw_cell)
-        now = self.now_s
-        lat, en = [0.0] * m, [0.0] * m
-        outcomes: list[Any] | None = None
+        bw = np.where(radio, share / np.maximum(demand, 1.0)[ids].max(axis=1) * bw_cell, bw_cell)
         if self.live:
+            lat, en = [0.0] * m, [0.0] * m
             outcomes, qual = self._serve_live(idx.tolist(), bw.tolist(), lat, en)
-        else:
-            snr = self._link_snrs(ids, radio, bw)  # (UEs, widest ES set, [ul, dl]) at each UE's bandwidth
-            ul, dl = snr[:, :, 0].tolist(), snr[:, :, 1].tolist()
-            kernels, prep, il, bl = self._kernels, self._prepared, idx.tolist(), bw.tolist()
-            for k in self._order:  # the queue walk: requests join the shared queues in this order
-                i = il[k]
-                p = prep[i]
-                out = kernels[i](now, p.queues, ul[k], dl[k], bl[k])
-                lat[k], en[k] = out[0], out[1]
-            qual = self._quality(idx, snr.min(axis=1))
-        return self._finish(idx, share, bw, demand, np.array(lat), np.array(en), qual, outcomes)
-
-    def _link_snrs(self, ids: np.ndarray, radio: np.ndarray, bw: np.ndarray) -> np.ndarray:
-        """Each UE's uplink and downlink SNRs to its placement's ESs at its bandwidth, (UEs, width, 2):
-        +inf past the placement's ESs, 0 for placements that send nothing."""
+            return self._finish(idx, bw, demand, np.array(lat), np.array(en), qual, outcomes)
+        # each UE's SNRs to its placement's ESs at its bandwidth, (UEs, widest ES set, [ul, dl])
         batch = self._batch
-        rows = np.arange(self.num_ues)[:, None]
-        snr = batch.base_db[rows, np.minimum(ids, self.num_es - 1)]
+        snr = batch.base_db[self._rows, ids]
         if batch.scales_with_bandwidth:
-            snr = snr - (10.0 * np.log10(bw))[:, None, None]
-        snr = np.where((ids < self.num_es)[:, :, None], snr, np.inf)
-        return np.where(radio[:, None, None], snr, 0.0)
-
-    def _quality(self, idx: np.ndarray, snr_min: np.ndarray) -> np.ndarray:
-        """Profiled quality of every UE's request: :meth:`QualityTable.lookup`'s bilinear interpolation at
-        its worst uplink and downlink SNRs (on the axes its protocol has a noisy tensor on), drawn with the
-        measured spread (``z``) and clipped to [0, 1]."""
-        grids, axes = self._grids, self._axes[idx]
-        if self._uncalibrated and np.isnan(grids[idx, 0, 0, 0]).any():  # the table's own error
-            k = int(np.flatnonzero(np.isnan(grids[idx, 0, 0, 0]))[0])
-            self.table.lookup(self._prepared[idx[k]].protocol, 0.0, 0.0, self._steps, "quality")
-        lo, hi, w = interp_index_arrays(self._snr_grid, snr_min.ravel())  # uplink and downlink in one call
-        i0, j0 = lo.reshape(-1, 2).T
-        i1, j1 = hi.reshape(-1, 2).T
-        wi, wj = w.reshape(-1, 2).T
-        no_ul, no_dl = ~axes[:, 0], ~axes[:, 1]
-        i0[no_ul], i1[no_ul], wi[no_ul] = 0, 0, 0.0
-        j0[no_dl], j1[no_dl], wj[no_dl] = 0, 0, 0.0
-        wi, wj = wi[:, None], wj[:, None]
-        top = grids[idx, i0, j0] * (1 - wj) + grids[idx, i0, j1] * wj  # (UEs, [mean, std])
-        bot = grids[idx, i1, j0] * (1 - wj) + grids[idx, i1, j1] * wj
-        v = top * (1 - wi) + bot * wi
-        mean, std = v[:, 0], v[:, 1]
-        q = np.where(std > 0, mean + std * self._z, mean)
-        return np.minimum(np.maximum(q, 0.0), 1.0)
+            snr -= (10.0 * np.log10(bw))[:, None, None]
+        ul, dl = snr[:, :, 0].tolist(), snr[:, :, 1].tolist()
+        # the queue walk: requests join the shared queues in the service order, each seeing the
+        # backlog the ones before left (the kernels update it), then the queues get the new work
+        now, queues, kernels = self.now_s, self._queues, self._kernels
+        before = [q.backlog_s(now) for q in queues]
+        backlog = list(before)
+        il, bl = idx.tolist(), bw.tolist()
+        lat, en = [0.0] * m, [0.0] * m
+        for k in self._order:
+            out = kernels[il[k]](now, backlog, ul[k], dl[k], bl[k])
+            lat[k], en[k] = out[0], out[1]
+        join_queues(queues, now, before, backlog)
+        qual = self._draw(idx, snr.min(axis=1), self._z)[0]  # at each UE's worst links
+        return self._finish(idx, bw, demand, np.array(lat), np.array(en), qual, None)
 
     def _serve_live(self, idx: list[int], bw: list[float], lat: list[float],
                     en: list[float]) -> tuple[list[Any], np.ndarray]:
@@ -461,7 +419,7 @@ class MultiWorld(KernelHolder):
             lat[k], en[k], qual[k] = out.latency_s, out.energy_j, out.quality
         return outcomes, qual
 
-    def _finish(self, idx: np.ndarray, share: np.ndarray, bw: np.ndarray, demand: np.ndarray, lat: np.ndarray,
+    def _finish(self, idx: np.ndarray, bw: np.ndarray, demand: np.ndarray, lat: np.ndarray,
                 en: np.ndarray, qual: np.ndarray, outcomes: list[Any] | None) -> MultiStepResult:
         """Rewards of every UE at once (:func:`reward_terms` on arrays), the result, then the next epoch."""
         if outcomes is not None:
@@ -472,14 +430,12 @@ class MultiWorld(KernelHolder):
         missed = lat > self.deadline_s
         terms, reward = reward_terms(qual, self.quality_weight, lat, ulb + dlb, en, missed, self.scales,
                                      self._weights)
-        cols = [np.asarray(terms[t], dtype=np.float64).tolist() for t in REWARD_TERMS]
-        per_ue = [dict(zip(REWARD_TERMS, row)) for row in zip(*cols)]
-        res = MultiStepResult(reward, per_ue, lat, qual, ulb, dlb, en, missed, bw, demand, outcomes)
+        res = MultiStepResult(reward, terms, lat, qual, ulb, dlb, en, missed, bw, demand, outcomes)
         self.last_demand = res.es_demand
         self._advance()
         return res
 
-    def _check_step(self, placements: Any, shares: Any) -> tuple[list[int], list[float]]:
+    def _check_step(self, placements: Any, shares: Any) -> tuple[np.ndarray, np.ndarray]:
         m, n_pl = self.num_ues, len(self._prepared)
         idx = np.asarray(placements)
         sh = np.asarray(shares, dtype=np.float64)

@@ -31,7 +31,7 @@ import numpy as np
 from meg_gym.channel import airtime_s
 from meg_gym.protocols import UE, PlacedProtocol, Run, Send, _stage_names
 
-__all__ = ["CompiledPlan", "KernelHolder", "StepCost", "StepTiming", "compile_plan"]
+__all__ = ["CompiledPlan", "KernelHolder", "StepCost", "StepTiming", "compile_plan", "join_queues", "run_kernel"]
 
 
 @dataclass(frozen=True)
@@ -94,13 +94,15 @@ class CompiledPlan:
     def kernel(self, ue_flops_per_s: float, es_flops_per_s: Sequence[float], mode: str, efficiency: float,
                ue_power_w: float, ue_tx_power_w: float, *, array: bool = False) -> Any:
         """The timing walk as one generated Python function for these device rates and powers:
-        ``kernel(start_s, queues, snr_ul_db, snr_dl_db, bandwidth_hz)`` -> ``(latency_s, energy_j,
-        ue_compute_s, es_compute_s, queue_s, uplink_s, downlink_s)``. ``queues`` (one
-        :class:`~meg_gym.compute.EsQueue` per ES of ``es_ids``, or None for idle ESs) are used as
-        :meth:`timing` uses them: ES ``j`` takes the request after ``queues[j].backlog_s(start_s)``
-        and is given the job from then to our last stage there. The same operations in the same
-        order as :meth:`_walk`, so the same floats (``tests/test_timing_batch.py``), without the
-        walk's loops, lookups and calls: the profiled envs' hot path.
+        ``kernel(start_s, backlog, snr_ul_db, snr_dl_db, bandwidth_hz)`` -> ``(latency_s, energy_j,
+        ue_compute_s, es_compute_s, queue_s, uplink_s, downlink_s)``. ``backlog`` (None: idle ESs)
+        maps an ES id (the scenario's index, as in ``es_ids``) to the work in seconds the ES holds
+        at ``start_s``: ES ``i`` takes the request after ``backlog[i]``, and the kernel sets
+        ``backlog[i]`` to what the ES then holds, our job included (from its turn to our last
+        stage there), so that requests served one after another at ``start_s`` each see the ones
+        before; :func:`join_queues` then gives the queues that work. The same operations in the
+        same order as :meth:`_walk`, so the same floats (``tests/test_timing_batch.py``), without
+        the walk's loops, lookups and calls: the profiled envs' hot path.
 
         ``array=True``: the same walk over numpy arrays (one entry per request, batched envs):
         ``kernel(start_s, turn_s, snr_ul_db, snr_dl_db, bandwidth_hz)`` with ``turn_s[j]`` when ES
@@ -139,14 +141,13 @@ class CompiledPlan:
         """
         if not trace and airtimes is None:
             kernel = self.kernel(ue_flops_per_s, es_flops_per_s, mode, efficiency, ue_power_w, ue_tx_power_w)
-            lat, energy, ue_c, es_c, queue, up, down = kernel(start_s, queues, snr_ul_db, snr_dl_db, bandwidth_hz)
+            lat, energy, ue_c, es_c, queue, up, down = run_kernel(kernel, self.es_ids, queues, start_s, snr_ul_db,
+                                                                  snr_dl_db, bandwidth_hz)
             return {"latency_s": lat, "ue_compute_s": ue_c, "es_compute_s": es_c, "queue_s": queue,
                     "uplink_s": up, "downlink_s": down, "uplink_bits": self.uplink_bits,
                     "downlink_bits": self.downlink_bits, "energy_j": energy}, []
-        if queues is not None:
-            turn = [start_s] + [start_s + q.backlog_s(start_s) for q in queues]
-        else:
-            turn = [start_s] * (len(self.es_ids) + 1)
+        before = None if queues is None else [q.backlog_s(start_s) for q in queues]
+        turn = [start_s] + ([start_s] * len(self.es_ids) if before is None else [start_s + b for b in before])
 
         def airtime(i: int, snr: float) -> float:
             at = airtimes[i] if airtimes is not None else None
@@ -159,9 +160,8 @@ class CompiledPlan:
         summary, busy = self._walk(turn, start_s, ue_flops_per_s, es_flops_per_s, snr_ul_db, snr_dl_db, airtime,
                                    ue_power_w, ue_tx_power_w, records)
         if queues is not None:  # the ES was ours from its turn to our last stage on it
-            for j, q in enumerate(queues):
-                if busy[j + 1] is not None:
-                    q.submit(start_s, (busy[j + 1] - turn[j + 1]) * q.flops_per_s)
+            join_queues(queues, start_s, before,
+                        [b if c is None else c - start_s for b, c in zip(before, busy[1:])])
         return summary, records if records is not None else []
 
     def timing_batch(
@@ -280,7 +280,7 @@ class KernelHolder:
 def _generate_kernel(plan: CompiledPlan, ue_flops_per_s: float, es_flops_per_s: tuple[float, ...], mode: str,
                      efficiency: float, ue_power_w: float, ue_tx_power_w: float, array: bool) -> Any:
     """Write :meth:`CompiledPlan._walk` out for one plan and these constants (see :meth:`CompiledPlan.kernel`):
-    over floats with the queues, or over numpy arrays of requests with their ES turns given."""
+    over floats with ES backlogs, or over numpy arrays of requests with their ES turns given."""
     from meg_gym.channel.transmission import MODES
 
     if mode not in MODES:
@@ -292,15 +292,14 @@ def _generate_kernel(plan: CompiledPlan, ue_flops_per_s: float, es_flops_per_s: 
                  *(f"    t{j} = c{j} = turn[{j - 1}]" for j in range(1, m + 1)),
                  "    up = down = queue = 0.0"]
     else:
-        lines = ["def kernel(start, queues, snr_ul, snr_dl, bw):",
+        lines = ["def kernel(start, backlog, snr_ul, snr_dl, bw):",
                  "    if not 0.0 < bw < _inf:",
                  "        raise ValueError(f\"'bandwidth_hz' must be a finite number > 0 (got {bw!r})\")",
                  "    c0 = tx = rx = start",
-                 "    if queues is None:",
+                 "    if backlog is None:",
                  *(f"        t{j} = c{j} = start" for j in range(1, m + 1)),
                  "    else:",
-                 *(f"        q{j} = queues[{j - 1}]\n        t{j} = c{j} = start + q{j}.backlog_s(start)"
-                   for j in range(1, m + 1)),
+                 *(f"        t{j} = c{j} = start + backlog[{plan.es_ids[j - 1]}]" for j in range(1, m + 1)),
                  "    up = down = queue = 0.0"]
 
     def mx(a: str, b: str) -> str:  # _max(a, b): a if a > b else b
@@ -361,10 +360,10 @@ def _generate_kernel(plan: CompiledPlan, ue_flops_per_s: float, es_flops_per_s: 
         busy = "".join(f"c{j}, " if j in used else "None, " for j in range(1, m + 1))
         emit(f"    return (last - start, {ue_compute!r} * {ue_power_w!r} + up * {ue_tx_power_w!r}, {ue_compute!r}, "
              f"{es_compute!r}, queue, up, down, ({busy}))")
-    elif used:  # the ES was ours from its turn to our last stage on it
-        emit("    if queues is not None:")
+    elif used:  # the ES was ours from its turn to our last stage on it: its backlog now ends there
+        emit("    if backlog is not None:")
         for j in used:
-            emit(f"        q{j}.submit(start, (c{j} - t{j}) * q{j}.flops_per_s)")
+            emit(f"        backlog[{plan.es_ids[j - 1]}] = c{j} - start")
     if not array:
         emit(f"    return (last - start, {ue_compute!r} * {ue_power_w!r} + up * {ue_tx_power_w!r}, {ue_compute!r}, "
              f"{es_compute!r}, queue, up, down)")
@@ -374,6 +373,30 @@ def _generate_kernel(plan: CompiledPlan, ue_flops_per_s: float, es_flops_per_s: 
              "_air": airtime_array}
     exec(compile("\n".join(lines), f"<timing kernel {plan.protocol} {plan.es_ids}>", "exec"), scope)  # noqa: S102
     return scope["kernel"]
+
+
+def run_kernel(kernel: Any, es_ids: Sequence[int], queues: Sequence[Any] | None, start_s: float,
+               snr_ul_db: Sequence[float], snr_dl_db: Sequence[float], bandwidth_hz: float) -> tuple:
+    """One request through a scalar kernel (:meth:`CompiledPlan.kernel`) of the plan on ``es_ids``:
+    against ``queues`` (one :class:`~meg_gym.compute.EsQueue` per ES of ``es_ids``; None: idle
+    ESs), read at ``start_s`` and given the request's job (:func:`join_queues`)."""
+    if queues is None:
+        return kernel(start_s, None, snr_ul_db, snr_dl_db, bandwidth_hz)
+    before = [q.backlog_s(start_s) for q in queues]
+    backlog = dict(zip(es_ids, before))
+    out = kernel(start_s, backlog, snr_ul_db, snr_dl_db, bandwidth_hz)
+    join_queues(queues, start_s, before, [backlog[i] for i in es_ids])
+    return out
+
+
+def join_queues(queues: Sequence[Any], start_s: float, before: Sequence[float], after: Sequence[float]) -> None:
+    """Give each ES queue (:class:`~meg_gym.compute.EsQueue`) the work our requests took on it at
+    ``start_s``: its backlog after them (``after``, as the kernels leave it) beyond its backlog
+    before (``before``), as one job. Jobs arriving together at a FIFO queue delay everyone
+    behind them as one job of their total work, and their own waits came from the backlogs."""
+    for q, b0, b1 in zip(queues, before, after):
+        if b1 != b0:
+            q.submit(start_s, (b1 - b0) * q.flops_per_s)
 
 
 def _max(a: float, b: float) -> float:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from meg_gym.channel.transmission import airtime_array, airtime_s
+from meg_gym.quality.calibration import CalibrationError
 from meg_gym.world import World
 
 
@@ -67,20 +68,26 @@ def _scenario():
     return load_scenario("multi_es", backend="profiled", cost_model=None)
 
 
-def test_batched_quality_draw_equals_the_table_draw():
-    from meg_gym.batch import BatchWorld
+def test_grid_draw_equals_the_table_draw():
+    """GridDraw, the batched and multi-UE worlds' quality, gives QualityTable.draw's numbers, in and
+    beyond the SNR grid, for protocols with and without noisy links."""
+    from meg_gym.quality.calibration import GridDraw
 
-    batch = BatchWorld(_scenario(), 4)
+    world = World(_scenario())
+    table, steps = world.table, world.system.settings.steps
+    protocols = list(dict.fromkeys(d.protocol for d in world.decisions))
+    draw = GridDraw(table, protocols, steps)
     rng = np.random.default_rng(1)
     n = 200
-    placement = rng.integers(len(batch.plans), size=n)
-    ul, dl = rng.uniform(-30, 40, n), rng.uniform(-30, 40, n)
-    batch._z = rng.standard_normal(n)
-    q, s = batch._quality(placement, ul, dl)
-    table, steps = batch.world.table, batch.world.system.settings.steps
+    index = rng.integers(len(protocols), size=n)
+    snr = rng.uniform(-30, 40, (n, 2))
+    z = rng.standard_normal(n)
+    q, s = draw(index, snr, z)
     for r in range(n):
-        want = table.draw(batch.plans[placement[r]].protocol, ul[r], dl[r], batch._z[r], steps)
+        want = table.draw(protocols[index[r]], snr[r, 0], snr[r, 1], z[r], steps)
         assert (q[r], s[r]) == pytest.approx(want, rel=1e-12, abs=1e-12)
+    with pytest.raises(CalibrationError, match="no entry for protocol 'nope'"):
+        GridDraw(table, [*protocols, "nope"], steps)(np.array([0, len(protocols)]), snr[:2], z[:2])
 
 
 @pytest.mark.parametrize("mode", ["analog", "digital"])

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CALIBRATION_DIR", "METRICS", "CalibrationError", "QualityTable", "load_table"]
+__all__ = ["CALIBRATION_DIR", "METRICS", "CalibrationError", "GridDraw", "QualityTable", "load_table"]
 
 CALIBRATION_DIR = Path(__file__).resolve().parents[2] / "configs" / "calibration"
 METRICS = ("ssim", "psnr_db", "fidelity", "quality")
@@ -42,18 +42,6 @@ def _interp_index(grid: list[float], x: float) -> tuple[int, int, float]:
     j = bisect.bisect_right(grid, x)
     lo, hi = grid[j - 1], grid[j]
     return j - 1, j, (x - lo) / (hi - lo)
-
-
-def interp_index_arrays(grid: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_interp_index` over an array of ``x`` (batched worlds)."""
-    n = len(grid)
-    if n == 1:
-        zero = np.zeros(len(x), dtype=np.int64)
-        return zero, zero, np.zeros(len(x))
-    xc = np.minimum(np.maximum(x, grid[0]), grid[-1])
-    j = np.clip(np.searchsorted(grid, xc, side="right"), 1, n - 1)
-    lo, hi = grid[j - 1], grid[j]
-    return j - 1, j, (xc - lo) / (hi - lo)
 
 
 def _bilinear(a: list[list[float]], w: tuple[int, int, float, int, int, float]) -> float:
@@ -158,6 +146,56 @@ class QualityTable:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
         tmp.replace(path)
+
+
+class GridDraw:
+    """:meth:`QualityTable.draw` for arrays of requests at once (the batched and multi-UE worlds).
+
+    Built once from a table, the protocols requests may use and the step count; called with
+    each request's protocol (an index into ``protocols``), its (uplink, downlink) SNRs as an
+    (requests, 2) array and its standard normal ``z``, it returns the quality draws, clipped
+    to [0, 1], and the mean SSIMs. The same bilinear interpolation with the same operations as
+    :meth:`QualityTable.draw`. A protocol's grids are constant along a link it sends no noisy
+    tensor on, so interpolating along it changes nothing: no per-protocol axes are needed
+    (floats may differ from ``draw``'s in the last place there). A protocol the table lacks
+    gets NaN grids, and a request that uses it raises the table's own error.
+    """
+
+    def __init__(self, table: QualityTable, protocols: list[str], steps: int | None) -> None:
+        self.table, self.protocols, self.steps = table, list(protocols), steps
+        grid = np.asarray(table.snr_grid_db, dtype=np.float64)
+        n = len(grid)
+        stats = []
+        for name in self.protocols:
+            try:
+                stats.append(np.asarray(table.draw_grids(name, steps), dtype=np.float64))  # (3, ul, dl)
+            except (KeyError, ValueError):  # not calibrated: a request using it raises the table's error
+                stats.append(np.full((3, n, n), np.nan))
+        # (protocols * ul * dl, [quality mean, quality std, SSIM mean]): one gather per call
+        self._flat = np.stack(stats).transpose(0, 2, 3, 1).reshape(-1, 3).copy()
+        missing = np.isnan(self._flat[::n * n, 0])
+        self._missing = missing if missing.any() else None
+        self._grid = grid
+        self._inner = grid[1:-1]  # a cell's lower index is how many of these lie at or below x
+        self._span = np.diff(grid) if n > 1 else np.ones(1)  # grid[j + 1] - grid[j]
+        d = 1 if n > 1 else 0
+        self._corners = np.array([0, d, d * n, d * n + d])  # (i, j), (i, j + 1), (i + 1, j), (i + 1, j + 1)
+        self._n = n
+
+    def __call__(self, index: np.ndarray, snr_db: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._missing is not None and self._missing[index].any():
+            k = int(np.flatnonzero(self._missing[index])[0])
+            self.table.lookup(self.protocols[index[k]], 0.0, 0.0, self.steps, "quality")
+        grid, n = self._grid, self._n
+        x = np.minimum(np.maximum(snr_db, grid[0]), grid[-1])  # clamped at the ends, as _interp_index
+        lo = np.searchsorted(self._inner, x, side="right")  # (requests, [ul, dl]), in [0, n - 2]
+        w = (x - grid[lo]) / self._span[lo] if n > 1 else np.zeros(x.shape)
+        c = self._flat[(index * (n * n) + lo[:, 0] * n + lo[:, 1])[:, None] + self._corners]  # (requests, 4, 3)
+        wi, wj = w[:, 0, None], w[:, 1, None]
+        vj = 1 - wj
+        v = (c[:, 0] * vj + c[:, 1] * wj) * (1 - wi) + (c[:, 2] * vj + c[:, 3] * wj) * wi
+        q = v[:, 0] + v[:, 1] * z
+        return np.minimum(np.maximum(q, 0.0), 1.0), v[:, 2]
 
 
 def load_table(path: str | Path) -> QualityTable:

@@ -77,8 +77,8 @@ def test_reward_is_the_shared_reward_terms(world):
     for _ in range(5):
         res = w.step(rng.integers(len(w.placements), size=3), rng.choice([0.25, 1.0], size=3))
         for k in range(3):
-            t = res.terms[k]
-            assert set(t) == set(REWARD_TERMS)
+            assert set(res.terms) == set(REWARD_TERMS)
+            t = {n: res.terms[n][k] for n in REWARD_TERMS}
             assert res.reward[k] == pytest.approx(sum(getattr(wts, n) * t[n] for n in REWARD_TERMS))
             assert t["deadline"] == (-1.0 if res.deadline_missed[k] else 0.0)
             assert t["latency"] == pytest.approx(-res.latency_s[k] / w.scales["latency_s"])
@@ -149,7 +149,8 @@ def test_step_equals_the_scalar_timing_and_table_per_request(world, channel):
             summary, _ = p.plan.timing(
                 ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=p.es_flops, snr_ul_db=ul, snr_dl_db=dl,
                 bandwidth_hz=bw, mode=ref._mode, efficiency=ref._efficiency, ue_power_w=sys_.ue_power_w,
-                ue_tx_power_w=sys_.ue_tx_power_w, queues=p.queues, start_s=now)
+                ue_tx_power_w=sys_.ue_tx_power_w, queues=[ref._queues[i] for i in p.es_ids],
+                start_s=now)
             assert res.latency_s[k] == pytest.approx(summary["latency_s"], rel=1e-12)
             assert res.energy_j[k] == pytest.approx(summary["energy_j"], rel=1e-12)
             assert res.uplink_bits[k] == summary["uplink_bits"] and res.downlink_bits[k] == summary["downlink_bits"]
