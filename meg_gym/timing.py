@@ -160,7 +160,7 @@ class CompiledPlan:
         summary, busy = self._walk(turn, start_s, ue_flops_per_s, es_flops_per_s, snr_ul_db, snr_dl_db, airtime,
                                    ue_power_w, ue_tx_power_w, records)
         if queues is not None:  # the ES was ours from its turn to our last stage on it
-            join_queues(queues, start_s, before,
+            join_queues(queues, range(len(queues)), start_s, before,
                         [b if c is None else c - start_s for b, c in zip(before, busy[1:])])
         return summary, records if records is not None else []
 
@@ -385,16 +385,19 @@ def run_kernel(kernel: Any, es_ids: Sequence[int], queues: Sequence[Any] | None,
     before = [q.backlog_s(start_s) for q in queues]
     backlog = dict(zip(es_ids, before))
     out = kernel(start_s, backlog, snr_ul_db, snr_dl_db, bandwidth_hz)
-    join_queues(queues, start_s, before, [backlog[i] for i in es_ids])
+    join_queues(queues, es_ids, start_s, before, backlog)
     return out
 
 
-def join_queues(queues: Sequence[Any], start_s: float, before: Sequence[float], after: Sequence[float]) -> None:
-    """Give each ES queue (:class:`~meg_gym.compute.EsQueue`) the work our requests took on it at
-    ``start_s``: its backlog after them (``after``, as the kernels leave it) beyond its backlog
-    before (``before``), as one job. Jobs arriving together at a FIFO queue delay everyone
-    behind them as one job of their total work, and their own waits came from the backlogs."""
-    for q, b0, b1 in zip(queues, before, after):
+def join_queues(queues: Sequence[Any], es_ids: Sequence[int], start_s: float, before: Sequence[float],
+                backlog: Any) -> None:
+    """Give each ES queue (:class:`~meg_gym.compute.EsQueue`, the one of ES ``es_ids[j]`` is
+    ``queues[j]``) the work our requests took on it at ``start_s``: its backlog after them
+    (``backlog[es_ids[j]]``, as the kernels leave it) beyond its backlog before (``before[j]``),
+    as one job. Jobs arriving together at a FIFO queue delay everyone behind them as one job
+    of their total work, and their own waits came from the backlogs."""
+    for q, i, b0 in zip(queues, es_ids, before):
+        b1 = backlog[i]
         if b1 != b0:
             q.submit(start_s, (b1 - b0) * q.flops_per_s)
 

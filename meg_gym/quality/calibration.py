@@ -171,15 +171,15 @@ class GridDraw:
                 stats.append(np.asarray(table.draw_grids(name, steps), dtype=np.float64))  # (3, ul, dl)
             except (KeyError, ValueError):  # not calibrated: a request using it raises the table's error
                 stats.append(np.full((3, n, n), np.nan))
-        # (protocols * ul * dl, [quality mean, quality std, SSIM mean]): one gather per call
-        self._flat = np.stack(stats).transpose(0, 2, 3, 1).reshape(-1, 3).copy()
-        missing = np.isnan(self._flat[::n * n, 0])
+        # ([quality mean, quality std, SSIM mean], protocols * ul * dl): one gather per call
+        self._flat = np.stack(stats).transpose(1, 0, 2, 3).reshape(3, -1).copy()
+        missing = np.isnan(self._flat[0, ::n * n])
         self._missing = missing if missing.any() else None
         self._grid = grid
         self._inner = grid[1:-1]  # a cell's lower index is how many of these lie at or below x
         self._span = np.diff(grid) if n > 1 else np.ones(1)  # grid[j + 1] - grid[j]
         d = 1 if n > 1 else 0
-        self._corners = np.array([0, d, d * n, d * n + d])  # (i, j), (i, j + 1), (i + 1, j), (i + 1, j + 1)
+        self._corners = np.array([[0], [d], [d * n], [d * n + d]])  # (i, j), (i, j + 1), (i + 1, j), (i + 1, j + 1)
         self._n = n
 
     def __call__(self, index: np.ndarray, snr_db: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -190,12 +190,12 @@ class GridDraw:
         x = np.minimum(np.maximum(snr_db, grid[0]), grid[-1])  # clamped at the ends, as _interp_index
         lo = np.searchsorted(self._inner, x, side="right")  # (requests, [ul, dl]), in [0, n - 2]
         w = (x - grid[lo]) / self._span[lo] if n > 1 else np.zeros(x.shape)
-        c = self._flat[(index * (n * n) + lo[:, 0] * n + lo[:, 1])[:, None] + self._corners]  # (requests, 4, 3)
-        wi, wj = w[:, 0, None], w[:, 1, None]
+        c = self._flat[:, index * (n * n) + lo[:, 0] * n + lo[:, 1] + self._corners]  # (3 stats, 4 corners, requests)
+        wi, wj = w[:, 0], w[:, 1]
         vj = 1 - wj
-        v = (c[:, 0] * vj + c[:, 1] * wj) * (1 - wi) + (c[:, 2] * vj + c[:, 3] * wj) * wi
-        q = v[:, 0] + v[:, 1] * z
-        return np.minimum(np.maximum(q, 0.0), 1.0), v[:, 2]
+        v = (c[:, 0] * vj + c[:, 1] * wj) * (1 - wi) + (c[:, 2] * vj + c[:, 3] * wj) * wi  # (3 stats, requests)
+        q = v[0] + v[1] * z
+        return np.minimum(np.maximum(q, 0.0), 1.0), v[2]
 
 
 def load_table(path: str | Path) -> QualityTable:
