@@ -138,13 +138,17 @@ class Tr38901Batch(ChannelBatch):
             raise ValueError(f"'ue_positions_m' must hold num_ues={m} finite [x, y] positions (got shape {pos.shape})")
         es_xy = t._layout(n)
         self._es_tx = np.asarray(t._es_tx_dbm(n), dtype=np.float64)
-        self._es_x = np.array([x for x, _ in es_xy])
-        self._es_y = np.array([y for _, y in es_xy])
+        # the link budget's constant terms per UE, ES and link: transmit power, receiver noise per Hz
+        tx = np.stack([np.full(n, t.ue_tx_power_dbm), self._es_tx], axis=1)  # (ESs, [ul, dl])
+        noise = [THERMAL_NOISE_DBM_PER_HZ + t.es_noise_figure_db, THERMAL_NOISE_DBM_PER_HZ + t.noise_figure_db]
+        self._tx_dbm = np.tile(tx, (m, 1, 1))
+        self._noise_dbm = np.tile(noise, (m, n, 1))  # the ES receives the uplink
+        self._es_xy = np.array(es_xy, dtype=np.float64).T[:, None, :]  # (2, 1, ESs): x, y
         if area_m is None:
             area_m = t.area_m
         if area_m is None:
             pad = t.scenario.isd_m / 2.0
-            xs, ys = np.concatenate([self._es_x, pos[:, 0]]), np.concatenate([self._es_y, pos[:, 1]])
+            xs, ys = np.concatenate([self._es_xy[0, 0], pos[:, 0]]), np.concatenate([self._es_xy[1, 0], pos[:, 1]])
             area_m = (xs.min() - pad, ys.min() - pad, xs.max() + pad, ys.max() + pad)
         x0, y0, x1, y1 = (float(a) for a in area_m)
         outside = ~((x0 <= pos[:, 0]) & (pos[:, 0] <= x1) & (y0 <= pos[:, 1]) & (pos[:, 1] <= y1))
@@ -158,6 +162,7 @@ class Tr38901Batch(ChannelBatch):
         self._mob = MobilityBatch(t.mobility, pos, speed, self.area_m, t.ue_heading_deg)
         self._mob.reset(rng)
         self.num_es = n
+        self._neg_corr_m = np.array([-t.scenario.shadow_corr_nlos_m, -t.scenario.shadow_corr_los_m])
         self.los = np.ones((m, n), dtype=bool)
         self.z = np.zeros((m, n))  # shadowing in units of sigma_SF
         self._update(rng, np.full(m, math.inf))
@@ -175,43 +180,53 @@ class Tr38901Batch(ChannelBatch):
     @property
     def ue_positions_m(self) -> np.ndarray:
         """Every UE's position now, (num_ues, 2)."""
-        return np.stack([self._mob.x, self._mob.y], axis=1)
+        return self._mob.pos.T.copy()
 
     def _update(self, rng: np.random.Generator, moved_m: np.ndarray) -> None:
-        """``_Tr38901Channel._update`` for every UE and ES at once (``moved_m``: per UE; inf draws afresh)."""
-        t = self.template
+        """``_Tr38901Channel._update`` for every UE and ES at once (``moved_m``: per UE; inf draws afresh).
+
+        The same arithmetic per link as the scalar model; the factors that depend only on the
+        distance a UE moved are computed per UE, for a LOS and a NLOS link."""
+        t, sc = self.template, self.template.scenario
         m, n = self.num_ues, self.num_es
         u = rng.random((m, 2 * n))
         g = rng.standard_normal((m, 5 * n))
-        sc = t.scenario
-        fc, h_bs, h_ut = t.carrier_hz, t.es_height_m, t.ue_height_m
-        d2d = np.hypot(self._mob.x[:, None] - self._es_x, self._mob.y[:, None] - self._es_y)
+        dxy = self._mob.pos[:, :, None] - self._es_xy  # (2, UEs, ESs)
+        d2d = np.hypot(dxy[0], dxy[1])
         self.d2d = d2d
-        moved = moved_m[:, None]
+        x = moved_m[:, None] / self._neg_corr_m  # -moved / d_corr, (UEs, [NLOS, LOS])
         if t.los_mode == "random":
             # LOS state: redrawn from Pr_LOS(d) with probability 1 - exp(-moved/d_corr)
-            redraw = u[:, :n] < -np.expm1(-moved / sc.shadow_corr_nlos_m)
-            los = np.where(redraw, u[:, n:] < sc.los_probability(d2d, h_ut), self.los)
+            redraw = u[:, :n] < -np.expm1(x[:, :1])
+            los = np.where(redraw, u[:, n:] < sc.los_probability(d2d, t.ue_height_m), self.los)
         else:
             los = np.full((m, n), t.los_mode == "los")
         self.los = los
         # Gudmundson (1991): z' = a z + sqrt(1 - a^2) w, a = exp(-moved / d_corr)
-        a = np.exp(-moved / np.where(los, sc.shadow_corr_los_m, sc.shadow_corr_nlos_m))
-        self.z = a * self.z + np.sqrt(1.0 - a * a) * g[:, :n]
-        pl_los = sc.pathloss_los_db(d2d, fc, h_bs, h_ut)
-        pl = np.where(los, pl_los, sc.pathloss_nlos_db(d2d, fc, h_bs, h_ut, los_db=pl_los))
+        a = np.exp(x)
+        z = np.where(los, a[:, 1:], a[:, :1])
+        z *= self.z
+        w = np.sqrt(1.0 - a * a)
+        z += np.where(los, w[:, 1:], w[:, :1]) * g[:, :n]
+        self.z = z
+        pl = sc.pathloss_db(d2d, los, t.carrier_hz, t.es_height_m, t.ue_height_m)
         if t.shadowing:
-            pl = pl + np.where(los, sc.shadow_sigma_los_db, sc.shadow_sigma_nlos_db) * self.z
+            pl += np.where(los, sc.shadow_sigma_los_db, sc.shadow_sigma_nlos_db) * z
         self.pl = pl
-        f = g[:, n:].reshape(m, n, 4)  # per ES: uplink (re, im), downlink (re, im)
-        gain = np.broadcast_to(fading_gain(t.fading, los[:, :, None], t._k_linear, f[:, :, 0::2], f[:, :, 1::2]),
-                               (m, n, 2))
-        self.fade_db = 10.0 * np.log10(np.maximum(gain, _MIN_GAIN))  # (UEs, ESs, [ul, dl])
-        noise_ul = THERMAL_NOISE_DBM_PER_HZ + t.es_noise_figure_db  # the ES receives the uplink
-        noise_dl = THERMAL_NOISE_DBM_PER_HZ + t.noise_figure_db
+        # the fading normals per ES: uplink (re, im), downlink (re, im); as (UEs, ESs, [ul, dl])
+        re, im = g[:, n::2].reshape(m, n, 2), g[:, n + 1::2].reshape(m, n, 2)
+        gain = fading_gain(t.fading, los[:, :, None], t._k_linear, re, im)
+        if isinstance(gain, np.ndarray):  # a new array: the dB values in its place
+            fade_db = np.log10(np.maximum(gain, _MIN_GAIN, out=gain), out=gain)
+            fade_db *= 10.0
+        else:
+            fade_db = np.full((m, n, 2), 10.0 * math.log10(max(gain, _MIN_GAIN)))
+        self.fade_db = fade_db
         base = np.empty((m, n, 2))
-        base[:, :, 0] = t.ue_tx_power_dbm - pl + self.fade_db[:, :, 0] - noise_ul
-        base[:, :, 1] = self._es_tx - pl + self.fade_db[:, :, 1] - noise_dl
+        base[:, :, 0], base[:, :, 1] = pl, pl
+        np.subtract(self._tx_dbm, base, out=base)
+        base += fade_db
+        base -= self._noise_dbm
         self.base_db = base
 
     def ue_channel(self, k: int) -> ChannelModel:

@@ -49,8 +49,10 @@ __all__ = [
     "linear_to_db",
     "los_probability_uma",
     "los_probability_umi",
+    "pathloss_uma_db",
     "pathloss_uma_los_db",
     "pathloss_uma_nlos_db",
+    "pathloss_umi_db",
     "pathloss_umi_los_db",
     "pathloss_umi_nlos_db",
     "thermal_noise_dbm",
@@ -86,38 +88,48 @@ def breakpoint_distance_m(carrier_hz: float, es_height_m: float, ue_height_m: fl
     return 4.0 * (es_height_m - _H_E_M) * (ue_height_m - _H_E_M) * carrier_hz / SPEED_OF_LIGHT_MPS
 
 
-def _pathloss_los_db(d2d_m: Any, carrier_hz: float, es_height_m: float, ue_height_m: float, a_db: float,
-                     slope1: float, bp_slope: float) -> Any:
-    """PL1 = A + slope1 log10(d_3D) + 20 log10(f_c) for d_2D <= d'_BP,
-    PL2 = A + 40 log10(d_3D) + 20 log10(f_c) - bp_slope log10(d'_BP^2 + (h_BS - h_UT)^2) beyond:
-    the LOS form UMi and UMa share (TR 38.901 Table 7.4.1-1); floats or arrays of d_2D."""
+# Table 7.4.1-1 per scenario: the LOS law (A, slope of PL1, slope of PL2's break-point term) and
+# the NLOS law's PL' (A, d_3D slope, f_c slope, h_UT slope)
+_PATHLOSS_UMI = ((32.4, 21.0, 9.5), (22.4, 35.3, 21.3, 0.3))
+_PATHLOSS_UMA = ((28.0, 22.0, 9.0), (13.54, 39.08, 20.0, 0.6))
+
+
+def _pathloss_db(d2d_m: Any, los: Any, carrier_hz: float, es_height_m: float, ue_height_m: float,
+                 laws: tuple[tuple[float, float, float], tuple[float, float, float, float]]) -> Any:
+    """PL_LOS where ``los`` holds, PL_NLOS = max(PL_LOS, PL') where not: the forms UMi and UMa
+    share (TR 38.901 Table 7.4.1-1), from one log10(d_3D). PL_LOS is
+    PL1 = A + slope1 log10(d_3D) + 20 log10(f_c) for d_2D <= d'_BP,
+    PL2 = A + 40 log10(d_3D) + 20 log10(f_c) - bp_slope log10(d'_BP^2 + (h_BS - h_UT)^2) beyond
+    (one expression: the slope and the break-point term picked per link, 0 within d'_BP);
+    PL' = A' + d_slope log10(d_3D) + fc_slope log10(f_c) - h_slope (h_UT - 1.5).
+    Floats (``los`` a bool), or arrays of d_2D (``los`` a bool or a bool array of their shape)."""
+    (a_los, slope1, bp_slope), (a_nlos, d_slope, fc_slope, h_slope) = laws
     dh = es_height_m - ue_height_m
-    fc_term = 20.0 * math.log10(carrier_hz / 1e9)
+    log_fc = math.log10(carrier_hz / 1e9)
     dbp = breakpoint_distance_m(carrier_hz, es_height_m, ue_height_m)
-    if isinstance(d2d_m, np.ndarray):
+    array = isinstance(d2d_m, np.ndarray)
+    if array:
         d2d = np.maximum(d2d_m, MIN_DISTANCE_2D_M)
         log_d3d = np.log10(np.sqrt(d2d * d2d + dh * dh))
-        return np.where(d2d <= dbp, a_db + slope1 * log_d3d + fc_term,
-                        a_db + 40.0 * log_d3d + fc_term - bp_slope * math.log10(dbp * dbp + dh * dh))
-    d2d = d2d_m if d2d_m > MIN_DISTANCE_2D_M else MIN_DISTANCE_2D_M
-    log_d3d = math.log10(math.sqrt(d2d * d2d + dh * dh))
-    if d2d <= dbp:
-        return a_db + slope1 * log_d3d + fc_term
-    return a_db + 40.0 * log_d3d + fc_term - bp_slope * math.log10(dbp * dbp + dh * dh)
-
-
-def _pathloss_nlos_db(d2d_m: Any, carrier_hz: float, es_height_m: float, ue_height_m: float, a_db: float,
-                      d_slope: float, fc_slope: float, h_slope: float, los_db: Any) -> Any:
-    """PL = max(PL_LOS, PL'), PL' = A + d_slope log10(d_3D) + fc_slope log10(f_c) - h_slope (h_UT - 1.5)."""
-    dh = es_height_m - ue_height_m
-    fc_term = fc_slope * math.log10(carrier_hz / 1e9)
-    if isinstance(d2d_m, np.ndarray):
-        d2d = np.maximum(d2d_m, MIN_DISTANCE_2D_M)
-        return np.maximum(d_slope * np.log10(np.sqrt(d2d * d2d + dh * dh)) + a_db + fc_term
-                          - h_slope * (ue_height_m - 1.5), los_db)
-    d2d = d2d_m if d2d_m > MIN_DISTANCE_2D_M else MIN_DISTANCE_2D_M
-    nlos = d_slope * math.log10(math.sqrt(d2d * d2d + dh * dh)) + a_db + fc_term - h_slope * (ue_height_m - 1.5)
-    return nlos if nlos > los_db else los_db
+        near = d2d <= dbp
+        slope, bp_term = np.where(near, slope1, 40.0), np.where(near, 0.0, bp_slope * math.log10(dbp * dbp + dh * dh))
+    else:
+        d2d = d2d_m if d2d_m > MIN_DISTANCE_2D_M else MIN_DISTANCE_2D_M
+        log_d3d = math.log10(math.sqrt(d2d * d2d + dh * dh))
+        if d2d <= dbp:
+            slope, bp_term = slope1, 0.0
+        else:
+            slope, bp_term = 40.0, bp_slope * math.log10(dbp * dbp + dh * dh)
+    pl_los = a_los + slope * log_d3d + 20.0 * log_fc - bp_term
+    if los is True:
+        return pl_los
+    pl = d_slope * log_d3d + a_nlos + fc_slope * log_fc - h_slope * (ue_height_m - 1.5)
+    if not array:
+        return pl_los if los or pl_los >= pl else pl
+    pl = np.maximum(pl, pl_los, out=pl)
+    if los is not False:
+        np.copyto(pl, pl_los, where=los)
+    return pl
 
 
 def pathloss_umi_los_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 10.0, ue_height_m: float = 1.5) -> Any:
@@ -126,19 +138,22 @@ def pathloss_umi_los_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 10.0
     PL1 = 32.4 + 21 log10(d_3D) + 20 log10(f_c) for d_2D <= d'_BP,
     PL2 = 32.4 + 40 log10(d_3D) + 20 log10(f_c) - 9.5 log10(d'_BP^2 + (h_BS - h_UT)^2) beyond.
     """
-    return _pathloss_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 32.4, 21.0, 9.5)
+    return _pathloss_db(d2d_m, True, carrier_hz, es_height_m, ue_height_m, _PATHLOSS_UMI)
 
 
-def pathloss_umi_nlos_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 10.0,
-                         ue_height_m: float = 1.5, los_db: Any = None) -> Any:
+def pathloss_umi_nlos_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 10.0, ue_height_m: float = 1.5) -> Any:
     """UMi-Street Canyon NLOS path loss (TR 38.901 Table 7.4.1-1).
 
     PL = max(PL_UMi-LOS, PL'), PL' = 35.3 log10(d_3D) + 22.4 + 21.3 log10(f_c) - 0.3 (h_UT - 1.5).
-    ``los_db``: PL_UMi-LOS at the same arguments when the caller already has it (batched channels).
     """
-    if los_db is None:
-        los_db = _pathloss_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 32.4, 21.0, 9.5)
-    return _pathloss_nlos_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 22.4, 35.3, 21.3, 0.3, los_db)
+    return _pathloss_db(d2d_m, False, carrier_hz, es_height_m, ue_height_m, _PATHLOSS_UMI)
+
+
+def pathloss_umi_db(d2d_m: Any, los: Any, carrier_hz: float, es_height_m: float = 10.0,
+                    ue_height_m: float = 1.5) -> Any:
+    """UMi-Street Canyon path loss of links in LOS state ``los``: :func:`pathloss_umi_los_db` where
+    it holds, :func:`pathloss_umi_nlos_db` where not (arrays: one pass, ``los`` per link)."""
+    return _pathloss_db(d2d_m, los, carrier_hz, es_height_m, ue_height_m, _PATHLOSS_UMI)
 
 
 def pathloss_uma_los_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 25.0, ue_height_m: float = 1.5) -> Any:
@@ -147,19 +162,22 @@ def pathloss_uma_los_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 25.0
     PL1 = 28.0 + 22 log10(d_3D) + 20 log10(f_c) for d_2D <= d'_BP,
     PL2 = 28.0 + 40 log10(d_3D) + 20 log10(f_c) - 9 log10(d'_BP^2 + (h_BS - h_UT)^2) beyond.
     """
-    return _pathloss_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 28.0, 22.0, 9.0)
+    return _pathloss_db(d2d_m, True, carrier_hz, es_height_m, ue_height_m, _PATHLOSS_UMA)
 
 
-def pathloss_uma_nlos_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 25.0,
-                         ue_height_m: float = 1.5, los_db: Any = None) -> Any:
+def pathloss_uma_nlos_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 25.0, ue_height_m: float = 1.5) -> Any:
     """UMa NLOS path loss (TR 38.901 Table 7.4.1-1).
 
     PL = max(PL_UMa-LOS, PL'), PL' = 13.54 + 39.08 log10(d_3D) + 20 log10(f_c) - 0.6 (h_UT - 1.5).
-    ``los_db``: PL_UMa-LOS at the same arguments when the caller already has it (batched channels).
     """
-    if los_db is None:
-        los_db = _pathloss_los_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 28.0, 22.0, 9.0)
-    return _pathloss_nlos_db(d2d_m, carrier_hz, es_height_m, ue_height_m, 13.54, 39.08, 20.0, 0.6, los_db)
+    return _pathloss_db(d2d_m, False, carrier_hz, es_height_m, ue_height_m, _PATHLOSS_UMA)
+
+
+def pathloss_uma_db(d2d_m: Any, los: Any, carrier_hz: float, es_height_m: float = 25.0,
+                    ue_height_m: float = 1.5) -> Any:
+    """UMa path loss of links in LOS state ``los``: :func:`pathloss_uma_los_db` where it holds,
+    :func:`pathloss_uma_nlos_db` where not (arrays: one pass, ``los`` per link)."""
+    return _pathloss_db(d2d_m, los, carrier_hz, es_height_m, ue_height_m, _PATHLOSS_UMA)
 
 
 def _los_probability(d2d_m: Any, d1_m: float, ue_height_m: float, c_uma: bool) -> Any:
@@ -173,11 +191,11 @@ def _los_probability(d2d_m: Any, d1_m: float, ue_height_m: float, c_uma: bool) -
         d = d2d_m if d2d_m > 18.0 else 18.0
         exp = math.exp
     r = 18.0 / d
-    p = r + exp(-d / d1_m) * (1.0 - r)
+    p = r + exp(d / -d1_m) * (1.0 - r)
     if c_uma and ue_height_m > 13.0:
         c = ((ue_height_m - 13.0) / 10.0) ** 1.5
         # within 18 m p is 1 and the factor >= 1: the cap keeps it at 1
-        p = p * (1.0 + c * 1.25 * (d / 100.0) ** 3 * exp(-d / 150.0))
+        p = p * (1.0 + c * 1.25 * (d / 100.0) ** 3 * exp(d / -150.0))
         p = np.minimum(p, 1.0) if isinstance(p, np.ndarray) else min(p, 1.0)
     return p
 
@@ -229,7 +247,8 @@ class Tr38901Scenario:
     es_height_m: float  # h_BS (Table 7.2-1 / 7.4.1-1)
     isd_m: float  # inter-site distance (Table 7.2-1), used for the default ES layout
     pathloss_los_db: Callable[..., Any]  # (d_2D, f_c, h_BS, h_UT) -> dB
-    pathloss_nlos_db: Callable[..., Any]  # the same, and optionally los_db=PL_LOS there
+    pathloss_nlos_db: Callable[..., Any]  # the same
+    pathloss_db: Callable[..., Any]  # (d_2D, LOS state, f_c, h_BS, h_UT) -> dB: each link's in its state
     los_probability: Callable[[float, float], float]
     shadow_sigma_los_db: float  # sigma_SF, Table 7.4.1-1
     shadow_sigma_nlos_db: float
@@ -240,8 +259,8 @@ class Tr38901Scenario:
 # One row per scenario. The LOS-state process reuses the NLOS shadowing decorrelation
 # distance (a simple stand-in for the spatially consistent LOS state of TR 38.901 7.6.3.3).
 SCENARIOS_38901: dict[str, Tr38901Scenario] = {
-    "umi": Tr38901Scenario("umi", 10.0, 200.0, pathloss_umi_los_db, pathloss_umi_nlos_db, los_probability_umi,
-                           4.0, 7.82, 10.0, 13.0),
-    "uma": Tr38901Scenario("uma", 25.0, 500.0, pathloss_uma_los_db, pathloss_uma_nlos_db, los_probability_uma,
-                           4.0, 6.0, 37.0, 50.0),
+    "umi": Tr38901Scenario("umi", 10.0, 200.0, pathloss_umi_los_db, pathloss_umi_nlos_db, pathloss_umi_db,
+                           los_probability_umi, 4.0, 7.82, 10.0, 13.0),
+    "uma": Tr38901Scenario("uma", 25.0, 500.0, pathloss_uma_los_db, pathloss_uma_nlos_db, pathloss_uma_db,
+                           los_probability_uma, 4.0, 6.0, 37.0, 50.0),
 }

@@ -11,7 +11,8 @@ from the ``np.random.Generator`` passed in.
 * ``static``: the UE does not move.
 
 :class:`MobilityBatch` walks many UEs of one kind at once, as arrays (the batched channel's
-mobility): the same processes, the positions of all UEs updated in one numpy pass.
+mobility): the same processes, the positions of all UEs updated in one numpy pass (the few
+random-waypoint UEs that reach a waypoint on the way walk their next legs as floats).
 """
 
 from __future__ import annotations
@@ -98,9 +99,10 @@ class ConstantVelocity(Mobility):
         self.y, self.vy = _reflect(self.y + self.vy * dt_s, self.vy, y0, y1)
 
 
-def _reflect(pos: Any, vel: Any, lo: float, hi: float) -> tuple[Any, Any]:
+def _reflect(pos: Any, vel: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
     """Fold ``pos`` back into [lo, hi] by mirror reflections; flip ``vel`` on an odd count.
-    Floats, or arrays (one entry per UE) folded elementwise."""
+    Floats, or arrays (one entry per UE; ``lo`` / ``hi`` may be arrays that broadcast against
+    them) folded elementwise."""
     width = hi - lo
     if isinstance(pos, np.ndarray):
         u = np.mod(pos - lo, 2.0 * width)
@@ -126,9 +128,9 @@ class MobilityBatch:
     """``M`` UEs walking in one area, each as :data:`MOBILITIES` ``[kind]`` walks one UE.
 
     ``start_m``: (M, 2) start positions; ``heading_deg``: constant velocity's heading (None: one
-    drawn uniformly per UE at ``reset``). ``x`` / ``y`` hold the positions (arrays of M).
-    ``advance`` returns how far each UE moved. Random waypoint draws a new waypoint, two
-    uniforms, for each UE that reaches its own, in UE order.
+    drawn uniformly per UE at ``reset``). ``pos`` holds the positions as (2, M), x then y (``x`` /
+    ``y`` are its rows); ``advance`` leaves a new array there and returns how far each UE moved.
+    Random waypoint draws a new waypoint, two uniforms, for each UE that reaches its own, in UE order.
     """
 
     def __init__(self, kind: str, start_m: np.ndarray, speed_mps: float, area_m: tuple[float, float, float, float],
@@ -140,54 +142,82 @@ class MobilityBatch:
         self.speed_mps = float(speed_mps)
         self.area_m = tuple(float(a) for a in area_m)
         self.heading_deg = heading_deg
-        self.x, self.y = self.start_m[:, 0].copy(), self.start_m[:, 1].copy()
+        self._lo = np.array([[self.area_m[0]], [self.area_m[1]]])  # (2, 1): x, y
+        self._hi = np.array([[self.area_m[2]], [self.area_m[3]]])
+        self.pos = self.start_m.T.copy()
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.pos[0]
+
+    @property
+    def y(self) -> np.ndarray:
+        return self.pos[1]
 
     def reset(self, rng: np.random.Generator) -> None:
         """Back to the start positions (and, per kind, new waypoints or headings)."""
         m = len(self.start_m)
-        self.x, self.y = self.start_m[:, 0].copy(), self.start_m[:, 1].copy()
+        self.pos = self.start_m.T.copy()
         if self.kind == "random_waypoint":
-            self.wx, self.wy = np.empty(m), np.empty(m)
-            self._new_waypoints(np.arange(m), rng)
+            self.wp = np.empty((2, m))  # the waypoints, as pos
+            self._new_waypoints(list(range(m)), rng)
         elif self.kind == "constant_velocity":
             heading = np.full(m, float(self.heading_deg)) if self.heading_deg is not None else 360.0 * rng.random(m)
             rad = np.radians(heading)
-            self.vx, self.vy = self.speed_mps * np.cos(rad), self.speed_mps * np.sin(rad)
+            self.vel = self.speed_mps * np.stack([np.cos(rad), np.sin(rad)])  # as pos
 
-    def _new_waypoints(self, rows: np.ndarray, rng: np.random.Generator) -> None:
+    def _new_waypoints(self, rows: list[int], rng: np.random.Generator) -> None:
+        """A new waypoint for each UE in ``rows``, in that order, as RandomWaypoint._new_waypoint draws one."""
         x0, y0, x1, y1 = self.area_m
-        u = rng.random((len(rows), 2))
-        self.wx[rows], self.wy[rows] = x0 + (x1 - x0) * u[:, 0], y0 + (y1 - y0) * u[:, 1]
+        for k, (ux, uy) in zip(rows, rng.random((len(rows), 2)).tolist()):
+            self.wp[0, k], self.wp[1, k] = x0 + (x1 - x0) * ux, y0 + (y1 - y0) * uy
 
     def advance(self, dt_s: float, rng: np.random.Generator) -> np.ndarray:
         """Move every UE on by ``dt_s`` seconds; returns the distance each moved (start to end)."""
-        x0, y0 = self.x.copy(), self.y.copy()
+        pos0 = self.pos  # the walks below leave a new array in self.pos
         if self.kind == "random_waypoint" and self.speed_mps * dt_s > 0.0:
             self._walk(self.speed_mps * dt_s, rng)
         elif self.kind == "constant_velocity":
-            a = self.area_m
-            self.x, self.vx = _reflect(self.x + self.vx * dt_s, self.vx, a[0], a[2])
-            self.y, self.vy = _reflect(self.y + self.vy * dt_s, self.vy, a[1], a[3])
-        return np.hypot(self.x - x0, self.y - y0)
+            self.pos, self.vel = _reflect(self.pos + self.vel * dt_s, self.vel, self._lo, self._hi)
+        else:
+            return np.zeros(pos0.shape[1])
+        d = self.pos - pos0
+        return np.hypot(d[0], d[1])
 
     def _walk(self, length_m: float, rng: np.random.Generator) -> None:
-        """RandomWaypoint.advance for all UEs: legs until each has walked ``length_m``."""
-        remaining = np.full(len(self.x), length_m)
-        rows = np.arange(len(self.x))  # the UEs still walking
-        for _ in range(_MAX_LEGS_PER_CALL):
-            dx, dy = self.wx[rows] - self.x[rows], self.wy[rows] - self.y[rows]
-            dist = np.hypot(dx, dy)
-            rem = remaining[rows]
-            short = dist > rem  # stops on the way to its waypoint
-            r = rows[short]
-            self.x[r] += dx[short] / dist[short] * rem[short]
-            self.y[r] += dy[short] / dist[short] * rem[short]
-            arrive = rows[~short]
-            if not len(arrive):
+        """RandomWaypoint.advance for all UEs: legs until each has walked ``length_m``.
+
+        The first leg is one pass over all UEs: most stop on the way to their waypoints. The few
+        that reach theirs go on leg by leg, as floats: after each leg the UEs that reached their
+        waypoints draw new ones (in UE order), and those with length left walk one more leg."""
+        d = self.wp - self.pos
+        dist = np.hypot(d[0], d[1])
+        short = dist > length_m
+        # pos + d / dist * length for the UEs that stop short (the others' entries are overwritten)
+        pos = np.divide(d, dist, out=d, where=short)
+        pos *= length_m
+        pos += self.pos
+        self.pos = pos
+        if short.all():
+            return
+        x, y, wx, wy = pos[0], pos[1], self.wp[0], self.wp[1]
+        reached = {k: length_m - dist[k] for k in np.flatnonzero(~short).tolist()}  # UE: length left
+        for leg in range(1, _MAX_LEGS_PER_CALL + 1):  # ``reached``: the UEs at their waypoints after this leg
+            for k in reached:
+                x[k], y[k] = wx[k], wy[k]
+            self._new_waypoints(list(reached), rng)
+            if leg == _MAX_LEGS_PER_CALL:
                 return
-            self.x[arrive], self.y[arrive] = self.wx[arrive], self.wy[arrive]
-            remaining[arrive] -= dist[~short]
-            self._new_waypoints(arrive, rng)
-            rows = arrive[remaining[arrive] > 0.0]
-            if not len(rows):
+            walking, reached = reached, {}
+            for k, left in walking.items():
+                if left <= 0.0:
+                    continue
+                dx, dy = wx[k] - x[k], wy[k] - y[k]
+                dist_k = np.hypot(dx, dy)  # as the first leg computes it (math.hypot may differ in the last bit)
+                if dist_k > left:
+                    x[k] += dx / dist_k * left
+                    y[k] += dy / dist_k * left
+                else:
+                    reached[k] = left - dist_k
+            if not reached:
                 return
