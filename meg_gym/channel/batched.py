@@ -186,7 +186,8 @@ class Tr38901Batch(ChannelBatch):
         """``_Tr38901Channel._update`` for every UE and ES at once (``moved_m``: per UE; inf draws afresh).
 
         The same arithmetic per link as the scalar model; the factors that depend only on the
-        distance a UE moved are computed per UE, for a LOS and a NLOS link."""
+        distance a UE moved are computed per UE (for a LOS and a NLOS link), Pr_LOS only at the
+        links that redraw their LOS state."""
         t, sc = self.template, self.template.scenario
         m, n = self.num_ues, self.num_es
         u = rng.random((m, 2 * n))
@@ -198,7 +199,8 @@ class Tr38901Batch(ChannelBatch):
         if t.los_mode == "random":
             # LOS state: redrawn from Pr_LOS(d) with probability 1 - exp(-moved/d_corr)
             redraw = u[:, :n] < -np.expm1(x[:, :1])
-            los = np.where(redraw, u[:, n:] < sc.los_probability(d2d, t.ue_height_m), self.los)
+            los = self.los.copy()
+            los[redraw] = u[:, n:][redraw] < sc.los_probability(d2d[redraw], t.ue_height_m)
         else:
             los = np.full((m, n), t.los_mode == "los")
         self.los = los

@@ -30,6 +30,18 @@ def test_pathloss_on_arrays_equals_floats(law, fc, h_ut):
     np.testing.assert_allclose(fn(d, fc, h_bs, h_ut), want, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["umi", "uma"])
+def test_pathloss_per_los_state_is_the_los_or_the_nlos_law(kind):
+    sc = links.SCENARIOS_38901[kind]
+    rng = np.random.default_rng(2)
+    d = np.concatenate([rng.uniform(0.0, 3000.0, 2000), [0.0, 10.0, 18.0, 210.0, 5000.0]])
+    los = rng.random(len(d)) < 0.5
+    want = [(sc.pathloss_los_db if lo else sc.pathloss_nlos_db)(x, FC, sc.es_height_m, 1.5)
+            for x, lo in zip(d.tolist(), los.tolist())]
+    assert [sc.pathloss_db(x, lo, FC, sc.es_height_m, 1.5) for x, lo in zip(d.tolist(), los.tolist())] == want
+    np.testing.assert_allclose(sc.pathloss_db(d, los, FC, sc.es_height_m, 1.5), want, rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("h_ut", [1.5, 14.0, 22.5])
 def test_los_probability_and_fading_on_arrays_equal_floats(h_ut):
     rng = np.random.default_rng(1)
