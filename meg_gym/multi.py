@@ -171,7 +171,6 @@ class MultiWorld(KernelHolder):
         self._arrays()
         self._batch = make_channel_batch(self.kind, self.num_ues, **channel_params(sc))  # built once
         self._rows = np.arange(self.num_ues)[:, None]
-        self._es_range = range(self.num_es)
         self._area = self._walk_area()
         self.now_s = 0.0
         self.epoch = 0
@@ -399,7 +398,7 @@ class MultiWorld(KernelHolder):
         for k in self._order:
             out = kernels[il[k]](now, backlog, ul[k], dl[k], bl[k])
             lat[k], en[k] = out[0], out[1]
-        join_queues(queues, self._es_range, now, before, backlog)
+        join_queues(queues, range(self.num_es), now, before, backlog)
         qual = self._draw(idx, snr.min(axis=1), self._z)[0]  # at each UE's worst links
         return self._finish(idx, bw, demand, np.array(lat), np.array(en), qual, None)
 

@@ -159,6 +159,21 @@ def test_local_ratio_mixes_own_and_mean_reward():
         assert r_mix[a] == pytest.approx(0.25 * r_own[a] + 0.75 * mean)
 
 
+def test_info_rewards_are_each_agents_reward_terms():
+    """info["rewards"] holds every agent's REWARD_TERMS, whose weighted sum is its reward."""
+    from meg_gym.world import REWARD_TERMS
+
+    env = envs.multi_ue_v0.parallel_env(num_ues=3, **FAST)
+    env.reset(seed=2)
+    wts = env.scenario.reward.weights
+    _, rewards, _, _, infos = env.step({f"ue_{k}": np.array([1 + k, k % 3]) for k in range(3)})
+    for a, info in infos.items():
+        terms = info["rewards"]
+        assert tuple(terms) == REWARD_TERMS
+        assert rewards[a] == pytest.approx(sum(getattr(wts, n) * terms[n] for n in REWARD_TERMS))
+        assert terms["deadline"] == (-1.0 if info["deadline_missed"] else 0.0)
+
+
 def test_render_rgb_array():
     for mod in MODULES.values():
         env = mod.parallel_env(render_mode="rgb_array", **FAST)
