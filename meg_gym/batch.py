@@ -3,7 +3,7 @@
 :class:`BatchWorld` runs ``num_worlds`` copies of a profiled :class:`~meg_gym.world.World`
 (one UE, the scenario's ESs) in lock step. It takes everything that defines the model from
 a scalar ``World`` built from the same scenario: the placements, their compiled plans (the
-one timing walk, here :meth:`CompiledPlan.timing_batch`), the calibration table
+one timing walk, compiled: the world's :class:`~meg_gym.timing.PlanTable`), the calibration table
 (:meth:`QualityTable.draw_batch`), the reward scales and the device rates. Per copy:
 
 * the request stream: deadline and quality weight uniform in the workload's ranges,
@@ -28,7 +28,6 @@ import numpy as np
 
 from meg_gym.compute import EsQueueBatch
 from meg_gym.quality.calibration import GridDraw
-from meg_gym.timing import KernelHolder
 from meg_gym.world import World, reward_terms
 
 __all__ = ["BatchWorld"]
@@ -36,7 +35,7 @@ __all__ = ["BatchWorld"]
 _ARRAY_CHANNELS = ("awgn", "perfect")
 
 
-class BatchWorld(KernelHolder):
+class BatchWorld:
     """``num_worlds`` profiled worlds of one scenario, stepped together."""
 
     def __init__(self, scenario: Any, num_worlds: int, *, world: World | None = None) -> None:
@@ -65,7 +64,8 @@ class BatchWorld(KernelHolder):
         self._ul_bits = np.array([p.uplink_bits for p in self.plans], dtype=np.int64)
         self._dl_bits = np.array([p.downlink_bits for p in self.plans], dtype=np.int64)
         self._off_es = np.array([[0.0 if i in p.es_ids else np.inf for i in range(self.num_es)] for p in self.plans])
-        self._kernels = self._make_kernels()
+        self._table = self.world._table  # the plans in decision order, as self.plans
+        self._ids = self._table.es_ids  # (placements, widest ES set), padded
         self.queues = EsQueueBatch(self.es_flops, [es.load for es in sc.es], sys_.background_job_flops(), self.num)
         self.snr_full = np.zeros((self.num, self.num_es, 2))  # at the whole bandwidth: [..., 0] ul, [..., 1] dl
         params = channel_params(sc)
@@ -86,12 +86,6 @@ class BatchWorld(KernelHolder):
         self.deadline = np.zeros(self.num)
         self.weight = np.zeros(self.num)
         self._z = np.zeros(self.num)
-
-    def _make_kernels(self) -> list[Any]:
-        """Every placement's timing kernel over arrays (:meth:`CompiledPlan.kernel`)."""
-        sys_, t = self.world.system, self.scenario.transmission
-        return [p.kernel(sys_.ue_flops_per_s, [self.es_flops[i] for i in p.es_ids], t.mode, t.efficiency,
-                         sys_.ue_power_w, sys_.ue_tx_power_w, array=True) for p in self.plans]
 
     # -- state ------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, rows: np.ndarray | None = None) -> None:
@@ -152,20 +146,21 @@ class BatchWorld(KernelHolder):
         n = self.num
         bw = self.shares[share] * sc.bandwidth_hz
         off = 10.0 * np.log10(self.shares[share]) if self._per_hz else np.zeros(n)
-        latency, energy = np.zeros(n), np.zeros(n)
-        backlog = self.queues.backlog_s()
+        backlog = self.queues.backlog_s().copy()  # before this step's jobs
         snr = self.snr_full - off[:, None, None]  # (copies, ESs, [ul, dl]) at each copy's bandwidth
-        for k in np.unique(placement).tolist():
-            rows = np.flatnonzero(placement == k)
-            ids = self.plans[k].es_ids
-            start = self.now[rows]
-            turn = [start + backlog[rows, i] for i in ids]
-            out = self._kernels[k](start, turn, [snr[rows, i, 0] for i in ids], [snr[rows, i, 1] for i in ids],
-                                   bw[rows])
-            for j, i in enumerate(ids):
-                if out[7][j] is not None:
-                    self.queues.add(rows, i, out[7][j] - turn[j])
-            latency[rows], energy[rows] = out[0], out[1]
+        # every copy's request against its own ES backlogs, in one compiled walk
+        rows = np.arange(n)
+        ids = self._ids[placement]
+        start = self.now
+        out = self._table.walk(rows, placement, start, backlog.copy(), snr[rows[:, None], ids, 0],
+                               snr[rows[:, None], ids, 1], bw, shared=False)
+        for j in range(ids.shape[1]):  # each ES's share of the copy's job, from its turn (each once per copy)
+            busy = out[:, 7 + j]
+            used = ~np.isnan(busy)
+            if used.any():
+                r, i = rows[used], ids[used, j]
+                self.queues.add(r, i, busy[used] - (start[used] + backlog[r, i]))
+        latency, energy = out[:, 0], out[:, 1]
         ul_bits, dl_bits = self._ul_bits[placement], self._dl_bits[placement]
         worst = (snr + self._off_es[placement][:, :, None]).min(axis=1)  # (copies, [ul, dl]) over its ESs
         quality, ssim = self._draw(placement, worst, self._z)

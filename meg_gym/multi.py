@@ -12,9 +12,9 @@ composes the same pieces rather than copying them:
   **channel_params(...))``, built once): each UE has its own position, mobility and fading,
   and all UEs' links advance in one numpy pass;
 * the compiled plans (:func:`~meg_gym.timing.compile_plan`) and their one timing model, as
-  the generated kernel of :meth:`CompiledPlan.kernel` prepared once per placement (as
-  :class:`~meg_gym.world.World` does), fed with each UE's SNRs at its allocated bandwidth and
-  the shared queues;
+  one :class:`~meg_gym.timing.PlanTable` of every placement (as :class:`~meg_gym.world.World`
+  keeps one of its decisions), fed with each UE's SNRs at its allocated bandwidth and the
+  shared queues;
 * the calibration table in profiled mode (:class:`~meg_gym.quality.calibration.GridDraw`:
   :meth:`QualityTable.draw` for all UEs at once), or :meth:`MegSystem.serve` per request in
   live mode (over a scalar snapshot of the UE's channel, :meth:`ChannelBatch.ue_channel`);
@@ -29,8 +29,8 @@ exponential gap of mean ``1 / workload.arrival_rate_hz`` (so each UE's requests 
 Poisson stream of that rate), every UE's channel moves (mobility, a new fading block) and
 every UE draws its next request. Everything that does not depend on the service order (the
 bandwidth rule, SNRs, quality, rewards) is computed for all UEs at once; only the queue
-walk runs per request, in order: each request's timing kernel reads and raises the ES
-backlogs the requests before it left, and the queues then get the epoch's work
+walk runs per request, in order (one compiled loop, :meth:`PlanTable.walk`): each request
+reads and raises the ES backlogs the requests before it left, and the queues then get the epoch's work
 (:func:`~meg_gym.timing.join_queues`).
 
 Bandwidth rule
@@ -64,7 +64,7 @@ from meg_gym.channel.batched import make_channel_batch
 from meg_gym.protocols import PROTOCOLS
 from meg_gym.quality.calibration import GridDraw
 from meg_gym.system import Decision, MegSystem, channel_params
-from meg_gym.timing import CompiledPlan, KernelHolder, compile_plan, join_queues
+from meg_gym.timing import CompiledPlan, PlanTable, compile_plan, join_queues
 from meg_gym.world import reward_scales, reward_terms
 
 __all__ = ["MultiStepResult", "MultiWorld", "Placement"]
@@ -121,7 +121,7 @@ def _components(model: str) -> Any:
     return _COMPONENTS[model]
 
 
-class MultiWorld(KernelHolder):
+class MultiWorld:
     """``num_ues`` UEs, each with its own channel and request stream, sharing the scenario's ESs.
 
     Args:
@@ -167,7 +167,7 @@ class MultiWorld(KernelHolder):
         self._steps = system.settings.steps
         t = sc.transmission
         self._mode, self._efficiency = t.mode, t.efficiency
-        self._kernels = self._make_kernels()
+        self._table = self._make_table()
         self._arrays()
         self._batch = make_channel_batch(self.kind, self.num_ues, **channel_params(sc))  # built once
         self._rows = np.arange(self.num_ues)[:, None]
@@ -236,11 +236,11 @@ class MultiWorld(KernelHolder):
                 prep.append(_Prepared(plan, [sys_.es_flops_per_s[i] for i in ids], radio))
         return out, prep
 
-    def _make_kernels(self) -> list[Any]:
-        """Per placement: its plan's generated timing kernel for these devices (see :class:`World`)."""
+    def _make_table(self) -> PlanTable:
+        """Every placement's plan for these devices, walked as one compiled loop per epoch."""
         sys_ = self.system
-        return [p.plan.kernel(sys_.ue_flops_per_s, p.es_flops, self._mode, self._efficiency, sys_.ue_power_w,
-                              sys_.ue_tx_power_w) for p in self._prepared]
+        return PlanTable([p.plan for p in self._prepared], [p.es_flops for p in self._prepared], sys_.ue_flops_per_s,
+                         self._mode, self._efficiency, sys_.ue_power_w, sys_.ue_tx_power_w)
 
     def _arrays(self) -> None:
         """Per placement, as arrays indexed by placement: what the all-UE passes of :meth:`step` gather."""
@@ -316,7 +316,7 @@ class MultiWorld(KernelHolder):
             "deadline": rng.uniform(w.deadline_s[0], w.deadline_s[1], (b, m)),
             "weight": rng.uniform(w.quality_weight[0], w.quality_weight[1], (b, m)),
             "seed": rng.integers(2**31 - 1, size=(b, m)),
-            "order": rng.random((b, m)).argsort(axis=1).tolist(),
+            "order": rng.random((b, m)).argsort(axis=1),
             "z": rng.standard_normal((b, m)),
             "gap": rng.exponential(1.0 / w.arrival_rate_hz, b).tolist(),
         }
@@ -387,20 +387,15 @@ class MultiWorld(KernelHolder):
         snr = batch.base_db[self._rows, ids]
         if batch.scales_with_bandwidth:
             snr -= (10.0 * np.log10(bw))[:, None, None]
-        ul, dl = snr[:, :, 0].tolist(), snr[:, :, 1].tolist()
         # the queue walk: requests join the shared queues in the service order, each seeing the
-        # backlog the ones before left (the kernels update it), then the queues get the new work
-        now, queues, kernels = self.now_s, self._queues, self._kernels
+        # backlog the ones before left (the walk raises it), then the queues get the new work
+        now, queues = self.now_s, self._queues
         before = [q.backlog_s(now) for q in queues]
-        backlog = list(before)
-        il, bl = idx.tolist(), bw.tolist()
-        lat, en = [0.0] * m, [0.0] * m
-        for k in self._order:
-            out = kernels[il[k]](now, backlog, ul[k], dl[k], bl[k])
-            lat[k], en[k] = out[0], out[1]
-        join_queues(queues, range(self.num_es), now, before, backlog)
+        backlog = np.array([before])
+        out = self._table.walk(self._order, idx, np.full(m, now), backlog, snr[:, :, 0], snr[:, :, 1], bw)
+        join_queues(queues, range(self.num_es), now, before, backlog[0].tolist())
         qual = self._draw(idx, snr.min(axis=1), self._z)[0]  # at each UE's worst links
-        return self._finish(idx, bw, demand, np.array(lat), np.array(en), qual, None)
+        return self._finish(idx, bw, demand, out[:, 0], out[:, 1], qual, None)
 
     def _serve_live(self, idx: list[int], bw: list[float], lat: list[float],
                     en: list[float]) -> tuple[list[Any], np.ndarray]:
@@ -408,7 +403,7 @@ class MultiWorld(KernelHolder):
         sys_ = self.system
         outcomes: list[Any] = [None] * self.num_ues
         qual = np.zeros(self.num_ues)
-        for k in self._order:
+        for k in self._order.tolist():
             p = self._prepared[idx[k]]
             sys_.channel, sys_.now_s = self._batch.ue_channel(k), self.now_s
             try:

@@ -14,24 +14,29 @@ receives one thing at a time: downlinks from several ESs are coordinated, not
 simultaneous) and lasts its airtime. Live mode feeds it
 the costs it measured; profiled mode the same costs from a run on the meta model.
 
-The walk (:meth:`CompiledPlan._walk`) is the definition and records traces; the hot paths
-run it as code generated once per plan and device set (:meth:`CompiledPlan.kernel`), over
-floats for the single-UE and multi-UE worlds and over numpy arrays for the batched one,
-with the same operations in the same order (tested equal bit for bit).
+The walk (:meth:`CompiledPlan._walk`) is the definition, records traces and takes measured
+airtimes; the profiled hot paths run it compiled to machine code (:class:`PlanTable`, numba:
+the plans as padded arrays and one loop over many requests, each with its own plan), with
+the same operations in the same order (tested equal bit for bit): the single-UE world one
+request at a time, the multi-UE world an epoch's requests in their service order against
+shared ES backlogs, the batched world all its copies at once, each against its own.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from meg_gym.channel import airtime_s
+from meg_gym.channel.transmission import _LN2
 from meg_gym.protocols import UE, PlacedProtocol, Run, Send, _stage_names
 
-__all__ = ["CompiledPlan", "KernelHolder", "StepCost", "StepTiming", "compile_plan", "join_queues", "run_kernel"]
+__all__ = ["CompiledPlan", "PlanTable", "StepCost", "StepTiming", "compile_plan", "join_queues"]
 
 
 @dataclass(frozen=True)
@@ -83,37 +88,17 @@ class CompiledPlan:
     lossless: tuple[bool, ...]
     uplink_bits: int
     downlink_bits: int
-    # the walk generated as straight-line code, per (device rates, mode, powers): see kernel()
-    _kernels: dict = field(default_factory=dict, compare=False, repr=False)
+    # the plan compiled for the timing fast path, per (device rates, mode, powers): see table()
+    _tables: dict = field(default_factory=dict, compare=False, repr=False)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_kernels"] = {}  # generated functions do not pickle: made again on first use
-        return state
-
-    def kernel(self, ue_flops_per_s: float, es_flops_per_s: Sequence[float], mode: str, efficiency: float,
-               ue_power_w: float, ue_tx_power_w: float, *, array: bool = False) -> Any:
-        """The timing walk as one generated Python function for these device rates and powers:
-        ``kernel(start_s, backlog, snr_ul_db, snr_dl_db, bandwidth_hz)`` -> ``(latency_s, energy_j,
-        ue_compute_s, es_compute_s, queue_s, uplink_s, downlink_s)``. ``backlog`` (None: idle ESs)
-        maps an ES id (the scenario's index, as in ``es_ids``) to the work in seconds the ES holds
-        at ``start_s``: ES ``i`` takes the request after ``backlog[i]``, and the kernel sets
-        ``backlog[i]`` to what the ES then holds, our job included (from its turn to our last
-        stage there), so that requests served one after another at ``start_s`` each see the ones
-        before; :func:`join_queues` then gives the queues that work. The same operations in the
-        same order as :meth:`_walk`, so the same floats (``tests/test_timing_batch.py``), without
-        the walk's loops, lookups and calls: the profiled envs' hot path.
-
-        ``array=True``: the same walk over numpy arrays (one entry per request, batched envs):
-        ``kernel(start_s, turn_s, snr_ul_db, snr_dl_db, bandwidth_hz)`` with ``turn_s[j]`` when ES
-        ``es_ids[j]`` can take each request, -> ``(latency_s, energy_j, ue_compute_s, es_compute_s,
-        queue_s, uplink_s, downlink_s, busy)``, ``busy[j]`` when our job leaves ES j (None if the
-        plan runs nothing there); see :meth:`timing_batch`."""
-        key = (ue_flops_per_s, tuple(es_flops_per_s), mode, efficiency, ue_power_w, ue_tx_power_w, array)
-        k = self._kernels.get(key)
-        if k is None:
-            k = self._kernels[key] = _generate_kernel(self, *key)
-        return k
+    def table(self, ue_flops_per_s: float, es_flops_per_s: Sequence[float], mode: str, efficiency: float,
+              ue_power_w: float, ue_tx_power_w: float) -> PlanTable:
+        """This plan alone as a :class:`PlanTable` for these device rates and powers (made once)."""
+        key = (ue_flops_per_s, tuple(es_flops_per_s), mode, efficiency, ue_power_w, ue_tx_power_w)
+        t = self._tables.get(key)
+        if t is None:
+            t = self._tables[key] = PlanTable([self], [key[1]], *key[:1], *key[2:])
+        return t
 
     def timing(
         self,
@@ -140,9 +125,9 @@ class CompiledPlan:
         retransmissions included).
         """
         if not trace and airtimes is None:
-            kernel = self.kernel(ue_flops_per_s, es_flops_per_s, mode, efficiency, ue_power_w, ue_tx_power_w)
-            lat, energy, ue_c, es_c, queue, up, down = run_kernel(kernel, self.es_ids, queues, start_s, snr_ul_db,
-                                                                  snr_dl_db, bandwidth_hz)
+            table = self.table(ue_flops_per_s, es_flops_per_s, mode, efficiency, ue_power_w, ue_tx_power_w)
+            lat, energy, ue_c, es_c, queue, up, down = table.serve(0, queues, start_s, snr_ul_db, snr_dl_db,
+                                                                   bandwidth_hz)
             return {"latency_s": lat, "ue_compute_s": ue_c, "es_compute_s": es_c, "queue_s": queue,
                     "uplink_s": up, "downlink_s": down, "uplink_bits": self.uplink_bits,
                     "downlink_bits": self.downlink_bits, "energy_j": energy}, []
@@ -164,36 +149,11 @@ class CompiledPlan:
                         [b if c is None else c - start_s for b, c in zip(before, busy[1:])])
         return summary, records if records is not None else []
 
-    def timing_batch(
-        self,
-        *,
-        ue_flops_per_s: float,
-        es_flops_per_s: Sequence[Any],
-        snr_ul_db: Sequence[np.ndarray],
-        snr_dl_db: Sequence[np.ndarray],
-        bandwidth_hz: np.ndarray,
-        mode: str,
-        efficiency: float,
-        ue_power_w: float,
-        ue_tx_power_w: float,
-        turn_s: Sequence[np.ndarray],
-        start_s: np.ndarray,
-    ) -> tuple[dict[str, np.ndarray], list[np.ndarray | None]]:
-        """:meth:`timing` for a batch of requests (numpy arrays, one entry per request), the
-        same walk: ``turn_s[j]`` is when ES ``es_ids[j]`` can take the request (its arrival
-        plus the backlog there). Returns the summary arrays and, per ES, when our job left it
-        (None if the plan runs nothing there): its occupation is that minus its turn."""
-        kernel = self.kernel(ue_flops_per_s, es_flops_per_s, mode, efficiency, ue_power_w, ue_tx_power_w, array=True)
-        lat, energy, ue_c, es_c, queue, up, down, busy = kernel(start_s, turn_s, snr_ul_db, snr_dl_db, bandwidth_hz)
-        return {"latency_s": lat, "ue_compute_s": ue_c, "es_compute_s": es_c, "queue_s": queue, "uplink_s": up,
-                "downlink_s": down, "uplink_bits": self.uplink_bits, "downlink_bits": self.downlink_bits,
-                "energy_j": energy}, list(busy)
-
     def _walk(self, turn: list, start_s: Any, ue_flops_per_s: float, es_flops_per_s: Sequence[Any],
               snr_ul_db: Sequence[Any], snr_dl_db: Sequence[Any], airtime: Any, ue_power_w: float,
               ue_tx_power_w: float, records: list | None) -> tuple[dict[str, Any], list]:
-        """The timing walk, step by step: the definition the generated kernels write out
-        (:func:`_generate_kernel`), and the path that records a trace."""
+        """The timing walk, step by step: the definition :class:`PlanTable` compiles, and the
+        path that records a trace or takes measured airtimes."""
         mx, mn = _max, _min
         n = len(self.costs)
         end: list[Any] = [start_s] * n
@@ -262,138 +222,234 @@ class CompiledPlan:
         return summary, [None if f else c for f, c in zip(first, clock)]
 
 
-class KernelHolder:
-    """A world that keeps generated timing kernels (:meth:`CompiledPlan.kernel`) in
-    ``self._kernels``: generated code does not pickle, so pickling drops them and loading
-    makes them again with the world's ``_make_kernels()``."""
+class PlanTable:
+    """Plans with their device rates and powers, for the timing walk compiled to machine code
+    (numba): :meth:`CompiledPlan._walk` for many requests in one call, each with its own plan.
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        del state["_kernels"]
-        return state
+    The plans (with their ESs' rates, given per plan like ``es_ids``) become padded arrays
+    that one compiled loop (``_walk_requests``) walks request by request, with the same
+    operations in the same order as the walk, so the same floats (``tests/test_timing_batch.py``).
+    The profiled worlds run their timing here: the single-UE world one request at a time
+    (:meth:`serve`, against its ES queues), the multi-UE world an epoch's requests in their
+    service order against shared backlogs, the batched world every copy against its own
+    (:meth:`walk`)."""
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._kernels = self._make_kernels()
+    def __init__(self, plans: Sequence[CompiledPlan], es_flops_per_s: Sequence[Sequence[float]],
+                 ue_flops_per_s: float, mode: str, efficiency: float, ue_power_w: float,
+                 ue_tx_power_w: float) -> None:
+        from meg_gym.channel.transmission import MODES
+
+        if mode not in MODES:
+            raise ValueError(f"'mode' must be one of {list(MODES)} (got {mode!r})")
+        p, s = len(plans), max(len(pl.costs) for pl in plans)
+        w = max(len(pl.es_ids) for pl in plans)
+        dw = max([len(d) for pl in plans for d in pl.deps] + [len(d) for pl in plans for d in pl.dst] + [1])
+        self.plans = list(plans)
+        self.width = w
+        n_steps = np.zeros(p, dtype=np.int64)
+        kind = np.zeros((p, s), dtype=np.int64)  # 0 run, 1 send
+        node = np.zeros((p, s), dtype=np.int64)
+        service = np.zeros((p, s))
+        air = np.zeros((p, s), dtype=np.int64)  # 0 no airtime, 1 analog numel / (2B), 2 digital bits / (B se)
+        amount = np.zeros((p, s))  # values (analog) or bits (digital)
+        links = np.zeros((p, s, dw + 1), dtype=np.int64)  # [count, receivers...] of a send
+        deps = np.zeros((p, s, dw + 1), dtype=np.int64)  # [count, steps...]
+        es_id = np.zeros((p, w), dtype=np.int64)
+        first_run = np.full((p, w + 1), -1, dtype=np.int64)  # the step where each ES's queue wait is counted
+        consts = np.zeros((p, 2))  # UE compute, ES compute seconds (summed in step order)
+        for k, (pl, rates) in enumerate(zip(plans, es_flops_per_s)):
+            n_steps[k] = len(pl.costs)
+            es_id[k, :len(pl.es_ids)] = pl.es_ids
+            ue_c = es_c = 0.0
+            for i in range(len(pl.costs)):
+                nd = pl.node[i]
+                node[k, i] = nd
+                deps[k, i, 0] = len(pl.deps[i])
+                deps[k, i, 1:1 + len(pl.deps[i])] = pl.deps[i]
+                if not pl.is_send[i]:
+                    if nd == 0:
+                        service[k, i] = pl.flops[i] / ue_flops_per_s
+                        ue_c = ue_c + service[k, i]
+                    else:
+                        service[k, i] = pl.flops[i] / rates[nd - 1]
+                        es_c = es_c + service[k, i]
+                        if first_run[k, nd] < 0:
+                            first_run[k, nd] = i
+                    continue
+                kind[k, i] = 1
+                links[k, i, 0] = len(pl.dst[i])
+                links[k, i, 1:1 + len(pl.dst[i])] = pl.dst[i]
+                if mode == "analog" and not pl.lossless[i]:  # airtime_s: r numel / (2B), r = 1
+                    air[k, i], amount[k, i] = (1, pl.values[i]) if pl.values[i] > 0 else (0, 0.0)
+                elif pl.bits[i] > 0:  # airtime_s, digital: 1 attempt of bits / (B se(SNR))
+                    air[k, i], amount[k, i] = 2, pl.bits[i]
+                    if amount[k, i] != pl.bits[i]:
+                        raise ValueError(f"payload of {pl.bits[i]} bits is beyond float precision")
+            consts[k] = ue_c, es_c
+        self.es_ids = es_id  # per plan its ES ids, padded with 0 to the widest set (the walk ignores the padding)
+        # packed into few arrays (each argument costs the compiled call's dispatch time):
+        # per step [kind, node, air, links..., deps...] and [service, amount]; per plan
+        # [steps, ES ids..., first runs...] and [UE compute, ES compute, efficiency, powers]
+        self._tables = (np.concatenate([kind[..., None], node[..., None], air[..., None], links, deps], axis=2),
+                        np.concatenate([n_steps[:, None], es_id, first_run], axis=1),
+                        np.stack([service, amount], axis=2),
+                        np.concatenate([consts, np.tile([efficiency, ue_power_w, ue_tx_power_w], (p, 1))], axis=1))
+        self._scratch = np.zeros(w + 1 + s + 1)  # the walk's node clocks, step ends, and an error's SNR
+        # one request's arrays (serve): order, plan, start, bandwidth, SNRs up and down, backlog, out
+        self._one = (np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros(1),
+                     np.zeros((1, w)), np.zeros((1, w)), np.zeros((1, self.num_es)), np.zeros((1, 7 + w)))
+
+    @property
+    def num_es(self) -> int:
+        """How many ES ids the backlogs passed to :meth:`walk` must cover (the largest plus 1)."""
+        return int(self.es_ids.max()) + 1
+
+    def walk(self, order: Any, plan: np.ndarray, start_s: np.ndarray, backlog: np.ndarray, snr_ul_db: np.ndarray,
+             snr_dl_db: np.ndarray, bandwidth_hz: np.ndarray, shared: bool = True) -> np.ndarray:
+        """Serve requests ``order[0], order[1], ...`` (indices into the per-request arrays):
+        request ``r`` arrives at ``start_s[r]`` and runs plan ``plan[r]`` with its SNRs
+        ``snr_*_db[r, j]`` to the plan's ``j``-th ES and bandwidth ``bandwidth_hz[r]``.
+
+        ``backlog`` (float64, a column per ES id) holds the work in seconds each ES has when
+        a request arrives: ES ``i`` takes request ``r`` after ``backlog[0, i]`` (``shared``:
+        requests served one after another share the row) or ``backlog[r, i]`` (each request
+        its own row). Like the walk, the request's job then holds the ES from its turn to its
+        last stage there, and that, from its arrival, is written back to the backlog, so that
+        the next request on a shared row waits for it; :func:`join_queues` gives it to the queues.
+
+        Returns (requests, 7 + widest ES set): latency, energy, UE compute, ES compute, queue,
+        uplink, downlink seconds, then per ES of the plan when our job leaves it (NaN if the
+        plan runs nothing there). Raises ``ValueError`` for a bandwidth that is not a finite
+        number > 0 or an SNR too low for any rate, as the walk does."""
+        out = np.empty((len(plan), 7 + self.width))
+        bad = _walk_requests(order, plan, start_s, backlog, shared, snr_ul_db, snr_dl_db, bandwidth_hz, *self._tables,
+                             self._scratch, out)
+        if bad >= 0:
+            self._raise(bad, bandwidth_hz)
+        return out
+
+    def _raise(self, bad: int, bandwidth_hz: np.ndarray) -> None:
+        """The walk's error for the compiled walk's bad request (see ``_walk_requests``)."""
+        if bad >= len(bandwidth_hz):
+            bw = float(bandwidth_hz[bad - len(bandwidth_hz)])
+            raise ValueError(f"'bandwidth_hz' must be a finite number > 0 (got {bw!r})")
+        raise ValueError(f"'snr_db' is too low for any rate (got {float(self._scratch[-1])!r} dB)")
+
+    def serve(self, k: int, queues: Sequence[Any] | None, start_s: float, snr_ul_db: Sequence[float],
+              snr_dl_db: Sequence[float], bandwidth_hz: float) -> tuple:
+        """One request on plan ``k`` (SNRs indexed like its ES ids) against ``queues`` (one
+        :class:`~meg_gym.compute.EsQueue` per ES of the plan; None: idle ESs), read at
+        ``start_s`` and given the request's job (:func:`join_queues`): (latency, energy, UE
+        compute, ES compute, queue, uplink, downlink seconds)."""
+        order, plan, start, bw, ul, dl, backlog, out = self._one  # filled in place: a few scalar writes
+        plan[0], start[0], bw[0] = k, start_s, bandwidth_hz
+        ids = self.plans[k].es_ids
+        before = None if queues is None else [q.backlog_s(start_s) for q in queues]
+        for j, i in enumerate(ids):
+            ul[0, j], dl[0, j] = snr_ul_db[j], snr_dl_db[j]
+            backlog[0, i] = 0.0 if before is None else before[j]
+        bad = _walk_requests(order, plan, start, backlog, True, ul, dl, bw, *self._tables, self._scratch, out)
+        if bad >= 0:
+            self._raise(bad, bw)
+        if before is not None:
+            join_queues(queues, ids, start_s, before, backlog[0].tolist())
+        return tuple(out[0, :7].tolist())
 
 
-def _generate_kernel(plan: CompiledPlan, ue_flops_per_s: float, es_flops_per_s: tuple[float, ...], mode: str,
-                     efficiency: float, ue_power_w: float, ue_tx_power_w: float, array: bool) -> Any:
-    """Write :meth:`CompiledPlan._walk` out for one plan and these constants (see :meth:`CompiledPlan.kernel`):
-    over floats with ES backlogs, or over numpy arrays of requests with their ES turns given."""
-    from meg_gym.channel.transmission import MODES
+@njit(cache=True)
+def _spectral_efficiency(snr_db: float, efficiency: float) -> float:  # transmission.spectral_efficiency
+    if snr_db > 300.0:
+        return efficiency * snr_db / (10.0 * math.log10(2.0))
+    return efficiency * math.log1p(10.0 ** (snr_db / 10.0)) / _LN2
 
-    if mode not in MODES:
-        raise ValueError(f"'mode' must be one of {list(MODES)} (got {mode!r})")
-    m = len(plan.es_ids)
-    if array:  # max/min of two as numpy calls; the batch's bandwidths come from validated scenarios
-        lines = ["def kernel(start, turn, snr_ul, snr_dl, bw):",
-                 "    c0 = tx = rx = start",
-                 *(f"    t{j} = c{j} = turn[{j - 1}]" for j in range(1, m + 1)),
-                 "    up = down = queue = 0.0"]
-    else:
-        lines = ["def kernel(start, backlog, snr_ul, snr_dl, bw):",
-                 "    if not 0.0 < bw < _inf:",
-                 "        raise ValueError(f\"'bandwidth_hz' must be a finite number > 0 (got {bw!r})\")",
-                 "    c0 = tx = rx = start",
-                 "    if backlog is None:",
-                 *(f"        t{j} = c{j} = start" for j in range(1, m + 1)),
-                 "    else:",
-                 *(f"        t{j} = c{j} = start + backlog[{plan.es_ids[j - 1]}]" for j in range(1, m + 1)),
-                 "    up = down = queue = 0.0"]
 
-    def mx(a: str, b: str) -> str:  # _max(a, b): a if a > b else b
-        return f"_mx({a}, {b})" if array else f"({a} if {a} > {b} else {b})"
-
-    emit = lines.append
-    ue_compute = es_compute = 0.0
-    first = [True] * (m + 1)
-    for i in range(len(plan.costs)):
-        emit("    r = start")
-        for d in plan.deps[i]:
-            emit(f"    r = _mx(r, e{d})" if array else f"    if not r > e{d}: r = e{d}")
-        node = plan.node[i]
-        if not plan.is_send[i]:
-            if node == 0:
-                service = plan.flops[i] / ue_flops_per_s
-                ue_compute = ue_compute + service
+@njit(cache=True)
+def _walk_requests(order, plan, start_all, backlog, shared, snr_ul, snr_dl, bw_all, step_ints, plan_ints, step_floats,
+                   plan_floats, scratch, out):
+    """:meth:`PlanTable.walk` (the same operations in the same order as ``CompiledPlan._walk``):
+    -1, or the first bad request (plus the number of requests for a bad bandwidth)."""
+    width = (plan_ints.shape[1] - 2) // 2
+    dw1 = (step_ints.shape[2] - 3) // 2
+    kind, node, air = step_ints[:, :, 0], step_ints[:, :, 1], step_ints[:, :, 2]
+    links, deps = step_ints[:, :, 3:3 + dw1], step_ints[:, :, 3 + dw1:]
+    n_steps, es_id, first_run = plan_ints[:, 0], plan_ints[:, 1:1 + width], plan_ints[:, 1 + width:]
+    service, amount = step_floats[:, :, 0], step_floats[:, :, 1]
+    clock, end = scratch[:width + 1], scratch[width + 1:-1]
+    m = plan.shape[0]
+    for r in order:
+        p = plan[r]
+        bw = bw_all[r]
+        if not 0.0 < bw < math.inf:
+            return r + m
+        start = start_all[r]
+        row = 0 if shared else r
+        clock[0] = start
+        for j in range(width):
+            clock[j + 1] = start + backlog[row, es_id[p, j]]
+        tx = rx = start
+        up = down = queue = 0.0
+        for i in range(n_steps[p]):
+            ready = start
+            for d in range(deps[p, i, 0]):
+                e = end[deps[p, i, 1 + d]]
+                if not ready > e:
+                    ready = e
+            nd = node[p, i]
+            if kind[p, i] == 0:
+                if first_run[p, nd] == i:  # the wait for the work ahead, beyond the stage's own readiness
+                    wait = clock[nd] - ready
+                    queue = queue + (wait if wait > 0.0 else 0.0)
+                c = clock[nd]
+                end[i] = clock[nd] = (c if c > ready else ready) + service[p, i]
+                continue
+            if nd == 0:  # uplink; a broadcast runs at the weakest receiver's SNR
+                s = snr_ul[r, links[p, i, 1] - 1]
+                for d in range(1, links[p, i, 0]):
+                    x = snr_ul[r, links[p, i, 1 + d] - 1]
+                    s = s if s < x else x
             else:
-                service = plan.flops[i] / es_flops_per_s[node - 1]
-                es_compute = es_compute + service
-                if first[node]:
-                    first[node] = False
-                    emit(f"    w = t{node} - r")
-                    emit(f"    queue = queue + {mx('w', '0.0')}")
-            emit(f"    e{i} = c{node} = {mx(f'c{node}', 'r')} + {service!r}")
-            continue
-        if node == 0:
-            dst = plan.dst[i]
-            emit(f"    s = snr_ul[{dst[0] - 1}]")
-            for d in dst[1:]:
-                emit(f"    x = snr_ul[{d - 1}]")
-                emit("    s = _mn(s, x)" if array else "    s = s if s < x else x")
-            free = "tx"
-        else:
-            emit(f"    s = snr_dl[{node - 1}]")
-            free = "rx"
-        if array and mode == "analog" and not plan.lossless[i] and plan.values[i] > 0:  # airtime_array's formula
-            emit(f"    a = {plan.values[i]} / (2.0 * bw)")
-        elif array:  # airtime_array
-            emit(f"    a = _air(values={plan.values[i]}, payload_bits={plan.bits[i]}, snr_db=s, bandwidth_hz=bw, "
-                 f"mode={'digital' if plan.lossless[i] else mode!r}, efficiency={efficiency!r})")
-        elif mode == "analog" and not plan.lossless[i]:  # airtime_s: r numel / (2B), r = 1
-            emit(f"    a = {plan.values[i]} / (2.0 * bw)" if plan.values[i] > 0 else "    a = 0.0")
-        elif plan.bits[i] > 0:  # airtime_s, digital: 1 attempt of bits / (B se(SNR))
-            emit(f"    se = _se(s, {efficiency!r})")
-            emit("    if not se > 0.0:")
-            emit("        raise ValueError(f\"'snr_db' is too low for any rate (got {s!r} dB)\")")
-            emit(f"    a = 1 * {plan.bits[i]} / (bw * se)")
-        else:
-            emit("    a = 0.0")
-        emit(f"    e{i} = {free} = {mx(free, 'r')} + a")
-        emit(f"    {'up = up' if node == 0 else 'down = down'} + a")
-    emit("    last = start")
-    for i in range(len(plan.costs)):
-        emit(f"    last = _mx(last, e{i})" if array else f"    if not last > e{i}: last = e{i}")
-    used = [j for j in range(1, m + 1) if not first[j]]
-    if array:
-        busy = "".join(f"c{j}, " if j in used else "None, " for j in range(1, m + 1))
-        emit(f"    return (last - start, {ue_compute!r} * {ue_power_w!r} + up * {ue_tx_power_w!r}, {ue_compute!r}, "
-             f"{es_compute!r}, queue, up, down, ({busy}))")
-    elif used:  # the ES was ours from its turn to our last stage on it: its backlog now ends there
-        emit("    if backlog is not None:")
-        for j in used:
-            emit(f"        backlog[{plan.es_ids[j - 1]}] = c{j} - start")
-    if not array:
-        emit(f"    return (last - start, {ue_compute!r} * {ue_power_w!r} + up * {ue_tx_power_w!r}, {ue_compute!r}, "
-             f"{es_compute!r}, queue, up, down)")
-    from meg_gym.channel.transmission import airtime_array, spectral_efficiency
-
-    scope = {"_se": spectral_efficiency, "_inf": float("inf"), "_mx": np.maximum, "_mn": np.minimum,
-             "_air": airtime_array}
-    exec(compile("\n".join(lines), f"<timing kernel {plan.protocol} {plan.es_ids}>", "exec"), scope)  # noqa: S102
-    return scope["kernel"]
-
-
-def run_kernel(kernel: Any, es_ids: Sequence[int], queues: Sequence[Any] | None, start_s: float,
-               snr_ul_db: Sequence[float], snr_dl_db: Sequence[float], bandwidth_hz: float) -> tuple:
-    """One request through a scalar kernel (:meth:`CompiledPlan.kernel`) of the plan on ``es_ids``:
-    against ``queues`` (one :class:`~meg_gym.compute.EsQueue` per ES of ``es_ids``; None: idle
-    ESs), read at ``start_s`` and given the request's job (:func:`join_queues`)."""
-    if queues is None:
-        return kernel(start_s, None, snr_ul_db, snr_dl_db, bandwidth_hz)
-    before = [q.backlog_s(start_s) for q in queues]
-    backlog = dict(zip(es_ids, before))
-    out = kernel(start_s, backlog, snr_ul_db, snr_dl_db, bandwidth_hz)
-    join_queues(queues, es_ids, start_s, before, backlog)
-    return out
+                s = snr_dl[r, nd - 1]
+            a = 0.0
+            if air[p, i] == 1:  # airtime_s, analog: r numel / (2B), r = 1
+                a = amount[p, i] / (2.0 * bw)
+            elif air[p, i] == 2:  # airtime_s, digital: 1 attempt of bits / (B se(SNR))
+                se = _spectral_efficiency(s, plan_floats[p, 2])
+                if not se > 0.0:
+                    scratch[-1] = s
+                    return r
+                a = amount[p, i] / (bw * se)
+            if nd == 0:
+                end[i] = tx = (tx if tx > ready else ready) + a
+                up = up + a
+            else:
+                end[i] = rx = (rx if rx > ready else ready) + a
+                down = down + a
+        last = start
+        for i in range(n_steps[p]):
+            if not last > end[i]:
+                last = end[i]
+        for j in range(width):  # the ES was ours from its turn to our last stage on it
+            if first_run[p, j + 1] >= 0:
+                out[r, 7 + j] = clock[j + 1]
+                backlog[row, es_id[p, j]] = clock[j + 1] - start
+            else:
+                out[r, 7 + j] = math.nan
+        ue_c, es_c = plan_floats[p, 0], plan_floats[p, 1]
+        out[r, 0] = last - start
+        out[r, 1] = ue_c * plan_floats[p, 3] + up * plan_floats[p, 4]
+        out[r, 2] = ue_c
+        out[r, 3] = es_c
+        out[r, 4] = queue
+        out[r, 5] = up
+        out[r, 6] = down
+    return -1
 
 
 def join_queues(queues: Sequence[Any], es_ids: Sequence[int], start_s: float, before: Sequence[float],
                 backlog: Any) -> None:
     """Give each ES queue (:class:`~meg_gym.compute.EsQueue`, the one of ES ``es_ids[j]`` is
     ``queues[j]``) the work our requests took on it at ``start_s``: its backlog after them
-    (``backlog[es_ids[j]]``, as the kernels leave it) beyond its backlog before (``before[j]``),
+    (``backlog[es_ids[j]]``, as :meth:`PlanTable.walk` leaves it) beyond its backlog before (``before[j]``),
     as one job. Jobs arriving together at a FIFO queue delay everyone behind them as one job
     of their total work, and their own waits came from the backlogs."""
     for q, i, b0 in zip(queues, es_ids, before):

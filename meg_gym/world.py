@@ -22,7 +22,7 @@ import numpy as np
 
 from meg_gym.protocols import PROTOCOLS, place
 from meg_gym.system import Decision, MegSystem, Request
-from meg_gym.timing import CompiledPlan, KernelHolder, compile_plan, run_kernel
+from meg_gym.timing import CompiledPlan, PlanTable, compile_plan
 
 __all__ = ["REWARD_TERMS", "RequestInfo", "StepResult", "World", "reward_scales", "reward_terms",
            "terms_per_request"]
@@ -59,7 +59,7 @@ class StepResult:
     outcome: Any = None  # the live Outcome (images, trace), None in profiled mode
 
 
-class World(KernelHolder):
+class World:
     """Requests arriving at one UE served by the scenario's ESs, in live or profiled mode."""
 
     def __init__(self, scenario: Any = None, *, system: MegSystem | None = None, table: Any = None) -> None:
@@ -77,7 +77,7 @@ class World(KernelHolder):
                                                  self.system.costs(d.protocol, d.es_ids))
             for d in self.decisions
         }
-        self._kernels = self._make_kernels()
+        self._table = self._make_table()
         self._refs = reward_scales(self.system)
         self._draws = _Draws(np.random.default_rng(0))  # the request stream's randomness
         self.request: RequestInfo | None = None
@@ -94,12 +94,13 @@ class World(KernelHolder):
         return new
 
     # -- set-up ---------------------------------------------------------------------------
-    def _make_kernels(self) -> dict[tuple[str, tuple[int, ...]], Any]:
-        """Per decision: its compiled plan's generated timing kernel for these devices."""
+    def _make_table(self) -> PlanTable:
+        """Every decision's compiled plan for these devices, for the compiled timing walk."""
         sys_, t = self.system, self.scenario.transmission
-        return {key: plan.kernel(sys_.ue_flops_per_s, [sys_.es_flops_per_s[i] for i in key[1]], t.mode,
-                                 t.efficiency, sys_.ue_power_w, sys_.ue_tx_power_w)
-                for key, plan in self.compiled.items()}
+        self._plan_index = {key: k for k, key in enumerate(self.compiled)}
+        rates = [[sys_.es_flops_per_s[i] for i in key[1]] for key in self.compiled]
+        return PlanTable(list(self.compiled.values()), rates, sys_.ue_flops_per_s, t.mode, t.efficiency,
+                         sys_.ue_power_w, sys_.ue_tx_power_w)
 
     def _decisions(self) -> list[Decision]:
         """Every (protocol, ES set) the scenario offers, in a fixed order."""
@@ -146,22 +147,22 @@ class World(KernelHolder):
         """For each decision: can it meet the current deadline (ignoring ES queues)?"""
         bw = bandwidth_share * self.scenario.bandwidth_hz
         snr_ul, snr_dl = self.link_snrs(bw)
-        ok = np.zeros(len(self.decisions), dtype=bool)
-        for k, d in enumerate(self.decisions):
-            latency = self._timing(d, bw, [snr_ul[i] for i in d.es_ids], [snr_dl[i] for i in d.es_ids],
-                                   queues=False)[0]
-            ok[k] = latency <= self.request.deadline_s
-        return ok
+        t = self._table  # every decision at once, on idle ESs
+        n = len(self.decisions)
+        every = np.arange(n)
+        lat = t.walk(every, every, np.full(n, self.system.now_s), np.zeros((n, t.num_es)),
+                     np.asarray(snr_ul)[t.es_ids], np.asarray(snr_dl)[t.es_ids], np.full(n, bw), shared=False)[:, 0]
+        return lat <= self.request.deadline_s
 
     def _timing(self, decision: Decision, bandwidth_hz: float, snr_ul_db: list[float], snr_dl_db: list[float],
                 queues: bool) -> tuple:
-        """The compiled plan's timing kernel output (latency, energy, ...; see
-        :meth:`CompiledPlan.kernel`) for a decision, SNRs indexed like its ES ids; with
-        ``queues`` the request waits in and joins the ES queues."""
+        """The compiled plan's timing (latency, energy, ...; see :meth:`PlanTable.serve`) for a
+        decision, SNRs indexed like its ES ids; with ``queues`` the request waits in and joins
+        the ES queues."""
         sys_ = self.system
         ids = decision.es_ids
-        return run_kernel(self._kernels[(decision.protocol, ids)], ids, [sys_.queues[i] for i in ids] if queues else None,
-                          sys_.now_s, snr_ul_db, snr_dl_db, bandwidth_hz)
+        return self._table.serve(self._plan_index[(decision.protocol, ids)], [sys_.queues[i] for i in ids]
+                                 if queues else None, sys_.now_s, snr_ul_db, snr_dl_db, bandwidth_hz)
 
     def step(self, decision: Decision, bandwidth_share: float) -> StepResult:
         """Serve the current request with ``decision`` on ``bandwidth_share`` of the cell, then move on."""

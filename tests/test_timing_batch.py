@@ -1,52 +1,61 @@
-"""The batched timing walk and airtimes equal the scalar ones, request by request."""
+"""The compiled timing walk equals the walk, request by request; the batched quality draw equals the table's."""
 
 import numpy as np
 import pytest
 
-from meg_gym.channel.transmission import airtime_array, airtime_s
 from meg_gym.quality.calibration import CalibrationError
+from meg_gym.timing import PlanTable
 from meg_gym.world import World
 
 
 @pytest.mark.parametrize("mode", ["analog", "digital"])
-def test_airtime_array_equals_airtime_s(mode):
-    snr = np.array([-5.0, 0.0, 12.5, 30.0, 400.0])
-    bw = np.array([1e6, 5e6, 20e6, 3e6, 1e5])
-    got = airtime_array(values=4096, payload_bits=65536, snr_db=snr, bandwidth_hz=bw, mode=mode, efficiency=0.75)
-    want = [airtime_s(values=4096, payload_bits=65536, snr_db=s, bandwidth_hz=b, mode=mode, efficiency=0.75)
-            for s, b in zip(snr, bw)]
-    np.testing.assert_allclose(got, want, rtol=1e-12)
-
-
-@pytest.mark.parametrize("mode", ["analog", "digital"])
-def test_timing_batch_equals_timing_for_every_placement(mode):
+def test_plan_table_walk_equals_the_walk_for_every_placement(mode):
+    """The compiled walk over many requests, each against its own backlogs (the batched
+    world's use), gives every placement's walk (timing with trace=True) bit for bit, and
+    the ES occupation the walk gives the queues."""
     world = World(_scenario())
     sys_ = world.system
+    table = PlanTable(world._table.plans, [[sys_.es_flops_per_s[i] for i in d.es_ids] for d in world.decisions],
+                      sys_.ue_flops_per_s, mode, 0.75, sys_.ue_power_w, sys_.ue_tx_power_w)
     rng = np.random.default_rng(0)
-    k = 7
-    for d in world.decisions:
-        plan = world.compiled[(d.protocol, d.es_ids)]
+    k = 7 * len(world.decisions)
+    plan = np.repeat(np.arange(len(world.decisions)), 7)
+    width = table.es_ids.shape[1]
+    snr_ul, snr_dl = rng.uniform(-5, 30, (k, width)), rng.uniform(-5, 30, (k, width))
+    bw = rng.choice([5e6, 10e6, 20e6], k)
+    start = rng.uniform(0, 10, k)
+    backlog = rng.exponential(0.5, (k, table.num_es)) * rng.integers(0, 2, (k, table.num_es))
+    out = table.walk(rng.permutation(k), plan, start, backlog.copy(), snr_ul, snr_dl, bw, shared=False)
+    for r in range(k):
+        d = world.decisions[plan[r]]
         n = len(d.es_ids)
-        snr_ul = [rng.uniform(-5, 30, k) for _ in range(n)]
-        snr_dl = [rng.uniform(-5, 30, k) for _ in range(n)]
-        bw = rng.choice([5e6, 10e6, 20e6], k)
-        start = rng.uniform(0, 10, k)
-        turn = [start + rng.exponential(0.5, k) for _ in range(n)]
         es = [sys_.es_flops_per_s[i] for i in d.es_ids]
-        common = dict(ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=es, mode=mode, efficiency=0.75,
-                      ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w)
-        batch, busy = plan.timing_batch(snr_ul_db=snr_ul, snr_dl_db=snr_dl, bandwidth_hz=bw, turn_s=turn,
-                                        start_s=start, **common)
-        for r in range(k):
-            queues = [_FixedBacklog(turn[j][r] - start[r], es[j]) for j in range(n)]
-            one, _ = plan.timing(snr_ul_db=[s[r] for s in snr_ul], snr_dl_db=[s[r] for s in snr_dl],
-                                 bandwidth_hz=float(bw[r]), queues=queues, start_s=float(start[r]), **common)
-            for key in ("latency_s", "energy_j", "queue_s", "uplink_s", "downlink_s"):
-                assert np.asarray(batch[key] if np.ndim(batch[key]) else np.full(k, batch[key]))[r] == \
-                    pytest.approx(one[key], rel=1e-12, abs=1e-12), (d, key)
-            for j in range(n):
-                occupied = None if busy[j] is None else busy[j][r] - turn[j][r]
-                assert queues[j].added == (pytest.approx(occupied, rel=1e-12) if occupied is not None else None)
+        queues = [_FixedBacklog(backlog[r, i], f) for i, f in zip(d.es_ids, es)]
+        one, _ = world.compiled[(d.protocol, d.es_ids)].timing(
+            snr_ul_db=list(snr_ul[r, :n]), snr_dl_db=list(snr_dl[r, :n]), bandwidth_hz=float(bw[r]), queues=queues,
+            start_s=float(start[r]), trace=True, ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=es, mode=mode,
+            efficiency=0.75, ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w)
+        keys = ("latency_s", "energy_j", "ue_compute_s", "es_compute_s", "queue_s", "uplink_s", "downlink_s")
+        assert out[r, :7].tolist() == [one[key] for key in keys], d
+        for j, i in enumerate(d.es_ids):
+            occupied = out[r, 7 + j] - (start[r] + backlog[r, i])
+            assert queues[j].added == (None if np.isnan(out[r, 7 + j]) else pytest.approx(occupied, rel=1e-12)), d
+
+
+def test_plan_table_rejects_bad_bandwidth_and_hopeless_snr():
+    world = World(_scenario())
+    t = world._table
+    k = next(k for k, d in enumerate(world.decisions) if d.protocol == "full_es")
+    one = dict(order=np.zeros(1, dtype=np.int64), plan=np.array([k]), start_s=np.zeros(1),
+               backlog=np.zeros((1, t.num_es)), snr_ul_db=np.full((1, t.es_ids.shape[1]), 5.0),
+               snr_dl_db=np.full((1, t.es_ids.shape[1]), 5.0))
+    for bw in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="'bandwidth_hz' must be a finite number > 0"):
+            t.walk(**one, bandwidth_hz=np.array([bw]))
+    digital = PlanTable(world._table.plans, [[1e12] * len(d.es_ids) for d in world.decisions], 1e10, "digital",
+                        0.75, 1.0, 0.2)
+    with pytest.raises(ValueError, match="'snr_db' is too low for any rate"):
+        digital.walk(**{**one, "snr_ul_db": np.full((1, t.es_ids.shape[1]), -np.inf)}, bandwidth_hz=np.array([1e6]))
 
 
 class _FixedBacklog:
@@ -91,8 +100,8 @@ def test_grid_draw_equals_the_table_draw():
 
 
 @pytest.mark.parametrize("mode", ["analog", "digital"])
-def test_generated_kernel_equals_the_walk_bit_for_bit(mode):
-    """timing() runs a generated straight-line kernel; with trace=True it walks the plan: same floats."""
+def test_compiled_timing_equals_the_walk_bit_for_bit(mode):
+    """timing() runs the compiled walk (PlanTable); with trace=True it walks the plan: same floats."""
     world = World(_scenario())
     sys_ = world.system
     rng = np.random.default_rng(2)
@@ -114,7 +123,7 @@ def test_generated_kernel_equals_the_walk_bit_for_bit(mode):
             assert [q.added for q in q_fast] == [q.added for q in q_walk], d
 
 
-def test_kernel_rejects_bad_bandwidth_like_the_walk():
+def test_compiled_timing_rejects_bad_bandwidth_like_the_walk():
     world = World(_scenario())
     d = next(d for d in world.decisions if d.protocol == "full_es")
     plan, sys_ = world.compiled[(d.protocol, d.es_ids)], world.system

@@ -48,15 +48,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import torch
 
 from meg_gym.channel._validate import check_choice, check_int, check_number, show
 
 __all__ = [
-    "airtime_array",
     "MODES",
     "TextTransmission",
     "Transmission",
@@ -162,23 +159,6 @@ def airtime_s(*, values: int, payload_bits: int, snr_db: float, bandwidth_hz: fl
         raise ValueError(f"'snr_db' is too low for any rate (got {snr_db!r} dB)")
     attempts = 1 + max_retransmissions if snr_db < rate_snr else 1
     return attempts * payload_bits / (bandwidth_hz * se)
-
-
-def airtime_array(*, values: int, payload_bits: int, snr_db: Any, bandwidth_hz: Any, mode: str,
-                  efficiency: float = 0.75) -> Any:
-    """:func:`airtime_s` (no airtime budget, no fading margin) over numpy arrays of SNRs and
-    bandwidths, for batched environments; the same formulas, checked equal in the tests.
-    The bandwidths are not checked: batched worlds derive them from validated scenarios."""
-    if mode == "analog":
-        return values / (2.0 * bandwidth_hz) if values > 0 else np.zeros(np.shape(bandwidth_hz))
-    check_choice("mode", mode, MODES)
-    if payload_bits <= 0:
-        return np.zeros(np.shape(bandwidth_hz))
-    snr = np.minimum(snr_db, 300.0)  # beyond, log2(1 + s) = log2(s) to double precision
-    se = efficiency * np.where(snr_db > 300.0, snr_db / (10.0 * math.log10(2.0)), np.log1p(10.0 ** (snr / 10.0)) / _LN2)
-    if not (se > 0.0).all():
-        raise ValueError(f"'snr_db' is too low for any rate (got {snr_db!r} dB)")
-    return payload_bits / (bandwidth_hz * se)
 
 
 # ------------------------------------------------------------------------------------------
