@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 __all__ = ["CALIBRATION_DIR", "METRICS", "CalibrationError", "GridDraw", "QualityTable", "load_table"]
 
@@ -178,24 +179,48 @@ class GridDraw:
         self._grid = grid
         self._inner = grid[1:-1]  # a cell's lower index is how many of these lie at or below x
         self._span = np.diff(grid) if n > 1 else np.ones(1)  # grid[j + 1] - grid[j]
-        d = 1 if n > 1 else 0
-        self._corners = np.array([[0], [d], [d * n], [d * n + d]])  # (i, j), (i, j + 1), (i + 1, j), (i + 1, j + 1)
-        self._n = n
 
     def __call__(self, index: np.ndarray, snr_db: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self._missing is not None and self._missing[index].any():
             k = int(np.flatnonzero(self._missing[index])[0])
             self.table.lookup(self.protocols[index[k]], 0.0, 0.0, self.steps, "quality")
-        grid, n = self._grid, self._n
-        x = np.minimum(np.maximum(snr_db, grid[0]), grid[-1])  # clamped at the ends, as _interp_index
-        lo = np.searchsorted(self._inner, x, side="right")  # (requests, [ul, dl]), in [0, n - 2]
-        w = (x - grid[lo]) / self._span[lo] if n > 1 else np.zeros(x.shape)
-        c = self._flat[:, index * (n * n) + lo[:, 0] * n + lo[:, 1] + self._corners]  # (3 stats, 4 corners, requests)
-        wi, wj = w[:, 0], w[:, 1]
+        q, ssim = np.empty(len(index)), np.empty(len(index))
+        _grid_draw(self._flat, self._grid, self._inner, self._span, index, snr_db, z, q, ssim)
+        return q, ssim
+
+
+@njit(cache=True)
+def _grid_draw(flat, grid, inner, span, index, snr, z, q_out, ssim_out):
+    """:meth:`GridDraw.__call__` compiled (numba): per request, its cell and weights on each
+    link (clamped at the grid's ends, as ``_interp_index``), the bilinear interpolation of
+    the three stats with the operations of :meth:`QualityTable.draw`, the clipped draw."""
+    n = grid.shape[0]
+    d = 1 if n > 1 else 0
+    lo = np.zeros(2, dtype=np.int64)
+    w = np.zeros(2)
+    v = np.empty(3)
+    for r in range(index.shape[0]):
+        for link in range(2):
+            x = snr[r, link]
+            x = grid[0] if x < grid[0] else x  # NaN stays NaN, as with np.maximum / np.minimum
+            x = grid[n - 1] if x > grid[n - 1] else x
+            k = 0  # np.searchsorted(inner, x, side="right")
+            while k < inner.shape[0] and not x < inner[k]:
+                k += 1
+            lo[link] = k
+            if n > 1:
+                w[link] = (x - grid[k]) / span[k]
+        base = index[r] * (n * n) + lo[0] * n + lo[1]
+        wi, wj = w[0], w[1]
         vj = 1 - wj
-        v = (c[:, 0] * vj + c[:, 1] * wj) * (1 - wi) + (c[:, 2] * vj + c[:, 3] * wj) * wi  # (3 stats, requests)
-        q = v[0] + v[1] * z
-        return np.minimum(np.maximum(q, 0.0), 1.0), v[2]
+        for st in range(3):
+            c0, c1 = flat[st, base], flat[st, base + d]
+            c2, c3 = flat[st, base + d * n], flat[st, base + d * n + d]
+            v[st] = (c0 * vj + c1 * wj) * (1 - wi) + (c2 * vj + c3 * wj) * wi
+        qr = v[0] + v[1] * z[r]
+        qr = 0.0 if qr < 0.0 else qr
+        q_out[r] = 1.0 if qr > 1.0 else qr
+        ssim_out[r] = v[2]
 
 
 def load_table(path: str | Path) -> QualityTable:
