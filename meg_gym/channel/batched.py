@@ -29,8 +29,15 @@ import math
 from typing import Any
 
 import numpy as np
+from numba import njit
 
-from meg_gym.channel.links import THERMAL_NOISE_DBM_PER_HZ, fading_gain
+from meg_gym.channel.links import (
+    FADINGS,
+    THERMAL_NOISE_DBM_PER_HZ,
+    _fading_link_jit,
+    _los_probability_link_jit,
+    _pathloss_link_jit,
+)
 from meg_gym.channel.mobility import MobilityBatch, Static
 from meg_gym.channel.models import _MIN_GAIN, ChannelModel, _check_bandwidth, make_channel
 
@@ -138,11 +145,7 @@ class Tr38901Batch(ChannelBatch):
             raise ValueError(f"'ue_positions_m' must hold num_ues={m} finite [x, y] positions (got shape {pos.shape})")
         es_xy = t._layout(n)
         self._es_tx = np.asarray(t._es_tx_dbm(n), dtype=np.float64)
-        # the link budget's constant terms per UE, ES and link: transmit power, receiver noise per Hz
-        tx = np.stack([np.full(n, t.ue_tx_power_dbm), self._es_tx], axis=1)  # (ESs, [ul, dl])
         noise = [THERMAL_NOISE_DBM_PER_HZ + t.es_noise_figure_db, THERMAL_NOISE_DBM_PER_HZ + t.noise_figure_db]
-        self._tx_dbm = np.tile(tx, (m, 1, 1))
-        self._noise_dbm = np.tile(noise, (m, n, 1))  # the ES receives the uplink
         self._es_xy = np.array(es_xy, dtype=np.float64).T[:, None, :]  # (2, 1, ESs): x, y
         if area_m is None:
             area_m = t.area_m
@@ -162,7 +165,18 @@ class Tr38901Batch(ChannelBatch):
         self._mob = MobilityBatch(t.mobility, pos, speed, self.area_m, t.ue_heading_deg)
         self._mob.reset(rng)
         self.num_es = n
-        self._neg_corr_m = np.array([-t.scenario.shadow_corr_nlos_m, -t.scenario.shadow_corr_los_m])
+        self._es_x, self._es_y = self._es_xy[0, 0].copy(), self._es_xy[1, 0].copy()
+        sc = t.scenario
+        # the block's constants: [LOS mode (0 random, 1 los, 2 nlos), Pr_LOS's UMa factor, fading
+        # (index into FADINGS), shadowing] and [carrier, heights, Pr_LOS d1, shadow sigma LOS/NLOS,
+        # decorrelation LOS/NLOS, Rician K, UE transmit power, uplink and downlink noise (the ES
+        # receives the uplink), the fading gain's floor, then each ES's transmit power]
+        self._pathloss_law = np.array(sc.pathloss_law)
+        self._los_law = np.array([("random", "los", "nlos").index(t.los_mode), int(sc.los_c_uma),
+                                  FADINGS.index(t.fading), int(bool(t.shadowing))], dtype=np.int64)
+        self._consts = np.array([t.carrier_hz, t.es_height_m, t.ue_height_m, sc.los_d1_m, sc.shadow_sigma_los_db,
+                                 sc.shadow_sigma_nlos_db, sc.shadow_corr_los_m, sc.shadow_corr_nlos_m, t._k_linear,
+                                 t.ue_tx_power_dbm, noise[0], noise[1], _MIN_GAIN, *self._es_tx.tolist()])
         self.los = np.ones((m, n), dtype=bool)
         self.z = np.zeros((m, n))  # shadowing in units of sigma_SF
         self._update(rng, np.full(m, math.inf))
@@ -183,53 +197,17 @@ class Tr38901Batch(ChannelBatch):
         return self._mob.pos.T.copy()
 
     def _update(self, rng: np.random.Generator, moved_m: np.ndarray) -> None:
-        """``_Tr38901Channel._update`` for every UE and ES at once (``moved_m``: per UE; inf draws afresh).
-
-        The same arithmetic per link as the scalar model; the factors that depend only on the
-        distance a UE moved are computed per UE (for a LOS and a NLOS link), Pr_LOS only at the
-        links that redraw their LOS state."""
-        t, sc = self.template, self.template.scenario
+        """``_Tr38901Channel._update`` for every UE and ES at once (``moved_m``: per UE; inf draws
+        afresh): the random numbers drawn as two arrays, then one compiled pass over the links
+        (:func:`_block`) with the laws of :mod:`meg_gym.channel.links`."""
         m, n = self.num_ues, self.num_es
         u = rng.random((m, 2 * n))
         g = rng.standard_normal((m, 5 * n))
-        dxy = self._mob.pos[:, :, None] - self._es_xy  # (2, UEs, ESs)
-        d2d = np.hypot(dxy[0], dxy[1])
-        self.d2d = d2d
-        x = moved_m[:, None] / self._neg_corr_m  # -moved / d_corr, (UEs, [NLOS, LOS])
-        if t.los_mode == "random":
-            # LOS state: redrawn from Pr_LOS(d) with probability 1 - exp(-moved/d_corr)
-            redraw = u[:, :n] < -np.expm1(x[:, :1])
-            los = self.los.copy()
-            los[redraw] = u[:, n:][redraw] < sc.los_probability(d2d[redraw], t.ue_height_m)
-        else:
-            los = np.full((m, n), t.los_mode == "los")
-        self.los = los
-        # Gudmundson (1991): z' = a z + sqrt(1 - a^2) w, a = exp(-moved / d_corr)
-        a = np.exp(x)
-        z = np.where(los, a[:, 1:], a[:, :1])
-        z *= self.z
-        w = np.sqrt(1.0 - a * a)
-        z += np.where(los, w[:, 1:], w[:, :1]) * g[:, :n]
-        self.z = z
-        pl = sc.pathloss_db(d2d, los, t.carrier_hz, t.es_height_m, t.ue_height_m)
-        if t.shadowing:
-            pl += np.where(los, sc.shadow_sigma_los_db, sc.shadow_sigma_nlos_db) * z
-        self.pl = pl
-        # the fading normals per ES: uplink (re, im), downlink (re, im); as (UEs, ESs, [ul, dl])
-        re, im = g[:, n::2].reshape(m, n, 2), g[:, n + 1::2].reshape(m, n, 2)
-        gain = fading_gain(t.fading, los[:, :, None], t._k_linear, re, im)
-        if isinstance(gain, np.ndarray):  # a new array: the dB values in its place
-            fade_db = np.log10(np.maximum(gain, _MIN_GAIN, out=gain), out=gain)
-            fade_db *= 10.0
-        else:
-            fade_db = np.full((m, n, 2), 10.0 * math.log10(max(gain, _MIN_GAIN)))
-        self.fade_db = fade_db
-        base = np.empty((m, n, 2))
-        base[:, :, 0], base[:, :, 1] = pl, pl
-        np.subtract(self._tx_dbm, base, out=base)
-        base += fade_db
-        base -= self._noise_dbm
-        self.base_db = base
+        self.los, self.z = self.los.copy(), self.z.copy()  # new arrays: snapshots may hold the old ones
+        self.d2d, self.pl = np.empty((m, n)), np.empty((m, n))
+        self.fade_db, self.base_db = np.empty((m, n, 2)), np.empty((m, n, 2))
+        _block(self._mob.pos, self._es_x, self._es_y, moved_m, u, g, self.los, self.z, self._los_law,
+               self._pathloss_law, self._consts, self.d2d, self.pl, self.fade_db, self.base_db)
 
     def ue_channel(self, k: int) -> ChannelModel:
         ch = super().ue_channel(k)
@@ -246,3 +224,47 @@ def make_channel_batch(kind: str, num_ues: int, **params: Any) -> ChannelBatch:
     template = make_channel(kind, **params)
     cls = Tr38901Batch if hasattr(template, "scenario") else FixedSnrBatch
     return cls(template, num_ues)
+
+
+@njit(cache=True)
+def _block(pos, es_x, es_y, moved, u, g, los, z, flags, law, c, d2d_out, pl_out, fade_out, base_out):
+    """One block of every UE's links (``Tr38901Batch._update``), as the scalar model's update
+    per link with the same laws, compiled: the LOS state redrawn from Pr_LOS(d) with
+    probability 1 - exp(-moved / d_corr), Gudmundson shadowing, the path loss in that state,
+    the block's fading on the uplink and downlink, the SNRs per Hz. ``u`` and ``g`` hold per
+    UE 2 uniforms and 5 normals per ES, laid out as the scalar model lays them out."""
+    m, n = los.shape
+    los_mode, c_uma, fading, shadowing = flags[0], flags[1] == 1, flags[2], flags[3] == 1
+    fc, h_bs, h_ut, d1, sig_los, sig_nlos = c[0], c[1], c[2], c[3], c[4], c[5]
+    corr_los, corr_nlos, k_lin, tx_ul, noise_ul, noise_dl, min_gain = c[6], c[7], c[8], c[9], c[10], c[11], c[12]
+    es_tx = c[13:]
+    for k in range(m):
+        x_nlos, x_los = moved[k] / -corr_nlos, moved[k] / -corr_los
+        redraw_p = -math.expm1(x_nlos)
+        a_nlos, a_los = math.exp(x_nlos), math.exp(x_los)
+        w_nlos, w_los = math.sqrt(1.0 - a_nlos * a_nlos), math.sqrt(1.0 - a_los * a_los)
+        for i in range(n):
+            d = math.hypot(pos[0, k] - es_x[i], pos[1, k] - es_y[i])
+            d2d_out[k, i] = d
+            if los_mode == 0:
+                if u[k, i] < redraw_p:
+                    los[k, i] = u[k, n + i] < _los_probability_link_jit(d, d1, h_ut, c_uma)
+            else:
+                los[k, i] = los_mode == 1
+            lo = los[k, i]
+            zz = (a_los if lo else a_nlos) * z[k, i]
+            zz += (w_los if lo else w_nlos) * g[k, i]
+            z[k, i] = zz
+            pl = _pathloss_link_jit(d, lo, fc, h_bs, h_ut, law[0], law[1], law[2], law[3], law[4], law[5], law[6])
+            if shadowing:
+                pl += (sig_los if lo else sig_nlos) * zz
+            pl_out[k, i] = pl
+            j = n + 4 * i
+            for link in range(2):
+                gain = _fading_link_jit(fading, lo, k_lin, g[k, j + 2 * link], g[k, j + 2 * link + 1])
+                f = math.log10(gain if gain > min_gain else min_gain) * 10.0
+                fade_out[k, i, link] = f
+                if link == 0:  # the link budget: transmit power - path loss + fading - noise per Hz
+                    base_out[k, i, 0] = tx_ul - pl + f - noise_ul
+                else:
+                    base_out[k, i, 1] = es_tx[i] - pl + f - noise_dl

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 __all__ = [
     "FADINGS",
@@ -90,46 +91,99 @@ def breakpoint_distance_m(carrier_hz: float, es_height_m: float, ue_height_m: fl
 
 # Table 7.4.1-1 per scenario: the LOS law (A, slope of PL1, slope of PL2's break-point term) and
 # the NLOS law's PL' (A, d_3D slope, f_c slope, h_UT slope)
-_PATHLOSS_UMI = ((32.4, 21.0, 9.5), (22.4, 35.3, 21.3, 0.3))
-_PATHLOSS_UMA = ((28.0, 22.0, 9.0), (13.54, 39.08, 20.0, 0.6))
+_PATHLOSS_UMI = (32.4, 21.0, 9.5, 22.4, 35.3, 21.3, 0.3)
+_PATHLOSS_UMA = (28.0, 22.0, 9.0, 13.54, 39.08, 20.0, 0.6)
+
+
+def _pathloss_link(d2d_m: float, los: bool, carrier_hz: float, es_height_m: float, ue_height_m: float,
+                   a_los: float, slope1: float, bp_slope: float, a_nlos: float, d_slope: float, fc_slope: float,
+                   h_slope: float) -> float:
+    """One link's path loss: PL_LOS if ``los``, else PL_NLOS = max(PL_LOS, PL'), the forms UMi
+    and UMa share (TR 38.901 Table 7.4.1-1), from one log10(d_3D). PL_LOS is
+    PL1 = A + slope1 log10(d_3D) + 20 log10(f_c) for d_2D <= d'_BP,
+    PL2 = A + 40 log10(d_3D) + 20 log10(f_c) - bp_slope log10(d'_BP^2 + (h_BS - h_UT)^2) beyond;
+    PL' = A' + d_slope log10(d_3D) + fc_slope log10(f_c) - h_slope (h_UT - 1.5).
+    Plain :mod:`math` on floats: called as Python by the scalar models and compiled (numba,
+    :data:`_pathloss_link_jit`) in the batched channel's block update and the array forms."""
+    dh = es_height_m - ue_height_m
+    log_fc = math.log10(carrier_hz / 1e9)
+    dbp = 4.0 * (es_height_m - _H_E_M) * (ue_height_m - _H_E_M) * carrier_hz / SPEED_OF_LIGHT_MPS
+    d2d = d2d_m if d2d_m > MIN_DISTANCE_2D_M else MIN_DISTANCE_2D_M
+    log_d3d = math.log10(math.sqrt(d2d * d2d + dh * dh))
+    if d2d <= dbp:
+        slope, bp_term = slope1, 0.0
+    else:
+        slope, bp_term = 40.0, bp_slope * math.log10(dbp * dbp + dh * dh)
+    pl_los = a_los + slope * log_d3d + 20.0 * log_fc - bp_term
+    if los:
+        return pl_los
+    pl = d_slope * log_d3d + a_nlos + fc_slope * log_fc - h_slope * (ue_height_m - 1.5)
+    return pl_los if pl_los >= pl else pl
+
+
+def _los_probability_link(d2d_m: float, d1_m: float, ue_height_m: float, c_uma: bool) -> float:
+    """18/d_2D + exp(-d_2D/d1) (1 - 18/d_2D) beyond 18 m, 1 within (UMa: times the C'(h_UT)
+    factor, capped at 1). d_2D is raised to 18 m first, where the expression is exactly 1
+    (r = 1), so one expression covers both ranges. Python and compiled, as :func:`_pathloss_link`."""
+    d = d2d_m if d2d_m > 18.0 else 18.0
+    r = 18.0 / d
+    p = r + math.exp(d / -d1_m) * (1.0 - r)
+    if c_uma and ue_height_m > 13.0:
+        c = ((ue_height_m - 13.0) / 10.0) ** 1.5
+        # within 18 m p is 1 and the factor >= 1: the cap keeps it at 1
+        p = p * (1.0 + c * 1.25 * (d / 100.0) ** 3.0 * math.exp(d / -150.0))  # pow, as numpy and math do
+        p = p if p < 1.0 else 1.0
+    return p
+
+
+def _fading_link(fading: int, los: bool, k_linear: float, re: float, im: float) -> float:
+    """One block's power gain |h|^2 (see :func:`fading_gain`), ``fading`` an index into
+    :data:`FADINGS`. Python and compiled, as :func:`_pathloss_link`."""
+    if fading == 0:
+        return 1.0
+    if fading == 2 and los:
+        a = math.sqrt(k_linear / (k_linear + 1.0))
+        b = math.sqrt(0.5 / (k_linear + 1.0))
+        x, y = a + b * re, b * im
+        return x * x + y * y
+    return 0.5 * (re * re + im * im)
+
+
+_pathloss_link_jit = njit(cache=True)(_pathloss_link)
+_los_probability_link_jit = njit(cache=True)(_los_probability_link)
+_fading_link_jit = njit(cache=True)(_fading_link)
+
+
+@njit(cache=True)
+def _pathloss_links(d2d, los, carrier_hz, es_height_m, ue_height_m, law, out):
+    for i in range(d2d.shape[0]):
+        out[i] = _pathloss_link_jit(d2d[i], los[i], carrier_hz, es_height_m, ue_height_m, law[0], law[1], law[2],
+                                    law[3], law[4], law[5], law[6])
+
+
+@njit(cache=True)
+def _los_probability_links(d2d, d1_m, ue_height_m, c_uma, out):
+    for i in range(d2d.shape[0]):
+        out[i] = _los_probability_link_jit(d2d[i], d1_m, ue_height_m, c_uma)
+
+
+@njit(cache=True)
+def _fading_links(fading, los, k_linear, re, im, out):
+    for i in range(re.shape[0]):
+        out[i] = _fading_link_jit(fading, los[i], k_linear, re[i], im[i])
 
 
 def _pathloss_db(d2d_m: Any, los: Any, carrier_hz: float, es_height_m: float, ue_height_m: float,
-                 laws: tuple[tuple[float, float, float], tuple[float, float, float, float]]) -> Any:
-    """PL_LOS where ``los`` holds, PL_NLOS = max(PL_LOS, PL') where not: the forms UMi and UMa
-    share (TR 38.901 Table 7.4.1-1), from one log10(d_3D). PL_LOS is
-    PL1 = A + slope1 log10(d_3D) + 20 log10(f_c) for d_2D <= d'_BP,
-    PL2 = A + 40 log10(d_3D) + 20 log10(f_c) - bp_slope log10(d'_BP^2 + (h_BS - h_UT)^2) beyond
-    (one expression: the slope and the break-point term picked per link, 0 within d'_BP);
-    PL' = A' + d_slope log10(d_3D) + fc_slope log10(f_c) - h_slope (h_UT - 1.5).
-    Floats (``los`` a bool), or arrays of d_2D (``los`` a bool or a bool array of their shape)."""
-    (a_los, slope1, bp_slope), (a_nlos, d_slope, fc_slope, h_slope) = laws
-    dh = es_height_m - ue_height_m
-    log_fc = math.log10(carrier_hz / 1e9)
-    dbp = breakpoint_distance_m(carrier_hz, es_height_m, ue_height_m)
-    array = isinstance(d2d_m, np.ndarray)
-    if array:
-        d2d = np.maximum(d2d_m, MIN_DISTANCE_2D_M)
-        log_d3d = np.log10(np.sqrt(d2d * d2d + dh * dh))
-        near = d2d <= dbp
-        slope, bp_term = np.where(near, slope1, 40.0), np.where(near, 0.0, bp_slope * math.log10(dbp * dbp + dh * dh))
-    else:
-        d2d = d2d_m if d2d_m > MIN_DISTANCE_2D_M else MIN_DISTANCE_2D_M
-        log_d3d = math.log10(math.sqrt(d2d * d2d + dh * dh))
-        if d2d <= dbp:
-            slope, bp_term = slope1, 0.0
-        else:
-            slope, bp_term = 40.0, bp_slope * math.log10(dbp * dbp + dh * dh)
-    pl_los = a_los + slope * log_d3d + 20.0 * log_fc - bp_term
-    if los is True:
-        return pl_los
-    pl = d_slope * log_d3d + a_nlos + fc_slope * log_fc - h_slope * (ue_height_m - 1.5)
-    if not array:
-        return pl_los if los or pl_los >= pl else pl
-    pl = np.maximum(pl, pl_los, out=pl)
-    if los is not False:
-        np.copyto(pl, pl_los, where=los)
-    return pl
+                 law: tuple[float, ...]) -> Any:
+    """:func:`_pathloss_link` for a float, or elementwise for an array of d_2D (``los`` a bool
+    or a bool array of its shape)."""
+    if not isinstance(d2d_m, np.ndarray):
+        return _pathloss_link(d2d_m, bool(los), carrier_hz, es_height_m, ue_height_m, *law[:7])
+    d = np.ascontiguousarray(d2d_m, dtype=np.float64).ravel()
+    lo = np.broadcast_to(np.asarray(los, dtype=bool), d2d_m.shape).ravel()
+    out = np.empty(d.shape)
+    _pathloss_links(d, lo, float(carrier_hz), float(es_height_m), float(ue_height_m), np.asarray(law[:7]), out)
+    return out.reshape(d2d_m.shape)
 
 
 def pathloss_umi_los_db(d2d_m: Any, carrier_hz: float, es_height_m: float = 10.0, ue_height_m: float = 1.5) -> Any:
@@ -181,23 +235,13 @@ def pathloss_uma_db(d2d_m: Any, los: Any, carrier_hz: float, es_height_m: float 
 
 
 def _los_probability(d2d_m: Any, d1_m: float, ue_height_m: float, c_uma: bool) -> Any:
-    """18/d_2D + exp(-d_2D/d1) (1 - 18/d_2D) beyond 18 m, 1 within (UMa: times the C'(h_UT)
-    factor, capped at 1). d_2D is raised to 18 m first, where the expression is exactly 1
-    (r = 1), so one expression covers both ranges, for floats and arrays."""
-    if isinstance(d2d_m, np.ndarray):
-        d = np.maximum(d2d_m, 18.0)
-        exp = np.exp
-    else:
-        d = d2d_m if d2d_m > 18.0 else 18.0
-        exp = math.exp
-    r = 18.0 / d
-    p = r + exp(d / -d1_m) * (1.0 - r)
-    if c_uma and ue_height_m > 13.0:
-        c = ((ue_height_m - 13.0) / 10.0) ** 1.5
-        # within 18 m p is 1 and the factor >= 1: the cap keeps it at 1
-        p = p * (1.0 + c * 1.25 * (d / 100.0) ** 3 * exp(d / -150.0))
-        p = np.minimum(p, 1.0) if isinstance(p, np.ndarray) else min(p, 1.0)
-    return p
+    """:func:`_los_probability_link` for a float, or elementwise for an array of d_2D."""
+    if not isinstance(d2d_m, np.ndarray):
+        return _los_probability_link(d2d_m, d1_m, ue_height_m, c_uma)
+    d = np.ascontiguousarray(d2d_m, dtype=np.float64).ravel()
+    out = np.empty(d.shape)
+    _los_probability_links(d, float(d1_m), float(ue_height_m), bool(c_uma), out)
+    return out.reshape(d2d_m.shape)
 
 
 def los_probability_umi(d2d_m: Any, ue_height_m: float = 1.5) -> Any:
@@ -224,19 +268,17 @@ def fading_gain(fading: str, los: Any, k_linear: float, re: Any, im: Any) -> Any
 
     Rayleigh: h = (re + j im)/sqrt(2), so |h|^2 ~ Exp(1). Rician (LOS links only):
     h = sqrt(K/(K+1)) + sqrt(1/(K+1)) (re + j im)/sqrt(2). 'none': 1. Floats, or arrays of
-    one entry per link (``los`` then a boolean array).
+    one entry per link (``los`` then a boolean array or a bool).
     """
-    if fading == "none":
-        return 1.0
-    array = isinstance(los, np.ndarray)
-    if fading == "rician" and (array or los):
-        a = math.sqrt(k_linear / (k_linear + 1.0))
-        b = math.sqrt(0.5 / (k_linear + 1.0))
-        x, y = a + b * re, b * im
-        if not array:
-            return x * x + y * y
-        return np.where(los, x * x + y * y, 0.5 * (re * re + im * im))
-    return 0.5 * (re * re + im * im)
+    code = FADINGS.index(fading)
+    if not isinstance(re, np.ndarray):
+        return _fading_link(code, bool(los), k_linear, re, im)
+    r = np.ascontiguousarray(re, dtype=np.float64)
+    i = np.ascontiguousarray(np.broadcast_to(im, r.shape), dtype=np.float64).ravel()
+    lo = np.broadcast_to(np.asarray(los, dtype=bool), r.shape).ravel()
+    out = np.empty(r.size)
+    _fading_links(code, lo, float(k_linear), r.ravel(), i, out)
+    return out.reshape(r.shape)
 
 
 @dataclass(frozen=True)
@@ -254,13 +296,16 @@ class Tr38901Scenario:
     shadow_sigma_nlos_db: float
     shadow_corr_los_m: float  # shadow fading decorrelation distance, Table 7.5-6
     shadow_corr_nlos_m: float
+    pathloss_law: tuple[float, ...] = _PATHLOSS_UMI  # the constants of _pathloss_link (Table 7.4.1-1)
+    los_d1_m: float = 36.0  # Pr_LOS's d1 (Table 7.4.2-1)
+    los_c_uma: bool = False  # Pr_LOS with UMa's C'(h_UT) factor
 
 
 # One row per scenario. The LOS-state process reuses the NLOS shadowing decorrelation
 # distance (a simple stand-in for the spatially consistent LOS state of TR 38.901 7.6.3.3).
 SCENARIOS_38901: dict[str, Tr38901Scenario] = {
     "umi": Tr38901Scenario("umi", 10.0, 200.0, pathloss_umi_los_db, pathloss_umi_nlos_db, pathloss_umi_db,
-                           los_probability_umi, 4.0, 7.82, 10.0, 13.0),
+                           los_probability_umi, 4.0, 7.82, 10.0, 13.0, _PATHLOSS_UMI, 36.0, False),
     "uma": Tr38901Scenario("uma", 25.0, 500.0, pathloss_uma_los_db, pathloss_uma_nlos_db, pathloss_uma_db,
-                           los_probability_uma, 4.0, 6.0, 37.0, 50.0),
+                           los_probability_uma, 4.0, 6.0, 37.0, 50.0, _PATHLOSS_UMA, 63.0, True),
 }
