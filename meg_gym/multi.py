@@ -59,6 +59,7 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 from meg_gym.channel.batched import make_channel_batch
 from meg_gym.protocols import PROTOCOLS
@@ -371,22 +372,18 @@ class MultiWorld:
     def _step(self, idx: np.ndarray, share: np.ndarray) -> MultiStepResult:
         """:meth:`step` on checked placements (int64) and shares (float64), one per UE."""
         m = self.num_ues
-        # the bandwidth rule, for all UEs at once: demand on each ES, then each request's smallest
-        # allocation over its ESs
-        ids = self._ids[idx]  # (UEs, widest ES set)
-        radio = self._radio[idx]
+        # the bandwidth rule: demand on each ES, then each request's smallest allocation over its
+        # ESs; and each UE's SNRs to its placement's ESs at its bandwidth, (UEs, widest ES set,
+        # [ul, dl]), and its worst link's: one compiled pass over the UEs
         demand = share @ self._uses[idx]
-        bw_cell = self.bandwidth_hz
-        bw = np.where(radio, share / np.maximum(demand, 1.0)[ids].max(axis=1) * bw_cell, bw_cell)
+        bw, snr, worst = np.empty(m), np.empty((m, self._ids.shape[1], 2)), np.empty((m, 2))
+        batch = self._batch
+        _allocate(idx, share, demand, self._ids, self._radio, self.bandwidth_hz, batch.base_db,
+                  batch.scales_with_bandwidth, bw, snr, worst)
         if self.live:
             lat, en = [0.0] * m, [0.0] * m
             outcomes, qual = self._serve_live(idx.tolist(), bw.tolist(), lat, en)
             return self._finish(idx, bw, demand, np.array(lat), np.array(en), qual, outcomes)
-        # each UE's SNRs to its placement's ESs at its bandwidth, (UEs, widest ES set, [ul, dl])
-        batch = self._batch
-        snr = batch.base_db[self._rows, ids]
-        if batch.scales_with_bandwidth:
-            snr -= (10.0 * np.log10(bw))[:, None, None]
         # the queue walk: requests join the shared queues in the service order, each seeing the
         # backlog the ones before left (the walk raises it), then the queues get the new work
         now, queues = self.now_s, self._queues
@@ -394,7 +391,7 @@ class MultiWorld:
         backlog = np.array([before])
         out = self._table.walk(self._order, idx, np.full(m, now), backlog, snr[:, :, 0], snr[:, :, 1], bw)
         join_queues(queues, range(self.num_es), now, before, backlog[0].tolist())
-        qual = self._draw(idx, snr.min(axis=1), self._z)[0]  # at each UE's worst links
+        qual = self._draw(idx, worst, self._z)[0]  # at each UE's worst links
         return self._finish(idx, bw, demand, out[:, 0], out[:, 1], qual, None)
 
     def _serve_live(self, idx: list[int], bw: list[float], lat: list[float],
@@ -460,6 +457,34 @@ class MultiWorld:
             self._snr_cache = None
         self.epoch += 1
         self._draw_requests()
+
+
+@njit(cache=True)
+def _allocate(idx, share, demand, ids, radio, bw_cell, base_db, per_hz, bw_out, snr_out, worst_out):
+    """:meth:`MultiWorld._step`'s bandwidth rule and SNR gather, UE by UE: request ``k`` on
+    placement ``idx[k]`` gets ``share[k] / max(1, largest demand on its ESs) * bw_cell`` (the
+    whole cell if it sends nothing); its SNRs to its placement's ESs (``ids``, padded by
+    repeating the first) at that bandwidth, and the worst of them per link."""
+    for k in range(idx.shape[0]):
+        p = idx[k]
+        bw = bw_cell
+        if radio[p]:
+            most = 1.0
+            for j in range(ids.shape[1]):
+                d = demand[ids[p, j]]
+                most = d if d > most else most
+            bw = share[k] / most * bw_cell
+        bw_out[k] = bw
+        off = 10.0 * math.log10(bw) if per_hz else 0.0
+        for link in range(2):
+            low = math.inf
+            for j in range(ids.shape[1]):
+                x = base_db[k, ids[p, j], link]
+                if per_hz:
+                    x -= off
+                snr_out[k, j, link] = x
+                low = x if x < low else low
+            worst_out[k, link] = low
 
 
 def _check_int(name: str, value: Any, lo: int) -> int:
