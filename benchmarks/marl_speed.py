@@ -13,9 +13,10 @@ the range over rounds. Each UE's request rate
 is ``0.5 * N / M`` Hz, so the load offered to each ES stays the same whatever M. ``awgn`` gives
 each UE its own SNR drawn from [0, 20] dB; ``umi`` is the scenario's TR 38.901 link budget with a
 moving UE per agent (all UEs' links advanced together by ``meg_gym.channel.batched``). ``world``
-is the same run without the PettingZoo layer (MultiWorld.step on the decoded actions). Only the
-queue walk (each request's timing kernel against the shared ES queues, in the seeded order) is
-per agent in MultiWorld.step; the rest is one numpy pass over all UEs. ``--profile M`` prints
+is the same run without the PettingZoo layer (MultiWorld.step on the decoded actions): the
+bandwidth rule, the queue walk (every request against the shared ES queues, in the seeded
+order), the quality draw and the channel's block run compiled over all UEs, the ES queues'
+background in Python per ES. ``--profile M`` prints
 cProfile's top functions for M UEs on the first channel.
 """
 

@@ -123,8 +123,9 @@ def test_live_mode_two_ues_two_steps():
 
 @pytest.mark.parametrize("channel", [None, {"kind": "umi", "fading": "rician"}])
 def test_step_equals_the_scalar_timing_and_table_per_request(world, channel):
-    """The all-UE passes (bandwidth rule, SNRs, quality) and the prepared kernels give what the scalar
-    path gives: CompiledPlan.timing on each UE's channel in the service order, QualityTable.lookup."""
+    """The all-UE passes (bandwidth rule, SNRs, quality) and the compiled walk over the epoch give what
+    the scalar path gives: the timing walk (CompiledPlan.timing, trace=True) on each UE's channel
+    against the queues in the service order, QualityTable.lookup."""
     import copy
 
     if channel is None:
@@ -150,7 +151,7 @@ def test_step_equals_the_scalar_timing_and_table_per_request(world, channel):
                 ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=p.es_flops, snr_ul_db=ul, snr_dl_db=dl,
                 bandwidth_hz=bw, mode=ref._mode, efficiency=ref._efficiency, ue_power_w=sys_.ue_power_w,
                 ue_tx_power_w=sys_.ue_tx_power_w, queues=[ref._queues[i] for i in p.es_ids],
-                start_s=now)
+                start_s=now, trace=True)
             assert res.latency_s[k] == pytest.approx(summary["latency_s"], rel=1e-12)
             assert res.energy_j[k] == pytest.approx(summary["energy_j"], rel=1e-12)
             assert res.uplink_bits[k] == summary["uplink_bits"] and res.downlink_bits[k] == summary["downlink_bits"]
