@@ -228,8 +228,7 @@ class EsCoordinationEnv(_MegParallelEnv):
         self.agents = self.possible_agents[:]
         self._last = None
         self._route()
-        o = self._observe().astype(np.float32)
-        return {a: o[i] for i, a in enumerate(self.agents)}, {a: {} for a in self.agents}
+        return self._obs_dict(self._observe()), {a: {} for a in self.agents}
 
     def _decode(self, actions: dict) -> np.ndarray:
         self._check_actions(actions)

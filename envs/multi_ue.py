@@ -6,6 +6,7 @@ version, through ``pettingzoo.utils.parallel_to_aec``) and ``raw_env`` (the para
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -94,11 +95,14 @@ class _MegParallelEnv(ParallelEnv):
             return local
         return self.local_ratio * local + (1.0 - self.local_ratio) * team
 
+    def _obs_dict(self, obs: np.ndarray) -> dict[str, np.ndarray]:
+        """Each live agent's row of ``obs`` (agents, features) as float32 (views of one array)."""
+        return dict(zip(self.agents, obs.astype(np.float32)))
+
     def _finish(self, obs: np.ndarray, rewards: np.ndarray, infos: list[dict]) -> tuple:
         agents = self.agents
         done = self.world.epoch >= self.max_cycles
-        o = obs.astype(np.float32)
-        obs_d = {a: o[k] for k, a in enumerate(agents)}
+        obs_d = self._obs_dict(obs)
         rew_d = dict(zip(agents, rewards.tolist()))
         term_d = dict.fromkeys(agents, False)
         trunc_d = dict.fromkeys(agents, done)
@@ -192,6 +196,7 @@ class MultiUeEnv(_MegParallelEnv):
         self._obs = np.zeros((m, 4 * n + 3), dtype=np.float64)
         self._fast = action_type == "multidiscrete"
         self._nvec = np.array([self.codec.n_placements, self.codec.n_shares])  # the fast path's bounds
+        self._placement_names = [(p.protocol, p.es_ids) for p in w.placements]  # for the infos
 
     # -- observation ----------------------------------------------------------------------
     def _observe(self) -> np.ndarray:
@@ -216,15 +221,14 @@ class MultiUeEnv(_MegParallelEnv):
         self.world.reset(int(ss.generate_state(1, np.uint64)[0]))
         self.agents = self.possible_agents[:]
         self._last = None
-        o = self._observe().astype(np.float32)
-        return {a: o[k] for k, a in enumerate(self.agents)}, {a: {} for a in self.agents}
+        return self._obs_dict(self._observe()), {a: {} for a in self.agents}
 
     def _decode(self, actions: dict) -> tuple[np.ndarray, np.ndarray]:
         self._check_actions(actions)
         agents = self.agents
         if self._fast:  # the usual case: one integer array, range-checked at once
             try:
-                arr = np.array([actions[a] for a in agents])
+                arr = np.array(itemgetter(*agents)(actions))
             except ValueError:
                 arr = None
             if arr is not None and arr.dtype.kind in "iu" and arr.shape == (len(agents), 2) \
@@ -245,9 +249,9 @@ class MultiUeEnv(_MegParallelEnv):
         res = w._step(placements, shares)  # checked by _decode
         self._last = (placements, res)
         rewards = self._mix(res.reward, float(res.reward.sum()) / len(res.reward))
-        pls = w.placements
+        names = self._placement_names
         infos = [
-            {"rewards": terms, "protocol": pls[p].protocol, "es_ids": pls[p].es_ids, "bandwidth_hz": bw,
+            {"rewards": terms, "protocol": names[p][0], "es_ids": names[p][1], "bandwidth_hz": bw,
              "latency_s": lat, "quality": q, "deadline_missed": miss}
             for terms, p, bw, lat, q, miss in zip(terms_per_request(res.terms), placements.tolist(),
                                                   res.bandwidth_hz.tolist(), res.latency_s.tolist(),

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from meg_gym.compute import EsQueueBatch
 from meg_gym.quality.calibration import GridDraw
 from meg_gym.world import World, reward_terms
 
@@ -59,14 +58,13 @@ class BatchWorld:
         self.shares = np.asarray(sc.bandwidth_shares, dtype=np.float64)
         # QualityTable.draw for every copy at once, per placement
         self._draw = GridDraw(self.world.table, [p.protocol for p in self.plans], sys_.settings.steps)
-        self.es_flops = [sys_.es_flops_per_s[i] for i in range(self.num_es)]
         # per placement: its bits, and which ESs it uses (+inf elsewhere, for the worst link's SNR)
         self._ul_bits = np.array([p.uplink_bits for p in self.plans], dtype=np.int64)
         self._dl_bits = np.array([p.downlink_bits for p in self.plans], dtype=np.int64)
         self._off_es = np.array([[0.0 if i in p.es_ids else np.inf for i in range(self.num_es)] for p in self.plans])
         self._table = self.world._table  # the plans in decision order, as self.plans
         self._ids = self._table.es_ids  # (placements, widest ES set), padded
-        self.queues = EsQueueBatch(self.es_flops, [es.load for es in sc.es], sys_.background_job_flops(), self.num)
+        self.queues = sys_.queue_batch(self.num)
         self.snr_full = np.zeros((self.num, self.num_es, 2))  # at the whole bandwidth: [..., 0] ul, [..., 1] dl
         params = channel_params(sc)
         if sc.channel.kind in _ARRAY_CHANNELS:  # one model gives the fixed SNRs; a range is drawn as arrays

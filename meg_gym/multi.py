@@ -3,10 +3,14 @@
 :class:`MultiWorld` is the single-UE :class:`~meg_gym.world.World` widened to ``M`` UEs. It
 composes the same pieces rather than copying them:
 
-* one :class:`~meg_gym.system.MegSystem` (model, FLOP counts, device rates, and the ES
-  queues), whose :class:`~meg_gym.compute.EsQueue` s are **shared by all UEs**: exact FIFO
-  queues with the other users' Poisson background; the UEs' requests join them in arrival
-  order (the timing model reserves an ES per request), so one UE's job delays the others';
+* one :class:`~meg_gym.system.MegSystem` (model, FLOP counts, device rates) and the ES
+  queues, **shared by all UEs**: exact FIFO queues with the other users' Poisson background
+  (the model of :class:`~meg_gym.compute.EsQueue`); the UEs' requests join them in arrival
+  order (the timing model reserves an ES per request), so one UE's job delays the others'.
+  In profiled mode they are one :class:`~meg_gym.compute.EsQueueBatch` row (all ESs'
+  backgrounds advanced in one compiled pass, started in the stationary workload, as the
+  vector env's worlds); live mode serves each request through :meth:`MegSystem.serve` on
+  the system's :class:`~meg_gym.compute.EsQueue` s;
 * **the scenario's channel model for every UE**, as one
   :class:`~meg_gym.channel.batched.ChannelBatch` (``make_channel_batch(kind, num_ues,
   **channel_params(...))``, built once): each UE has its own position, mobility and fading,
@@ -30,8 +34,8 @@ Poisson stream of that rate), every UE's channel moves (mobility, a new fading b
 every UE draws its next request. Everything that does not depend on the service order (the
 bandwidth rule, SNRs, quality, rewards) is computed for all UEs at once; only the queue
 walk runs per request, in order (one compiled loop, :meth:`PlanTable.walk`): each request
-reads and raises the ES backlogs the requests before it left, and the queues then get the epoch's work
-(:func:`~meg_gym.timing.join_queues`).
+reads and raises the ES backlogs the requests before it left, and the queues then hold the
+backlogs the walk leaves.
 
 Bandwidth rule
 --------------
@@ -65,7 +69,7 @@ from meg_gym.channel.batched import make_channel_batch
 from meg_gym.protocols import PROTOCOLS
 from meg_gym.quality.calibration import GridDraw
 from meg_gym.system import Decision, MegSystem, channel_params
-from meg_gym.timing import CompiledPlan, PlanTable, compile_plan, join_queues
+from meg_gym.timing import CompiledPlan, PlanTable, compile_plan
 from meg_gym.world import reward_scales, reward_terms
 
 __all__ = ["MultiStepResult", "MultiWorld", "Placement"]
@@ -170,6 +174,8 @@ class MultiWorld:
         self._mode, self._efficiency = t.mode, t.efficiency
         self._table = self._make_table()
         self._arrays()
+        # profiled mode: the ES queues as one row of arrays (live mode: the system's EsQueues)
+        self._bank = None if self.live else system.queue_batch(1)
         self._batch = make_channel_batch(self.kind, self.num_ues, **channel_params(sc))  # built once
         self._rows = np.arange(self.num_ues)[:, None]
         self._area = self._walk_area()
@@ -280,11 +286,15 @@ class MultiWorld:
     # -- episode --------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
         """New episode: ES queues, every UE's channel and request stream, all from ``seed``."""
-        sys_ss, _, ch_ss, pos_ss, req_ss = np.random.SeedSequence(seed).spawn(5)
+        sys_ss, q_ss, ch_ss, pos_ss, req_ss = np.random.SeedSequence(seed).spawn(5)
         sys_ = self.system
-        sys_.reset(int(sys_ss.generate_state(1)[0]))  # the ES queues every UE shares
-        self._queues = [sys_.queues[i] for i in range(self.num_es)]
-        self._system_channel = sys_.channel
+        if self.live:  # the ES queues every UE shares: the system's
+            sys_.reset(int(sys_ss.generate_state(1)[0]))
+            self._queues = [sys_.queues[i] for i in range(self.num_es)]
+            self._system_channel = sys_.channel
+        else:  # or a row of arrays, in the stationary workload at time 0
+            self._q_rng = np.random.default_rng(q_ss)
+            self._bank.reset(slice(None), self._q_rng, 0.0)
         self._ch_rng = np.random.default_rng(ch_ss)
         pos_rng = np.random.default_rng(pos_ss)
         m = self.num_ues
@@ -349,6 +359,8 @@ class MultiWorld:
 
     def backlog_s(self) -> np.ndarray:
         """Unfinished work in seconds at every ES now (what a job arriving now would wait for)."""
+        if self._bank is not None:
+            return self._bank.backlog_s()[0].copy()
         now = self.now_s
         return np.array([q.backlog_s(now) for q in self._queues])
 
@@ -385,12 +397,10 @@ class MultiWorld:
             outcomes, qual = self._serve_live(idx.tolist(), bw.tolist(), lat, en)
             return self._finish(idx, bw, demand, np.array(lat), np.array(en), qual, outcomes)
         # the queue walk: requests join the shared queues in the service order, each seeing the
-        # backlog the ones before left (the walk raises it), then the queues get the new work
-        now, queues = self.now_s, self._queues
-        before = [q.backlog_s(now) for q in queues]
-        backlog = np.array([before])
-        out = self._table.walk(self._order, idx, np.full(m, now), backlog, snr[:, :, 0], snr[:, :, 1], bw)
-        join_queues(queues, range(self.num_es), now, before, backlog[0].tolist())
+        # backlog the ones before left (the walk raises it); then the queues hold what it left
+        backlog = self._bank.backlog_s().copy()  # the walk may raise: the queues change after it
+        out = self._table.walk(self._order, idx, np.full(m, self.now_s), backlog, snr[:, :, 0], snr[:, :, 1], bw)
+        self._bank.v[...] = backlog
         qual = self._draw(idx, worst, self._z)[0]  # at each UE's worst links
         return self._finish(idx, bw, demand, out[:, 0], out[:, 1], qual, None)
 
@@ -452,6 +462,8 @@ class MultiWorld:
         gap = self._gap
         self.now_s += gap
         self.system.now_s = self.now_s
+        if self._bank is not None:
+            self._bank.advance(self.now_s, self._q_rng)
         self._batch.advance(gap, self._ch_rng)
         if not self._fixed_snr:
             self._snr_cache = None

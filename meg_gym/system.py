@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from meg_gym.ldm.stages import GenerationSettings
 from meg_gym.protocols import PlacedProtocol, ProtocolError, place
 from meg_gym.quality.metrics import psnr_db, ssim
 from meg_gym.timing import StepCost
+
+if TYPE_CHECKING:
+    from meg_gym.compute import EsQueueBatch
 
 __all__ = ["Decision", "MegSystem", "Outcome", "Request"]
 
@@ -148,6 +151,14 @@ class MegSystem:
             for i, (es, s) in enumerate(zip(sc.es, q_ss.spawn(sc.num_es)))
         }
         self.now_s = 0.0
+
+    def queue_batch(self, copies: int) -> EsQueueBatch:
+        """``copies`` independent sets of the ES queues as one :class:`~meg_gym.compute.EsQueueBatch`
+        (the model of the queues :meth:`reset` builds, as arrays): the batched worlds' queues."""
+        from meg_gym.compute import EsQueueBatch
+
+        return EsQueueBatch([self.es_flops_per_s[i] for i in range(self.scenario.num_es)],
+                            [es.load for es in self.scenario.es], self.background_job_flops(), copies)
 
     def background_job_flops(self) -> float:
         """Work of one other user's job on an ES: the ES part of a Full-ES generation."""

@@ -11,8 +11,8 @@ from the ``np.random.Generator`` passed in.
 * ``static``: the UE does not move.
 
 :class:`MobilityBatch` walks many UEs of one kind at once, as arrays (the batched channel's
-mobility): the same processes, the positions of all UEs updated in one numpy pass (the few
-random-waypoint UEs that reach a waypoint on the way walk their next legs as floats).
+mobility): the same processes, the positions of all UEs updated in one pass (compiled for the random
+waypoint's first leg; the few UEs that reach a waypoint on the way walk their next legs as floats).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 __all__ = ["MOBILITIES", "ConstantVelocity", "Mobility", "MobilityBatch", "RandomWaypoint", "Static"]
 
@@ -176,7 +177,9 @@ class MobilityBatch:
         """Move every UE on by ``dt_s`` seconds; returns the distance each moved (start to end)."""
         pos0 = self.pos  # the walks below leave a new array in self.pos
         if self.kind == "random_waypoint" and self.speed_mps * dt_s > 0.0:
-            self._walk(self.speed_mps * dt_s, rng)
+            moved = self._walk(self.speed_mps * dt_s, rng)
+            if moved is not None:
+                return moved
         elif self.kind == "constant_velocity":
             self.pos, self.vel = _reflect(self.pos + self.vel * dt_s, self.vel, self._lo, self._hi)
         else:
@@ -184,22 +187,20 @@ class MobilityBatch:
         d = self.pos - pos0
         return np.hypot(d[0], d[1])
 
-    def _walk(self, length_m: float, rng: np.random.Generator) -> None:
-        """RandomWaypoint.advance for all UEs: legs until each has walked ``length_m``.
+    def _walk(self, length_m: float, rng: np.random.Generator) -> np.ndarray | None:
+        """RandomWaypoint.advance for all UEs: legs until each has walked ``length_m``; the
+        distance each moved if no UE reached its waypoint (the usual case), else None.
 
-        The first leg is one pass over all UEs: most stop on the way to their waypoints. The few
-        that reach theirs go on leg by leg, as floats: after each leg the UEs that reached their
-        waypoints draw new ones (in UE order), and those with length left walk one more leg."""
-        d = self.wp - self.pos
-        dist = np.hypot(d[0], d[1])
-        short = dist > length_m
-        # pos + d / dist * length for the UEs that stop short (the others' entries are overwritten)
-        pos = np.divide(d, dist, out=d, where=short)
-        pos *= length_m
-        pos += self.pos
+        The first leg is one compiled pass over all UEs: most stop on the way to their waypoints.
+        The few that reach theirs go on leg by leg, as floats: after each leg the UEs that reached
+        their waypoints draw new ones (in UE order), and those with length left walk one more leg."""
+        m = self.pos.shape[1]
+        pos, dist, moved = np.empty_like(self.pos), np.empty(m), np.empty(m)
+        reached_any = _first_leg(self.pos, self.wp, length_m, pos, dist, moved)
         self.pos = pos
-        if short.all():
-            return
+        if not reached_any:
+            return moved
+        short = dist > length_m
         x, y, wx, wy = pos[0], pos[1], self.wp[0], self.wp[1]
         reached = {k: length_m - dist[k] for k in np.flatnonzero(~short).tolist()}  # UE: length left
         for leg in range(1, _MAX_LEGS_PER_CALL + 1):  # ``reached``: the UEs at their waypoints after this leg
@@ -207,17 +208,39 @@ class MobilityBatch:
                 x[k], y[k] = wx[k], wy[k]
             self._new_waypoints(list(reached), rng)
             if leg == _MAX_LEGS_PER_CALL:
-                return
+                return None
             walking, reached = reached, {}
             for k, left in walking.items():
                 if left <= 0.0:
                     continue
                 dx, dy = wx[k] - x[k], wy[k] - y[k]
-                dist_k = np.hypot(dx, dy)  # as the first leg computes it (math.hypot may differ in the last bit)
+                dist_k = np.hypot(dx, dy)  # C hypot, as the first leg (Python's math.hypot may differ in the last bit)
                 if dist_k > left:
                     x[k] += dx / dist_k * left
                     y[k] += dy / dist_k * left
                 else:
                     reached[k] = left - dist_k
             if not reached:
-                return
+                return None
+        return None
+
+
+@njit(cache=True)
+def _first_leg(pos, wp, length, pos_out, dist_out, moved_out):
+    """Every UE at ``pos`` (2, UEs) walks ``length`` towards its waypoint ``wp``: into ``pos_out``
+    where it stops short, with the distance it moved (as ``np.hypot(*(pos_out - pos))``) in
+    ``moved_out``, and its distance to the waypoint into ``dist_out``; True if any UE reaches its
+    waypoint (its ``pos_out`` and ``moved_out`` entries are then left for the caller, who walks its
+    next legs). Compiled ``math.hypot`` is C's ``hypot``, as ``np.hypot``."""
+    reached = False
+    for k in range(pos.shape[1]):
+        dx, dy = wp[0, k] - pos[0, k], wp[1, k] - pos[1, k]
+        d = math.hypot(dx, dy)
+        dist_out[k] = d
+        if d > length:
+            pos_out[0, k] = dx / d * length + pos[0, k]
+            pos_out[1, k] = dy / d * length + pos[1, k]
+            moved_out[k] = math.hypot(pos_out[0, k] - pos[0, k], pos_out[1, k] - pos[1, k])
+        else:
+            reached = True
+    return reached

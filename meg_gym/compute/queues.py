@@ -61,6 +61,7 @@ from bisect import bisect_right
 from typing import Any, NamedTuple
 
 import numpy as np
+from numba import njit
 
 from meg_gym.compute._validate import ComputeError, check_finite, check_positive, check_range
 
@@ -68,6 +69,8 @@ __all__ = ["EsQueue", "EsQueueBatch", "QueueResult"]
 
 # a chunk with at most this many arrivals is drawn job by job
 _LEAF_JOBS = 8
+# EsQueueBatch draws its standard exponentials this many at a time
+_EXP_BLOCK = 4096
 
 # A leaf of the recorded path is a tuple (t, length, k, work):
 #   k >= 0: a chunk [t, t + length) holding k background arrivals of total work ``work``
@@ -475,6 +478,12 @@ class EsQueueBatch:
     ``1 - load``, else exponential of mean ``E[S] / (1 - load)``), the distribution that
     :class:`EsQueue`'s warm-up approaches. Our jobs are added with :meth:`add`, in time
     order (what the timing model's per-request reservation needs).
+
+    :meth:`advance` is one compiled pass, queue by queue, over standard exponentials drawn
+    from the generator in blocks (as :class:`EsQueue` draws them; a different generator than
+    the last call's starts afresh): two per background arrival, its job's size, then the gap
+    to the next one. ``v``, ``clock`` and ``next_arrival`` are
+    updated in place.
     """
 
     def __init__(self, flops_per_s: Any, load: Any, mean_job_flops: float, copies: int) -> None:
@@ -492,6 +501,9 @@ class EsQueueBatch:
         self.v = np.zeros(shape)
         self.clock = np.zeros(shape)
         self.next_arrival = np.full(shape, np.inf)
+        self._exp = np.empty(0)  # standard exponentials drawn ahead from _exp_rng, used from _exp_i on
+        self._exp_i = 0
+        self._exp_rng: np.random.Generator | None = None
 
     def reset(self, rows: Any, rng: np.random.Generator, start_s: Any = 0.0) -> None:
         """Queues of ``rows`` (an index array or mask) in the stationary workload at ``start_s``."""
@@ -505,23 +517,20 @@ class EsQueueBatch:
         self.next_arrival[rows] = start + rng.standard_exponential((k, n)) * self.mean_gap_s
 
     def advance(self, t_s: Any, rng: np.random.Generator) -> None:
-        """Run every queue's background up to ``t_s`` (one time per copy, >= its clocks)."""
-        t = np.broadcast_to(np.asarray(t_s, dtype=np.float64).reshape(-1, 1), self.v.shape)
-        v, clock, nxt = self.v, self.clock, self.next_arrival
-        # flat views; each pass keeps only the queues with another arrival before t (row-major
-        # order, so the draws go to the same queues as a full scan would give them)
-        vf, cf, nf, tf = v.reshape(-1), clock.reshape(-1), nxt.reshape(-1), t.reshape(-1)
-        service, gap = np.broadcast_to(self.mean_service_s, v.shape).reshape(-1), \
-            np.broadcast_to(self.mean_gap_s, v.shape).reshape(-1)
-        idx = np.flatnonzero(nf <= tf)
-        while len(idx):
-            a = nf[idx]
-            vf[idx] = np.maximum(vf[idx] - (a - cf[idx]), 0.0) + rng.standard_exponential(len(idx)) * service[idx]
-            cf[idx] = a
-            nf[idx] = a = a + rng.standard_exponential(len(idx)) * gap[idx]
-            idx = idx[a <= tf[idx]]
-        np.maximum(v - (t - clock), 0.0, out=v)
-        clock[...] = t
+        """Run every queue's background up to ``t_s`` (one time per copy, or one for all, >= their
+        clocks); ``rng`` gives the standard exponentials when the drawn-ahead block runs out."""
+        t = np.asarray(t_s, dtype=np.float64).reshape(-1)
+        if t.shape[0] not in (1, self.v.shape[0]):
+            raise ComputeError(f"'t_s' must be one time or one per copy ({self.v.shape[0]}; got {t.shape[0]})")
+        if rng is not self._exp_rng:  # a new generator (a new seed): its own stream from now on
+            self._exp, self._exp_i, self._exp_rng = np.empty(0), 0, rng
+        while True:
+            self._exp_i = _lindley(t, self.v, self.clock, self.next_arrival, self.mean_service_s, self.mean_gap_s,
+                                   self._exp, self._exp_i)
+            if self._exp_i >= 0:
+                return
+            # the block ran out (the queues done so far stay done): a new block, then go on
+            self._exp, self._exp_i = rng.standard_exponential(_EXP_BLOCK), 0
 
     def backlog_s(self) -> np.ndarray:
         """Unfinished work (seconds) of every queue at its clock: what a job arriving now waits."""
@@ -530,3 +539,30 @@ class EsQueueBatch:
     def add(self, rows: np.ndarray, es: int, seconds: np.ndarray) -> None:
         """Our jobs of ``seconds`` of service arrive at the clocks of ``rows``' ES ``es``."""
         self.v[rows, es] += seconds
+
+
+@njit(cache=True)
+def _lindley(t, v, clock, nxt, service, gap, exp, i):
+    """:meth:`EsQueueBatch.advance`, compiled: queue by queue (copy-major), the Lindley
+    recursion over its background arrivals up to its copy's time ``t``, then the drain to it.
+    Each arrival takes two standard exponentials from ``exp`` at ``i`` (its job's size, then
+    the gap to the next arrival). Returns the next unused index, or -1 when ``exp`` ran out:
+    the queues before are then at ``t``, the rest as they were or part-way (their state is
+    whole after each arrival), so the same call with a new block goes on where it stopped."""
+    copies, n = v.shape
+    for r in range(copies):
+        tr = t[r] if t.shape[0] > 1 else t[0]
+        for j in range(n):
+            while nxt[r, j] <= tr:
+                if i + 2 > exp.shape[0]:
+                    return -1
+                a = nxt[r, j]
+                x = v[r, j] - (a - clock[r, j])
+                v[r, j] = (x if x > 0.0 else 0.0) + exp[i] * service[j]
+                clock[r, j] = a
+                nxt[r, j] = a + exp[i + 1] * gap[j]
+                i += 2
+            x = v[r, j] - (tr - clock[r, j])
+            v[r, j] = x if x > 0.0 else 0.0
+            clock[r, j] = tr
+    return i

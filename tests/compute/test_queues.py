@@ -1,4 +1,4 @@
-"""The ES queue: simulated waits against M/M/1 theory, our own jobs, out-of-order jobs, copies."""
+"""The ES queue: simulated waits against M/M/1 theory, our own jobs, out-of-order jobs, copies; the batched queues."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from meg_gym.compute import ComputeError, EsQueue, QueueResult
+from meg_gym.compute import ComputeError, EsQueue, EsQueueBatch, QueueResult
 
 
 def pk_mean_wait_s(load: float, mean_service_s: float) -> float:
@@ -157,3 +157,77 @@ def test_arguments_are_validated():
         q.submit(1.0, -1.0)
     with pytest.raises(ComputeError, match=r"'arrival_s' must be a finite number \(got nan\)"):
         q.submit(float("nan"), 1.0)
+
+
+# -- EsQueueBatch: the same model as arrays (the batched worlds' queues) -------------------------------------------
+def _replay(v, clock, nxt, service, gap, t, exp):
+    """EsQueueBatch.advance written out: queue by queue (copy-major), each background arrival
+    takes its job's size, then the gap to the next, from the standard exponentials ``exp``."""
+    v, clock, nxt, i = v.copy(), clock.copy(), nxt.copy(), 0
+    for r in range(v.shape[0]):
+        for j in range(v.shape[1]):
+            while nxt[r, j] <= t[r]:
+                a = nxt[r, j]
+                v[r, j] = max(v[r, j] - (a - clock[r, j]), 0.0) + exp[i] * service[j]
+                clock[r, j], nxt[r, j] = a, a + exp[i + 1] * gap[j]
+                i += 2
+            v[r, j], clock[r, j] = max(v[r, j] - (t[r] - clock[r, j]), 0.0), t[r]
+    return v, clock, nxt
+
+
+def test_batch_advance_is_the_lindley_recursion_over_its_draws():
+    """Exactly the job-by-job recursion over the generator's standard exponentials, across several
+    of its drawn-ahead blocks (thousands of arrivals), with one time per copy; a load of 0 never
+    sees an arrival."""
+    q = EsQueueBatch([1.0, 2.0, 1.0], [0.3, 0.8, 0.0], 1.0, 3)
+    q.reset(slice(None), np.random.default_rng(1), 0.0)
+    rng = np.random.default_rng(2)
+    twin = copy.deepcopy(rng)
+    exp = twin.standard_exponential(4096 * 8)
+    t = np.array([2000.0, 10.0, 3500.0])
+    want = _replay(q.v, q.clock, q.next_arrival, q.mean_service_s, q.mean_gap_s, t, exp)
+    q.advance(t, rng)
+    for got, w in zip((q.v, q.clock, q.next_arrival), want):
+        np.testing.assert_array_equal(got, w)
+    assert np.all(q.next_arrival[:, 2] == np.inf) and np.all(q.backlog_s()[:, 2] == 0.0)
+    assert q._exp_i > 0 and q.clock.tolist() == np.repeat(t[:, None], 3, axis=1).tolist()
+
+
+def test_batch_backlog_is_stationary_mm1():
+    """Reset draws the stationary workload (mean rho E[S] / (1 - rho), idle w.p. 1 - rho), and
+    advancing keeps it there; our work added at the clock raises the backlog by its seconds."""
+    q = EsQueueBatch([2.0], [0.7], 4.0, 20_000)  # E[S] = 2 s
+    rng = np.random.default_rng(3)
+    q.reset(slice(None), rng, 0.0)
+    theory = pk_mean_wait_s(0.7, 2.0)
+    for t in (0.0, 5.0, 60.0):
+        q.advance(t, rng)
+        b = q.backlog_s()[:, 0]
+        assert abs(b.mean() - theory) / theory < 0.05, (t, b.mean(), theory)
+        assert abs((b == 0).mean() - 0.3) < 0.02
+    before = q.backlog_s()[:5, 0].copy()
+    q.add(np.arange(5), 0, np.full(5, 1.5))
+    np.testing.assert_allclose(q.backlog_s()[:5, 0], before + 1.5)
+
+
+def test_batch_is_reproducible_and_a_new_generator_starts_afresh():
+    def run(q, seed):
+        rng = np.random.default_rng(seed)
+        q.reset(slice(None), rng, 0.0)
+        for t in (3.0, 9.0, 40.0):
+            q.advance(t, rng)
+        return q.backlog_s().copy()
+
+    used = EsQueueBatch([1.0, 1.0], [0.5, 0.6], 1.0, 4)
+    run(used, 11)  # leaves drawn-ahead numbers of generator 11 behind
+    np.testing.assert_array_equal(run(used, 7), run(EsQueueBatch([1.0, 1.0], [0.5, 0.6], 1.0, 4), 7))
+
+
+def test_batch_arguments_are_validated():
+    with pytest.raises(ComputeError, match=r"'load\[1\]' must be in \[0, 1\) \(got 1.0\)"):
+        EsQueueBatch([1.0, 1.0], [0.5, 1.0], 1.0, 2)
+    with pytest.raises(ComputeError, match="one entry per ES"):
+        EsQueueBatch([1.0, 1.0], [0.5], 1.0, 2)
+    q = EsQueueBatch([1.0], [0.5], 1.0, 3)
+    with pytest.raises(ComputeError, match=r"'t_s' must be one time or one per copy \(3; got 2\)"):
+        q.advance([1.0, 2.0], np.random.default_rng(0))

@@ -96,15 +96,15 @@ def test_bad_action_multi_ue_names_agent_and_range_and_changes_nothing(bad, matc
     env = envs.multi_ue_v0.parallel_env(num_ues=3, **FAST)
     env.reset(seed=0)
     w = env.world
-    before = (w.epoch, w.now_s, w.deadline_s.copy(), [q.clock_s for q in w._queues])
+    before = (w.epoch, w.now_s, w.deadline_s.copy(), w._bank.clock.copy(), w.backlog_s())
     acts = {a: np.array([1, 1]) for a in env.agents}
     acts["ue_2"] = np.array(bad)
     with pytest.raises(InvalidAction, match="agent 'ue_2'") as err:
         env.step(acts)
     assert err.match(match)
-    after = (w.epoch, w.now_s, w.deadline_s, [q.clock_s for q in w._queues])
+    after = (w.epoch, w.now_s, w.deadline_s, w._bank.clock.copy(), w.backlog_s())
     assert before[0] == after[0] and before[1] == after[1] and np.array_equal(before[2], after[2])
-    assert before[3] == after[3]
+    assert np.array_equal(before[3], after[3]) and np.array_equal(before[4], after[4])
     acts["ue_2"] = np.array([1, 1])
     env.step(acts)  # still works
     assert w.epoch == 1

@@ -121,11 +121,26 @@ def test_live_mode_two_ues_two_steps():
     assert w.system.channel is w._system_channel  # the per-UE channel swapped back
 
 
+class _Fifo:
+    """A FIFO ES as the timing walk reads it (backlog now, our jobs added at now): the reference
+    for the queue row the world keeps as arrays."""
+
+    def __init__(self, backlog_s: float, flops_per_s: float) -> None:
+        self.v, self.flops_per_s = backlog_s, flops_per_s
+
+    def backlog_s(self, now_s: float) -> float:
+        return self.v
+
+    def submit(self, arrival_s: float, work_flops: float) -> None:
+        self.v += work_flops / self.flops_per_s
+
+
 @pytest.mark.parametrize("channel", [None, {"kind": "umi", "fading": "rician"}])
 def test_step_equals_the_scalar_timing_and_table_per_request(world, channel):
     """The all-UE passes (bandwidth rule, SNRs, quality) and the compiled walk over the epoch give what
     the scalar path gives: the timing walk (CompiledPlan.timing, trace=True) on each UE's channel
-    against the queues in the service order, QualityTable.lookup."""
+    against FIFO queues holding the ESs' backlogs, in the service order, QualityTable.lookup; the
+    queues then hold what the requests left, advanced to the next epoch."""
     import copy
 
     if channel is None:
@@ -140,6 +155,7 @@ def test_step_equals_the_scalar_timing_and_table_per_request(world, channel):
         share = rng.choice([0.25, 0.5, 1.0], size=3)
         ref = copy.deepcopy(w)
         order, z, now = list(ref._order), ref._z.copy(), ref.now_s
+        fifo = [_Fifo(b, sys_.es_flops_per_s[i]) for i, b in enumerate(ref.backlog_s().tolist())]
         res = w.step(idx, share)
         for k in order:
             p = ref._prepared[idx[k]]
@@ -150,7 +166,7 @@ def test_step_equals_the_scalar_timing_and_table_per_request(world, channel):
             summary, _ = p.plan.timing(
                 ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=p.es_flops, snr_ul_db=ul, snr_dl_db=dl,
                 bandwidth_hz=bw, mode=ref._mode, efficiency=ref._efficiency, ue_power_w=sys_.ue_power_w,
-                ue_tx_power_w=sys_.ue_tx_power_w, queues=[ref._queues[i] for i in p.es_ids],
+                ue_tx_power_w=sys_.ue_tx_power_w, queues=[fifo[i] for i in p.es_ids],
                 start_s=now, trace=True)
             assert res.latency_s[k] == pytest.approx(summary["latency_s"], rel=1e-12)
             assert res.energy_j[k] == pytest.approx(summary["energy_j"], rel=1e-12)
@@ -158,3 +174,6 @@ def test_step_equals_the_scalar_timing_and_table_per_request(world, channel):
             mean, std = ref.table.lookup(p.protocol, min(ul), min(dl), ref._steps, "quality")
             q = mean + std * z[k] if std > 0 else mean
             assert res.quality[k] == pytest.approx(min(max(q, 0.0), 1.0), abs=1e-12)
+        ref._bank.v[0] = [f.v for f in fifo]
+        ref._bank.advance(now + ref._gap, ref._q_rng)
+        np.testing.assert_allclose(w.backlog_s(), ref.backlog_s(), rtol=1e-12, atol=1e-15)
