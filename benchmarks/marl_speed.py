@@ -15,8 +15,8 @@ each UE its own SNR drawn from [0, 20] dB; ``umi`` is the scenario's TR 38.901 l
 moving UE per agent (all UEs' links advanced together by ``meg_gym.channel.batched``). ``world``
 is the same run without the PettingZoo layer (MultiWorld.step on the decoded actions): the
 bandwidth rule, the queue walk (every request against the shared ES queues, in the seeded
-order), the quality draw and the channel's block run compiled over all UEs, the ES queues'
-background in Python per ES. ``--profile M`` prints
+order), the quality draw, the channel's block and the ES queues' background run compiled over
+all UEs and ESs. ``--profile M`` prints
 cProfile's top functions for M UEs on the first channel.
 """
 

@@ -9,8 +9,9 @@ one timing walk, compiled: the world's :class:`~meg_gym.timing.PlanTable`), the 
 * the request stream: deadline and quality weight uniform in the workload's ranges,
   exponential gaps (Poisson arrivals), one standard normal for the quality draw;
 * the ES queues: :class:`~meg_gym.compute.EsQueueBatch` (the model of ``EsQueue``: Poisson
-  background of whole Full-ES generations at utilisation ``load``, FIFO); a request
-  reserves each ES it uses at its arrival, as in the scalar timing model;
+  background of whole Full-ES generations at utilisation ``load``, FIFO; built by
+  :meth:`MegSystem.queue_batch`, advanced in one compiled pass); a request reserves each ES
+  it uses at its arrival, as in the scalar timing model;
 * the channel: ``awgn``/``perfect`` (fixed, or a uniform SNR per block with
   ``snr_range_db``) as arrays; the 3GPP kinds (``umi``/``uma``) keep one scalar channel
   model per copy, stepped in a Python loop (mobility and shadowing are per-copy state).

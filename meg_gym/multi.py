@@ -14,7 +14,7 @@ composes the same pieces rather than copying them:
 * **the scenario's channel model for every UE**, as one
   :class:`~meg_gym.channel.batched.ChannelBatch` (``make_channel_batch(kind, num_ues,
   **channel_params(...))``, built once): each UE has its own position, mobility and fading,
-  and all UEs' links advance in one numpy pass;
+  and all UEs' links advance in one compiled pass;
 * the compiled plans (:func:`~meg_gym.timing.compile_plan`) and their one timing model, as
   one :class:`~meg_gym.timing.PlanTable` of every placement (as :class:`~meg_gym.world.World`
   keeps one of its decisions), fed with each UE's SNRs at its allocated bandwidth and the

@@ -1,4 +1,4 @@
-"""Many UEs' channels to the same ESs, advanced together: state as arrays, one numpy pass per block.
+"""Many UEs' channels to the same ESs, advanced together: state as arrays, one compiled pass per block.
 
 :func:`make_channel_batch` (``kind``, ``num_ues``, the kind's parameters) gives a
 :class:`ChannelBatch`: the model of ``make_channel(kind, **params)`` for each of ``num_ues``

@@ -472,8 +472,8 @@ class EsQueueBatch:
 
     Each queue's state is its workload ``V`` (seconds of unfinished work) at its clock and
     the time of its next background arrival (memoryless, so drawing it ahead is exact).
-    :meth:`advance` runs the Lindley recursion over the arrivals up to a time, all queues at
-    once (as many numpy passes as the busiest queue has arrivals). :meth:`reset` starts a
+    :meth:`advance` runs the Lindley recursion over the arrivals up to a time, job by job
+    (exact). :meth:`reset` starts a
     queue in the stationary M/M/1 workload distribution (empty with probability
     ``1 - load``, else exponential of mean ``E[S] / (1 - load)``), the distribution that
     :class:`EsQueue`'s warm-up approaches. Our jobs are added with :meth:`add`, in time
