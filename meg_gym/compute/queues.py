@@ -473,17 +473,14 @@ class EsQueueBatch:
     Each queue's state is its workload ``V`` (seconds of unfinished work) at its clock and
     the time of its next background arrival (memoryless, so drawing it ahead is exact).
     :meth:`advance` runs the Lindley recursion over the arrivals up to a time, job by job
-    (exact). :meth:`reset` starts a
-    queue in the stationary M/M/1 workload distribution (empty with probability
-    ``1 - load``, else exponential of mean ``E[S] / (1 - load)``), the distribution that
-    :class:`EsQueue`'s warm-up approaches. Our jobs are added with :meth:`add`, in time
-    order (what the timing model's per-request reservation needs).
-
-    :meth:`advance` is one compiled pass, queue by queue, over standard exponentials drawn
-    from the generator in blocks (as :class:`EsQueue` draws them; a different generator than
-    the last call's starts afresh): two per background arrival, its job's size, then the gap
-    to the next one. ``v``, ``clock`` and ``next_arrival`` are
-    updated in place.
+    (exact), as one compiled pass, queue by queue, over standard exponentials drawn from the
+    generator in blocks (as :class:`EsQueue` draws them; a different generator than the last
+    call's starts afresh): two per background arrival, its job's size, then the gap to the
+    next one. :meth:`reset` starts a queue in the stationary M/M/1 workload distribution
+    (empty with probability ``1 - load``, else exponential of mean ``E[S] / (1 - load)``),
+    the distribution that :class:`EsQueue`'s warm-up approaches. Our jobs are added with
+    :meth:`add`, in time order (what the timing model's per-request reservation needs).
+    ``v``, ``clock`` and ``next_arrival`` are updated in place.
     """
 
     def __init__(self, flops_per_s: Any, load: Any, mean_job_flops: float, copies: int) -> None:
