@@ -359,7 +359,7 @@ class MultiWorld:
 
     def backlog_s(self) -> np.ndarray:
         """Unfinished work in seconds at every ES now (what a job arriving now would wait for)."""
-        if self._bank is not None:
+        if not self.live:
             return self._bank.backlog_s()[0].copy()
         now = self.now_s
         return np.array([q.backlog_s(now) for q in self._queues])
@@ -462,7 +462,7 @@ class MultiWorld:
         gap = self._gap
         self.now_s += gap
         self.system.now_s = self.now_s
-        if self._bank is not None:
+        if not self.live:
             self._bank.advance(self.now_s, self._q_rng)
         self._batch.advance(gap, self._ch_rng)
         if not self._fixed_snr:

@@ -177,9 +177,7 @@ class MobilityBatch:
         """Move every UE on by ``dt_s`` seconds; returns the distance each moved (start to end)."""
         pos0 = self.pos  # the walks below leave a new array in self.pos
         if self.kind == "random_waypoint" and self.speed_mps * dt_s > 0.0:
-            moved = self._walk(self.speed_mps * dt_s, rng)
-            if moved is not None:
-                return moved
+            self._walk(self.speed_mps * dt_s, rng)
         elif self.kind == "constant_velocity":
             self.pos, self.vel = _reflect(self.pos + self.vel * dt_s, self.vel, self._lo, self._hi)
         else:
@@ -187,19 +185,17 @@ class MobilityBatch:
         d = self.pos - pos0
         return np.hypot(d[0], d[1])
 
-    def _walk(self, length_m: float, rng: np.random.Generator) -> np.ndarray | None:
-        """RandomWaypoint.advance for all UEs: legs until each has walked ``length_m``; the
-        distance each moved if no UE reached its waypoint (the usual case), else None.
+    def _walk(self, length_m: float, rng: np.random.Generator) -> None:
+        """RandomWaypoint.advance for all UEs: legs until each has walked ``length_m``.
 
         The first leg is one compiled pass over all UEs: most stop on the way to their waypoints.
         The few that reach theirs go on leg by leg, as floats: after each leg the UEs that reached
         their waypoints draw new ones (in UE order), and those with length left walk one more leg."""
-        m = self.pos.shape[1]
-        pos, dist, moved = np.empty_like(self.pos), np.empty(m), np.empty(m)
-        reached_any = _first_leg(self.pos, self.wp, length_m, pos, dist, moved)
+        pos, dist = np.empty_like(self.pos), np.empty(self.pos.shape[1])
+        reached_any = _first_leg(self.pos, self.wp, length_m, pos, dist)
         self.pos = pos
         if not reached_any:
-            return moved
+            return
         short = dist > length_m
         x, y, wx, wy = pos[0], pos[1], self.wp[0], self.wp[1]
         reached = {k: length_m - dist[k] for k in np.flatnonzero(~short).tolist()}  # UE: length left
@@ -208,7 +204,7 @@ class MobilityBatch:
                 x[k], y[k] = wx[k], wy[k]
             self._new_waypoints(list(reached), rng)
             if leg == _MAX_LEGS_PER_CALL:
-                return None
+                return
             walking, reached = reached, {}
             for k, left in walking.items():
                 if left <= 0.0:
@@ -221,17 +217,15 @@ class MobilityBatch:
                 else:
                     reached[k] = left - dist_k
             if not reached:
-                return None
-        return None
+                return
 
 
 @njit(cache=True)
-def _first_leg(pos, wp, length, pos_out, dist_out, moved_out):
+def _first_leg(pos, wp, length, pos_out, dist_out):
     """Every UE at ``pos`` (2, UEs) walks ``length`` towards its waypoint ``wp``: into ``pos_out``
-    where it stops short, with the distance it moved (as ``np.hypot(*(pos_out - pos))``) in
-    ``moved_out``, and its distance to the waypoint into ``dist_out``; True if any UE reaches its
-    waypoint (its ``pos_out`` and ``moved_out`` entries are then left for the caller, who walks its
-    next legs). Compiled ``math.hypot`` is C's ``hypot``, as ``np.hypot``."""
+    where it stops short, and its distance to the waypoint into ``dist_out``; True if any UE
+    reaches its waypoint (its ``pos_out`` entry is then left for the caller, who walks its next
+    legs). Compiled ``math.hypot`` is C's ``hypot``, as ``np.hypot``."""
     reached = False
     for k in range(pos.shape[1]):
         dx, dy = wp[0, k] - pos[0, k], wp[1, k] - pos[1, k]
@@ -240,7 +234,6 @@ def _first_leg(pos, wp, length, pos_out, dist_out, moved_out):
         if d > length:
             pos_out[0, k] = dx / d * length + pos[0, k]
             pos_out[1, k] = dy / d * length + pos[1, k]
-            moved_out[k] = math.hypot(pos_out[0, k] - pos[0, k], pos_out[1, k] - pos[1, k])
         else:
             reached = True
     return reached
