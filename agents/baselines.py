@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from meg_gym.config import ConfigError
+from meg_gym.core import obs_size
 
 __all__ = ["POLICIES", "BaselinePolicy", "PolicyError", "make_policy", "policy_names"]
 
@@ -79,7 +80,7 @@ class BaselinePolicy:
 
     def _batch(self, obs: Any) -> tuple[list[np.ndarray], bool]:
         """The observations as a list of flat vectors, and whether the input was a batch."""
-        width = 3 * self.n_es + 4
+        width = obs_size(self.n_es)
         if isinstance(obs, dict):
             first = np.asarray(obs["snr_ul"])
             if first.ndim == 1:
@@ -191,37 +192,34 @@ class GreedyPolicy(BaselinePolicy):
         world = self.env.world
         self.table = world.table
         if self.table is None:  # live mode: expectations from the profiled table of the same model
-            from meg_gym.world import _load_table
+            from meg_gym.core import load_table_for
 
-            self.table = _load_table(world.scenario)
-        self.es_protocol = {d.protocol: _runs_on_es(d.protocol) for d in self.env.decisions}
+            self.table = load_table_for(world.scenario)
+        self.es_protocol = np.array([_runs_on_es(d.protocol) for d in self.env.decisions])
 
     def expected_rewards(self, obs: np.ndarray) -> np.ndarray:
-        """Expected scalar reward of every (placement, share), from what the agent observes."""
+        """Expected scalar reward of every (placement, share), from what the agent observes: the
+        world core's timing on idle ESs plus the observed backlog, the table's mean quality."""
+        from meg_gym.core import reward_terms
+
         env, world = self.env, self.env.world
         sc = world.scenario
         n = self.n_es
-        scale = world.workload.latency_scale_s
-        backlog_s = obs[2 * n:3 * n] * scale
-        req = world.request
-        refs = world._refs
-        w = sc.reward.weights
+        backlog_s = obs[2 * n:3 * n] * world.workload.latency_scale_s
+        wait = np.array([max(backlog_s[i] for i in d.es_ids) for d in env.decisions]) * self.es_protocol
+        snr_ul, snr_dl = env.link_snrs_db()
         steps = world.system.settings.steps
+        bits = world.uplink_bits + world.downlink_bits
         out = np.empty((len(env.decisions), len(env.shares)))
         for j, share in enumerate(env.shares):
-            bw = share * sc.bandwidth_hz
-            snr_ul, snr_dl = world.link_snrs(bw)
-            for k, d in enumerate(env.decisions):
-                ul = [snr_ul[i] for i in d.es_ids]
-                dl = [snr_dl[i] for i in d.es_ids]
-                latency, energy = world._timing(d, bw, ul, dl, queues=False)[:2]
-                latency += max(backlog_s[i] for i in d.es_ids) if self.es_protocol[d.protocol] else 0.0
-                plan = world.compiled[(d.protocol, d.es_ids)]
-                quality = self.table.lookup(d.protocol, min(ul), min(dl), steps, "quality")[0]
-                missed = latency > req.deadline_s
-                out[k, j] = (w.quality * quality * req.quality_weight - w.latency * latency / refs["latency_s"]
-                             - w.overhead * (plan.uplink_bits + plan.downlink_bits) / refs["bits"]
-                             - w.energy * energy / refs["energy_j"] - w.deadline * float(missed))
+            timing = world.idle_timing(share)[0, 0]
+            latency = timing[:, 0] + wait
+            off = 10.0 * np.log10(share) if world.channel.scales_with_bandwidth else 0.0
+            quality = np.array([self.table.lookup(d.protocol, min(snr_ul[i] for i in d.es_ids) - off,
+                                                  min(snr_dl[i] for i in d.es_ids) - off, steps, "quality")[0]
+                                for d in env.decisions])
+            _, out[:, j] = reward_terms(quality, float(world.quality_weight[0, 0]), latency, bits, timing[:, 1],
+                                        latency > world.deadline_s[0, 0], world.scales, sc.reward.weights)
         return out
 
     def choose(self, obs: np.ndarray, index: int, episode_start: bool) -> tuple[int, int]:
@@ -237,7 +235,7 @@ class OraclePolicy(BaselinePolicy):
     def __init__(self, env: Any, seed: int | None = 0) -> None:
         super().__init__(env, seed)
         w = self.env.scenario.reward.weights
-        from meg_gym.world import REWARD_TERMS
+        from meg_gym.core import REWARD_TERMS
 
         self.weights = np.array([getattr(w, k) for k in REWARD_TERMS])
 
@@ -253,7 +251,7 @@ class OraclePolicy(BaselinePolicy):
         return out
 
     def choose(self, obs: np.ndarray, index: int, episode_start: bool) -> tuple[int, int]:
-        if self.env.world.request is None:
+        if not self.env.world._started:
             raise PolicyError("oracle needs its env reset first: it tries every action on a copy of that env")
         r = self.rewards()
         k, j = np.unravel_index(int(np.argmax(r)), r.shape)

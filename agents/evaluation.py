@@ -215,9 +215,8 @@ def load_policy(spec: str, env: Any, seed: int = 0) -> tuple[str, Any]:
 
 def _snr_of(env: Any, decision_es: tuple[int, ...]) -> float:
     """The uplink SNR (dB, whole band) of the link the step used: the worst of its ESs."""
-    u = env.unwrapped
-    bw = u.scenario.bandwidth_hz
-    return float(min(u.world.system.channel.snr_db(i, "ul", bw) for i in decision_es))
+    ul, _ = env.unwrapped.link_snrs_db()
+    return float(min(ul[i] for i in decision_es))
 
 
 def run_episode(policy: Any, env: Any, seed: int, label: str = "", deterministic: bool = True) -> EpisodeResult:
@@ -229,8 +228,7 @@ def run_episode(policy: Any, env: Any, seed: int, label: str = "", deterministic
     start = True
     done = False
     while not done:
-        snr_now = [env.unwrapped.world.system.channel.snr_db(i, "ul", env.unwrapped.scenario.bandwidth_hz)
-                   for i in range(env.unwrapped.scenario.num_es)]
+        snr_now = env.unwrapped.link_snrs_db()[0]
         action, _ = policy.predict(obs, episode_start=np.array([start]), deterministic=deterministic)
         start = False
         obs, reward, terminated, truncated, info = env.step(action)

@@ -1,6 +1,6 @@
 """Parameter-sharing training on the PettingZoo MEG envs with Stable-Baselines3, through SuperSuit.
 
-Every agent of ``multi_ue_v0`` (UEs) or ``es_coordination_v0`` (ESs) has the same observation
+Every agent of ``multi_ue_v1`` (UEs) or ``es_coordination_v1`` (ESs) has the same observation
 and action space, so one SB3 policy can act for all of them: SuperSuit's
 ``pettingzoo_env_to_vec_env_v1`` turns the parallel env into a vector env with one entry per
 agent, and ``concat_vec_envs_v1`` stacks ``num_vec_envs`` copies into an SB3 ``VecEnv``
@@ -9,7 +9,7 @@ no black-death padding is needed; spaces that differ between agents raise instea
 padded silently.
 
 >>> from stable_baselines3 import PPO                                        # doctest: +SKIP
->>> venv = make_sb3_vec_env("multi_ue_v0", {"num_ues": 4}, num_vec_envs=2, seed=0)  # doctest: +SKIP
+>>> venv = make_sb3_vec_env("multi_ue_v1", {"num_ues": 4}, num_vec_envs=2, seed=0)  # doctest: +SKIP
 >>> PPO("MlpPolicy", venv, n_steps=64, seed=0).learn(10_000)                 # doctest: +SKIP
 """
 
@@ -20,11 +20,11 @@ from typing import Any
 __all__ = ["MARL_ENVS", "make_parallel_env", "make_sb3_vec_env"]
 
 # env name -> the module with its PettingZoo factories
-MARL_ENVS = {"multi_ue_v0": "envs.multi_ue", "es_coordination_v0": "envs.es_coordination"}
+MARL_ENVS = {"multi_ue_v1": "envs.multi_ue", "es_coordination_v1": "envs.es_coordination"}
 
 
 def make_parallel_env(env_name: str, env_kwargs: dict[str, Any] | None = None) -> Any:
-    """The parallel env ``env_name`` (``multi_ue_v0`` | ``es_coordination_v0``) built with ``env_kwargs``."""
+    """The parallel env ``env_name`` (``multi_ue_v1`` | ``es_coordination_v1``) built with ``env_kwargs``."""
     import importlib
 
     if env_name not in MARL_ENVS:

@@ -3,7 +3,7 @@
 A training config (rl-baselines3-zoo style; ``configs/train/*.yaml``)::
 
     algo: ppo                  # ppo | a2c | dqn | sac | maskable_ppo
-    env: MEG/SingleES-v0       # a Gymnasium id, or multi_ue_v0 / es_coordination_v0 (PettingZoo, shared policy)
+    env: MEG/SingleES-v1       # a Gymnasium id, or multi_ue_v1 / es_coordination_v1 (PettingZoo, shared policy)
     env_kwargs: {action_type: multidiscrete}
     n_envs: 4
     n_timesteps: 200000
@@ -56,7 +56,7 @@ from meg_gym.config import _Loader as _Loader  # the project's safe YAML loader
 
 __all__ = ["ALGOS", "MARL_ENVS", "TrainConfig", "TrainConfigError", "load_model", "load_train_config", "train"]
 
-MARL_ENVS = ("multi_ue_v0", "es_coordination_v0")
+MARL_ENVS = ("multi_ue_v1", "es_coordination_v1")
 TRAIN_CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs" / "train"
 
 # algo -> (module, class, the action_type it needs by default, the action_types it accepts)

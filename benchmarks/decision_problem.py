@@ -1,6 +1,6 @@
 """Is the allocation a real decision problem? An exhaustive one-step oracle per state.
 
-Usage: python benchmarks/decision_problem.py [--env MEG/SingleES-v0] [--states 300] [--json]
+Usage: python benchmarks/decision_problem.py [--env MEG/SingleES-v1] [--states 300] [--json]
 
 In each visited state every action is tried on a copy of the env (same randomness), and the
 protocol of the best one is recorded; states are visited by a random policy. Reported: how
@@ -42,7 +42,7 @@ def best_protocol_shares(env_id: str, states: int, seed: int = 0) -> dict[str, f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--env", default="MEG/SingleES-v0")
+    ap.add_argument("--env", default="MEG/SingleES-v1")
     ap.add_argument("--states", type=int, default=300)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()

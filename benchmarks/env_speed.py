@@ -18,7 +18,7 @@ import gymnasium as gym
 
 import envs  # noqa: F401  (registers the MEG ids)
 
-IDS = ("CartPole-v1", "MEG/SingleES-v0", "MEG/MultiES-v0")
+IDS = ("CartPole-v1", "MEG/SingleES-v1", "MEG/MultiES-v1")
 
 
 class _Runner:
@@ -45,8 +45,8 @@ def measure(steps: int, rounds: int) -> dict[str, float]:
         for eid, r in runners.items():
             per_round[eid].append(r.steps_per_s(steps))
     res: dict[str, float] = {eid: max(v) for eid, v in per_round.items()}
-    ratios = [s / c for s, c in zip(per_round["MEG/SingleES-v0"], per_round["CartPole-v1"], strict=True)]
-    res["single_over_cartpole"] = res["MEG/SingleES-v0"] / res["CartPole-v1"]
+    ratios = [s / c for s, c in zip(per_round["MEG/SingleES-v1"], per_round["CartPole-v1"], strict=True)]
+    res["single_over_cartpole"] = res["MEG/SingleES-v1"] / res["CartPole-v1"]
     res["ratio_min_round"], res["ratio_max_round"] = min(ratios), max(ratios)
     res["rounds"], res["steps_per_round"] = rounds, steps
     return res

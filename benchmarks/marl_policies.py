@@ -8,14 +8,14 @@ sum over the episode of the mean reward over the agents (each agent's own reward
 default ``local_ratio``). Printed: mean return and the 95% confidence interval's half width
 (Student t, ``agents.evaluation.mean_ci``), mean latency and deadline-miss share per request.
 ``--energy W`` overrides the scenarios' reward weight of UE energy (to compare with an
-earlier weighting). ``--model RUN_DIR`` adds a policy trained on ``multi_ue_v0`` with
+earlier weighting). ``--model RUN_DIR`` adds a policy trained on ``multi_ue_v1`` with
 parameter sharing (``meg-gym train --config configs/train/ppo_multi_ue.yaml``; its
 ``final_model.zip``), every agent acting on its own observation, deterministically.
 
-``multi_ue_v0`` (4 UEs, 3 ESs, UMi): every UE on Full UE; every UE offloading (Full ES or
+``multi_ue_v1`` (4 UEs, 3 ESs, UMi): every UE on Full UE; every UE offloading (Full ES or
 CIAG) to its best-uplink ES; ``spread k``: UEs 0..k-1 run Full ES on ESs 0..k-1 (one each),
 the others Full UE; uniform random actions.
-``es_coordination_v0`` (8 UEs, 4 ESs, UEs on their nearest ES with a protocol drawn
+``es_coordination_v1`` (8 UEs, 4 ESs, UEs on their nearest ES with a protocol drawn
 uniformly): every ES rejecting (the UEs run Full UE), serving, cooperating or handing over
 every request; ``serve 1``: each ES serves its first request and rejects the rest; ``serve 1
 on ES i``: only ES i (the fastest, a datacenter GPU) serves its first request; random.
@@ -111,20 +111,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--episodes", type=int, default=10)
     ap.add_argument("--energy", type=float, default=None, help="override the reward weight of UE energy")
-    ap.add_argument("--model", type=Path, default=None, help="a multi_ue_v0 run folder (parameter-sharing PPO)")
+    ap.add_argument("--model", type=Path, default=None, help="a multi_ue_v1 run folder (parameter-sharing PPO)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     kw = {} if args.energy is None else {"reward": {"weights": {"energy": args.energy}}}
     seeds = [1000 + i for i in range(args.episodes)]
     out = {}
-    for name, factory, policies in (("multi_ue_v0", envs.multi_ue_v0, multi_ue_policies),
-                                    ("es_coordination_v0", envs.es_coordination_v0, es_coordination_policies)):
+    for name, factory, policies in (("multi_ue_v1", envs.multi_ue_v1, multi_ue_policies),
+                                    ("es_coordination_v1", envs.es_coordination_v1, es_coordination_policies)):
         env = factory.parallel_env(**kw)
         print(f"\n{name} (energy weight {env.scenario.reward.weights.energy:g}), {len(seeds)} episodes")
         print(f"{'policy':44s} {'return':>18s} {'latency s':>10s} {'missed':>7s}")
         rows = []
         pols = policies(env)
-        if args.model is not None and name == "multi_ue_v0":
+        if args.model is not None and name == "multi_ue_v1":
             pols[f"trained: {args.model}"] = shared_model(args.model)
         for label, pol in pols.items():
             for k, a in enumerate(env.possible_agents):

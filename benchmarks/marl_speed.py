@@ -1,4 +1,4 @@
-"""Joint steps per second of the PettingZoo env multi_ue_v0 (profiled mode) as the number of UEs grows.
+"""Joint steps per second of the PettingZoo env multi_ue_v1 (profiled mode) as the number of UEs grows.
 
 Usage: python benchmarks/marl_speed.py [--ues 2,4,8,16,32] [--es 8] [--channels umi,awgn]
                                         [--seconds 10] [--rounds 1] [--profile 32] [--json PATH]
@@ -47,7 +47,7 @@ def make_env(channel: str, m: int, n: int):
         kw.update(channel={"kind": "awgn", "snr_db": 10.0}, ue_snr_db=(0.0, 20.0))
     elif channel != "umi":
         raise SystemExit(f"--channels must name umi and/or awgn (got {channel!r})")
-    return envs.multi_ue_v0.parallel_env(**kw)
+    return envs.multi_ue_v1.parallel_env(**kw)
 
 
 def presample(env, count: int = 256) -> list[dict]:

@@ -1,6 +1,6 @@
 """Native numpy vector env against Gymnasium's SyncVectorEnv over the same env, in one process.
 
-Usage: python benchmarks/vector_speed.py [--env MEG/SingleES-v0] [--num-envs 256] [--seconds 5]
+Usage: python benchmarks/vector_speed.py [--env MEG/SingleES-v1] [--num-envs 256] [--seconds 5]
                                          [--rounds 3] [--json PATH]
 
 Both are built with ``gym.make_vec`` (``vectorization_mode="vector_entry_point"`` and
@@ -42,7 +42,7 @@ class _Runner:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--env", default="MEG/SingleES-v0")
+    ap.add_argument("--env", default="MEG/SingleES-v1")
     ap.add_argument("--num-envs", type=int, default=256)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rounds", type=int, default=3)

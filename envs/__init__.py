@@ -1,8 +1,8 @@
 """Gymnasium (and PettingZoo) environments over meg_gym; ``import envs`` registers the ids.
 
-* ``MEG/SingleES-v0``: one UE, one ES, the six single-ES protocols (profiled mode);
-* ``MEG/MultiES-v0``: one UE, three ESs, all 11 protocols (profiled mode);
-* ``MEG/SingleES-live-v0``, ``MEG/MultiES-live-v0``: the same with the real split LDM every step.
+* ``MEG/SingleES-v1``: one UE, one ES, the six single-ES protocols (profiled mode);
+* ``MEG/MultiES-v1``: one UE, three ESs, all 11 protocols (profiled mode);
+* ``MEG/SingleES-live-v1``, ``MEG/MultiES-live-v1``: the same with the real split LDM every step.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from envs.wrappers import LinearReward
 __all__ = ["CODECS", "ENV_IDS", "InvalidAction", "LinearReward", "MegEnv"]
 
 ENV_IDS = {
-    "MEG/SingleES-v0": {"config": "case_study", "backend": "profiled"},
-    "MEG/SingleES-live-v0": {"config": "case_study", "backend": "live"},
-    "MEG/MultiES-v0": {"config": "multi_es", "backend": "profiled"},
-    "MEG/MultiES-live-v0": {"config": "multi_es", "backend": "live"},
+    "MEG/SingleES-v1": {"config": "case_study", "backend": "profiled"},
+    "MEG/SingleES-live-v1": {"config": "case_study", "backend": "live"},
+    "MEG/MultiES-v1": {"config": "multi_es", "backend": "profiled"},
+    "MEG/MultiES-live-v1": {"config": "multi_es", "backend": "live"},
 }
 
 for _id, _kwargs in ENV_IDS.items():
@@ -29,7 +29,7 @@ for _id, _kwargs in ENV_IDS.items():
                  vector_entry_point="envs.vector:MegVectorEnv" if _kwargs["backend"] == "profiled" else None)
 
 # PettingZoo environments (modules with parallel_env / env / raw_env factories)
-from envs import es_coordination as es_coordination_v0  # noqa: E402
-from envs import multi_ue as multi_ue_v0  # noqa: E402
+from envs import es_coordination as es_coordination_v1  # noqa: E402
+from envs import multi_ue as multi_ue_v1  # noqa: E402
 
-__all__ += ["es_coordination_v0", "multi_ue_v0"]
+__all__ += ["es_coordination_v1", "multi_ue_v1"]

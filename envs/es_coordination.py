@@ -1,4 +1,4 @@
-"""``es_coordination_v0``: edge servers coordinating admission, bandwidth and cooperation.
+"""``es_coordination_v1``: edge servers coordinating admission, bandwidth and cooperation.
 
 Factories in the PettingZoo style: ``parallel_env(**kwargs)``, ``env(**kwargs)`` (AEC) and
 ``raw_env``. The UEs' own choices (protocol and home ES) come from a policy of
@@ -28,22 +28,22 @@ _SLOT_FEATURES = 8
 
 def _policy_nearest(world: Any, rng: np.random.Generator, protocols: list[str]) -> list[tuple[str, int]]:
     """Each UE asks the ES with its best uplink SNR, for a protocol drawn uniformly."""
-    best = world.snr_table_db()[:, :, 0].argmax(axis=1).tolist()
-    picks = rng.integers(len(protocols), size=world.num_ues).tolist()
+    best = world.snr_table_db()[0, :, :, 0].argmax(axis=1).tolist()
+    picks = rng.integers(len(protocols), size=world.ues).tolist()
     return [(protocols[p], i) for p, i in zip(picks, best)]
 
 
 def _policy_least_loaded(world: Any, rng: np.random.Generator, protocols: list[str]) -> list[tuple[str, int]]:
     """Each UE asks the ES with the smallest queue backlog now, for a protocol drawn uniformly."""
-    best = int(world.backlog_s().argmin())
-    picks = rng.integers(len(protocols), size=world.num_ues).tolist()
+    best = int(world.backlog_s()[0].argmin())
+    picks = rng.integers(len(protocols), size=world.ues).tolist()
     return [(protocols[p], best) for p in picks]
 
 
 def _policy_random(world: Any, rng: np.random.Generator, protocols: list[str]) -> list[tuple[str, int]]:
     """Each UE asks a uniformly drawn ES for a uniformly drawn protocol."""
-    picks = rng.integers(len(protocols), size=world.num_ues).tolist()
-    es = rng.integers(world.num_es, size=world.num_ues).tolist()
+    picks = rng.integers(len(protocols), size=world.ues).tolist()
+    es = rng.integers(world.num_es, size=world.ues).tolist()
     return [(protocols[p], i) for p, i in zip(picks, es)]
 
 
@@ -62,8 +62,8 @@ class EsCoordinationEnv(_MegParallelEnv):
     and the ES it asks (its home ES). Up to ``max_requests_per_es`` requests fill the home
     ES's slots (in UE order); the rest overflow and the UE serves them itself (Full UE). Each
     ES then decides, per slot, what happens to the request and how much of its cell it gets.
-    The world underneath is the multi-UE world of ``multi_ue_v0`` (``meg_gym.multi.MultiWorld``):
-    shared ES queues and bandwidth, one channel per UE.
+    The world underneath is the world core of ``multi_ue_v1`` (``meg_gym.core.Core``, one copy
+    of ``M`` UEs): shared ES queues and bandwidth, one channel per UE.
 
     ## Action Space
     Per ES, ``MultiDiscrete([4, S] * K)`` for its ``K`` slots: a mode and a bandwidth share
@@ -72,7 +72,7 @@ class EsCoordinationEnv(_MegParallelEnv):
     cooperative protocol (:data:`COOPERATIVE`: UIDCG for seed-based, DCSUC for sketch-based)
     together with the request's partner ES, 3 hand it over to the partner ES. The partner is
     the other ES with the best uplink SNR to that UE. Shares on an ES are normalised when they
-    exceed its cell (the same rule as ``multi_ue_v0``); a cooperative request runs at its
+    exceed its cell (the same rule as ``multi_ue_v1``); a cooperative request runs at its
     smaller allocation. Empty slots ignore their action. A malformed action raises
     ``envs.InvalidAction`` naming the agent and the allowed range, and changes nothing.
 
@@ -84,7 +84,7 @@ class EsCoordinationEnv(_MegParallelEnv):
     scale) and quality weight, and its protocol (index in ``ue_protocols`` / count).
 
     ## Rewards
-    Every request gets the single-UE reward (``meg_gym.world.reward_terms``). The team reward is
+    Every request gets the single-UE reward (``meg_gym.core.reward_terms``). The team reward is
     their mean over the batch (overflow and rejected requests included, served by Full UE); an
     ES's individual reward is the mean over the requests in its slots (0 if none). ES reward =
     ``local_ratio * individual + (1 - local_ratio) * team`` (default ``local_ratio`` 0.5).
@@ -95,15 +95,18 @@ class EsCoordinationEnv(_MegParallelEnv):
     ## Arguments
     ``config`` (default ``configs/scenarios/es_coordination.yaml``), ``num_ues``,
     ``max_requests_per_es``, ``ue_policy`` (a name of :data:`UE_POLICIES` or a callable
-    ``(world, rng, protocols) -> [(protocol, es_id)] * num_ues``), ``ue_protocols`` (default: the
+    ``(core, rng, protocols) -> [(protocol, es_id)] * num_ues``, ``core`` the
+    ``meg_gym.core.Core`` whose read-outs have a leading copies axis of 1), ``ue_protocols`` (default: the
     scenario's single-ES protocols that use an ES), ``backend``, ``max_cycles``,
     ``local_ratio``, ``ue_positions_m`` / ``ue_snr_db``, ``render_mode``, and scenario overrides.
 
     ## Version History
+    * v1: on the world core shared with every env (ES queues start in their stationary workload;
+      UE policies get the core).
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "name": "es_coordination_v0", "is_parallelizable": True,
+    metadata = {"render_modes": ["rgb_array"], "name": "es_coordination_v1", "is_parallelizable": True,
                 "render_fps": 4}
 
     def __init__(self, config: Any = "es_coordination", *, num_ues: int = 8, max_requests_per_es: int = 4,
@@ -112,12 +115,12 @@ class EsCoordinationEnv(_MegParallelEnv):
                  ue_positions_m: Any = None, ue_snr_db: Any = None, render_mode: str | None = None,
                  **overrides: Any) -> None:
         self._setup(config, backend, max_cycles, local_ratio, render_mode,
-                    dict(num_ues=num_ues, max_es_per_request=2, ue_positions_m=ue_positions_m, ue_snr_db=ue_snr_db),
+                    dict(ues=num_ues, max_es_per_request=2, ue_positions_m=ue_positions_m, ue_snr_db=ue_snr_db),
                     overrides)
         w = self.world
         sc = self.scenario
         if w.num_es < 2:
-            raise ValueError(f"'num_es' must be >= 2 for es_coordination_v0: cooperation and hand-over need a "
+            raise ValueError(f"'num_es' must be >= 2 for es_coordination_v1: cooperation and hand-over need a "
                              f"neighbour (got {w.num_es})")
         if isinstance(max_requests_per_es, bool) or not isinstance(max_requests_per_es, int) \
                 or max_requests_per_es < 1:
@@ -173,8 +176,8 @@ class EsCoordinationEnv(_MegParallelEnv):
         """UE policy picks (protocol, home ES); requests fill their home's slots; partners by SNR."""
         w = self.world
         picks = self.ue_policy(w, self._policy_rng, self.ue_protocols)
-        if not isinstance(picks, (list, tuple)) or len(picks) != w.num_ues:
-            raise ValueError(f"'ue_policy' must return num_ues={w.num_ues} (protocol, es_id) pairs (got {picks!r})")
+        if not isinstance(picks, (list, tuple)) or len(picks) != w.ues:
+            raise ValueError(f"'ue_policy' must return num_ues={w.ues} (protocol, es_id) pairs (got {picks!r})")
         slots: list[list[int]] = [[] for _ in range(w.num_es)]
         protocol = []
         for u, pick in enumerate(picks):
@@ -189,10 +192,10 @@ class EsCoordinationEnv(_MegParallelEnv):
             protocol.append(p)
             if len(slots[i]) < self.slots:
                 slots[i].append(u)
-        home = np.full(w.num_ues, -1)
+        home = np.full(w.ues, -1)
         for i, us in enumerate(slots):
             home[us] = i
-        ul_other = w.snr_table_db()[:, :, 0].copy()
+        ul_other = w.snr_table_db()[0, :, :, 0].copy()
         rows = np.flatnonzero(home >= 0)
         ul_other[rows, home[rows]] = -np.inf
         self._partner = ul_other.argmax(axis=1)
@@ -203,20 +206,20 @@ class EsCoordinationEnv(_MegParallelEnv):
         w = self.world
         n, k = w.num_es, self.slots
         scale = w.workload.latency_scale_s
-        backlog = w.backlog_s() / scale
-        snr = w.snr_table_db() / _SNR_SCALE_DB
+        backlog = w.backlog_s()[0] / scale
+        snr = w.snr_table_db()[0] / _SNR_SCALE_DB
         obs = np.zeros((n, 3 * n + 1 + _SLOT_FEATURES * k))
         obs[:, :n] = self._onehot
         obs[:, n:2 * n] = backlog
-        obs[:, 2 * n:3 * n] = w.last_demand
-        obs[:, 3 * n] = w.epoch / self.max_cycles
+        obs[:, 2 * n:3 * n] = w.last_demand[0]
+        obs[:, 3 * n] = self.epoch / self.max_cycles
         base = 3 * n + 1
         for i, us in enumerate(self._slots):
             for j, u in enumerate(us):
                 part = self._partner[u]
                 obs[i, base + _SLOT_FEATURES * j: base + _SLOT_FEATURES * (j + 1)] = (
-                    1.0, snr[u, i, 0], snr[u, i, 1], snr[u, part, 0], backlog[part], w.deadline_s[u] / scale,
-                    w.quality_weight[u], self._proto_code[self._protocol[u]])
+                    1.0, snr[u, i, 0], snr[u, i, 1], snr[u, part, 0], backlog[part], w.deadline_s[0, u] / scale,
+                    w.quality_weight[0, u], self._proto_code[self._protocol[u]])
         return obs
 
     # -- API -------------------------------------------------------------------------------
@@ -251,7 +254,7 @@ class EsCoordinationEnv(_MegParallelEnv):
     def step(self, actions: dict) -> tuple[dict, dict, dict, dict, dict]:
         acts = self._decode(actions)  # raises before anything changes
         w = self.world
-        m = w.num_ues
+        m = w.ues
         placement = np.full(m, self._full_ue, dtype=np.int64)
         share = np.ones(m)
         counts = np.zeros((w.num_es, len(MODES)), dtype=np.int64)
@@ -267,17 +270,18 @@ class EsCoordinationEnv(_MegParallelEnv):
                 elif mode == 3:
                     placement[u] = w.placement_index(p, (part,))
                 share[u] = self.shares[s]
-        res = w.step(placement, share)
+        res = w.step(placement[None], share[None])
         self._last = (placement, res)
-        team = float(res.reward.mean())
-        local = np.array([float(res.reward[us].mean()) if us else 0.0 for us in self._slots])
+        reward = res.reward[0]
+        team = float(reward.mean())
+        local = np.array([float(reward[us].mean()) if us else 0.0 for us in self._slots])
         rewards = self._mix(local, team)
         overflow = m - sum(len(us) for us in self._slots)
         infos = [{"team_reward": team, "individual_reward": float(local[i]), "requests": len(us),
                   "rejected": int(counts[i, 0]), "served": int(counts[i, 1]), "cooperated": int(counts[i, 2]),
                   "handed_over": int(counts[i, 3]), "overflow": overflow}
                  for i, us in enumerate(self._slots)]
-        if w.epoch < self.max_cycles:
+        if self.epoch < self.max_cycles:
             self._route()
         return self._finish(self._observe(), rewards, infos)
 
@@ -288,12 +292,12 @@ def raw_env(**kwargs: Any) -> EsCoordinationEnv:
 
 
 def parallel_env(**kwargs: Any) -> EsCoordinationEnv:
-    """``es_coordination_v0`` as a PettingZoo ``ParallelEnv``."""
+    """``es_coordination_v1`` as a PettingZoo ``ParallelEnv``."""
     return EsCoordinationEnv(**kwargs)
 
 
 def env(**kwargs: Any) -> Any:
-    """``es_coordination_v0`` as a PettingZoo ``AECEnv`` (agents act in turn; the world steps after the last)."""
+    """``es_coordination_v1`` as a PettingZoo ``AECEnv`` (agents act in turn; the world steps after the last)."""
     from pettingzoo.utils.conversions import parallel_to_aec
 
     return parallel_to_aec(parallel_env(**kwargs))

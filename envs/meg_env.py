@@ -9,11 +9,25 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.codecs import make_codec
-from meg_gym.world import REWARD_TERMS, World
+from envs.multi_ue import obs_bounds
+from meg_gym.core import REWARD_TERMS, Core, obs_size
 
-__all__ = ["MegEnv"]
+__all__ = ["MegEnv", "reward_space"]
 
-_SNR_SCALE_DB = 30.0
+_BIG = 1e4
+
+
+def _dict_slices(n: int) -> dict[str, slice]:
+    """The box observation's columns (:meth:`meg_gym.core.Core.observe`) as the dict observation's keys."""
+    return {"snr_ul": slice(0, n), "snr_dl": slice(n, 2 * n), "backlog": slice(2 * n, 3 * n),
+            "demand": slice(3 * n, 4 * n), "request": slice(4 * n, 4 * n + 2), "ue": slice(4 * n + 2, 4 * n + 4)}
+
+
+def reward_space(scenario: Any) -> spaces.Box:
+    """The vector reward's bounds: quality <= the largest quality weight; costs >= -big; deadline in [-1, 0]."""
+    hi_q = float(scenario.workload.quality_weight[1])
+    return spaces.Box(np.array([0.0, -_BIG, -_BIG, -_BIG, -1.0], np.float32),
+                      np.array([hi_q, 0.0, 0.0, 0.0, 0.0], np.float32))
 
 
 class MegEnv(gym.Env):
@@ -26,21 +40,24 @@ class MegEnv(gym.Env):
     **ES or ES set**, and the **bandwidth share**. Between requests the UE moves, fading
     changes and other users load the ESs. In ``live`` mode the real split LDM runs every step;
     in ``profiled`` mode quality comes from the calibration table and latency, bits and
-    energy from the same FLOP counts and tensor shapes.
+    energy from the same FLOP counts and tensor shapes. The world is the core
+    ``meg_gym.core.Core`` with one copy of one UE (``env.unwrapped.world``).
 
     ## Action Space
-    Placements are ``env.unwrapped.decisions`` (protocol + ES ids), shares are the scenario's
+    Placements are ``env.unwrapped.decisions`` (protocol + ES ids; Full UE once), shares are the scenario's
     ``bandwidth_shares``. ``action_type="multidiscrete"`` (default): ``MultiDiscrete([placements,
     shares])``; ``"discrete"``: ``Discrete(placements * shares)``; ``"box"``: ``Box(-1, 1, (2,))``
     binned. ``action_masks()`` marks placements that can still meet the deadline (all, if none
     can). A malformed action raises ``envs.InvalidAction`` and changes nothing.
 
     ## Observation Space
-    ``observation_type="box"`` (default): flat float32 of, per ES, uplink and downlink SNR at
-    the full bandwidth (dB / 30) and queue backlog (s / latency scale); then the request's
-    deadline (s / latency scale) and quality weight, the UE's energy used so far (per request,
-    relative to a Full-UE generation) and the episode's progress. ``"dict"``: the same as a
-    one-level Dict (``snr_ul``, ``snr_dl``, ``backlog``, ``request``, ``ue``).
+    ``observation_type="box"`` (default): ``Box(4N + 4)`` float32, the layout of every MEG env
+    (``meg_gym.core.Core.observe``): per ES the uplink and downlink SNR over the whole cell
+    (dB / 30), then per ES the queue backlog (s / latency scale), then per ES the bandwidth
+    demand of the last step; then the request's deadline (s / latency scale) and quality
+    weight, the UE's energy used so far (per request, relative to a Full-UE generation) and the
+    episode's progress. ``"dict"``: the same as a one-level Dict (``snr_ul``, ``snr_dl``,
+    ``backlog``, ``demand``, ``request``, ``ue``).
 
     ## Rewards
     Terms (``info["rewards"]``): quality (weighted by the request's quality weight), minus
@@ -61,6 +78,10 @@ class MegEnv(gym.Env):
     ``render_mode`` ("rgb_array"), and any scenario key as a keyword override.
 
     ## Version History
+    * v1: a view of the world core (``meg_gym.core.Core``) shared with the vector and
+      multi-agent envs: Full UE listed once (``MEG/MultiES``: 36 placements, was 38); the ES
+      queues start in their stationary workload (no warm-up); the observation gains each ES's
+      last bandwidth demand (``4N + 4``, the multi-agent envs' layout).
     * v0: initial version.
     """
 
@@ -81,8 +102,8 @@ class MegEnv(gym.Env):
             raise ValueError(f"'render_mode' must be one of {self.metadata['render_modes']} or None "
                              f"(got {render_mode!r})")
         self.scenario = load_scenario(config, **overrides)
-        self.world = World(self.scenario)
-        self.decisions = self.world.decisions
+        self.world = Core(self.scenario)  # one copy, one UE
+        self.decisions = self.world.placements
         self.shares = tuple(self.scenario.bandwidth_shares)
         self.codec = make_codec(action_type, len(self.decisions), len(self.shares))
         self.action_space = self.codec.space
@@ -91,87 +112,70 @@ class MegEnv(gym.Env):
         self.render_mode = render_mode
         n = self.scenario.num_es
         self._n = n
-        # bounds far outside what the models produce (SNR within +-300 dB, backlogs below hours)
-        snr = (-10.0, 10.0)
-        big = 1e4
-        low = np.array([snr[0]] * 2 * n + [0.0] * n + [0.0, 0.0, 0.0, 0.0], dtype=np.float32)
-        high = np.array([snr[1]] * 2 * n + [big] * n + [big, big, big, 1.0], dtype=np.float32)
+        low, high = obs_bounds(n)
         if observation_type == "box":
             self.observation_space = spaces.Box(low, high, dtype=np.float32)
         else:
             self.observation_space = spaces.Dict({
-                "snr_ul": spaces.Box(snr[0], snr[1], (n,), np.float32),
-                "snr_dl": spaces.Box(snr[0], snr[1], (n,), np.float32),
-                "backlog": spaces.Box(0.0, big, (n,), np.float32),
-                "request": spaces.Box(0.0, big, (2,), np.float32),
-                "ue": spaces.Box(np.array([0.0, 0.0], np.float32), np.array([big, 1.0], np.float32)),
-            })
+                key: spaces.Box(low[sl], high[sl], dtype=np.float32) for key, sl in _dict_slices(n).items()})
         if reward_type == "vector":
-            # quality <= max quality weight; costs >= -big (latency, bits, energy ratios), deadline in [-1, 0]
-            hi_q = float(self.scenario.workload.quality_weight[1])
-            self.reward_space = spaces.Box(np.array([0.0, -big, -big, -big, -1.0], np.float32),
-                                           np.array([hi_q, 0.0, 0.0, 0.0, 0.0], np.float32))
-        self._energy_j = 0.0
+            self.reward_space = reward_space(self.scenario)
+        self._obs = np.zeros((1, 1, obs_size(n)))
+        self._one = (np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1)))  # the step's (1, 1) action arrays
         self._last: Any = None
 
     # -- observation ----------------------------------------------------------------------
     def _observe(self) -> Any:
-        w = self.world
-        sys_ = w.system
-        now = sys_.now_s
-        ul, dl = w.link_snrs(self.scenario.bandwidth_hz)
-        queues = sys_.queues
-        req = w.request
-        o = self._observation(ul, dl, [queues[i].backlog_s(now) for i in range(self._n)], req.deadline_s,
-                              req.quality_weight, self._energy_j, w.served)
+        o = self.world.observe(self._obs)[0, 0].astype(np.float32)
         if self.observation_type == "box":
             return o
-        n = self._n
-        return {"snr_ul": o[:n].copy(), "snr_dl": o[n:2 * n].copy(), "backlog": o[2 * n:3 * n].copy(),
-                "request": o[3 * n:3 * n + 2].copy(), "ue": o[3 * n + 2:].copy()}
+        return {key: o[sl].copy() for key, sl in _dict_slices(self._n).items()}
 
-    def _observation(self, snr_ul_db: list[float], snr_dl_db: list[float], backlog_s: list[float], deadline_s: float,
-                     quality_weight: float, energy_j: float, served: int) -> np.ndarray:
-        """The box observation from the world's raw numbers (the layout the class docstring gives;
-        ``envs.vector`` writes the same columns for a batch, checked in its tests)."""
-        w = self.world
-        scale = w.workload.latency_scale_s
-        return np.array([v / _SNR_SCALE_DB for v in snr_ul_db] + [v / _SNR_SCALE_DB for v in snr_dl_db]
-                        + [b / scale for b in backlog_s]
-                        + [deadline_s / scale, quality_weight, energy_j / (w._refs["energy_j"] * (served or 1)),
-                           served / w.workload.requests_per_episode], dtype=np.float32)
+    @property
+    def last_outcome(self) -> Any:
+        """Live mode: the last step's :class:`meg_gym.system.Outcome` (images, trace); else None."""
+        if self._last is None or not self._last[1].outcomes:
+            return None
+        return self._last[1].outcomes[0]
+
+    def link_snrs_db(self) -> tuple[list[float], list[float]]:
+        """Uplink and downlink SNR (dB) to every ES over the whole cell, now."""
+        snr = self.world.snr_table_db()[0, 0]
+        return snr[:, 0].tolist(), snr[:, 1].tolist()
 
     # -- API -------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
         super().reset(seed=seed)
         self.world.reset(int(self.np_random.integers(2**63 - 1)))
-        self._energy_j = 0.0
         self._last = None
         return self._observe(), {}
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
-        if self.world.request is None:
+        if not self.world._started:
             raise RuntimeError("step() called before reset()")
         placement, share = self.codec.decode(action)  # raises before any state changes
+        pl, sh = self._one
+        pl[0, 0], sh[0, 0] = placement, self.shares[share]
+        res = self.world.step_checked(pl, sh)
         decision = self.decisions[placement]
-        res = self.world.step(decision, self.shares[share])
-        self._energy_j += res.energy_j
-        self._last = res
+        self._last = (decision, res)
+        terms = {k: float(v[0, 0]) for k, v in res.terms.items()}
         info = {
-            "rewards": res.terms, "protocol": decision.protocol, "es_ids": decision.es_ids,
-            "bandwidth_share": self.shares[share], "latency_s": res.latency_s, "quality": res.quality,
-            "ssim": res.ssim, "uplink_bits": res.uplink_bits, "downlink_bits": res.downlink_bits,
-            "energy_j": res.energy_j, "deadline_missed": res.deadline_missed,
+            "rewards": terms, "protocol": decision.protocol, "es_ids": decision.es_ids,
+            "bandwidth_share": self.shares[share], "latency_s": float(res.latency_s[0, 0]),
+            "quality": float(res.quality[0, 0]), "ssim": float(res.ssim[0, 0]),
+            "uplink_bits": int(res.uplink_bits[0, 0]), "downlink_bits": int(res.downlink_bits[0, 0]),
+            "energy_j": float(res.energy_j[0, 0]), "deadline_missed": bool(res.deadline_missed[0, 0]),
         }
         if self.reward_type == "vector":
-            reward: Any = np.array([res.terms[k] for k in REWARD_TERMS], dtype=np.float32)
+            reward: Any = np.array([terms[k] for k in REWARD_TERMS], dtype=np.float32)
         else:
-            reward = float(res.reward)
-        return self._observe(), reward, False, self.world.done, info
+            reward = float(res.reward[0, 0])
+        return self._observe(), reward, False, bool(self.world.done[0]), info
 
     def action_masks(self) -> np.ndarray:
         """Placements whose latency without queueing still meets the request's deadline."""
-        ok = self.world.feasible(self.shares[-1])
+        ok = self.world.feasible(self.shares[-1])[0, 0]
         if not ok.any():
             ok[:] = True
         return self.codec.mask(ok)

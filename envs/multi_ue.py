@@ -1,4 +1,4 @@
-"""``multi_ue_v0``: UEs contending for edge servers (a PettingZoo ``ParallelEnv``).
+"""``multi_ue_v1``: UEs contending for edge servers (a PettingZoo ``ParallelEnv``).
 
 Factories in the PettingZoo style: ``parallel_env(**kwargs)``, ``env(**kwargs)`` (the AEC
 version, through ``pettingzoo.utils.parallel_to_aec``) and ``raw_env`` (the parallel class).
@@ -14,8 +14,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from envs.codecs import InvalidAction, make_codec
-from meg_gym.multi import MultiWorld
-from meg_gym.world import terms_per_request
+from meg_gym.core import Core, obs_size, terms_per_request
 
 __all__ = ["MultiUeEnv", "env", "parallel_env", "raw_env"]
 
@@ -42,7 +41,7 @@ class _MegParallelEnv(ParallelEnv):
                                         or not 0.0 <= local_ratio <= 1.0):
             raise ValueError(f"'local_ratio' must be a number in [0, 1] or None (got {local_ratio!r})")
         self.scenario = load_scenario(config, **overrides)
-        self.world = MultiWorld(self.scenario, **world_kwargs)
+        self.world = Core(self.scenario, copies=1, **world_kwargs)
         if max_cycles is None:
             max_cycles = self.scenario.workload.requests_per_episode
         if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or max_cycles < 1:
@@ -101,7 +100,7 @@ class _MegParallelEnv(ParallelEnv):
 
     def _finish(self, obs: np.ndarray, rewards: np.ndarray, infos: list[dict]) -> tuple:
         agents = self.agents
-        done = self.world.epoch >= self.max_cycles
+        done = self.epoch >= self.max_cycles
         obs_d = self._obs_dict(obs)
         rew_d = dict(zip(agents, rewards.tolist()))
         term_d = dict.fromkeys(agents, False)
@@ -110,6 +109,16 @@ class _MegParallelEnv(ParallelEnv):
         if done:
             self.agents = []
         return obs_d, rew_d, term_d, trunc_d, info_d
+
+    @property
+    def epoch(self) -> int:
+        """Epochs served this episode."""
+        return int(self.world.served[0])
+
+    @property
+    def decisions(self) -> list[Any]:
+        """The placements in action-index order (each with ``.protocol`` and ``.es_ids``)."""
+        return self.world.placements
 
     def _links(self) -> list[tuple[int, tuple[int, ...]]]:
         """(UE, ES ids) of the last step's requests that used the radio, for rendering
@@ -128,6 +137,15 @@ class _MegParallelEnv(ParallelEnv):
         pass
 
 
+def obs_bounds(num_es: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of one UE's observation row (``meg_gym.core.Core.observe``), far outside what the
+    models produce: SNRs within +-300 dB, backlogs below hours."""
+    n = num_es
+    low = np.array([-10.0] * 2 * n + [0.0] * 2 * n + [0.0, 0.0, 0.0, 0.0], dtype=np.float32)
+    high = np.array([10.0] * 2 * n + [_BIG] * 2 * n + [_BIG, _BIG, _BIG, 1.0], dtype=np.float32)
+    return low, high
+
+
 def _copy_space(space: spaces.Space) -> spaces.Space:
     import copy
 
@@ -140,25 +158,27 @@ class MultiUeEnv(_MegParallelEnv):
     ``M`` UEs (agents ``ue_0 ... ue_{M-1}``) each send a stream of text-guided image-to-image
     requests to ``N`` shared edge servers. Every step each UE serves its current request: it
     picks the **protocol**, the **ES or ES set** and a **bandwidth request**. The ESs' cells
-    and compute queues are shared (``meg_gym.multi.MultiWorld``): requests landing on one ES
+    and compute queues are shared (the world core ``meg_gym.core.Core``, one copy of M UEs): requests landing on one ES
     split its bandwidth (the requested shares are normalised when they exceed the cell) and
     queue behind each other, so one agent's choice changes the others' latency and quality.
 
     ## Action Space
-    Per agent, as in the Gymnasium envs: a placement (``env.world.placements``: protocol + ES
+    Per agent, as in the Gymnasium envs: a placement (``env.unwrapped.decisions``: protocol + ES
     ids; Full UE once) and a bandwidth share (the scenario's ``bandwidth_shares``),
     ``MultiDiscrete([placements, shares])`` by default (``action_type``: "multidiscrete" |
     "discrete" | "box"). A malformed action raises ``envs.InvalidAction`` naming the agent and
     the allowed range, and changes nothing.
 
     ## Observation Space
-    Per agent, ``Box(4N + 3)`` float32: its uplink and downlink SNR to every ES over the whole
-    cell (dB / 30), every ES's queue backlog (s / latency scale), every ES's bandwidth demand in
-    the last step (sum of requested shares: above 1 means contention), its request's deadline
-    (s / latency scale) and quality weight, and the episode's progress.
+    Per agent, ``Box(4N + 4)`` float32, the layout of every MEG env (``meg_gym.core.Core.observe``):
+    its uplink and downlink SNR to every ES over the whole cell (dB / 30), every ES's queue
+    backlog (s / latency scale), every ES's bandwidth demand in the last step (sum of requested
+    shares: above 1 means contention), its request's deadline (s / latency scale) and quality
+    weight, its energy per request so far (relative to a Full-UE generation) and the episode's
+    progress (steps / ``max_cycles``).
 
     ## Rewards
-    Each agent's own reward is the Gymnasium envs' (``meg_gym.world.reward_terms``: weighted
+    Each agent's own reward is the Gymnasium envs' (``meg_gym.core.reward_terms``: weighted
     quality, latency, overhead, energy, deadline; the terms in ``info["rewards"]``). With
     ``local_ratio`` (as in PettingZoo's MPE) agent k gets ``local_ratio * r_k + (1 - local_ratio)
     * mean(r)``; ``None`` (default): ``r_k`` alone.
@@ -169,51 +189,39 @@ class MultiUeEnv(_MegParallelEnv):
     ## Arguments
     ``config`` (scenario; default ``configs/scenarios/multi_ue.yaml``), ``num_ues``, ``backend``
     ("profiled" | "live"), ``max_cycles``, ``local_ratio``, ``action_type``,
-    ``max_es_per_request``, ``ue_positions_m`` / ``ue_snr_db`` (see ``MultiWorld``),
+    ``max_es_per_request``, ``ue_positions_m`` / ``ue_snr_db`` (see ``meg_gym.core.Core``),
     ``render_mode`` ("rgb_array"), and any scenario key as a keyword override.
 
     ## Version History
+    * v1: the world core behind every env: the observation gains the UE's energy (``4N + 4``, the
+      Gymnasium envs' layout); any scenario, the single-UE ones included.
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "name": "multi_ue_v0", "is_parallelizable": True, "render_fps": 4}
+    metadata = {"render_modes": ["rgb_array"], "name": "multi_ue_v1", "is_parallelizable": True, "render_fps": 4}
 
     def __init__(self, config: Any = "multi_ue", *, num_ues: int = 4, backend: str | None = None,
                  max_cycles: int | None = None, local_ratio: float | None = None, action_type: str = "multidiscrete",
                  max_es_per_request: int = 2, ue_positions_m: Any = None, ue_snr_db: Any = None,
                  render_mode: str | None = None, **overrides: Any) -> None:
         self._setup(config, backend, max_cycles, local_ratio, render_mode,
-                    dict(num_ues=num_ues, max_es_per_request=max_es_per_request, ue_positions_m=ue_positions_m,
+                    dict(ues=num_ues, max_es_per_request=max_es_per_request, ue_positions_m=ue_positions_m,
                          ue_snr_db=ue_snr_db), overrides)
         w = self.world
-        n, m = w.num_es, w.num_ues
+        n, m = w.num_es, w.ues
         self.possible_agents = [f"ue_{k}" for k in range(m)]
         self.shares = np.array(self.scenario.bandwidth_shares, dtype=np.float64)
         self.codec = make_codec(action_type, len(w.placements), len(self.shares))
-        low = np.array([-10.0] * 2 * n + [0.0] * 2 * n + [0.0, 0.0, 0.0], dtype=np.float32)
-        high = np.array([10.0] * 2 * n + [_BIG] * 2 * n + [_BIG, _BIG, 1.0], dtype=np.float32)
+        low, high = obs_bounds(n)
         self._spaces(low, high, self.codec.space)
-        self._obs = np.zeros((m, 4 * n + 3), dtype=np.float64)
+        self._obs = np.zeros((1, m, obs_size(n)), dtype=np.float64)
         self._fast = action_type == "multidiscrete"
         self._nvec = np.array([self.codec.n_placements, self.codec.n_shares])  # the fast path's bounds
         self._placement_names = [(p.protocol, p.es_ids) for p in w.placements]  # for the infos
 
     # -- observation ----------------------------------------------------------------------
     def _observe(self) -> np.ndarray:
-        w = self.world
-        n = w.num_es
-        scale = w.workload.latency_scale_s
-        o = self._obs
-        snr = w.snr_table_db()
-        o[:, :n] = snr[:, :, 0]
-        o[:, n:2 * n] = snr[:, :, 1]
-        o[:, :2 * n] /= _SNR_SCALE_DB
-        o[:, 2 * n:3 * n] = w.backlog_s() / scale
-        o[:, 3 * n:4 * n] = w.last_demand
-        o[:, 4 * n] = w.deadline_s / scale
-        o[:, 4 * n + 1] = w.quality_weight
-        o[:, 4 * n + 2] = w.epoch / self.max_cycles
-        return o
+        return self.world.observe(self._obs, self.max_cycles)[0]
 
     # -- API -------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
@@ -246,16 +254,17 @@ class MultiUeEnv(_MegParallelEnv):
     def step(self, actions: dict) -> tuple[dict, dict, dict, dict, dict]:
         placements, shares = self._decode(actions)  # raises before anything changes
         w = self.world
-        res = w._step(placements, shares)  # checked by _decode
+        res = w.step_checked(placements[None], shares[None])  # checked by _decode
         self._last = (placements, res)
-        rewards = self._mix(res.reward, float(res.reward.sum()) / len(res.reward))
+        reward = res.reward[0]
+        rewards = self._mix(reward, float(reward.sum()) / len(reward))
         names = self._placement_names
         infos = [
             {"rewards": terms, "protocol": names[p][0], "es_ids": names[p][1], "bandwidth_hz": bw,
              "latency_s": lat, "quality": q, "deadline_missed": miss}
             for terms, p, bw, lat, q, miss in zip(terms_per_request(res.terms), placements.tolist(),
-                                                  res.bandwidth_hz.tolist(), res.latency_s.tolist(),
-                                                  res.quality.tolist(), res.deadline_missed.tolist())
+                                                  res.bandwidth_hz[0].tolist(), res.latency_s[0].tolist(),
+                                                  res.quality[0].tolist(), res.deadline_missed[0].tolist())
         ]
         return self._finish(self._observe(), rewards, infos)
 
@@ -270,14 +279,14 @@ def render_multi(env: Any) -> np.ndarray:
     width, height = 640, 360
     img = Image.new("RGB", (width, height), (245, 245, 245))
     draw = ImageDraw.Draw(img)
-    n, m = w.num_es, w.num_ues
+    n, m = w.num_es, w.ues
     es_xy = [(int(40 + (i + 0.5) * (width - 80) / n), 60) for i in range(n)]
     ue_xy = [(int(20 + (k + 0.5) * (width - 40) / m), 260) for k in range(m)]
-    snr = w.snr_table_db()
+    snr = w.snr_table_db()[0]
     for k, ids in env._links():
         for i in ids:
             draw.line([ue_xy[k], es_xy[i]], fill=_snr_colour(float(snr[k, i, 0])), width=2)
-    backlog = w.backlog_s()
+    backlog = w.backlog_s()[0]
     for i, (x, y) in enumerate(es_xy):
         draw.rectangle([x - 16, y - 12, x + 16, y + 12], fill=(60, 90, 160))
         draw.text((x - 10, y - 6), f"ES{i}", fill="white")
@@ -286,7 +295,7 @@ def render_multi(env: Any) -> np.ndarray:
     r = max(3, min(10, (width - 40) // (3 * m)))
     for x, y in ue_xy:
         draw.ellipse([x - r, y - r, x + r, y + r], fill=(40, 140, 60))
-    draw.text((10, 8), f"t = {w.now_s:.1f} s   step {w.epoch}   {m} UEs, {n} ESs", fill="black")
+    draw.text((10, 8), f"t = {w.now_s[0]:.1f} s   step {env.epoch}   {m} UEs, {n} ESs", fill="black")
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -296,12 +305,12 @@ def raw_env(**kwargs: Any) -> MultiUeEnv:
 
 
 def parallel_env(**kwargs: Any) -> MultiUeEnv:
-    """``multi_ue_v0`` as a PettingZoo ``ParallelEnv``."""
+    """``multi_ue_v1`` as a PettingZoo ``ParallelEnv``."""
     return MultiUeEnv(**kwargs)
 
 
 def env(**kwargs: Any) -> Any:
-    """``multi_ue_v0`` as a PettingZoo ``AECEnv`` (agents act in turn; the world steps after the last)."""
+    """``multi_ue_v1`` as a PettingZoo ``AECEnv`` (agents act in turn; the world steps after the last)."""
     from pettingzoo.utils.conversions import parallel_to_aec
 
     return parallel_to_aec(parallel_env(**kwargs))

@@ -1,12 +1,12 @@
 """The native vector env: ``gym.make_vec(id, num_envs, vectorization_mode="vector_entry_point")``.
 
-:class:`MegVectorEnv` steps ``num_envs`` profiled MEG worlds as numpy arrays
-(:class:`meg_gym.batch.BatchWorld`) instead of one Python env per copy. Spaces, observation
+:class:`MegVectorEnv` steps ``num_envs`` profiled MEG worlds as numpy arrays (the world core,
+:class:`meg_gym.core.Core`, with ``num_envs`` copies of one UE) instead of one Python env per copy. Spaces, observation
 layout, reward and info keys are those of :class:`envs.MegEnv` (box observations, scalar
 or vector reward, any action codec); infos are dicts of arrays, as Gymnasium's vector
 envs give. Episodes end together (every copy serves ``requests_per_episode`` requests);
-autoreset is Gymnasium's default next-step mode: the step after a copy's episode ended
-resets it and returns its first observation (reward 0). Live mode has no native vector
+autoreset is Gymnasium's default next-step mode: the step after the episodes ended resets
+every copy and returns its first observation (reward 0). Live mode has no native vector
 env: use ``vectorization_mode="sync"``.
 """
 
@@ -15,101 +15,106 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from envs.meg_env import _SNR_SCALE_DB, MegEnv
-from meg_gym.batch import BatchWorld
-from meg_gym.world import REWARD_TERMS
+from envs.codecs import make_codec
+from envs.meg_env import reward_space
+from envs.multi_ue import obs_bounds
+from meg_gym.core import REWARD_TERMS, Core, obs_size
 
 __all__ = ["MegVectorEnv"]
 
 
 class MegVectorEnv(VectorEnv):
-    """``num_envs`` copies of :class:`envs.MegEnv` (profiled) stepped together in numpy."""
+    """``num_envs`` copies of :class:`envs.MegEnv` (profiled) stepped together: the world core with
+    ``num_envs`` copies of one UE (``meg_gym.core.Core``)."""
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
 
     def __init__(self, num_envs: int = 1, config: Any = None, *, backend: str | None = None,
                  action_type: str = "multidiscrete", observation_type: str = "box", reward_type: str = "scalar",
                  render_mode: str | None = None, **overrides: Any) -> None:
+        from meg_gym.config import load_scenario
+
         if observation_type != "box":
             raise ValueError(f"'observation_type' must be 'box' for the native vector env (got {observation_type!r})")
         if render_mode is not None:
             raise ValueError(f"'render_mode' must be None for the native vector env (got {render_mode!r}); "
                              f"render a single env instead")
-        # one scalar env defines the spaces and the model; the batch steps copies of its world
-        self.single_env = MegEnv(config, backend=backend, action_type=action_type, observation_type="box",
-                                 reward_type=reward_type, **overrides)
-        self.batch = BatchWorld(self.single_env.scenario, num_envs, world=self.single_env.world)
-        self.num_envs = self.batch.num
-        self.codec = self.single_env.codec
+        if reward_type not in ("scalar", "vector"):
+            raise ValueError(f"'reward_type' must be one of ['scalar', 'vector'] (got {reward_type!r})")
+        if backend is not None:
+            overrides["backend"] = backend
+        self.scenario = load_scenario(config, **overrides)
+        if self.scenario.backend != "profiled":
+            raise ValueError(f"'backend' must be 'profiled' for the native vector env (got {self.scenario.backend!r}):"
+                             f" live mode runs the split LDM one request at a time; use "
+                             f"gym.make_vec(..., vectorization_mode='sync')")
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"'num_envs' must be an int >= 1 (got {num_envs!r})")
+        self.world = Core(self.scenario, copies=int(num_envs))
+        self.num_envs = self.world.copies
+        self.decisions = self.world.placements
+        self.shares = np.asarray(self.scenario.bandwidth_shares, dtype=np.float64)
+        self.codec = make_codec(action_type, len(self.decisions), len(self.shares))
         self.reward_type = reward_type
-        self.single_action_space = self.single_env.action_space
-        self.single_observation_space = self.single_env.observation_space
+        n = self.scenario.num_es
+        low, high = obs_bounds(n)
+        self.single_action_space = self.codec.space
+        self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         if reward_type == "vector":
-            self.reward_space = self.single_env.reward_space
+            self.reward_space = reward_space(self.scenario)
         self.render_mode = None
-        self._energy = np.zeros(self.num_envs)
-        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
-        self._started = False
+        self._obs = np.zeros((self.num_envs, 1, obs_size(n)))
+        self._needs_reset = False
+        self._protocols = np.array([d.protocol for d in self.decisions])
 
-    # -- observations ---------------------------------------------------------------------
     def _observe(self) -> np.ndarray:
-        b = self.batch
-        n = b.num_es
-        scale = b.scenario.workload.latency_scale_s
-        out = np.empty((self.num_envs, 3 * n + 4), dtype=np.float32)
-        out[:, :n] = b.snr_full[:, :, 0] / _SNR_SCALE_DB
-        out[:, n:2 * n] = b.snr_full[:, :, 1] / _SNR_SCALE_DB
-        out[:, 2 * n:3 * n] = b.queues.backlog_s() / scale
-        out[:, 3 * n] = b.deadline / scale
-        out[:, 3 * n + 1] = b.weight
-        out[:, 3 * n + 2] = self._energy / (b.world._refs["energy_j"] * np.maximum(1, b.served))
-        out[:, 3 * n + 3] = b.served / b.scenario.workload.requests_per_episode
-        return out
+        return self.world.observe(self._obs)[:, 0].astype(np.float32)
 
     # -- API ------------------------------------------------------------------------------
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         if isinstance(seed, (list, tuple)):
             seed = int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
-        self.batch.reset(seed=seed)
-        self._energy[:] = 0.0
-        self._needs_reset[:] = False
-        self._started = True
+        self.world.reset(seed)
+        self._needs_reset = False
         return self._observe(), {}
 
     def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
-        if not self._started:
+        if not self.world._started:
             raise RuntimeError("step() called before reset()")
         placement, share = self.codec.decode_batch(actions, self.num_envs)  # raises before any state changes
         n = self.num_envs
-        restart = self._needs_reset.copy()
-        res = self.batch.step(placement, share)
-        self._energy += res["energy_j"]
-        if restart.any():  # next-step autoreset: these copies start a new episode instead
-            self.batch.reset(rows=restart)
-            self._energy[restart] = 0.0
-            for v in (*(x for x in res.values() if isinstance(x, np.ndarray)), *res["terms"].values()):
-                v[restart] = 0
-        truncated = self.batch.done & ~restart
-        self._needs_reset = truncated.copy()
-        terminated = np.zeros(n, dtype=bool)
+        if self._needs_reset:  # next-step autoreset: every copy's episode ended together; they start anew
+            self.world.reset()
+            self._needs_reset = False
+            zero = np.zeros(n)
+            terms = {k: zero.copy() for k in REWARD_TERMS}
+            reward = np.zeros((n, len(REWARD_TERMS)), np.float32) if self.reward_type == "vector" else zero.copy()
+            info = {"rewards": terms, "latency_s": zero.copy(), "quality": zero.copy(), "ssim": zero.copy(),
+                    "uplink_bits": np.zeros(n, np.int64), "downlink_bits": np.zeros(n, np.int64),
+                    "energy_j": zero.copy(), "deadline_missed": np.zeros(n, bool),
+                    "protocol": self._protocols[placement], "bandwidth_share": self.shares[share]}
+            return self._observe(), reward, np.zeros(n, bool), np.zeros(n, bool), info
+        res = self.world.step_checked(placement[:, None], self.shares[share][:, None])
+        truncated = self.world.done.copy()
+        self._needs_reset = bool(truncated.all())
+        terms = {k: v[:, 0] for k, v in res.terms.items()}
         if self.reward_type == "vector":
-            reward = np.stack([res["terms"][k] for k in REWARD_TERMS], axis=1).astype(np.float32)
+            reward = np.stack([terms[k] for k in REWARD_TERMS], axis=1).astype(np.float32)
         else:
-            reward = res["reward"].astype(np.float64)
-        decisions = self.batch.decisions
+            reward = res.reward[:, 0].astype(np.float64)
         info = {
-            "rewards": res["terms"], "latency_s": res["latency_s"], "quality": res["quality"], "ssim": res["ssim"],
-            "uplink_bits": res["uplink_bits"], "downlink_bits": res["downlink_bits"], "energy_j": res["energy_j"],
-            "deadline_missed": res["deadline_missed"],
-            "protocol": np.array([decisions[k].protocol for k in placement.tolist()]),
-            "bandwidth_share": self.batch.shares[share],
+            "rewards": terms, "latency_s": res.latency_s[:, 0], "quality": res.quality[:, 0], "ssim": res.ssim[:, 0],
+            "uplink_bits": res.uplink_bits[:, 0], "downlink_bits": res.downlink_bits[:, 0],
+            "energy_j": res.energy_j[:, 0], "deadline_missed": res.deadline_missed[:, 0],
+            "protocol": self._protocols[placement], "bandwidth_share": self.shares[share],
         }
-        return self._observe(), reward, terminated, truncated, info
+        return self._observe(), reward, np.zeros(n, dtype=bool), truncated, info
 
     def close(self, **kwargs: Any) -> None:
-        self.single_env.close()
+        pass

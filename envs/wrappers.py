@@ -20,7 +20,7 @@ class LinearReward(gym.Wrapper):
             raise ValueError("LinearReward needs an env with a vector reward (reward_type='vector')")
         if weights is None:
             w = env.unwrapped.scenario.reward.weights
-            from meg_gym.world import REWARD_TERMS
+            from meg_gym.core import REWARD_TERMS
 
             weights = [getattr(w, k) for k in REWARD_TERMS]
         self.weights = np.asarray(weights, dtype=np.float64)

@@ -374,7 +374,7 @@ def _parser() -> argparse.ArgumentParser:
     en.set_defaults(out="out/evaluate")
 
     bm = add("benchmark", cmd_benchmark, "baselines and trained models over N seeds: tables and plots")
-    bm.add_argument("--env", required=True, help="env id, e.g. MEG/SingleES-v0")
+    bm.add_argument("--env", required=True, help="env id, e.g. MEG/SingleES-v1")
     bm.add_argument("--policies", default=DEFAULT_POLICIES, help=f"comma-separated (default {DEFAULT_POLICIES})")
     bm.add_argument("--model", action="append", help="a trained model as [label=]run folder or .zip (repeatable)")
     bm.add_argument("--runs", nargs="*", help="run folders whose learning curves to plot")

@@ -204,12 +204,16 @@ class MegSystem:
                         self._links(1e6, noiseless=True), queues=False)
         return res.costs
 
-    def _links(self, bandwidth_hz: float, noiseless: bool | None = None) -> LinkConditions:
+    def _links(self, bandwidth_hz: float, noiseless: bool | None = None,
+               snr_db: dict[tuple[int, str], float] | None = None) -> LinkConditions:
         sc = self.scenario
         snr = {}
-        for i in range(sc.num_es):
-            for link in ("ul", "dl"):
-                snr[(i, link)] = float(self.channel.snr_db(i, link, bandwidth_hz))
+        if snr_db is not None:
+            snr = dict(snr_db)
+        else:
+            for i in range(sc.num_es):
+                for link in ("ul", "dl"):
+                    snr[(i, link)] = float(self.channel.snr_db(i, link, bandwidth_hz))
         t = sc.transmission
         return LinkConditions(
             snr_db=snr, bandwidth_hz=bandwidth_hz, mode=t.mode, bits_per_value=t.bits_per_value,
@@ -217,16 +221,19 @@ class MegSystem:
             max_retransmissions=t.max_retransmissions, ue_tx_power_w=self.ue_tx_power_w,
         )
 
-    def _compute(self, queues: bool) -> NodeCompute:
+    def _compute(self, queues: bool, other: dict[int, Any] | None = None, start_s: float | None = None) -> NodeCompute:
+        """The nodes' compute: against the system's queues and clock, or ``other`` queues at ``start_s``."""
         return NodeCompute(self.ue_flops_per_s, dict(self.es_flops_per_s), self.ue_power_w,
-                           queues=self.queues if queues else None, start_s=self.now_s)
+                           queues=(self.queues if other is None else other) if queues else None,
+                           start_s=self.now_s if start_s is None else start_s)
 
     def _run(self, plan: PlacedProtocol, comps: Components, image: torch.Tensor, prompt: str, seed: int | None,
-             links: LinkConditions, queues: bool = True) -> ExecutionResult:
+             links: LinkConditions, queues: bool = True, other_queues: dict[int, Any] | None = None,
+             start_s: float | None = None) -> ExecutionResult:
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         ch_gen = torch.Generator().manual_seed(seed + 7_919) if seed is not None else None
         return execute(plan, comps, image, prompt, settings=self.settings, links=links,
-                       compute=self._compute(queues), generator=gen, channel_generator=ch_gen,
+                       compute=self._compute(queues, other_queues, start_s), generator=gen, channel_generator=ch_gen,
                        judge=self.judge, flop_cache=self.flop_cache)
 
     # -- serving --------------------------------------------------------------------------
@@ -237,19 +244,23 @@ class MegSystem:
         return bw
 
     def serve(self, request: Request, decision: Decision, *, snr_db: dict[tuple[int, str], float] | None = None,
-              use_queues: bool = True) -> Outcome:
+              use_queues: bool = True, queues: dict[int, Any] | None = None, start_s: float | None = None) -> Outcome:
         """Run the decision's protocol live on the request and measure the outcome.
 
         ``snr_db`` pins the link SNRs ((es_id, 'ul'|'dl') -> dB) instead of the channel's
-        current ones (calibration sweeps use it); ``use_queues=False`` leaves the ES queues out.
+        current ones (calibration sweeps use it; the world core passes every link's);
+        ``use_queues=False`` leaves the ES queues out; ``queues`` (es_id -> queue) and
+        ``start_s`` serve against other queues and clock than the system's own (the world core's).
         """
         plan = self.plan(decision.protocol, decision.es_ids)
-        links = self._links(self.bandwidth(decision))
-        if snr_db is not None:
+        bw = self.bandwidth(decision)
+        full = snr_db is not None and len(snr_db) == 2 * self.scenario.num_es
+        links = self._links(bw, snr_db=snr_db if full else None)
+        if snr_db is not None and not full:
             links = replace(links, snr_db={**links.snr_db, **snr_db})
         own_timing = self.cost_comps is self.meta
         res = self._run(plan, self.comps, request.image, request.prompt, request.seed, links,
-                        queues=use_queues and own_timing)
+                        queues=use_queues and own_timing, other_queues=queues, start_s=start_s)
         if links.noiseless:
             ref_out = res.output
         else:  # what a perfect channel would have delivered: same request, same generator
@@ -260,7 +271,7 @@ class MegSystem:
         summary, trace = res.summary, res.trace
         if self.cost_comps is not self.meta:  # timing at the stand-in's scale: its FLOPs and payloads
             summary, trace = link_timing(plan, self.costs(plan.protocol, plan.es_ids), links,
-                                         self._compute(use_queues))
+                                         self._compute(use_queues, queues, start_s))
         return self._outcome(plan, summary, trace, s, psnr_db(out, reference), fid, out, reference,
                              res.candidates, res.selected_index)
 

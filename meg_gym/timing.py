@@ -305,15 +305,15 @@ class PlanTable:
         return int(self.es_ids.max()) + 1
 
     def walk(self, order: Any, plan: np.ndarray, start_s: np.ndarray, backlog: np.ndarray, snr_ul_db: np.ndarray,
-             snr_dl_db: np.ndarray, bandwidth_hz: np.ndarray, shared: bool = True) -> np.ndarray:
+             snr_dl_db: np.ndarray, bandwidth_hz: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Serve requests ``order[0], order[1], ...`` (indices into the per-request arrays):
         request ``r`` arrives at ``start_s[r]`` and runs plan ``plan[r]`` with its SNRs
         ``snr_*_db[r, j]`` to the plan's ``j``-th ES and bandwidth ``bandwidth_hz[r]``.
 
         ``backlog`` (float64, a column per ES id) holds the work in seconds each ES has when
-        a request arrives: ES ``i`` takes request ``r`` after ``backlog[0, i]`` (``shared``:
-        requests served one after another share the row) or ``backlog[r, i]`` (each request
-        its own row). Like the walk, the request's job then holds the ES from its turn to its
+        a request arrives: ES ``i`` takes request ``r`` after ``backlog[rows[r], i]`` (requests
+        served one after another on the same row share it; ``rows`` None: each request its own
+        row, ``backlog[r, i]``). Like the walk, the request's job then holds the ES from its turn to its
         last stage there, and that, from its arrival, is written back to the backlog, so that
         the next request on a shared row waits for it; :func:`join_queues` gives it to the queues.
 
@@ -322,7 +322,9 @@ class PlanTable:
         plan runs nothing there). Raises ``ValueError`` for a bandwidth that is not a finite
         number > 0 or an SNR too low for any rate, as the walk does."""
         out = np.empty((len(plan), 7 + self.width))
-        bad = _walk_requests(order, plan, start_s, backlog, shared, snr_ul_db, snr_dl_db, bandwidth_hz, *self._tables,
+        if rows is None:
+            rows = np.arange(len(plan))
+        bad = _walk_requests(order, plan, start_s, backlog, rows, snr_ul_db, snr_dl_db, bandwidth_hz, *self._tables,
                              self._scratch, out)
         if bad >= 0:
             self._raise(bad, bandwidth_hz)
@@ -348,7 +350,7 @@ class PlanTable:
         for j, i in enumerate(ids):
             ul[0, j], dl[0, j] = snr_ul_db[j], snr_dl_db[j]
             backlog[0, i] = 0.0 if before is None else before[j]
-        bad = _walk_requests(order, plan, start, backlog, True, ul, dl, bw, *self._tables, self._scratch, out)
+        bad = _walk_requests(order, plan, start, backlog, order, ul, dl, bw, *self._tables, self._scratch, out)
         if bad >= 0:
             self._raise(bad, bw)
         if before is not None:
@@ -364,7 +366,7 @@ def _spectral_efficiency(snr_db: float, efficiency: float) -> float:  # transmis
 
 
 @njit(cache=True)
-def _walk_requests(order, plan, start_all, backlog, shared, snr_ul, snr_dl, bw_all, step_ints, plan_ints, step_floats,
+def _walk_requests(order, plan, start_all, backlog, rows, snr_ul, snr_dl, bw_all, step_ints, plan_ints, step_floats,
                    plan_floats, scratch, out):
     """:meth:`PlanTable.walk` (the same operations in the same order as ``CompiledPlan._walk``):
     -1, or the first bad request (plus the number of requests for a bad bandwidth)."""
@@ -382,7 +384,7 @@ def _walk_requests(order, plan, start_all, backlog, shared, snr_ul, snr_dl, bw_a
         if not 0.0 < bw < math.inf:
             return r + m
         start = start_all[r]
-        row = 0 if shared else r
+        row = rows[r]
         clock[0] = start
         for j in range(width):
             clock[j + 1] = start + backlog[row, es_id[p, j]]

@@ -78,7 +78,7 @@ _SHORT_ENV = '{"workload": {"requests_per_episode": 5}}'
 
 def test_benchmark_writes_tables_and_plots(tmp_path, capsys):
     out = tmp_path / "bench"
-    assert main(["benchmark", "--env", "MEG/SingleES-v0", "--policies", "random,crash_avoid,fixed:*,oracle",
+    assert main(["benchmark", "--env", "MEG/SingleES-v1", "--policies", "random,crash_avoid,fixed:*,oracle",
                  "--seeds", "2", "--env-kwargs", _SHORT_ENV, "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "| random | 2 |" in text and "| fixed:ciag | 2 |" in text
@@ -90,7 +90,7 @@ def test_benchmark_writes_tables_and_plots(tmp_path, capsys):
 
 def test_train_then_evaluate(tmp_path, capsys):
     cfg = tmp_path / "ppo.yaml"
-    cfg.write_text("algo: ppo\nenv: MEG/SingleES-v0\nenv_kwargs: {workload: {requests_per_episode: 20}}\n"
+    cfg.write_text("algo: ppo\nenv: MEG/SingleES-v1\nenv_kwargs: {workload: {requests_per_episode: 20}}\n"
                    "n_envs: 1\nn_timesteps: 64\ncheckpoint_freq: 32\neval_freq: 32\neval_episodes: 1\n"
                    "hyperparams: {n_steps: 32, batch_size: 32, n_epochs: 1}\n")
     run = tmp_path / "run"
@@ -106,9 +106,9 @@ def test_train_then_evaluate(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,needle", [
     (["train", "--config", "/no/such.yaml"], "training config /no/such.yaml does not exist"),
-    (["benchmark", "--env", "MEG/Nope-v0"], "'env' must be one of ['MEG/MultiES-live-v0'"),
-    (["benchmark", "--env", "MEG/SingleES-v0", "--env-kwargs", "[1]"], "'--env-kwargs' must be a JSON object"),
-    (["benchmark", "--env", "MEG/SingleES-v0", "--seeds", "0"], "'--seeds' must be >= 1 (got 0)"),
+    (["benchmark", "--env", "MEG/Nope-v0"], "'env' must be one of ['MEG/MultiES-live-v1'"),
+    (["benchmark", "--env", "MEG/SingleES-v1", "--env-kwargs", "[1]"], "'--env-kwargs' must be a JSON object"),
+    (["benchmark", "--env", "MEG/SingleES-v1", "--seeds", "0"], "'--seeds' must be >= 1 (got 0)"),
 ])
 def test_agents_bad_input_one_line_error(args, needle):
     res = run_cli(*args)
@@ -119,7 +119,7 @@ def test_agents_bad_input_one_line_error(args, needle):
 
 def test_train_bad_algo_one_line_error(tmp_path):
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("algo: td3\nenv: MEG/SingleES-v0\n")
+    cfg.write_text("algo: td3\nenv: MEG/SingleES-v1\n")
     res = run_cli("train", "--config", str(cfg))
     assert res.returncode == 2
     assert res.stderr.strip() == ("meg-gym train: error: 'algo' must be one of ['ppo', 'a2c', 'dqn', 'sac', "

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from meg_gym.core import Core
 from meg_gym.quality.calibration import CalibrationError
 from meg_gym.timing import PlanTable
-from meg_gym.world import World
 
 
 @pytest.mark.parametrize("mode", ["analog", "digital"])
@@ -13,9 +13,9 @@ def test_plan_table_walk_equals_the_walk_for_every_placement(mode):
     """The compiled walk over many requests, each against its own backlogs (the batched
     world's use), gives every placement's walk (timing with trace=True) bit for bit, and
     the ES occupation the walk gives the queues."""
-    world = World(_scenario())
+    world = Core(_scenario())
     sys_ = world.system
-    table = PlanTable(world._table.plans, [[sys_.es_flops_per_s[i] for i in d.es_ids] for d in world.decisions],
+    table = PlanTable(world.plan_table.plans, [[sys_.es_flops_per_s[i] for i in d.es_ids] for d in world.decisions],
                       sys_.ue_flops_per_s, mode, 0.75, sys_.ue_power_w, sys_.ue_tx_power_w)
     rng = np.random.default_rng(0)
     k = 7 * len(world.decisions)
@@ -25,13 +25,13 @@ def test_plan_table_walk_equals_the_walk_for_every_placement(mode):
     bw = rng.choice([5e6, 10e6, 20e6], k)
     start = rng.uniform(0, 10, k)
     backlog = rng.exponential(0.5, (k, table.num_es)) * rng.integers(0, 2, (k, table.num_es))
-    out = table.walk(rng.permutation(k), plan, start, backlog.copy(), snr_ul, snr_dl, bw, shared=False)
+    out = table.walk(rng.permutation(k), plan, start, backlog.copy(), snr_ul, snr_dl, bw)
     for r in range(k):
         d = world.decisions[plan[r]]
         n = len(d.es_ids)
         es = [sys_.es_flops_per_s[i] for i in d.es_ids]
         queues = [_FixedBacklog(backlog[r, i], f) for i, f in zip(d.es_ids, es)]
-        one, _ = world.compiled[(d.protocol, d.es_ids)].timing(
+        one, _ = world.plans[d.index].timing(
             snr_ul_db=list(snr_ul[r, :n]), snr_dl_db=list(snr_dl[r, :n]), bandwidth_hz=float(bw[r]), queues=queues,
             start_s=float(start[r]), trace=True, ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=es, mode=mode,
             efficiency=0.75, ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w)
@@ -43,8 +43,8 @@ def test_plan_table_walk_equals_the_walk_for_every_placement(mode):
 
 
 def test_plan_table_rejects_bad_bandwidth_and_hopeless_snr():
-    world = World(_scenario())
-    t = world._table
+    world = Core(_scenario())
+    t = world.plan_table
     k = next(k for k, d in enumerate(world.decisions) if d.protocol == "full_es")
     one = dict(order=np.zeros(1, dtype=np.int64), plan=np.array([k]), start_s=np.zeros(1),
                backlog=np.zeros((1, t.num_es)), snr_ul_db=np.full((1, t.es_ids.shape[1]), 5.0),
@@ -52,7 +52,7 @@ def test_plan_table_rejects_bad_bandwidth_and_hopeless_snr():
     for bw in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="'bandwidth_hz' must be a finite number > 0"):
             t.walk(**one, bandwidth_hz=np.array([bw]))
-    digital = PlanTable(world._table.plans, [[1e12] * len(d.es_ids) for d in world.decisions], 1e10, "digital",
+    digital = PlanTable(world.plan_table.plans, [[1e12] * len(d.es_ids) for d in world.decisions], 1e10, "digital",
                         0.75, 1.0, 0.2)
     with pytest.raises(ValueError, match="'snr_db' is too low for any rate"):
         digital.walk(**{**one, "snr_ul_db": np.full((1, t.es_ids.shape[1]), -np.inf)}, bandwidth_hz=np.array([1e6]))
@@ -82,7 +82,7 @@ def test_grid_draw_equals_the_table_draw():
     beyond the SNR grid, for protocols with and without noisy links."""
     from meg_gym.quality.calibration import GridDraw
 
-    world = World(_scenario())
+    world = Core(_scenario())
     table, steps = world.table, world.system.settings.steps
     protocols = list(dict.fromkeys(d.protocol for d in world.decisions))
     draw = GridDraw(table, protocols, steps)
@@ -102,11 +102,11 @@ def test_grid_draw_equals_the_table_draw():
 @pytest.mark.parametrize("mode", ["analog", "digital"])
 def test_compiled_timing_equals_the_walk_bit_for_bit(mode):
     """timing() runs the compiled walk (PlanTable); with trace=True it walks the plan: same floats."""
-    world = World(_scenario())
+    world = Core(_scenario())
     sys_ = world.system
     rng = np.random.default_rng(2)
     for d in world.decisions:
-        plan = world.compiled[(d.protocol, d.es_ids)]
+        plan = world.plans[d.index]
         n = len(d.es_ids)
         es = [sys_.es_flops_per_s[i] for i in d.es_ids]
         common = dict(ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=es, mode=mode, efficiency=0.75,
@@ -124,9 +124,9 @@ def test_compiled_timing_equals_the_walk_bit_for_bit(mode):
 
 
 def test_compiled_timing_rejects_bad_bandwidth_like_the_walk():
-    world = World(_scenario())
+    world = Core(_scenario())
     d = next(d for d in world.decisions if d.protocol == "full_es")
-    plan, sys_ = world.compiled[(d.protocol, d.es_ids)], world.system
+    plan, sys_ = world.plans[d.index], world.system
     for bw in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="bandwidth_hz"):
             plan.timing(ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[sys_.es_flops_per_s[0]], snr_ul_db=[5.0],

@@ -109,9 +109,9 @@ class FixedSnrBatch(ChannelBatch):
         self.num_es = n
         self._draw(rng)
 
-    def advance(self, dt_s: float, rng: np.random.Generator) -> None:
-        """A new block: with ``snr_range_db``, new SNRs."""
-        self.template._check_dt(dt_s)
+    def advance(self, dt_s: Any, rng: np.random.Generator) -> None:
+        """A new block: with ``snr_range_db``, new SNRs (``dt_s``: one time step, or one per UE)."""
+        _check_dts(self.template, dt_s, self.num_ues)
         self._draw(rng)
 
     def _draw(self, rng: np.random.Generator) -> None:
@@ -181,11 +181,12 @@ class Tr38901Batch(ChannelBatch):
         self.z = np.zeros((m, n))  # shadowing in units of sigma_SF
         self._update(rng, np.full(m, math.inf))
 
-    def advance(self, dt_s: float, rng: np.random.Generator) -> None:
-        """Every UE moves by ``dt_s`` seconds, then a new large-scale state and fading block."""
-        dt = self.template._check_dt(dt_s)
+    def advance(self, dt_s: Any, rng: np.random.Generator) -> None:
+        """Every UE moves by ``dt_s`` seconds (one time step, or one per UE), then a new
+        large-scale state and fading block."""
+        dt = _check_dts(self.template, dt_s, self.num_ues)
         self._check_reset_done()
-        if dt > 0.0:
+        if np.any(dt > 0.0):
             moved = self._mob.advance(dt, rng)
         else:
             moved = np.zeros(self.num_ues)
@@ -217,6 +218,17 @@ class Tr38901Batch(ChannelBatch):
                                            self.pl[k].tolist())
         ch._fade_db = self.fade_db[k].T.tolist()
         return ch
+
+
+def _check_dts(template: ChannelModel, dt_s: Any, num_ues: int) -> Any:
+    """One time step (a float), or one per UE (an array of ``num_ues``), each finite and >= 0."""
+    if np.ndim(dt_s) == 0:
+        return template._check_dt(dt_s)
+    dt = np.asarray(dt_s, dtype=np.float64)
+    if dt.shape != (num_ues,) or not np.all((dt >= 0.0) & (dt < math.inf)):
+        raise ValueError(f"'dt_s' must be one time or num_ues={num_ues} times, each finite and >= 0 "
+                         f"(got shape {dt.shape})")
+    return dt
 
 
 def make_channel_batch(kind: str, num_ues: int, **params: Any) -> ChannelBatch:

@@ -173,11 +173,13 @@ class MobilityBatch:
         for k, (ux, uy) in zip(rows, rng.random((len(rows), 2)).tolist()):
             self.wp[0, k], self.wp[1, k] = x0 + (x1 - x0) * ux, y0 + (y1 - y0) * uy
 
-    def advance(self, dt_s: float, rng: np.random.Generator) -> np.ndarray:
-        """Move every UE on by ``dt_s`` seconds; returns the distance each moved (start to end)."""
+    def advance(self, dt_s: Any, rng: np.random.Generator) -> np.ndarray:
+        """Move every UE on by ``dt_s`` seconds (one time, or one per UE); returns the distance
+        each moved (start to end)."""
         pos0 = self.pos  # the walks below leave a new array in self.pos
-        if self.kind == "random_waypoint" and self.speed_mps * dt_s > 0.0:
-            self._walk(self.speed_mps * dt_s, rng)
+        if self.kind == "random_waypoint" and np.any(self.speed_mps * np.asarray(dt_s) > 0.0):
+            self._walk(np.ascontiguousarray(np.broadcast_to(self.speed_mps * np.asarray(dt_s, dtype=np.float64),
+                                                            (pos0.shape[1],))), rng)
         elif self.kind == "constant_velocity":
             self.pos, self.vel = _reflect(self.pos + self.vel * dt_s, self.vel, self._lo, self._hi)
         else:
@@ -185,8 +187,8 @@ class MobilityBatch:
         d = self.pos - pos0
         return np.hypot(d[0], d[1])
 
-    def _walk(self, length_m: float, rng: np.random.Generator) -> None:
-        """RandomWaypoint.advance for all UEs: legs until each has walked ``length_m``.
+    def _walk(self, length_m: np.ndarray, rng: np.random.Generator) -> None:
+        """RandomWaypoint.advance for all UEs: legs until each has walked its ``length_m``.
 
         The first leg is one compiled pass over all UEs: most stop on the way to their waypoints.
         The few that reach theirs go on leg by leg, as floats: after each leg the UEs that reached
@@ -198,7 +200,7 @@ class MobilityBatch:
             return
         short = dist > length_m
         x, y, wx, wy = pos[0], pos[1], self.wp[0], self.wp[1]
-        reached = {k: length_m - dist[k] for k in np.flatnonzero(~short).tolist()}  # UE: length left
+        reached = {k: length_m[k] - dist[k] for k in np.flatnonzero(~short).tolist()}  # UE: length left
         for leg in range(1, _MAX_LEGS_PER_CALL + 1):  # ``reached``: the UEs at their waypoints after this leg
             for k in reached:
                 x[k], y[k] = wx[k], wy[k]
@@ -222,7 +224,7 @@ class MobilityBatch:
 
 @njit(cache=True)
 def _first_leg(pos, wp, length, pos_out, dist_out):
-    """Every UE at ``pos`` (2, UEs) walks ``length`` towards its waypoint ``wp``: into ``pos_out``
+    """Every UE ``k`` at ``pos`` (2, UEs) walks ``length[k]`` towards its waypoint ``wp``: into ``pos_out``
     where it stops short, and its distance to the waypoint into ``dist_out``; True if any UE
     reaches its waypoint (its ``pos_out`` entry is then left for the caller, who walks its next
     legs). Compiled ``math.hypot`` is C's ``hypot``, as ``np.hypot``."""
@@ -231,9 +233,9 @@ def _first_leg(pos, wp, length, pos_out, dist_out):
         dx, dy = wp[0, k] - pos[0, k], wp[1, k] - pos[1, k]
         d = math.hypot(dx, dy)
         dist_out[k] = d
-        if d > length:
-            pos_out[0, k] = dx / d * length + pos[0, k]
-            pos_out[1, k] = dy / d * length + pos[1, k]
+        if d > length[k]:
+            pos_out[0, k] = dx / d * length[k] + pos[0, k]
+            pos_out[1, k] = dy / d * length[k] + pos[1, k]
         else:
             reached = True
     return reached

@@ -537,6 +537,32 @@ class EsQueueBatch:
         """Our jobs of ``seconds`` of service arrive at the clocks of ``rows``' ES ``es``."""
         self.v[rows, es] += seconds
 
+    def row_queues(self, row: int) -> dict[int, RowQueue]:
+        """Copy ``row``'s queues as the objects the timing walk reads and feeds (es_id -> queue):
+        live mode serves through them, so live and profiled requests join the same queues."""
+        return {i: RowQueue(self, row, i) for i in range(self.v.shape[1])}
+
+
+class RowQueue:
+    """One ES queue of an :class:`EsQueueBatch` copy, with :class:`EsQueue`'s ``backlog_s`` /
+    ``submit`` / ``flops_per_s``, at the batch's clock (the batch is advanced by its owner)."""
+
+    __slots__ = ("batch", "row", "es", "flops_per_s")
+
+    def __init__(self, batch: EsQueueBatch, row: int, es: int) -> None:
+        self.batch, self.row, self.es = batch, row, es
+        self.flops_per_s = float(batch.flops_per_s[es])
+
+    def backlog_s(self, now_s: float) -> float:
+        clock = float(self.batch.clock[self.row, self.es])
+        if now_s != clock:
+            raise ComputeError(f"'now_s' must be the batch's clock {clock} (got {now_s}): advance the batch first")
+        return float(self.batch.v[self.row, self.es])
+
+    def submit(self, arrival_s: float, work_flops: float) -> None:
+        self.backlog_s(arrival_s)
+        self.batch.v[self.row, self.es] += work_flops / self.flops_per_s
+
 
 @njit(cache=True)
 def _lindley(t, v, clock, nxt, service, gap, exp, i):

@@ -10,4 +10,4 @@ def single_env():
 
     import envs  # noqa: F401
 
-    return gym.make("MEG/SingleES-v0", **SHORT)
+    return gym.make("MEG/SingleES-v1", **SHORT)

@@ -45,7 +45,7 @@ def test_baseline_runs_an_episode(env_id, name):
 
 @pytest.mark.slow
 def test_oracle_on_multi_es_live():
-    env = _env("MEG/MultiES-live-v0")
+    env = _env("MEG/MultiES-live-v1")
     policy = make_policy("oracle", env)
     obs, _ = env.reset(seed=0)
     action, _ = policy.predict(obs)
@@ -54,7 +54,7 @@ def test_oracle_on_multi_es_live():
 
 @pytest.mark.parametrize("action_type", ["discrete", "box", "multidiscrete"])
 def test_oracle_takes_the_best_action_on_a_copy(action_type):
-    env = gym.make("MEG/SingleES-v0", action_type=action_type, **SHORT)
+    env = gym.make("MEG/SingleES-v1", action_type=action_type, **SHORT)
     obs, _ = env.reset(seed=3)
     u = env.unwrapped
     rewards = []
@@ -67,7 +67,7 @@ def test_oracle_takes_the_best_action_on_a_copy(action_type):
 
 
 def test_crash_avoid_picks_the_least_loaded_es():
-    env = gym.make("MEG/MultiES-v0", **SHORT)
+    env = gym.make("MEG/MultiES-v1", **SHORT)
     obs, _ = env.reset(seed=0)
     p = make_policy("crash_avoid", env)
     n = env.unwrapped.scenario.num_es
@@ -114,7 +114,7 @@ def test_random_is_seeded(single_env):
 
 
 def test_dict_observations(single_env):
-    env = gym.make("MEG/SingleES-v0", observation_type="dict", **SHORT)
+    env = gym.make("MEG/SingleES-v1", observation_type="dict", **SHORT)
     obs, _ = env.reset(seed=0)
     for name in ("crash_avoid", "greedy", "round_robin"):
         a, _ = make_policy(name, env).predict(obs)

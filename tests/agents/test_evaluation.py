@@ -45,7 +45,7 @@ def test_mean_ci():
 
 @pytest.fixture(scope="module")
 def results():
-    return evaluate_policies(["random", "fixed:*", "oracle"], "MEG/SingleES-v0", [1000, 1001, 1002], SHORT)
+    return evaluate_policies(["random", "fixed:*", "oracle"], "MEG/SingleES-v1", [1000, 1001, 1002], SHORT)
 
 
 def test_every_policy_meets_the_same_seeds(results):
@@ -88,6 +88,6 @@ def test_unknown_env_and_missing_model():
     with pytest.raises(EvaluationError, match="'env' must be one of"):
         evaluate_policies(["random"], "CartPole-v1", [0])
     with pytest.raises(EvaluationError, match="does not exist"):
-        evaluate_policies(["runs/no_such_run"], "MEG/SingleES-v0", [0], SHORT)
+        evaluate_policies(["runs/no_such_run"], "MEG/SingleES-v1", [0], SHORT)
     with pytest.raises(EvaluationError, match="policy must be one of"):
-        evaluate_policies(["nope"], "MEG/SingleES-v0", [0], SHORT)
+        evaluate_policies(["nope"], "MEG/SingleES-v1", [0], SHORT)

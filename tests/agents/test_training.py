@@ -16,7 +16,7 @@ SHORT_ENV = {"workload": {"requests_per_episode": 40}}
 def _cfg(algo="ppo", **kw):
     hp = {"ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 2},
           "dqn": {"learning_starts": 32, "buffer_size": 500, "batch_size": 16, "train_freq": 4}}[algo]
-    cfg = {"algo": algo, "env": "MEG/SingleES-v0", "env_kwargs": dict(SHORT_ENV), "n_envs": 2, "n_timesteps": 256,
+    cfg = {"algo": algo, "env": "MEG/SingleES-v1", "env_kwargs": dict(SHORT_ENV), "n_envs": 2, "n_timesteps": 256,
            "seed": 1, "checkpoint_freq": 64, "eval_freq": 128, "eval_episodes": 1, "hyperparams": hp}
     cfg.update(kw)
     return cfg
@@ -49,7 +49,7 @@ def test_ppo_smoke_train_save_load_evaluate(tmp_path):
     assert list((run / "monitor").glob("*.monitor.csv"))
     model, obs_rms = load_model(run)
     assert type(model).__name__ == "PPO" and obs_rms is None
-    results = evaluate_policies([f"ppo={run}", "random"], "MEG/SingleES-v0", [1000, 1001],
+    results = evaluate_policies([f"ppo={run}", "random"], "MEG/SingleES-v1", [1000, 1001],
                                 {"workload": {"requests_per_episode": 5}})
     rows = {r["policy"]: r for r in summarize(results)}
     assert rows["ppo"]["episodes"] == 2 and np.isfinite(rows["ppo"]["return"])
@@ -117,7 +117,7 @@ def test_shipped_configs_validate():
 
 @pytest.mark.parametrize("change,needle", [
     ({"algo": "td3"}, "'algo' must be one of ['ppo', 'a2c', 'dqn', 'sac', 'maskable_ppo'] (got 'td3')"),
-    ({"env": "CartPole-v1"}, "'env' must be one of ['MEG/MultiES-live-v0'"),
+    ({"env": "CartPole-v1"}, "'env' must be one of ['MEG/MultiES-live-v1'"),
     ({"algo": "dqn"}, "'env_kwargs.action_type' must be one of ['discrete'] for dqn (got 'multidiscrete')"),
     ({"n_envs": 0}, "'n_envs' must be an integer >= 1 (got 0)"),
     ({"hyperparams": {"n_stepz": 3}}, "'hyperparams.n_stepz' is not a parameter of PPO; allowed:"),
@@ -125,7 +125,7 @@ def test_shipped_configs_validate():
     ({"normalize": "yes"}, "'normalize' must be true, false or a mapping"),
 ])
 def test_bad_config_names_the_field(change, needle):
-    cfg = {"algo": "ppo", "env": "MEG/SingleES-v0", "env_kwargs": {"action_type": "multidiscrete"}, **change}
+    cfg = {"algo": "ppo", "env": "MEG/SingleES-v1", "env_kwargs": {"action_type": "multidiscrete"}, **change}
     with pytest.raises(TrainConfigError) as e:
         load_train_config(cfg)
     assert needle in str(e.value)

@@ -10,7 +10,7 @@ import pytest
 import envs
 from envs import InvalidAction
 
-PROFILED = ["MEG/SingleES-v0", "MEG/MultiES-v0"]
+PROFILED = ["MEG/SingleES-v1", "MEG/MultiES-v1"]
 
 # warnings the checkers may raise that we accept, with the reason
 ALLOWED_WARNINGS = (
@@ -64,12 +64,12 @@ def test_same_seed_same_trajectory_for_1000_steps(env_id):
             a.reset(seed=None), b.reset(seed=None)
     c = gym.make(env_id)
     oc, _ = c.reset(seed=43)
-    assert not np.array_equal(oa, oc) or env_id == "MEG/SingleES-v0"
+    assert not np.array_equal(oa, oc) or env_id == "MEG/SingleES-v1"
 
 
 @pytest.mark.parametrize("bad", [[99, 0], [0, 7], [-1, 0], [0.5, 1], [0, 0, 0]])
 def test_bad_action_raises_and_env_still_works(bad):
-    env = gym.make("MEG/SingleES-v0")
+    env = gym.make("MEG/SingleES-v1")
     env.reset(seed=0)
     served = env.unwrapped.world.served
     now = env.unwrapped.world.system.now_s
@@ -81,19 +81,19 @@ def test_bad_action_raises_and_env_still_works(bad):
 
 
 def test_bad_action_box_and_discrete():
-    env = gym.make("MEG/SingleES-v0", action_type="box")
+    env = gym.make("MEG/SingleES-v1", action_type="box")
     env.reset(seed=0)
     for bad in ([2.0, 0.0], [np.nan, 0.0]):
         with pytest.raises(InvalidAction, match=r"\[-1, 1\]"):
             env.step(np.array(bad, dtype=np.float32))
-    env = gym.make("MEG/SingleES-v0", action_type="discrete")
+    env = gym.make("MEG/SingleES-v1", action_type="discrete")
     env.reset(seed=0)
     with pytest.raises(InvalidAction, match="must be in"):
         env.step(10_000)
 
 
 def test_pickle_round_trip():
-    env = gym.make("MEG/MultiES-v0")
+    env = gym.make("MEG/MultiES-v1")
     env.reset(seed=5)
     env.step(env.action_space.sample())
     clone = pickle.loads(pickle.dumps(env))
@@ -103,7 +103,7 @@ def test_pickle_round_trip():
 
 
 def test_info_terms_combine_to_reward():
-    env = gym.make("MEG/SingleES-v0")
+    env = gym.make("MEG/SingleES-v1")
     env.reset(seed=1)
     w = env.unwrapped.scenario.reward.weights
     for _ in range(20):
@@ -115,13 +115,13 @@ def test_info_terms_combine_to_reward():
 
 
 def test_vector_reward_and_linear_wrapper():
-    env = gym.make("MEG/SingleES-v0", reward_type="vector")
+    env = gym.make("MEG/SingleES-v1", reward_type="vector")
     assert env.unwrapped.reward_space.shape == (5,)
     env.reset(seed=2)
     _, vec, *_ = env.step(env.action_space.sample())
     assert vec.shape == (5,) and env.unwrapped.reward_space.contains(vec)
-    lin = envs.LinearReward(gym.make("MEG/SingleES-v0", reward_type="vector"))
-    scalar = gym.make("MEG/SingleES-v0")
+    lin = envs.LinearReward(gym.make("MEG/SingleES-v1", reward_type="vector"))
+    scalar = gym.make("MEG/SingleES-v1")
     lin.reset(seed=3), scalar.reset(seed=3)
     act = np.array([1, 0])
     (_, r1, _, _, i1), (_, r2, _, _, _) = lin.step(act), scalar.step(act)
@@ -130,14 +130,14 @@ def test_vector_reward_and_linear_wrapper():
 
 
 def test_action_masks_shape():
-    env = gym.make("MEG/MultiES-v0", action_type="discrete")
+    env = gym.make("MEG/MultiES-v1", action_type="discrete")
     env.reset(seed=0)
     m = env.unwrapped.action_masks()
     assert m.shape == (env.action_space.n,) and m.dtype == bool and m.any()
 
 
 def test_render_rgb_array():
-    env = gym.make("MEG/MultiES-v0", render_mode="rgb_array")
+    env = gym.make("MEG/MultiES-v1", render_mode="rgb_array")
     env.reset(seed=0)
     env.step(env.action_space.sample())
     frame = env.render()
@@ -146,15 +146,15 @@ def test_render_rgb_array():
 
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="'action_type' must be one of"):
-        gym.make("MEG/SingleES-v0", action_type="cont")
+        gym.make("MEG/SingleES-v1", action_type="cont")
     with pytest.raises(ValueError, match="'observation_type' must be one of"):
-        gym.make("MEG/SingleES-v0", observation_type="image")
+        gym.make("MEG/SingleES-v1", observation_type="image")
 
 
 def test_deepcopy_is_an_independent_world_with_the_same_future():
     import copy
 
-    env = gym.make("MEG/MultiES-v0").unwrapped
+    env = gym.make("MEG/MultiES-v1").unwrapped
     env.reset(seed=9)
     twin = copy.deepcopy(env)
     assert twin.world.system.comps is env.world.system.comps  # the model is shared, not copied

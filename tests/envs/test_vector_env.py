@@ -7,7 +7,7 @@ import pytest
 import envs  # noqa: F401
 from envs import InvalidAction
 
-IDS = ["MEG/SingleES-v0", "MEG/MultiES-v0"]
+IDS = ["MEG/SingleES-v1", "MEG/MultiES-v1"]
 
 
 @pytest.mark.parametrize("env_id", IDS)
@@ -29,7 +29,7 @@ def test_make_vec_entry_point_spaces_and_steps(env_id):
 
 @pytest.mark.parametrize("action_type", ["discrete", "box"])
 def test_other_codecs(action_type):
-    v = gym.make_vec("MEG/SingleES-v0", num_envs=4, vectorization_mode="vector_entry_point", action_type=action_type)
+    v = gym.make_vec("MEG/SingleES-v1", num_envs=4, vectorization_mode="vector_entry_point", action_type=action_type)
     v.reset(seed=0)
     v.action_space.seed(0)
     _, rew, *_ = v.step(v.action_space.sample())
@@ -37,8 +37,8 @@ def test_other_codecs(action_type):
 
 
 def test_same_seed_same_trajectory():
-    a = gym.make_vec("MEG/SingleES-v0", num_envs=16, vectorization_mode="vector_entry_point")
-    b = gym.make_vec("MEG/SingleES-v0", num_envs=16, vectorization_mode="vector_entry_point")
+    a = gym.make_vec("MEG/SingleES-v1", num_envs=16, vectorization_mode="vector_entry_point")
+    b = gym.make_vec("MEG/SingleES-v1", num_envs=16, vectorization_mode="vector_entry_point")
     oa, _ = a.reset(seed=5)
     ob, _ = b.reset(seed=5)
     np.testing.assert_array_equal(oa, ob)
@@ -51,7 +51,7 @@ def test_same_seed_same_trajectory():
 
 
 def test_episodes_truncate_together_and_autoreset_next_step():
-    v = gym.make_vec("MEG/SingleES-v0", num_envs=3, vectorization_mode="vector_entry_point",
+    v = gym.make_vec("MEG/SingleES-v1", num_envs=3, vectorization_mode="vector_entry_point",
                      workload={"requests_per_episode": 5})
     v.reset(seed=0)
     act = np.zeros((3, 2), dtype=np.int64)
@@ -63,14 +63,14 @@ def test_episodes_truncate_together_and_autoreset_next_step():
 
 
 def test_bad_actions_rejected_before_any_change():
-    v = gym.make_vec("MEG/SingleES-v0", num_envs=2, vectorization_mode="vector_entry_point")
+    v = gym.make_vec("MEG/SingleES-v1", num_envs=2, vectorization_mode="vector_entry_point")
     v.reset(seed=0)
-    before = v.unwrapped.batch.now.copy()
+    before = v.unwrapped.world.now_s.copy()
     n = v.single_action_space.nvec
     for bad in (np.array([[n[0], 0], [0, 0]]), np.zeros((3, 2), dtype=np.int64), np.array([[0.5, 0], [0, 0]])):
         with pytest.raises(InvalidAction, match="shape"):
             v.step(bad)
-    np.testing.assert_array_equal(v.unwrapped.batch.now, before)
+    np.testing.assert_array_equal(v.unwrapped.world.now_s, before)
     v.step(np.zeros((2, 2), dtype=np.int64))
 
 
@@ -84,8 +84,8 @@ def test_live_backend_is_refused_with_a_pointer_to_sync():
 @pytest.mark.parametrize("protocol", ["full_ue", "full_es", "ciag", "esuc"])
 def test_same_model_as_the_single_env(protocol):
     """A fixed policy's mean reward terms agree between the batched and the scalar env."""
-    vec = gym.make_vec("MEG/SingleES-v0", num_envs=8, vectorization_mode="vector_entry_point")
-    single = gym.make("MEG/SingleES-v0")
+    vec = gym.make_vec("MEG/SingleES-v1", num_envs=8, vectorization_mode="vector_entry_point")
+    single = gym.make("MEG/SingleES-v1")
     k = [d.protocol for d in single.unwrapped.decisions].index(protocol)
     vec.reset(seed=0)
     single.reset(seed=0)
@@ -107,20 +107,25 @@ def test_same_model_as_the_single_env(protocol):
         assert abs(a - b) <= 5 * se + 0.02, (protocol, t, a, b)
 
 
-@pytest.mark.parametrize("env_id", ["MEG/SingleES-v0", "MEG/MultiES-v0"])
-def test_observation_layout_equals_the_single_env(env_id):
-    """Each row of the batch's observation is what the single env builds from that copy's numbers."""
+@pytest.mark.parametrize("env_id", ["MEG/SingleES-v1", "MEG/MultiES-v1"])
+def test_observation_rows_are_each_copys_world(env_id):
+    """Row r of the batch's observation is copy r's SNRs, backlogs, demand, request and progress, in the
+    single env's layout (the same Core.observe columns)."""
     vec = gym.make_vec(env_id, num_envs=4, vectorization_mode="vector_entry_point")
+    single = gym.make(env_id).unwrapped
+    assert vec.single_observation_space == single.observation_space
     obs, _ = vec.reset(seed=3)
+    w = vec.unwrapped.world
+    n, scale = w.num_es, w.workload.latency_scale_s
     for t in range(30):
         obs, *_ = vec.step(vec.action_space.sample())
         if t % 10:
             continue
-        venv = vec.unwrapped
-        b, single = venv.batch, venv.single_env
-        backlog = b.queues.backlog_s()
-        for r in range(venv.num_envs):
-            want = single._observation(b.snr_full[r, :, 0].tolist(), b.snr_full[r, :, 1].tolist(),
-                                       backlog[r].tolist(), float(b.deadline[r]), float(b.weight[r]),
-                                       float(venv._energy[r]), int(b.served[r]))
-            np.testing.assert_array_equal(obs[r], want)
+        snr = w.snr_table_db()[:, 0]
+        np.testing.assert_allclose(obs[:, :n], snr[:, :, 0] / 30, rtol=1e-6)
+        np.testing.assert_allclose(obs[:, n:2 * n], snr[:, :, 1] / 30, rtol=1e-6)
+        np.testing.assert_allclose(obs[:, 2 * n:3 * n], w.backlog_s() / scale, rtol=1e-6)
+        np.testing.assert_allclose(obs[:, 3 * n:4 * n], w.last_demand, rtol=1e-6)
+        np.testing.assert_allclose(obs[:, 4 * n], w.deadline_s[:, 0] / scale, rtol=1e-6)
+        np.testing.assert_allclose(obs[:, -1], (t + 1) / w.workload.requests_per_episode, rtol=1e-6)
+        assert len(set(obs[:, 4 * n].tolist())) == 4  # the copies draw their own requests

@@ -1,4 +1,4 @@
-"""multi_ue_v0 and es_coordination_v0: PettingZoo's API, seed and max-cycles tests, determinism, bad actions."""
+"""multi_ue_v1 and es_coordination_v1: PettingZoo's API, seed and max-cycles tests, determinism, bad actions."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, parall
 import envs
 from envs import InvalidAction
 
-MODULES = {"multi_ue_v0": envs.multi_ue_v0, "es_coordination_v0": envs.es_coordination_v0}
+MODULES = {"multi_ue_v1": envs.multi_ue_v1, "es_coordination_v1": envs.es_coordination_v1}
 # costs counted at the tiny model's own geometry: the same code paths, without the minutes that
 # FLOP-counting SD-1.5's UNet takes on first use in a process
 FAST = {"cost_model": None}
@@ -80,7 +80,7 @@ def test_same_seed_same_trajectory_other_seed_differs(name):
 
 
 def test_reset_without_seed_continues_the_seeded_stream():
-    a, b = (envs.multi_ue_v0.parallel_env(**FAST) for _ in range(2))
+    a, b = (envs.multi_ue_v1.parallel_env(**FAST) for _ in range(2))
     a.reset(seed=3), b.reset(seed=3)
     oa, _ = a.reset()
     ob, _ = b.reset()
@@ -93,25 +93,25 @@ BAD_MULTI_UE = [([99, 0], r"\[0, 30\] x \[0, 2\]"), ([0, 3], r"\[0, 30\] x \[0, 
 
 @pytest.mark.parametrize("bad, match", BAD_MULTI_UE)
 def test_bad_action_multi_ue_names_agent_and_range_and_changes_nothing(bad, match):
-    env = envs.multi_ue_v0.parallel_env(num_ues=3, **FAST)
+    env = envs.multi_ue_v1.parallel_env(num_ues=3, **FAST)
     env.reset(seed=0)
     w = env.world
-    before = (w.epoch, w.now_s, w.deadline_s.copy(), w._bank.clock.copy(), w.backlog_s())
+    before = (env.epoch, w.now_s.copy(), w.deadline_s.copy(), w.queues.clock.copy(), w.backlog_s().copy())
     acts = {a: np.array([1, 1]) for a in env.agents}
     acts["ue_2"] = np.array(bad)
     with pytest.raises(InvalidAction, match="agent 'ue_2'") as err:
         env.step(acts)
     assert err.match(match)
-    after = (w.epoch, w.now_s, w.deadline_s, w._bank.clock.copy(), w.backlog_s())
-    assert before[0] == after[0] and before[1] == after[1] and np.array_equal(before[2], after[2])
+    after = (env.epoch, w.now_s, w.deadline_s, w.queues.clock.copy(), w.backlog_s())
+    assert before[0] == after[0] and np.array_equal(before[1], after[1]) and np.array_equal(before[2], after[2])
     assert np.array_equal(before[3], after[3]) and np.array_equal(before[4], after[4])
     acts["ue_2"] = np.array([1, 1])
     env.step(acts)  # still works
-    assert w.epoch == 1
+    assert env.epoch == 1
 
 
 def test_missing_or_unknown_agent_raises():
-    env = envs.multi_ue_v0.parallel_env(num_ues=2, **FAST)
+    env = envs.multi_ue_v1.parallel_env(num_ues=2, **FAST)
     env.reset(seed=0)
     with pytest.raises(InvalidAction, match=r"missing \['ue_1'\]"):
         env.step({"ue_0": np.array([0, 0])})
@@ -120,36 +120,36 @@ def test_missing_or_unknown_agent_raises():
 
 
 def test_bad_action_es_coordination():
-    env = envs.es_coordination_v0.parallel_env(**FAST)
+    env = envs.es_coordination_v1.parallel_env(**FAST)
     env.reset(seed=0)
     acts = {a: env.action_space(a).sample() for a in env.agents}
     bad = acts["es_1"].copy()
     bad[0] = 4
     acts["es_1"] = bad
-    epoch = env.world.epoch
+    epoch = env.epoch
     with pytest.raises(InvalidAction, match=r"agent 'es_1'.*mode in \[0, 3\].*share in \[0, 2\]"):
         env.step(acts)
-    assert env.world.epoch == epoch
+    assert env.epoch == epoch
 
 
 def test_bad_constructor_arguments():
     with pytest.raises(ValueError, match="'num_ues' must be an integer >= 1"):
-        envs.multi_ue_v0.parallel_env(num_ues=0, **FAST)
+        envs.multi_ue_v1.parallel_env(num_ues=0, **FAST)
     with pytest.raises(ValueError, match="'local_ratio' must be a number in"):
-        envs.multi_ue_v0.parallel_env(local_ratio=1.5, **FAST)
+        envs.multi_ue_v1.parallel_env(local_ratio=1.5, **FAST)
     with pytest.raises(ValueError, match="'ue_snr_db' applies to the awgn"):
-        envs.multi_ue_v0.parallel_env(ue_snr_db=[0, 10], **FAST)
+        envs.multi_ue_v1.parallel_env(ue_snr_db=[0, 10], **FAST)
     with pytest.raises(ValueError, match="'ue_policy' must be one of"):
-        envs.es_coordination_v0.parallel_env(ue_policy="greedy", **FAST)
+        envs.es_coordination_v1.parallel_env(ue_policy="greedy", **FAST)
     with pytest.raises(ValueError, match="'ue_protocols' entry 'esuc' needs"):
-        envs.es_coordination_v0.parallel_env(protocols=["full_ue", "esuc", "ciag", "uidcg"], ue_protocols=["esuc"],
+        envs.es_coordination_v1.parallel_env(protocols=["full_ue", "esuc", "ciag", "uidcg"], ue_protocols=["esuc"],
                                              **FAST)
 
 
 def test_local_ratio_mixes_own_and_mean_reward():
     kw = dict(num_ues=3, **FAST)
-    own = envs.multi_ue_v0.parallel_env(**kw)
-    mixed = envs.multi_ue_v0.parallel_env(local_ratio=0.25, **kw)
+    own = envs.multi_ue_v1.parallel_env(**kw)
+    mixed = envs.multi_ue_v1.parallel_env(local_ratio=0.25, **kw)
     own.reset(seed=1), mixed.reset(seed=1)
     acts = {f"ue_{k}": np.array([1 + k, k % 3]) for k in range(3)}
     _, r_own, *_ = own.step(acts)
@@ -161,9 +161,9 @@ def test_local_ratio_mixes_own_and_mean_reward():
 
 def test_info_rewards_are_each_agents_reward_terms():
     """info["rewards"] holds every agent's REWARD_TERMS, whose weighted sum is its reward."""
-    from meg_gym.world import REWARD_TERMS
+    from meg_gym.core import REWARD_TERMS
 
-    env = envs.multi_ue_v0.parallel_env(num_ues=3, **FAST)
+    env = envs.multi_ue_v1.parallel_env(num_ues=3, **FAST)
     env.reset(seed=2)
     wts = env.scenario.reward.weights
     _, rewards, _, _, infos = env.step({f"ue_{k}": np.array([1 + k, k % 3]) for k in range(3)})
@@ -186,7 +186,7 @@ def test_render_rgb_array():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODULES)
 def test_live_backend_env_two_steps(name):
-    kw = {"num_ues": 2} if name == "multi_ue_v0" else {"num_ues": 2, "max_requests_per_es": 1}
+    kw = {"num_ues": 2} if name == "multi_ue_v1" else {"num_ues": 2, "max_requests_per_es": 1}
     env = MODULES[name].parallel_env(backend="live", generation={"steps": 4, "ue_steps": 2, "complete_steps": 4},
                                      **kw, **FAST)
     env.reset(seed=0)

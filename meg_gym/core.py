@@ -1,0 +1,559 @@
+"""The MEG world core: ``copies x ues`` requests stepped as arrays; every env is a view of it.
+
+One :class:`Core` holds the parts once: the placements (one list; Full UE once), their compiled
+plans in one :class:`~meg_gym.timing.PlanTable`, the ES queues (:class:`~meg_gym.compute.EsQueueBatch`,
+a row per copy, shared by the copy's UEs), the channel (:class:`~meg_gym.channel.batched.ChannelBatch`,
+one link set per UE of every copy), the request stream, the quality draw
+(:class:`~meg_gym.quality.calibration.GridDraw`) and the reward terms. An epoch serves every
+UE's request of every copy: the bandwidth rule, the queue walk (each copy's requests in a random
+service order against its own queues), the quality draw, the rewards; then each copy's clock moves
+on by its own exponential gap, its queues' background runs, every UE's channel moves and every UE
+draws its next request. Live mode serves each request through :meth:`MegSystem.serve` (the real
+stages) on the same channel, queues and clock: live and profiled differ only in where quality
+comes from. Views: ``core(1, 1)`` the Gymnasium envs, ``core(N, 1)`` the native vector env,
+``core(1, M)`` the PettingZoo envs, ``core(N, M)`` the vectorised multi-agent env.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import math
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from meg_gym.channel.batched import make_channel_batch
+from meg_gym.protocols import PROTOCOLS, UE, Run, place
+from meg_gym.system import Decision, MegSystem, channel_params
+from meg_gym.timing import PlanTable, compile_plan
+
+__all__ = ["OBS_FEATURES_PER_ES", "REWARD_TERMS", "Core", "CoreStep", "Placement", "obs_size", "placements",
+           "reward_scales", "reward_terms", "terms_per_request"]
+
+REWARD_TERMS = ("quality", "latency", "overhead", "energy", "deadline")
+OBS_FEATURES_PER_ES = 4  # uplink SNR, downlink SNR, backlog, last bandwidth demand
+_OBS_REQUEST = 4  # deadline, quality weight, UE energy so far, episode progress
+MAX_PLACEMENTS = 10_000  # beyond this the ES sets are a combinatorial blow-up, not a choice an agent learns
+_COMPONENTS: dict[str, Any] = {}  # model name -> loaded components, shared by the cores of a process
+
+
+def obs_size(num_es: int) -> int:
+    """Length of one UE's observation row (:meth:`Core.observe`)."""
+    return OBS_FEATURES_PER_ES * num_es + _OBS_REQUEST
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One (protocol, ES set) a request can be served with; ``radio`` False: it sends nothing (Full UE)."""
+
+    index: int
+    protocol: str
+    es_ids: tuple[int, ...]
+    radio: bool
+
+
+@dataclass(frozen=True)
+class CoreStep:
+    """What one epoch gave: arrays (copies, ues) unless said otherwise."""
+
+    placement: np.ndarray
+    reward: np.ndarray
+    terms: dict[str, np.ndarray]  # REWARD_TERMS -> (copies, ues)
+    latency_s: np.ndarray
+    quality: np.ndarray
+    ssim: np.ndarray
+    uplink_bits: np.ndarray
+    downlink_bits: np.ndarray
+    energy_j: np.ndarray
+    deadline_missed: np.ndarray
+    bandwidth_hz: np.ndarray
+    es_demand: np.ndarray  # (copies, num_es): requested share of each ES's cell, before normalisation
+    outcomes: list[Any] | None = None  # live: the Outcome of each request, row-major; None in profiled mode
+
+
+def placements(scenario: Any, max_es_per_request: int | None = None) -> list[Placement]:
+    """Every (protocol, ES set) a scenario offers, in action-index order: single-ES protocols on
+    each ES, multi-ES protocols on every set of 2 to ``max_es_per_request`` ESs (None: all), and
+    a protocol that runs on the UE alone once."""
+    n = scenario.num_es
+    top = n if max_es_per_request is None else min(int(max_es_per_request), n)
+    count = sum(math.comb(n, k) for k in range(2, top + 1))
+    if count * sum(PROTOCOLS[p].multi_es for p in scenario.protocols) > MAX_PLACEMENTS:
+        raise ValueError(f"'max_es_per_request' must keep the placements below {MAX_PLACEMENTS} "
+                         f"(got {max_es_per_request!r} with num_es={n}: {count} ES sets per multi-ES protocol)")
+    out: list[Placement] = []
+    for name in scenario.protocols:
+        proto = PROTOCOLS[name]
+        sets = [c for k in range(2, top + 1) for c in combinations(range(n), k)] if proto.multi_es \
+            else [(i,) for i in range(n)]
+        ue_only = bool(sets) and all(isinstance(s, Run) and s.on == UE for s in place(name, sets[0]).steps)
+        for ids in sets[:1] if ue_only else sets:
+            out.append(Placement(len(out), name, ids, not ue_only))
+    return out
+
+
+class Core:
+    """``copies`` independent worlds of one scenario, each with ``ues`` UEs sharing its ESs.
+
+    Args:
+        scenario: a :class:`~meg_gym.config.Scenario`, a YAML path, a shipped name or a mapping.
+        copies, ues: the batch shape (each >= 1).
+        max_es_per_request: the largest ES set a multi-ES protocol may use (None: all ESs).
+        ue_positions_m: umi/uma: each UE's start ``[x, y]`` (``ues`` of them, the same in every
+            copy); ``None``: one UE starts at the scenario's ``ue.position_m``, several are drawn
+            uniformly per episode over the ESs' bounding box padded by half the inter-site distance.
+        ue_snr_db: awgn/perfect: ``(low, high)``, each UE's SNR drawn uniformly per episode;
+            ``None``: the scenario's ``channel.snr_db`` for every UE.
+        system, table: an existing MegSystem / quality table to use.
+    """
+
+    def __init__(self, scenario: Any = None, *, copies: int = 1, ues: int = 1, max_es_per_request: int | None = None,
+                 ue_positions_m: Any = None, ue_snr_db: Any = None, system: MegSystem | None = None,
+                 table: Any = None) -> None:
+        from meg_gym.config import load_scenario
+
+        sc = scenario if hasattr(scenario, "model_dump") else load_scenario(scenario)
+        self.scenario = sc
+        self.copies = _check_int("copies", copies, 1)
+        self.ues = _check_int("num_ues", ues, 1)
+        if max_es_per_request is not None:
+            _check_int("max_es_per_request", max_es_per_request, 2)
+        self.max_es_per_request = max_es_per_request
+        self.num_es = sc.num_es
+        self.kind = sc.channel.kind
+        self.live = sc.backend == "live"
+        self.ue_positions_m = self._check_positions(ue_positions_m)
+        self.ue_snr_db = self._check_snr_range(ue_snr_db)
+        if system is None:
+            system = MegSystem(sc, components=_components(sc.model), judge="auto" if self.live else None)
+        self.system = system
+        self.table = table if table is not None or self.live else load_table_for(sc)
+        self.workload = sc.workload
+        self.bandwidth_hz = float(sc.bandwidth_hz)
+        self.shares = np.asarray(sc.bandwidth_shares, dtype=np.float64)
+        self.placements = placements(sc, max_es_per_request)
+        self.decisions = self.placements  # the name the Gymnasium views use
+        self._index = {(p.protocol, p.es_ids): p.index for p in self.placements}
+        self._ue_only = {p.protocol: p.index for p in self.placements if not p.radio}
+        self.plans = [compile_plan(system.plan(p.protocol, p.es_ids), system.costs(p.protocol, p.es_ids))
+                      for p in self.placements]
+        t = sc.transmission
+        self.plan_table = PlanTable(self.plans, [[system.es_flops_per_s[i] for i in p.es_ids] for p in self.plans],
+                                    system.ue_flops_per_s, t.mode, t.efficiency, system.ue_power_w,
+                                    system.ue_tx_power_w)
+        self.scales = reward_scales(system)
+        self._weights = sc.reward.weights
+        self._arrays()
+        self.queues = system.queue_batch(self.copies)
+        self.channel = make_channel_batch(self.kind, self.copies * self.ues, **channel_params(sc))
+        self._area = self._walk_area()
+        c, m = self.copies, self.ues
+        self.now_s = np.zeros(c)
+        self.served = np.zeros(c, dtype=np.int64)
+        self.deadline_s = np.zeros((c, m))
+        self.quality_weight = np.zeros((c, m))
+        self.seeds = np.zeros((c, m), dtype=np.int64)
+        self.energy_j = np.zeros((c, m))  # each UE's energy this episode
+        self.last_demand = np.zeros((c, self.num_es))
+        self.requests: list[Any] | None = None
+        self._block = max(1, min(64, 4096 // (c * m)))  # epochs whose random numbers are drawn at once
+        self._started = False
+        self._snr_cache: np.ndarray | None = None
+        self._fixed_snr = self.kind in ("awgn", "perfect") and self.channel.template._range is None
+
+    def __deepcopy__(self, memo: dict) -> Core:
+        """A copy with its own state (clock, queues, channel, streams); plans, tables and the model shared."""
+        new = _copy.copy(self)
+        memo[id(self)] = new
+        for name in ("queues", "channel", "rng", "_q_rng", "_ch_rng", "_blk", "now_s", "served", "deadline_s",
+                     "quality_weight", "seeds", "energy_j", "last_demand", "requests", "_z", "_order", "_gap"):
+            if hasattr(self, name):
+                setattr(new, name, _copy.deepcopy(getattr(self, name), memo))
+        return new
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _check_positions(self, value: Any) -> np.ndarray | None:
+        if value is None:
+            return None
+        if self.kind not in ("umi", "uma"):
+            raise ValueError(f"'ue_positions_m' applies to the umi/uma channels only (channel.kind is {self.kind!r})")
+        try:
+            pos = np.array([(float(x), float(y)) for x, y in value], dtype=np.float64).reshape(-1, 2)
+        except (TypeError, ValueError):
+            raise ValueError(f"'ue_positions_m' must be a list of num_ues={self.ues} [x, y] positions in metres "
+                             f"(got {value!r})") from None
+        if len(pos) != self.ues or not np.all(np.isfinite(pos)):
+            raise ValueError(f"'ue_positions_m' must hold num_ues={self.ues} finite [x, y] positions (got {len(pos)})")
+        return pos
+
+    def _check_snr_range(self, value: Any) -> tuple[float, float] | None:
+        if value is None:
+            return None
+        if self.kind not in ("awgn", "perfect"):
+            raise ValueError(f"'ue_snr_db' applies to the awgn/perfect channels only (channel.kind is {self.kind!r})")
+        try:
+            lo, hi = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f"'ue_snr_db' must be [low, high] in dB (got {value!r})") from None
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ValueError(f"'ue_snr_db' must be finite [low, high] with low <= high (got {[lo, hi]})")
+        return lo, hi
+
+    def _arrays(self) -> None:
+        """Per placement, as arrays indexed by placement: what the all-request passes gather."""
+        pls, plans, n = self.placements, self.plans, self.num_es
+        width = max(len(p.es_ids) for p in pls)
+        self._radio = np.array([p.radio for p in pls])
+        # ES ids padded by repeating the first, so that a max or min over a row sees each ES once
+        self._ids = np.array([list(p.es_ids) + [p.es_ids[0]] * (width - len(p.es_ids)) for p in pls], dtype=np.int64)
+        # the cells each placement asks bandwidth of: its ESs', none for a placement that sends nothing
+        self._uses = np.array([[float(p.radio and i in p.es_ids) for i in range(n)] for p in pls])
+        self.uplink_bits = np.array([p.uplink_bits for p in plans], dtype=np.int64)
+        self.downlink_bits = np.array([p.downlink_bits for p in plans], dtype=np.int64)
+        if self.live:
+            self._draw = None
+        else:
+            from meg_gym.quality.calibration import GridDraw
+
+            self._draw = GridDraw(self.table, [p.protocol for p in pls], self.system.settings.steps)
+
+    def _walk_area(self) -> list[float] | None:
+        """umi/uma with several UEs: the area they start in and walk (the ESs' bounding box padded by ISD/2)."""
+        if self.kind not in ("umi", "uma") or (self.ues == 1 and self.ue_positions_m is None):
+            return None
+        t = self.channel.template
+        if t.area_m is not None:
+            return [float(a) for a in t.area_m]
+        xy = np.array(t._layout(self.num_es), dtype=np.float64)
+        if self.ue_positions_m is not None:
+            xy = np.concatenate([xy, self.ue_positions_m])
+        pad = 0.5 * t.scenario.isd_m
+        return [*(xy.min(axis=0) - pad).tolist(), *(xy.max(axis=0) + pad).tolist()]
+
+    # -- episode --------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        """New episodes of every copy: queues, channels, request streams, all from ``seed``
+        (None: the next state of the streams already seeded, or fresh entropy before the first)."""
+        if seed is not None or not self._started:
+            q_ss, ch_ss, pos_ss, req_ss = np.random.SeedSequence(seed).spawn(4)
+            self._q_rng, self._ch_rng = np.random.default_rng(q_ss), np.random.default_rng(ch_ss)
+            self._pos_rng, self.rng = np.random.default_rng(pos_ss), np.random.default_rng(req_ss)
+        c, m = self.copies, self.ues
+        self.queues.reset(slice(None), self._q_rng, 0.0)
+        if self.kind in ("umi", "uma"):
+            pos = None
+            if self.ue_positions_m is not None:
+                pos = np.tile(self.ue_positions_m, (c, 1))
+            elif self._area is not None:  # several UEs: drawn uniformly over the area each episode
+                a = self._area
+                u = self._pos_rng.random((c * m, 2))
+                pos = np.stack([a[0] + u[:, 0] * (a[2] - a[0]), a[1] + u[:, 1] * (a[3] - a[1])], axis=1)
+            self.channel.reset(self._ch_rng, self.num_es, ue_positions_m=pos, area_m=self._area)
+        else:
+            lo_hi = self.ue_snr_db
+            snrs = None if lo_hi is None else self._pos_rng.uniform(lo_hi[0], lo_hi[1], c * m)
+            self.channel.reset(self._ch_rng, self.num_es, snr_db=snrs)
+        self.now_s[:] = 0.0
+        self.served[:] = 0
+        self.energy_j[:] = 0.0
+        self.last_demand[:] = 0.0
+        self._snr_cache = None
+        self._blk_i = self._block
+        self._started = True
+        self._next_requests()
+
+    def _refill(self) -> None:
+        """The next block of epochs' random numbers at once (requests, service order, quality noise, gaps)."""
+        w, rng, b, c, m = self.workload, self.rng, self._block, self.copies, self.ues
+        u = rng.random((2, b, c, m))
+        self._blk = {
+            "deadline": w.deadline_s[0] + (w.deadline_s[1] - w.deadline_s[0]) * u[0],
+            "weight": w.quality_weight[0] + (w.quality_weight[1] - w.quality_weight[0]) * u[1],
+            "seed": rng.integers(2**31 - 1, size=(b, c, m)),
+            # per copy its UEs in a random order (the order simultaneous jobs join a FIFO queue), as request rows
+            "order": (rng.random((b, c, m)).argsort(axis=2) + np.arange(c)[:, None] * m).reshape(b, -1),
+            "z": rng.standard_normal((b, c * m)),
+            "gap": rng.standard_exponential((b, c)) / w.arrival_rate_hz,
+        }
+        self._blk_i = 0
+
+    def _next_requests(self) -> None:
+        if self._blk_i >= self._block:
+            self._refill()
+        i, blk = self._blk_i, self._blk
+        self.deadline_s, self.quality_weight, self.seeds = blk["deadline"][i], blk["weight"][i], blk["seed"][i]
+        self._order, self._z, self._gap = blk["order"][i], blk["z"][i], blk["gap"][i]
+        self._blk_i = i + 1
+        self.requests = None
+        if self.live:
+            from meg_gym.workload import sample_request
+
+            size = self.system.comps.image_size
+            self.requests = [sample_request(np.random.default_rng(int(s)), size, deadline_s=float(d))
+                             for s, d in zip(self.seeds.ravel().tolist(), self.deadline_s.ravel().tolist())]
+
+    @property
+    def done(self) -> np.ndarray:
+        """Per copy: has its episode served ``workload.requests_per_episode`` epochs?"""
+        return self.served >= self.workload.requests_per_episode
+
+    # -- read-outs --------------------------------------------------------------------------
+    def snr_table_db(self) -> np.ndarray:
+        """Every UE's SNR to every ES over the whole cell, (copies, ues, num_es, 2): [..., 0] up, [..., 1] down."""
+        if self._snr_cache is None:
+            self._snr_cache = self.channel.snr_table_db(self.bandwidth_hz).reshape(
+                self.copies, self.ues, self.num_es, 2)
+        return self._snr_cache
+
+    def backlog_s(self) -> np.ndarray:
+        """Unfinished work (s) at every ES of every copy now, (copies, num_es): what a job arriving now waits for."""
+        return self.queues.backlog_s()
+
+    def placement_index(self, protocol: str, es_ids: tuple[int, ...]) -> int:
+        """The index of a (protocol, ES set) in :attr:`placements` (a UE-only protocol: whatever the ES ids)."""
+        if protocol in self._ue_only:
+            return self._ue_only[protocol]
+        key = (protocol, tuple(sorted(int(i) for i in es_ids)))
+        if key not in self._index:
+            raise ValueError(f"placement ({protocol!r}, {list(es_ids)}) is not offered; the scenario offers "
+                             f"{sorted({p.protocol for p in self.placements})} on ES sets of up to "
+                             f"{self.max_es_per_request or self.num_es} of {self.num_es} ESs")
+        return self._index[key]
+
+    def observe(self, out: np.ndarray, horizon: int | None = None) -> np.ndarray:
+        """Every UE's observation row, written into ``out`` (copies, ues, :func:`obs_size`): per ES
+        its uplink and downlink SNR over the whole cell (dB / 30), its queue backlog (s / latency
+        scale) and its bandwidth demand in the last epoch (sum of requested shares: above 1 means
+        contention); then the request's deadline (s / latency scale) and quality weight, the UE's
+        energy this episode per request served (relative to a Full-UE generation) and the
+        episode's progress (epochs / ``horizon``, default ``requests_per_episode``)."""
+        n = self.num_es
+        scale = self.workload.latency_scale_s
+        snr = self.snr_table_db()
+        out[..., :n] = snr[..., 0]
+        out[..., n:2 * n] = snr[..., 1]
+        out[..., :2 * n] /= 30.0
+        out[..., 2 * n:3 * n] = (self.backlog_s() / scale)[:, None, :]
+        out[..., 3 * n:4 * n] = self.last_demand[:, None, :]
+        out[..., 4 * n] = self.deadline_s / scale
+        out[..., 4 * n + 1] = self.quality_weight
+        served = self.served[:, None]
+        out[..., 4 * n + 2] = self.energy_j / (self.scales["energy_j"] * np.maximum(served, 1))
+        out[..., 4 * n + 3] = served / (horizon or self.workload.requests_per_episode)
+        return out
+
+    def idle_timing(self, share: float) -> np.ndarray:
+        """Every placement's timing for every UE's current request on idle ESs (no queueing) at
+        ``share`` of the cell: (copies, ues, placements, 7 + widest ES set) as :meth:`PlanTable.walk`."""
+        c, m, p = self.copies, self.ues, len(self.placements)
+        bw = share * self.bandwidth_hz
+        snr = self.channel.snr_table_db(bw)  # (copies * ues, num_es, 2)
+        r = c * m * p
+        plan = np.tile(np.arange(p), c * m)
+        ue = np.repeat(np.arange(c * m), p)
+        ids = self._ids[plan]
+        out = self.plan_table.walk(np.arange(r), plan, np.repeat(self.now_s, m * p), np.zeros((r, self.num_es)),
+                                   snr[ue[:, None], ids, 0], snr[ue[:, None], ids, 1], np.full(r, bw))
+        return out.reshape(c, m, p, -1)
+
+    def feasible(self, share: float) -> np.ndarray:
+        """(copies, ues, placements): can the placement meet the request's deadline (ignoring ES queues)?"""
+        return self.idle_timing(share)[..., 0] <= self.deadline_s[..., None]
+
+    # -- one epoch ----------------------------------------------------------------------------
+    def step(self, placement: Any, share: Any) -> CoreStep:
+        """Serve every request: UE k of copy c with ``placement[c, k]`` asking ``share[c, k]`` of the cell."""
+        if not self._started:
+            raise RuntimeError("Core.step() called before reset()")
+        return self.step_checked(*self.check_step(placement, share))
+
+    def check_step(self, placement: Any, share: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Placements (int64) and shares (float64) as (copies, ues), or a one-line error naming the bad entry."""
+        shape, n_pl = (self.copies, self.ues), len(self.placements)
+        idx = np.asarray(placement)
+        sh = np.asarray(share)
+        if idx.shape != shape or sh.shape != shape:
+            raise ValueError(f"'placements' and 'shares' must each have shape (copies, ues) = {shape} "
+                             f"(got {idx.shape} and {sh.shape})")
+        if idx.dtype.kind not in "iu":
+            if idx.dtype.kind != "f" or not np.all(np.isfinite(idx)) or np.any(idx % 1 != 0):
+                raise ValueError(f"'placements' must be integers in [0, {n_pl - 1}] (got {placement!r})")
+        if sh.dtype.kind not in "iuf":
+            raise ValueError(f"'shares' must be numbers in (0, 1] (got dtype {sh.dtype})")
+        idx = idx.astype(np.int64)
+        sh = sh.astype(np.float64)
+        bad = (idx < 0) | (idx >= n_pl)
+        if bad.any():
+            c, k = (int(v) for v in np.argwhere(bad)[0])
+            raise ValueError(f"'placements[{c}, {k}]' must be in [0, {n_pl - 1}] (got {idx[c, k]})")
+        bad = ~((sh > 0.0) & (sh <= 1.0))  # NaN fails too
+        if bad.any():
+            c, k = (int(v) for v in np.argwhere(bad)[0])
+            raise ValueError(f"'shares[{c}, {k}]' must be a share of the cell in (0, 1] (got {sh[c, k]})")
+        return idx, sh
+
+    def step_checked(self, idx: np.ndarray, share: np.ndarray) -> CoreStep:
+        """:meth:`step` on checked (copies, ues) placements (int64) and shares (float64)."""
+        c, m = self.copies, self.ues
+        # the bandwidth rule: demand on each ES of a copy; each request's smallest allocation over
+        # its ESs; its SNRs at that bandwidth and its worst link's (one compiled pass over the requests)
+        demand = np.einsum("cm,cmn->cn", share, self._uses[idx])
+        flat = idx.reshape(-1)
+        r = c * m
+        bw, snr, worst = np.empty(r), np.empty((r, self._ids.shape[1], 2)), np.empty((r, 2))
+        ch = self.channel
+        _allocate(flat, share.reshape(-1), demand, m, self._ids, self._radio, self.bandwidth_hz, ch.base_db,
+                  ch.scales_with_bandwidth, bw, snr, worst)
+        outcomes = None
+        if self.live:
+            lat, en, qual, ssim, ulb, dlb, outcomes = self._serve_live(flat, bw)
+        else:
+            # the queue walk: each copy's requests join its queues in the service order, each seeing the
+            # backlog the ones before left (the walk raises it); the queues take what it left after it
+            backlog = self.queues.backlog_s().copy()  # a bad SNR raises in the walk: nothing changed then
+            out = self.plan_table.walk(self._order, flat, np.repeat(self.now_s, m), backlog, snr[:, :, 0],
+                                       snr[:, :, 1], bw, rows=np.repeat(np.arange(c), m))
+            self.queues.v[...] = backlog
+            lat, en = out[:, 0], out[:, 1]
+            qual, ssim = self._draw(flat, worst, self._z)
+            ulb, dlb = self.uplink_bits[flat], self.downlink_bits[flat]
+        missed = lat > self.deadline_s.reshape(-1)
+        terms, reward = reward_terms(qual, self.quality_weight.reshape(-1), lat, ulb + dlb, en, missed, self.scales,
+                                     self._weights)
+        shape = (c, m)
+        res = CoreStep(idx, reward.reshape(shape), {k: v.reshape(shape) for k, v in terms.items()},
+                       lat.reshape(shape), qual.reshape(shape), ssim.reshape(shape), ulb.reshape(shape),
+                       dlb.reshape(shape), en.reshape(shape), missed.reshape(shape), bw.reshape(shape), demand,
+                       outcomes)
+        self.energy_j += res.energy_j
+        self.last_demand = demand
+        self._advance()
+        return res
+
+    def _serve_live(self, flat: np.ndarray, bw: np.ndarray) -> tuple:
+        """Live mode: every request through :meth:`MegSystem.serve`, each copy's in the service order,
+        at its UE's SNRs and against its copy's queues."""
+        r, m = len(flat), self.ues
+        lat, en, qual, ssim = np.zeros(r), np.zeros(r), np.zeros(r), np.zeros(r)
+        ulb, dlb = np.zeros(r, dtype=np.int64), np.zeros(r, dtype=np.int64)
+        outcomes: list[Any] = [None] * r
+        ch = self.channel
+        views = [self.queues.row_queues(cp) for cp in range(self.copies)]
+        for k in self._order.tolist():
+            p = self.placements[int(flat[k])]
+            table = ch.base_db[k] - (10.0 * math.log10(bw[k]) if ch.scales_with_bandwidth else 0.0)
+            snr = {(i, link): float(table[i, j]) for i in range(self.num_es) for j, link in enumerate(("ul", "dl"))}
+            cp = k // m
+            out = self.system.serve(self.requests[k], Decision(p.protocol, p.es_ids, float(bw[k])), snr_db=snr,
+                                    queues=views[cp], start_s=float(self.now_s[cp]))
+            outcomes[k] = out
+            lat[k], en[k], qual[k], ssim[k] = out.latency_s, out.energy_j, out.quality, out.ssim
+            ulb[k], dlb[k] = out.uplink_bits, out.downlink_bits
+        return lat, en, qual, ssim, ulb, dlb, outcomes
+
+    def _advance(self) -> None:
+        gap = self._gap
+        self.served += 1
+        self.now_s += gap
+        self.queues.advance(self.now_s, self._q_rng)
+        self.channel.advance(np.repeat(gap, self.ues) if self.copies > 1 else float(gap[0]), self._ch_rng)
+        if not self._fixed_snr:
+            self._snr_cache = None
+        self._next_requests()
+
+
+@njit(cache=True)
+def _allocate(idx, share, demand, ues, ids, radio, bw_cell, base_db, per_hz, bw_out, snr_out, worst_out):
+    """:meth:`Core.step_checked`'s bandwidth rule and SNR gather, request by request: request ``k``
+    (UE ``k % ues`` of copy ``k // ues``) on placement ``idx[k]`` gets ``share[k] / max(1, largest
+    demand on its ESs) * bw_cell`` (the whole cell if it sends nothing); its SNRs to its placement's
+    ESs (``ids``, padded by repeating the first) at that bandwidth, and the worst of them per link.
+
+    The rule: on ES ``i`` the demand is ``D_i = sum of s_k`` over the requests using it; if
+    ``D_i <= 1`` every request gets what it asked for, otherwise all are scaled down in proportion,
+    ``s_k / D_i``; a request on several ESs runs all its links at its smallest allocation (the timing
+    model takes one bandwidth per plan)."""
+    for k in range(idx.shape[0]):
+        p = idx[k]
+        c = k // ues
+        bw = bw_cell
+        if radio[p]:
+            most = 1.0
+            for j in range(ids.shape[1]):
+                d = demand[c, ids[p, j]]
+                most = d if d > most else most
+            bw = share[k] / most * bw_cell
+        bw_out[k] = bw
+        off = 10.0 * math.log10(bw) if per_hz else 0.0
+        for link in range(2):
+            low = math.inf
+            for j in range(ids.shape[1]):
+                x = base_db[k, ids[p, j], link]
+                if per_hz:
+                    x -= off
+                snr_out[k, j, link] = x
+                low = x if x < low else low
+            worst_out[k, link] = low
+
+
+def reward_scales(system: MegSystem) -> dict[str, float]:
+    """Scales that make the cost terms unit-sized: Full ES's bits, Full UE's energy, the latency scale."""
+    sc = system.scenario
+    full_es = compile_plan(place("full_es", (0,)), system.costs("full_es", (0,)))
+    full_ue = compile_plan(place("full_ue", (0,)), system.costs("full_ue", (0,)))
+    summary, _ = full_ue.timing(
+        ue_flops_per_s=system.ue_flops_per_s, es_flops_per_s=[1.0], snr_ul_db=[0.0], snr_dl_db=[0.0],
+        bandwidth_hz=sc.bandwidth_hz, mode="analog", efficiency=1.0, ue_power_w=system.ue_power_w,
+        ue_tx_power_w=system.ue_tx_power_w)
+    return {"bits": float(full_es.uplink_bits + full_es.downlink_bits), "energy_j": summary["energy_j"],
+            "latency_s": float(sc.workload.latency_scale_s)}
+
+
+def reward_terms(quality: Any, quality_weight: Any, latency_s: Any, bits: Any, energy_j: Any, deadline_missed: Any,
+                 scales: dict[str, float], weights: Any) -> tuple[dict[str, Any], Any]:
+    """The reward terms of served requests (:data:`REWARD_TERMS`; floats or arrays) and their weighted sum.
+
+    ``scales`` from :func:`reward_scales`; ``weights`` a scenario's ``reward.weights``."""
+    terms = {
+        "quality": quality * quality_weight,
+        "latency": -latency_s / scales["latency_s"],
+        "overhead": -bits / scales["bits"],
+        "energy": -energy_j / scales["energy_j"],
+        "deadline": 0.0 - deadline_missed,  # -1.0 or 0.0
+    }
+    w = weights
+    reward = (w.quality * terms["quality"] + w.latency * terms["latency"] + w.overhead * terms["overhead"]
+              + w.energy * terms["energy"] + w.deadline * terms["deadline"])
+    return terms, reward
+
+
+def terms_per_request(terms: dict[str, Any]) -> list[dict[str, float]]:
+    """The terms :func:`reward_terms` gives on arrays (many requests), as one dict per request."""
+    cols = [np.asarray(terms[t], dtype=np.float64).ravel().tolist() for t in REWARD_TERMS]
+    # written out (the keys are REWARD_TERMS): a dict display builds twice as fast as dict(zip(...))
+    return [{"quality": q, "latency": lat, "overhead": o, "energy": e, "deadline": d} for q, lat, o, e, d in zip(*cols)]
+
+
+def load_table_for(scenario: Any) -> Any:
+    """The scenario's calibration table (its ``calibration`` file, or the shipped one of its model)."""
+    from meg_gym.quality.calibration import CALIBRATION_DIR, load_table
+
+    path = scenario.calibration if scenario.calibration else CALIBRATION_DIR / f"{scenario.model}.json"
+    return load_table(path)
+
+
+def _components(model: str) -> Any:
+    from meg_gym.ldm.components import load_model
+
+    if model not in _COMPONENTS:
+        _COMPONENTS[model] = load_model(model)
+    return _COMPONENTS[model]
+
+
+def _check_int(name: str, value: Any, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
+        raise ValueError(f"'{name}' must be an integer >= {lo} (got {value!r})")
+    return int(value)
