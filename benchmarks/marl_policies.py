@@ -64,7 +64,7 @@ def multi_ue_policies(env) -> dict:
 
     def every(protocol):
         def act(env, obs):
-            best = w.snr_table_db()[:, :, 0].argmax(axis=1)
+            best = w.snr_table_db()[0, :, :, 0].argmax(axis=1)
             return {a: np.array([w.placement_index(protocol, (int(best[k]),)), whole])
                     for k, a in enumerate(env.agents)}
         return act

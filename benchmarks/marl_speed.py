@@ -13,7 +13,7 @@ the range over rounds. Each UE's request rate
 is ``0.5 * N / M`` Hz, so the load offered to each ES stays the same whatever M. ``awgn`` gives
 each UE its own SNR drawn from [0, 20] dB; ``umi`` is the scenario's TR 38.901 link budget with a
 moving UE per agent (all UEs' links advanced together by ``meg_gym.channel.batched``). ``world``
-is the same run without the PettingZoo layer (MultiWorld.step on the decoded actions): the
+is the same run without the PettingZoo layer (Core.step on the decoded actions): the
 bandwidth rule, the queue walk (every request against the shared ES queues, in the seeded
 order), the quality draw, the channel's block and the ES queues' background run compiled over
 all UEs and ESs. ``--profile M`` prints
@@ -41,13 +41,18 @@ def es_layout(n: int) -> list[dict]:
              "position_m": [120.0 * (i % cols), 120.0 * (i // cols)]} for i in range(n)]
 
 
-def make_env(channel: str, m: int, n: int):
+def scenario_kwargs(channel: str, m: int, n: int) -> dict:
+    """multi_ue_v1's arguments for M UEs on n ESs (the module docstring's scenario)."""
     kw = dict(num_ues=m, num_es=n, es=es_layout(n), workload={"arrival_rate_hz": 0.5 * n / m})
     if channel == "awgn":
         kw.update(channel={"kind": "awgn", "snr_db": 10.0}, ue_snr_db=(0.0, 20.0))
     elif channel != "umi":
         raise SystemExit(f"--channels must name umi and/or awgn (got {channel!r})")
-    return envs.multi_ue_v1.parallel_env(**kw)
+    return kw
+
+
+def make_env(channel: str, m: int, n: int):
+    return envs.multi_ue_v1.parallel_env(**scenario_kwargs(channel, m, n))
 
 
 def presample(env, count: int = 256) -> list[dict]:
@@ -75,14 +80,14 @@ def run_world(env, actions: list[dict], seconds: float) -> float:
     decoded = []
     for a in actions:
         env.agents = env.possible_agents[:]
-        decoded.append(env._decode(a))
+        decoded.append(tuple(x[None] for x in env._decode(a)))
     w.reset(0)
     steps, t0 = 0, time.perf_counter()
     while True:
         for _ in range(50):
             w.step(*decoded[steps % len(decoded)])
             steps += 1
-            if w.epoch >= env.max_cycles:
+            if w.served[0] >= env.max_cycles:
                 w.reset(steps)
         dt = time.perf_counter() - t0
         if dt >= seconds:

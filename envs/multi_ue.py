@@ -1,7 +1,9 @@
 """``multi_ue_v1``: UEs contending for edge servers (a PettingZoo ``ParallelEnv``).
 
 Factories in the PettingZoo style: ``parallel_env(**kwargs)``, ``env(**kwargs)`` (the AEC
-version, through ``pettingzoo.utils.parallel_to_aec``) and ``raw_env`` (the parallel class).
+version, through ``pettingzoo.utils.parallel_to_aec``) and ``raw_env`` (the parallel class);
+``vector_env(num_envs, **kwargs)``: ``num_envs`` copies as one Gymnasium vector env of agent rows
+(parameter-sharing training without a SuperSuit loop).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
 from pettingzoo import ParallelEnv
 
 from envs.codecs import InvalidAction, make_codec
-from meg_gym.core import Core, obs_size, terms_per_request
+from meg_gym.core import REWARD_TERMS, Core, obs_size, terms_per_request
 
-__all__ = ["MultiUeEnv", "env", "parallel_env", "raw_env"]
+__all__ = ["MultiUeEnv", "MultiUeVectorEnv", "env", "parallel_env", "raw_env", "vector_env"]
 
 _SNR_SCALE_DB = 30.0
 _BIG = 1e4  # bounds far outside what the models produce (backlogs below hours, SNRs within +-300 dB)
@@ -297,6 +301,94 @@ def render_multi(env: Any) -> np.ndarray:
         draw.ellipse([x - r, y - r, x + r, y + r], fill=(40, 140, 60))
     draw.text((10, 8), f"t = {w.now_s[0]:.1f} s   step {env.epoch}   {m} UEs, {n} ESs", fill="black")
     return np.asarray(img, dtype=np.uint8)
+
+
+class MultiUeVectorEnv(VectorEnv):
+    """``num_envs`` copies of ``multi_ue_v1`` with ``num_ues`` agents each, as one Gymnasium vector env of
+    ``num_envs * num_ues`` agent rows (row ``c * num_ues + k`` is agent ``ue_k`` of copy ``c``): the world
+    core with ``num_envs`` copies of ``num_ues`` UEs, for training one policy shared by every agent
+    without a per-copy Python loop (what SuperSuit's ``pettingzoo_env_to_vec_env_v1`` and
+    ``concat_vec_envs_v1`` build from Python envs). Spaces, observation layout and rewards are
+    ``multi_ue_v1``'s per agent (``local_ratio`` mixes within a copy); infos are dicts of arrays per
+    row. Every copy's episode ends after ``max_cycles`` steps together; autoreset is next-step
+    (the step after resets every copy; reward 0)."""
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int = 1, config: Any = "multi_ue", *, num_ues: int = 4, backend: str | None = None,
+                 max_cycles: int | None = None, local_ratio: float | None = None, action_type: str = "multidiscrete",
+                 max_es_per_request: int = 2, ue_positions_m: Any = None, ue_snr_db: Any = None,
+                 **overrides: Any) -> None:
+        from meg_gym.config import load_scenario
+
+        if backend is not None:
+            overrides["backend"] = backend
+        sc = load_scenario(config, **overrides)
+        if sc.backend != "profiled":
+            raise ValueError(f"'backend' must be 'profiled' for the vectorised multi-agent env (got {sc.backend!r})")
+        self.scenario = sc
+        self.world = Core(sc, copies=num_envs, ues=num_ues, max_es_per_request=max_es_per_request,
+                          ue_positions_m=ue_positions_m, ue_snr_db=ue_snr_db)
+        w = self.world
+        self.num_envs = w.copies * w.ues
+        if max_cycles is None:
+            max_cycles = sc.workload.requests_per_episode
+        if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or max_cycles < 1:
+            raise ValueError(f"'max_cycles' must be an integer >= 1 (got {max_cycles!r})")
+        if local_ratio is not None and (isinstance(local_ratio, bool) or not isinstance(local_ratio, (int, float))
+                                        or not 0.0 <= local_ratio <= 1.0):
+            raise ValueError(f"'local_ratio' must be a number in [0, 1] or None (got {local_ratio!r})")
+        self.max_cycles, self.local_ratio = int(max_cycles), local_ratio
+        self.decisions = w.placements
+        self.shares = np.asarray(sc.bandwidth_shares, dtype=np.float64)
+        self.codec = make_codec(action_type, len(w.placements), len(self.shares))
+        low, high = obs_bounds(w.num_es)
+        self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
+        self.single_action_space = self.codec.space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.render_mode = None
+        self._obs = np.zeros((w.copies, w.ues, obs_size(w.num_es)))
+        self._needs_reset = False
+        self._protocols = np.array([p.protocol for p in w.placements])
+
+    def _observe(self) -> np.ndarray:
+        return self.world.observe(self._obs, self.max_cycles).reshape(self.num_envs, -1).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        self.world.reset(seed)
+        self._needs_reset = False
+        return self._observe(), {}
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        w = self.world
+        if not w._started:
+            raise RuntimeError("step() called before reset()")
+        placement, share = self.codec.decode_batch(actions, self.num_envs)  # raises before any state changes
+        n = self.num_envs
+        if self._needs_reset:
+            w.reset()
+            self._needs_reset = False
+            zero = np.zeros(n)
+            return self._observe(), zero, np.zeros(n, bool), np.zeros(n, bool), {
+                "rewards": {k: zero.copy() for k in REWARD_TERMS}, "latency_s": zero.copy(), "quality": zero.copy(),
+                "bandwidth_hz": zero.copy(), "deadline_missed": np.zeros(n, bool),
+                "protocol": self._protocols[placement]}
+        res = w.step_checked(placement.reshape(w.copies, w.ues), self.shares[share].reshape(w.copies, w.ues))
+        reward = res.reward
+        if self.local_ratio is not None:
+            reward = self.local_ratio * reward + (1.0 - self.local_ratio) * reward.mean(axis=1, keepdims=True)
+        done = bool(w.served[0] >= self.max_cycles)
+        self._needs_reset = done
+        info = {"rewards": {k: v.reshape(-1) for k, v in res.terms.items()}, "latency_s": res.latency_s.reshape(-1),
+                "quality": res.quality.reshape(-1), "bandwidth_hz": res.bandwidth_hz.reshape(-1),
+                "deadline_missed": res.deadline_missed.reshape(-1), "protocol": self._protocols[placement]}
+        return self._observe(), reward.reshape(-1), np.zeros(n, bool), np.full(n, done), info
+
+
+def vector_env(num_envs: int = 1, **kwargs: Any) -> MultiUeVectorEnv:
+    """``num_envs`` copies of ``multi_ue_v1`` as one Gymnasium vector env of agent rows (:class:`MultiUeVectorEnv`)."""
+    return MultiUeVectorEnv(num_envs, **kwargs)
 
 
 def raw_env(**kwargs: Any) -> MultiUeEnv:

@@ -27,8 +27,9 @@ from numba import njit
 
 from meg_gym.channel.batched import make_channel_batch
 from meg_gym.protocols import PROTOCOLS, UE, Run, place
+from meg_gym.quality.calibration import _grid_draw
 from meg_gym.system import Decision, MegSystem, channel_params
-from meg_gym.timing import PlanTable, compile_plan
+from meg_gym.timing import PlanTable, _walk_requests, compile_plan
 
 __all__ = ["OBS_FEATURES_PER_ES", "REWARD_TERMS", "Core", "CoreStep", "Placement", "obs_size", "placements",
            "reward_scales", "reward_terms", "terms_per_request"]
@@ -145,7 +146,9 @@ class Core:
                                     system.ue_flops_per_s, t.mode, t.efficiency, system.ue_power_w,
                                     system.ue_tx_power_w)
         self.scales = reward_scales(system)
-        self._weights = sc.reward.weights
+        self._weights = w = sc.reward.weights
+        self._consts = np.array([self.scales["latency_s"], self.scales["bits"], self.scales["energy_j"], w.quality,
+                                 w.latency, w.overhead, w.energy, w.deadline])
         self._arrays()
         self.queues = system.queue_batch(self.copies)
         self.channel = make_channel_batch(self.kind, self.copies * self.ues, **channel_params(sc))
@@ -330,19 +333,11 @@ class Core:
         contention); then the request's deadline (s / latency scale) and quality weight, the UE's
         energy this episode per request served (relative to a Full-UE generation) and the
         episode's progress (epochs / ``horizon``, default ``requests_per_episode``)."""
-        n = self.num_es
-        scale = self.workload.latency_scale_s
-        snr = self.snr_table_db()
-        out[..., :n] = snr[..., 0]
-        out[..., n:2 * n] = snr[..., 1]
-        out[..., :2 * n] /= 30.0
-        out[..., 2 * n:3 * n] = (self.backlog_s() / scale)[:, None, :]
-        out[..., 3 * n:4 * n] = self.last_demand[:, None, :]
-        out[..., 4 * n] = self.deadline_s / scale
-        out[..., 4 * n + 1] = self.quality_weight
-        served = self.served[:, None]
-        out[..., 4 * n + 2] = self.energy_j / (self.scales["energy_j"] * np.maximum(served, 1))
-        out[..., 4 * n + 3] = served / (horizon or self.workload.requests_per_episode)
+        ch = self.channel
+        _observe(out.reshape(-1, out.shape[-1]), ch.base_db, self.bandwidth_hz if ch.scales_with_bandwidth else 1.0,
+                 self.backlog_s(), self.last_demand, self.deadline_s.reshape(-1), self.quality_weight.reshape(-1),
+                 self.energy_j.reshape(-1), self.served, self.ues, self.workload.latency_scale_s,
+                 self.scales["energy_j"], float(horizon or self.workload.requests_per_episode))
         return out
 
     def idle_timing(self, share: float) -> np.ndarray:
@@ -398,40 +393,56 @@ class Core:
     def step_checked(self, idx: np.ndarray, share: np.ndarray) -> CoreStep:
         """:meth:`step` on checked (copies, ues) placements (int64) and shares (float64)."""
         c, m = self.copies, self.ues
-        # the bandwidth rule: demand on each ES of a copy; each request's smallest allocation over
-        # its ESs; its SNRs at that bandwidth and its worst link's (one compiled pass over the requests)
-        demand = np.einsum("cm,cmn->cn", share, self._uses[idx])
         flat = idx.reshape(-1)
         r = c * m
         bw, snr, worst = np.empty(r), np.empty((r, self._ids.shape[1], 2)), np.empty((r, 2))
+        demand = np.empty((c, self.num_es))
         ch = self.channel
-        _allocate(flat, share.reshape(-1), demand, m, self._ids, self._radio, self.bandwidth_hz, ch.base_db,
-                  ch.scales_with_bandwidth, bw, snr, worst)
-        outcomes = None
         if self.live:
+            _demand(flat, share.reshape(-1), m, self._uses, demand)
+            _allocate(flat, share.reshape(-1), demand, m, self._ids, self._radio, self.bandwidth_hz, ch.base_db,
+                      ch.scales_with_bandwidth, bw, snr, worst)
             lat, en, qual, ssim, ulb, dlb, outcomes = self._serve_live(flat, bw)
+            missed = lat > self.deadline_s.reshape(-1)
+            terms, reward = reward_terms(qual, self.quality_weight.reshape(-1), lat, ulb + dlb, en, missed,
+                                         self.scales, self._weights)
+            shape = (c, m)
+            res = CoreStep(idx, reward.reshape(shape), {k: v.reshape(shape) for k, v in terms.items()},
+                           lat.reshape(shape), qual.reshape(shape), ssim.reshape(shape), ulb.reshape(shape),
+                           dlb.reshape(shape), en.reshape(shape), missed.reshape(shape), bw.reshape(shape), demand,
+                           outcomes)
+            self.energy_j += res.energy_j
         else:
-            # the queue walk: each copy's requests join its queues in the service order, each seeing the
-            # backlog the ones before left (the walk raises it); the queues take what it left after it
-            backlog = self.queues.backlog_s().copy()  # a bad SNR raises in the walk: nothing changed then
-            out = self.plan_table.walk(self._order, flat, np.repeat(self.now_s, m), backlog, snr[:, :, 0],
-                                       snr[:, :, 1], bw, rows=np.repeat(np.arange(c), m))
-            self.queues.v[...] = backlog
-            lat, en = out[:, 0], out[:, 1]
-            qual, ssim = self._draw(flat, worst, self._z)
-            ulb, dlb = self.uplink_bits[flat], self.downlink_bits[flat]
-        missed = lat > self.deadline_s.reshape(-1)
-        terms, reward = reward_terms(qual, self.quality_weight.reshape(-1), lat, ulb + dlb, en, missed, self.scales,
-                                     self._weights)
-        shape = (c, m)
-        res = CoreStep(idx, reward.reshape(shape), {k: v.reshape(shape) for k, v in terms.items()},
-                       lat.reshape(shape), qual.reshape(shape), ssim.reshape(shape), ulb.reshape(shape),
-                       dlb.reshape(shape), en.reshape(shape), missed.reshape(shape), bw.reshape(shape), demand,
-                       outcomes)
-        self.energy_j += res.energy_j
+            res = self._profiled(idx, flat, share.reshape(-1), demand, bw, snr, worst)
         self.last_demand = demand
         self._advance()
         return res
+
+    def _profiled(self, idx: np.ndarray, flat: np.ndarray, share: np.ndarray, demand: np.ndarray, bw: np.ndarray,
+                  snr: np.ndarray, worst: np.ndarray) -> CoreStep:
+        """The profiled epoch as one compiled pass (:func:`_profiled_epoch`): the bandwidth rule, the
+        queue walk (each copy's requests join its queues in the service order, each seeing the backlog
+        the ones before left), the quality draw at each request's worst links, the reward terms."""
+        c, m = self.copies, self.ues
+        draw = self._draw
+        if draw._missing is not None and draw._missing[flat].any():
+            draw(flat, worst, self._z)  # raises the table's error for a protocol it lacks
+        backlog = self.queues.backlog_s().copy()  # a bad SNR raises in the walk: nothing changed then
+        out = np.empty((len(flat), 7 + self._ids.shape[1]))
+        cols = np.empty((_COLS, c, m))
+        bad = _profiled_epoch(flat, share, demand, m, self._ids, self._radio, self._uses, self.bandwidth_hz,
+                              self.channel.base_db, self.channel.scales_with_bandwidth, bw, snr, worst, self._order,
+                              self.now_s, backlog, *self.plan_table._tables, self.plan_table._scratch, out,
+                              draw._flat, draw._grid, draw._inner, draw._span, self._z, self.deadline_s.reshape(-1),
+                              self.quality_weight.reshape(-1), self.uplink_bits, self.downlink_bits, self._consts,
+                              cols.reshape(_COLS, -1))
+        if bad >= 0:
+            self.plan_table._raise(bad, bw)
+        self.queues.v[...] = backlog
+        self.energy_j += cols[7]
+        terms = {"quality": cols[1], "latency": cols[2], "overhead": cols[3], "energy": cols[4], "deadline": cols[5]}
+        return CoreStep(idx, cols[0], terms, cols[6], cols[8], cols[9], self.uplink_bits[idx], self.downlink_bits[idx],
+                        cols[7], cols[10] > 0.5, bw.reshape(c, m), demand)
 
     def _serve_live(self, flat: np.ndarray, bw: np.ndarray) -> tuple:
         """Live mode: every request through :meth:`MegSystem.serve`, each copy's in the service order,
@@ -463,6 +474,76 @@ class Core:
         if not self._fixed_snr:
             self._snr_cache = None
         self._next_requests()
+
+
+_COLS = 11  # _profiled_epoch's columns: reward, the 5 terms, latency, energy, quality, SSIM, deadline missed
+
+
+@njit(cache=True)
+def _observe(out, base_db, bw, backlog, demand, deadline, weight, energy, served, ues, scale, e_ref, horizon):
+    """:meth:`Core.observe` compiled, one row per request (UE ``k % ues`` of copy ``k // ues``)."""
+    n = base_db.shape[1]
+    off = 10.0 * math.log10(bw)
+    for k in range(out.shape[0]):
+        c = k // ues
+        for i in range(n):
+            out[k, i] = (base_db[k, i, 0] - off) / 30.0
+            out[k, n + i] = (base_db[k, i, 1] - off) / 30.0
+            out[k, 2 * n + i] = backlog[c, i] / scale
+            out[k, 3 * n + i] = demand[c, i]
+        s = served[c]
+        out[k, 4 * n] = deadline[k] / scale
+        out[k, 4 * n + 1] = weight[k]
+        out[k, 4 * n + 2] = energy[k] / (e_ref * (s if s > 1 else 1))
+        out[k, 4 * n + 3] = s / horizon
+
+
+@njit(cache=True)
+def _demand(idx, share, ues, uses, demand):
+    """Each copy's demand on each ES: the sum of the shares its requests ask of that ES's cell."""
+    demand[:] = 0.0
+    for k in range(idx.shape[0]):
+        c = k // ues
+        for i in range(uses.shape[1]):
+            demand[c, i] += share[k] * uses[idx[k], i]
+
+
+@njit(cache=True)
+def _profiled_epoch(idx, share, demand, ues, ids, radio, uses, bw_cell, base_db, per_hz, bw, snr, worst, order, now,
+                    backlog, step_ints, plan_ints, step_floats, plan_floats, scratch, out, flat, grid, inner, span, z,
+                    deadline, weight, ul_bits, dl_bits, consts, cols):
+    """:meth:`Core._profiled` compiled: the bandwidth rule (:func:`_demand`, :func:`_allocate`), the
+    queue walk (``timing._walk_requests``, each request on its copy's backlog row), the quality draw
+    (``calibration._grid_draw``) and :func:`reward_terms` (``consts``: the latency, bits and energy
+    scales, then the five weights). Returns -1, or the walk's bad request."""
+    m = idx.shape[0]
+    _demand(idx, share, ues, uses, demand)
+    _allocate(idx, share, demand, ues, ids, radio, bw_cell, base_db, per_hz, bw, snr, worst)
+    start = np.empty(m)
+    rows = np.empty(m, dtype=np.int64)
+    for k in range(m):
+        rows[k] = k // ues
+        start[k] = now[k // ues]
+    bad = _walk_requests(order, idx, start, backlog, rows, snr[:, :, 0], snr[:, :, 1], bw, step_ints, plan_ints,
+                         step_floats, plan_floats, scratch, out)
+    if bad >= 0:
+        return bad
+    q, ssim = cols[8], cols[9]
+    _grid_draw(flat, grid, inner, span, idx, worst, z, q, ssim)
+    s_lat, s_bits, s_en = consts[0], consts[1], consts[2]
+    w_q, w_lat, w_over, w_en, w_dl = consts[3], consts[4], consts[5], consts[6], consts[7]
+    for k in range(m):
+        lat, en = out[k, 0], out[k, 1]
+        miss = 1.0 if lat > deadline[k] else 0.0
+        tq = q[k] * weight[k]
+        tl = -lat / s_lat
+        to = -(ul_bits[idx[k]] + dl_bits[idx[k]]) / s_bits
+        te = -en / s_en
+        td = 0.0 - miss
+        cols[0, k] = w_q * tq + w_lat * tl + w_over * to + w_en * te + w_dl * td
+        cols[1, k], cols[2, k], cols[3, k], cols[4, k], cols[5, k] = tq, tl, to, te, td
+        cols[6, k], cols[7, k], cols[10, k] = lat, en, miss
+    return -1
 
 
 @njit(cache=True)

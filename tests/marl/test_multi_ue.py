@@ -194,3 +194,33 @@ def test_live_backend_env_two_steps(name):
         _, rewards, *_ = env.step({a: env.action_space(a).sample() for a in env.agents})
         assert all(np.isfinite(r) for r in rewards.values())
     assert env.world.live
+
+
+def test_vector_env_is_copies_of_the_parallel_env():
+    """vector_env(N, num_ues=M): N*M agent rows with the parallel env's per-agent spaces; episodes end
+    together at max_cycles and restart on the next step; the same mean reward as the parallel env."""
+    kw = dict(num_ues=3, max_cycles=20, **FAST)
+    par = envs.multi_ue_v1.parallel_env(**kw)
+    vec = envs.multi_ue_v1.vector_env(4, **kw)
+    assert vec.num_envs == 12 and vec.single_observation_space == par.observation_space("ue_0")
+    assert vec.single_action_space == par.action_space("ue_0")
+    obs, _ = vec.reset(seed=0)
+    assert obs.shape == (12, vec.single_observation_space.shape[0])
+    act = np.tile([vec.world.placement_index("ciag", (0,)), 2], (12, 1))
+    v_rewards = []
+    for t in range(20):
+        obs, r, term, trunc, info = vec.step(act)
+        assert vec.observation_space.contains(obs) and r.shape == (12,) and not term.any()
+        assert trunc.all() == (t == 19) and info["protocol"].tolist() == ["ciag"] * 12
+        v_rewards.append(r)
+    _, r, _, trunc, _ = vec.step(act)  # the autoreset step
+    assert not trunc.any() and (r == 0).all() and vec.world.served.tolist() == [0] * 4
+    p_rewards = []
+    for seed in range(4):
+        par.reset(seed=seed)
+        while par.agents:
+            _, rew, *_ = par.step({a: act[0] for a in par.agents})
+            p_rewards.append(list(rew.values()))
+    a, b = np.mean(v_rewards), np.mean(p_rewards)
+    se = np.std(v_rewards) / np.sqrt(np.size(v_rewards)) + np.std(p_rewards) / np.sqrt(np.size(p_rewards))
+    assert abs(a - b) <= 5 * se + 0.05, (a, b)
