@@ -319,7 +319,9 @@ class MegSystem:
 
 def channel_params(sc: Any) -> dict[str, Any]:
     """The channel model's keyword arguments from a scenario: its channel section plus the
-    UE's and ESs' radio settings (powers, positions, speed) for the link-budget kinds."""
+    UE's and ESs' radio settings (powers, positions, speed) for the link-budget kinds. ES
+    positions that are all equal (the default) leave the kind's default layout; distinct ones
+    place the sites; a mix raises, naming the ES that repeats another's."""
     params = sc.channel.params()
     if sc.channel.kind in ("awgn", "perfect"):
         # snr_db is the SNR over the whole bandwidth_hz; a smaller share concentrates the power
@@ -328,9 +330,14 @@ def channel_params(sc: Any) -> dict[str, Any]:
     params.update(ue_tx_power_dbm=sc.ue.tx_power_dbm, es_tx_power_dbm=[es.tx_power_dbm for es in sc.es],
                   ue_position_m=tuple(sc.ue.position_m), ue_speed_mps=sc.ue.speed_mps)
     positions = [tuple(es.position_m) for es in sc.es]
-    if len(set(positions)) == len(positions):  # distinct positions given; else the kind's default layout
+    if len(set(positions)) == len(positions):  # distinct positions given
         params["es_positions_m"] = positions
-    return params
+    elif len(set(positions)) > 1:  # some shared, some not: a typo, not a request for the default layout
+        j = next(j for j, p in enumerate(positions) if positions.index(p) != j)
+        raise ValueError(f"'es[{j}].position_m' must differ from 'es[{positions.index(positions[j])}].position_m' "
+                         f"(got {list(positions[j])} for both): give every ES its own position, or none for the "
+                         f"kind's default layout")
+    return params  # every ES at the same (default) position: the kind's default layout
 
 
 def _noiseless(links: LinkConditions) -> LinkConditions:

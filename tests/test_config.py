@@ -282,3 +282,17 @@ def test_fallback_tables_agree_with_owning_modules():
         assert config.multi_es_protocols() == list(config._FALLBACK["multi_es_protocols"])
     if not checked:
         pytest.skip("none of the owning modules imports yet")
+
+
+def test_repeated_es_positions_raise_naming_the_es():
+    """All ESs at one position (the default) take the kind's layout; distinct positions place them; a
+    mix is a typo and raises instead of being replaced by the default layout."""
+    from meg_gym.system import channel_params
+
+    base = dict(num_es=3, channel={"kind": "umi"})
+    assert "es_positions_m" not in channel_params(load_scenario("default", **base))
+    given = [{"position_m": [0.0, 0.0]}, {"position_m": [100.0, 0.0]}, {"position_m": [200.0, 0.0]}]
+    assert channel_params(load_scenario("default", **base, es=given))["es_positions_m"][2] == (200.0, 0.0)
+    given[2] = {"position_m": [0.0, 0.0]}
+    with pytest.raises(ValueError, match=r"'es\[2\]\.position_m' must differ from 'es\[0\]\.position_m'"):
+        channel_params(load_scenario("default", **base, es=given))
