@@ -1,7 +1,7 @@
 """Action codecs: one decision space, three Gymnasium encodings.
 
 A decision is a *placement* (a protocol with the ES or ES set that serves it, from
-``World.decisions``) and a *bandwidth share* (from the scenario's ``bandwidth_shares``).
+``env.unwrapped.decisions``) and a *bandwidth share* (from the scenario's ``bandwidth_shares``).
 Every action of every codec decodes to a valid decision, so any policy can act:
 
 * ``multidiscrete`` (default; PPO, A2C): ``MultiDiscrete([n_placements, n_shares])``;

@@ -154,7 +154,7 @@ class MegSystem:
 
     def queue_batch(self, copies: int) -> EsQueueBatch:
         """``copies`` independent sets of the ES queues as one :class:`~meg_gym.compute.EsQueueBatch`
-        (the model of the queues :meth:`reset` builds, as arrays): the batched worlds' queues."""
+        (the model of the queues :meth:`reset` builds, as arrays): the world core's queues."""
         from meg_gym.compute import EsQueueBatch
 
         return EsQueueBatch([self.es_flops_per_s[i] for i in range(self.scenario.num_es)],

@@ -17,9 +17,9 @@ the costs it measured; profiled mode the same costs from a run on the meta model
 The walk (:meth:`CompiledPlan._walk`) is the definition, records traces and takes measured
 airtimes; the profiled hot paths run it compiled to machine code (:class:`PlanTable`, numba:
 the plans as padded arrays and one loop over many requests, each with its own plan), with
-the same operations in the same order (tested equal bit for bit): the single-UE world one
-request at a time, the multi-UE world an epoch's requests in their service order against
-shared ES backlogs, the batched world all its copies at once, each against its own.
+the same operations in the same order (tested equal bit for bit): the world core
+(:mod:`meg_gym.core`) walks an epoch's requests of every copy in their service order, each
+against its copy's ES backlogs.
 """
 
 from __future__ import annotations
@@ -229,10 +229,9 @@ class PlanTable:
     The plans (with their ESs' rates, given per plan like ``es_ids``) become padded arrays
     that one compiled loop (``_walk_requests``) walks request by request, with the same
     operations in the same order as the walk, so the same floats (``tests/test_timing_batch.py``).
-    The profiled worlds run their timing here: the single-UE world one request at a time
-    (:meth:`serve`, against its ES queues), the multi-UE world an epoch's requests in their
-    service order against shared backlogs, the batched world every copy against its own
-    (:meth:`walk`)."""
+    The world core runs its timing here (:meth:`walk`: an epoch's requests of every copy in
+    their service order, each against its copy's backlogs); :meth:`serve` walks one request
+    against :class:`~meg_gym.compute.EsQueue` s."""
 
     def __init__(self, plans: Sequence[CompiledPlan], es_flops_per_s: Sequence[Sequence[float]],
                  ue_flops_per_s: float, mode: str, efficiency: float, ue_power_w: float,

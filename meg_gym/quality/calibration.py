@@ -150,7 +150,7 @@ class QualityTable:
 
 
 class GridDraw:
-    """:meth:`QualityTable.draw` for arrays of requests at once (the batched and multi-UE worlds).
+    """:meth:`QualityTable.draw` for arrays of requests at once (the world core, :mod:`meg_gym.core`).
 
     Built once from a table, the protocols requests may use and the step count; called with
     each request's protocol (an index into ``protocols``), its (uplink, downlink) SNRs as an
