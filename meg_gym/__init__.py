@@ -3,7 +3,7 @@
 The core simulation library (no gymnasium/pettingzoo/SB3 imports): model components and
 stages (:mod:`meg_gym.ldm`), the protocol table (:mod:`meg_gym.protocols`), channel and
 compute models, the executor and timing model, quality metrics, :class:`MegSystem` and the
-the world core :class:`meg_gym.core.Core` behind every environment.
+world core :class:`meg_gym.core.Core` behind every environment.
 """
 
 import os
