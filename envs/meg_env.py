@@ -126,7 +126,7 @@ class MegEnv(gym.Env):
 
     # -- observation ----------------------------------------------------------------------
     def _observe(self) -> Any:
-        o = self.world.observe(self._obs)[0, 0].astype(np.float32)
+        o = self.world.observe(self._obs)[0, 0].astype(np.float32)  # a new array: the caller may keep it
         if self.observation_type == "box":
             return o
         return {key: o[sl].copy() for key, sl in _dict_slices(self._n).items()}
@@ -159,19 +159,21 @@ class MegEnv(gym.Env):
         res = self.world.step_checked(pl, sh)
         decision = self.decisions[placement]
         self._last = (decision, res)
-        terms = {k: float(v[0, 0]) for k, v in res.terms.items()}
+        t = res.terms
+        terms = {"quality": t["quality"].item(), "latency": t["latency"].item(), "overhead": t["overhead"].item(),
+                 "energy": t["energy"].item(), "deadline": t["deadline"].item()}  # the keys are REWARD_TERMS
         info = {
             "rewards": terms, "protocol": decision.protocol, "es_ids": decision.es_ids,
-            "bandwidth_share": self.shares[share], "latency_s": float(res.latency_s[0, 0]),
-            "quality": float(res.quality[0, 0]), "ssim": float(res.ssim[0, 0]),
-            "uplink_bits": int(res.uplink_bits[0, 0]), "downlink_bits": int(res.downlink_bits[0, 0]),
-            "energy_j": float(res.energy_j[0, 0]), "deadline_missed": bool(res.deadline_missed[0, 0]),
+            "bandwidth_share": self.shares[share], "latency_s": res.latency_s.item(), "quality": res.quality.item(),
+            "ssim": res.ssim.item(), "uplink_bits": res.uplink_bits.item(), "downlink_bits": res.downlink_bits.item(),
+            "energy_j": res.energy_j.item(), "deadline_missed": res.deadline_missed.item(),
         }
         if self.reward_type == "vector":
             reward: Any = np.array([terms[k] for k in REWARD_TERMS], dtype=np.float32)
         else:
-            reward = float(res.reward[0, 0])
-        return self._observe(), reward, False, bool(self.world.done[0]), info
+            reward = res.reward.item()
+        w = self.world
+        return self._observe(), reward, False, w.served.item() >= w.workload.requests_per_episode, info
 
     def action_masks(self) -> np.ndarray:
         """Placements whose latency without queueing still meets the request's deadline."""

@@ -56,7 +56,7 @@ class Placement:
     radio: bool
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CoreStep:
     """What one epoch gave: arrays (copies, ues) unless said otherwise."""
 
@@ -145,6 +145,9 @@ class Core:
         self.plan_table = PlanTable(self.plans, [[system.es_flops_per_s[i] for i in p.es_ids] for p in self.plans],
                                     system.ue_flops_per_s, t.mode, t.efficiency, system.ue_power_w,
                                     system.ue_tx_power_w)
+        # the walk's tables, its scratch and its output rows, as the compiled epoch takes them
+        self._walk_tables = (*self.plan_table._tables, self.plan_table._scratch,
+                             np.empty((self.copies * self.ues, 7 + self.plan_table.width)))
         self.scales = reward_scales(system)
         self._weights = w = sc.reward.weights
         self._consts = np.array([self.scales["latency_s"], self.scales["bits"], self.scales["energy_j"], w.quality,
@@ -272,23 +275,23 @@ class Core:
         """The next block of epochs' random numbers at once (requests, service order, quality noise, gaps)."""
         w, rng, b, c, m = self.workload, self.rng, self._block, self.copies, self.ues
         u = rng.random((2, b, c, m))
-        self._blk = {
-            "deadline": w.deadline_s[0] + (w.deadline_s[1] - w.deadline_s[0]) * u[0],
-            "weight": w.quality_weight[0] + (w.quality_weight[1] - w.quality_weight[0]) * u[1],
-            "seed": rng.integers(2**31 - 1, size=(b, c, m)),
-            # per copy its UEs in a random order (the order simultaneous jobs join a FIFO queue), as request rows
-            "order": (rng.random((b, c, m)).argsort(axis=2) + np.arange(c)[:, None] * m).reshape(b, -1),
-            "z": rng.standard_normal((b, c * m)),
-            "gap": rng.standard_exponential((b, c)) / w.arrival_rate_hz,
-        }
+        deadline = w.deadline_s[0] + (w.deadline_s[1] - w.deadline_s[0]) * u[0]
+        weight = w.quality_weight[0] + (w.quality_weight[1] - w.quality_weight[0]) * u[1]
+        # per copy its UEs in a random order (the order simultaneous jobs join a FIFO queue), as request rows
+        order = (rng.random((b, c, m)).argsort(axis=2) + np.arange(c)[:, None] * m).reshape(b, -1)
+        # (epoch, copies, UEs) and the same memory as (epoch, requests): per step only views are taken
+        self._blk = (deadline, weight, rng.integers(2**31 - 1, size=(b, c, m)), order,
+                     rng.standard_normal((b, c * m)), rng.standard_exponential((b, c)) / w.arrival_rate_hz,
+                     deadline.reshape(b, -1), weight.reshape(b, -1))
         self._blk_i = 0
 
     def _next_requests(self) -> None:
         if self._blk_i >= self._block:
             self._refill()
         i, blk = self._blk_i, self._blk
-        self.deadline_s, self.quality_weight, self.seeds = blk["deadline"][i], blk["weight"][i], blk["seed"][i]
-        self._order, self._z, self._gap = blk["order"][i], blk["z"][i], blk["gap"][i]
+        self.deadline_s, self.quality_weight, self.seeds = blk[0][i], blk[1][i], blk[2][i]
+        self._order, self._z, self._gap, self._deadline_flat, self._weight_flat = (
+            blk[3][i], blk[4][i], blk[5][i], blk[6][i], blk[7][i])
         self._blk_i = i + 1
         self.requests = None
         if self.live:
@@ -335,9 +338,9 @@ class Core:
         episode's progress (epochs / ``horizon``, default ``requests_per_episode``)."""
         ch = self.channel
         _observe(out.reshape(-1, out.shape[-1]), ch.base_db, self.bandwidth_hz if ch.scales_with_bandwidth else 1.0,
-                 self.backlog_s(), self.last_demand, self.deadline_s.reshape(-1), self.quality_weight.reshape(-1),
-                 self.energy_j.reshape(-1), self.served, self.ues, self.workload.latency_scale_s,
-                 self.scales["energy_j"], float(horizon or self.workload.requests_per_episode))
+                 self.queues.v, self.last_demand, self._deadline_flat, self._weight_flat, self.energy_j.reshape(-1),
+                 self.served, self.ues, self.workload.latency_scale_s, self.scales["energy_j"],
+                 float(horizon or self.workload.requests_per_episode))
         return out
 
     def idle_timing(self, share: float) -> np.ndarray:
@@ -427,22 +430,23 @@ class Core:
         draw = self._draw
         if draw._missing is not None and draw._missing[flat].any():
             draw(flat, worst, self._z)  # raises the table's error for a protocol it lacks
-        backlog = self.queues.backlog_s().copy()  # a bad SNR raises in the walk: nothing changed then
-        out = np.empty((len(flat), 7 + self._ids.shape[1]))
+        q = self.queues
+        backlog = q.v.copy()  # a bad SNR raises in the walk: nothing has changed then
         cols = np.empty((_COLS, c, m))
+        missed = np.empty((c, m), dtype=np.bool_)
+        energy = self.energy_j.copy()
+        ch = self.channel
         bad = _profiled_epoch(flat, share, demand, m, self._ids, self._radio, self._uses, self.bandwidth_hz,
-                              self.channel.base_db, self.channel.scales_with_bandwidth, bw, snr, worst, self._order,
-                              self.now_s, backlog, *self.plan_table._tables, self.plan_table._scratch, out,
-                              draw._flat, draw._grid, draw._inner, draw._span, self._z, self.deadline_s.reshape(-1),
-                              self.quality_weight.reshape(-1), self.uplink_bits, self.downlink_bits, self._consts,
-                              cols.reshape(_COLS, -1))
+                              ch.base_db, ch.scales_with_bandwidth, bw, snr, worst, self._order, self.now_s, backlog,
+                              *self._walk_tables, draw._flat, draw._grid, draw._inner, draw._span, self._z,
+                              self._deadline_flat, self._weight_flat, self.uplink_bits, self.downlink_bits,
+                              self._consts, cols.reshape(_COLS, -1), missed.reshape(-1), energy.reshape(-1))
         if bad >= 0:
             self.plan_table._raise(bad, bw)
-        self.queues.v[...] = backlog
-        self.energy_j += cols[7]
+        q.v, self.energy_j = backlog, energy
         terms = {"quality": cols[1], "latency": cols[2], "overhead": cols[3], "energy": cols[4], "deadline": cols[5]}
         return CoreStep(idx, cols[0], terms, cols[6], cols[8], cols[9], self.uplink_bits[idx], self.downlink_bits[idx],
-                        cols[7], cols[10] > 0.5, bw.reshape(c, m), demand)
+                        cols[7], missed, bw.reshape(c, m), demand)
 
     def _serve_live(self, flat: np.ndarray, bw: np.ndarray) -> tuple:
         """Live mode: every request through :meth:`MegSystem.serve`, each copy's in the service order,
@@ -470,13 +474,13 @@ class Core:
         self.served += 1
         self.now_s += gap
         self.queues.advance(self.now_s, self._q_rng)
-        self.channel.advance(np.repeat(gap, self.ues) if self.copies > 1 else float(gap[0]), self._ch_rng)
+        self.channel.advance(np.repeat(gap, self.ues) if self.copies > 1 else gap.item(), self._ch_rng)
         if not self._fixed_snr:
             self._snr_cache = None
         self._next_requests()
 
 
-_COLS = 11  # _profiled_epoch's columns: reward, the 5 terms, latency, energy, quality, SSIM, deadline missed
+_COLS = 10  # _profiled_epoch's columns: reward, the 5 terms, latency, energy, quality, SSIM
 
 
 @njit(cache=True)
@@ -511,11 +515,12 @@ def _demand(idx, share, ues, uses, demand):
 @njit(cache=True)
 def _profiled_epoch(idx, share, demand, ues, ids, radio, uses, bw_cell, base_db, per_hz, bw, snr, worst, order, now,
                     backlog, step_ints, plan_ints, step_floats, plan_floats, scratch, out, flat, grid, inner, span, z,
-                    deadline, weight, ul_bits, dl_bits, consts, cols):
+                    deadline, weight, ul_bits, dl_bits, consts, cols, missed, energy):
     """:meth:`Core._profiled` compiled: the bandwidth rule (:func:`_demand`, :func:`_allocate`), the
     queue walk (``timing._walk_requests``, each request on its copy's backlog row), the quality draw
     (``calibration._grid_draw``) and :func:`reward_terms` (``consts``: the latency, bits and energy
-    scales, then the five weights). Returns -1, or the walk's bad request."""
+    scales, then the five weights); each request's energy is added to ``energy``. Returns -1, or the
+    walk's bad request (nothing else written then but the work arrays)."""
     m = idx.shape[0]
     _demand(idx, share, ues, uses, demand)
     _allocate(idx, share, demand, ues, ids, radio, bw_cell, base_db, per_hz, bw, snr, worst)
@@ -542,7 +547,9 @@ def _profiled_epoch(idx, share, demand, ues, ids, radio, uses, bw_cell, base_db,
         td = 0.0 - miss
         cols[0, k] = w_q * tq + w_lat * tl + w_over * to + w_en * te + w_dl * td
         cols[1, k], cols[2, k], cols[3, k], cols[4, k], cols[5, k] = tq, tl, to, te, td
-        cols[6, k], cols[7, k], cols[10, k] = lat, en, miss
+        cols[6, k], cols[7, k] = lat, en
+        missed[k] = lat > deadline[k]
+        energy[k] += en
     return -1
 
 

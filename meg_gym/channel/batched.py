@@ -105,6 +105,7 @@ class FixedSnrBatch(ChannelBatch):
             raise ValueError(f"'snr_db' must hold num_ues={m} SNRs in dB, each > -inf (got {snr_db!r})")
         self._shift = 10.0 * math.log10(t._ref_bw) if t._ref_bw is not None else 0.0
         self._snr = snrs
+        self._blk, self._blk_i, self._blk_rng = np.empty((0,)), 0, None  # snr_range_db's block of SNRs
         self.base_db = np.array([t._table(n, s) for s in snrs], dtype=np.float64).transpose(0, 2, 1) + self._shift
         self.num_es = n
         self._draw(rng)
@@ -115,12 +116,18 @@ class FixedSnrBatch(ChannelBatch):
         self._draw(rng)
 
     def _draw(self, rng: np.random.Generator) -> None:
-        """With ``snr_range_db``: every UE's SNR to every ES (both links) uniform in the range."""
+        """With ``snr_range_db``: every UE's SNR to every ES (both links) uniform in the range, from
+        blocks of draws made ahead (the same uniforms in the same order as one draw per block; a
+        different generator than the last call's starts afresh, so a new seed is reproducible)."""
         if self.template._range is None:
             return
-        lo, hi = self.template._range
-        u = rng.random((self.num_ues, self.num_es))
-        self.base_db[:] = (lo + (hi - lo) * u + self._shift)[:, :, None]
+        if rng is not self._blk_rng or self._blk_i >= len(self._blk):
+            lo, hi = self.template._range
+            b = max(1, 4096 // (self.num_ues * self.num_es))
+            self._blk = lo + (hi - lo) * rng.random((b, self.num_ues, self.num_es)) + self._shift
+            self._blk_i, self._blk_rng = 0, rng
+        self.base_db[:] = self._blk[self._blk_i][:, :, None]
+        self._blk_i += 1
 
     def ue_channel(self, k: int) -> ChannelModel:
         ch = super().ue_channel(k)
@@ -222,7 +229,7 @@ class Tr38901Batch(ChannelBatch):
 
 def _check_dts(template: ChannelModel, dt_s: Any, num_ues: int) -> Any:
     """One time step (a float), or one per UE (an array of ``num_ues``), each finite and >= 0."""
-    if np.ndim(dt_s) == 0:
+    if type(dt_s) is float or np.ndim(dt_s) == 0:
         return template._check_dt(dt_s)
     dt = np.asarray(dt_s, dtype=np.float64)
     if dt.shape != (num_ues,) or not np.all((dt >= 0.0) & (dt < math.inf)):

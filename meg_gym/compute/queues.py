@@ -516,7 +516,8 @@ class EsQueueBatch:
     def advance(self, t_s: Any, rng: np.random.Generator) -> None:
         """Run every queue's background up to ``t_s`` (one time per copy, or one for all, >= their
         clocks); ``rng`` gives the standard exponentials when the drawn-ahead block runs out."""
-        t = np.asarray(t_s, dtype=np.float64).reshape(-1)
+        t = t_s if type(t_s) is np.ndarray and t_s.ndim == 1 and t_s.dtype == np.float64 \
+            else np.asarray(t_s, dtype=np.float64).reshape(-1)
         if t.shape[0] not in (1, self.v.shape[0]):
             raise ComputeError(f"'t_s' must be one time or one per copy ({self.v.shape[0]}; got {t.shape[0]})")
         if rng is not self._exp_rng:  # a new generator (a new seed): its own stream from now on
