@@ -334,7 +334,9 @@ class EsConfig(_Frozen):
     flops_per_s: Positive | None = None
     power_w: Positive | None = None
     load: Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False)] = 0.3
-    tx_power_dbm: Number = 30.0  # small-cell base station
+    # None: the channel kind's base station (umi 30 dBm small cell, uma 46 dBm macro cell:
+    # meg_gym.channel.models' default_es_tx_power_dbm); awgn/perfect ignore it
+    tx_power_dbm: Number | None = None
     position_m: Position = (0.0, 0.0)
 
     @field_validator("device")

@@ -168,7 +168,7 @@ class Core:
         self._block = max(1, min(64, 4096 // (c * m)))  # epochs whose random numbers are drawn at once
         self._started = False
         self._snr_cache: np.ndarray | None = None
-        self._fixed_snr = self.kind in ("awgn", "perfect") and self.channel.template._range is None
+        self._fixed_snr = self.kind in ("awgn", "perfect") and self.channel.template.snr_range_db is None
 
     def __deepcopy__(self, memo: dict) -> Core:
         """A copy with its own state (clock, queues, channel, streams); plans, tables and the model shared."""
@@ -233,7 +233,7 @@ class Core:
         t = self.channel.template
         if t.area_m is not None:
             return [float(a) for a in t.area_m]
-        xy = np.array(t._layout(self.num_es), dtype=np.float64)
+        xy = np.array(t.es_layout(self.num_es), dtype=np.float64)
         if self.ue_positions_m is not None:
             xy = np.concatenate([xy, self.ue_positions_m])
         pad = 0.5 * t.scenario.isd_m

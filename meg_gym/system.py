@@ -95,9 +95,10 @@ class MegSystem:
         self.judge = self._load_judge() if judge == "auto" else judge
         self._init_devices()
         self.now_s = 0.0
-        from meg_gym.channel import make_channel
+        from meg_gym.channel.batched import make_channel_batch
 
-        self.channel = make_channel(sc.channel.kind, **channel_params(sc))  # built once; reset() redraws its state
+        # the UE's links: a channel batch of one UE (the world core's model), built once; reset() redraws it
+        self.channel = make_channel_batch(sc.channel.kind, 1, **channel_params(sc))
         self.reset(sc.seed)
 
     def __deepcopy__(self, memo: dict) -> MegSystem:
@@ -211,9 +212,8 @@ class MegSystem:
         if snr_db is not None:
             snr = dict(snr_db)
         else:
-            for i in range(sc.num_es):
-                for link in ("ul", "dl"):
-                    snr[(i, link)] = float(self.channel.snr_db(i, link, bandwidth_hz))
+            table = self.channel.snr_table_db(bandwidth_hz)[0].tolist()
+            snr = {(i, link): table[i][j] for i in range(sc.num_es) for j, link in enumerate(("ul", "dl"))}
         t = sc.transmission
         return LinkConditions(
             snr_db=snr, bandwidth_hz=bandwidth_hz, mode=t.mode, bits_per_value=t.bits_per_value,
@@ -327,8 +327,14 @@ def channel_params(sc: Any) -> dict[str, Any]:
         # snr_db is the SNR over the whole bandwidth_hz; a smaller share concentrates the power
         params["reference_bandwidth_hz"] = sc.bandwidth_hz
         return params
-    params.update(ue_tx_power_dbm=sc.ue.tx_power_dbm, es_tx_power_dbm=[es.tx_power_dbm for es in sc.es],
-                  ue_position_m=tuple(sc.ue.position_m), ue_speed_mps=sc.ue.speed_mps)
+    params.update(ue_tx_power_dbm=sc.ue.tx_power_dbm, ue_position_m=tuple(sc.ue.position_m),
+                  ue_speed_mps=sc.ue.speed_mps)
+    powers = [es.tx_power_dbm for es in sc.es]
+    if any(p is not None for p in powers):  # None: the kind's own base-station power
+        from meg_gym.channel import CHANNELS
+
+        default = CHANNELS[sc.channel.kind].default_es_tx_power_dbm
+        params["es_tx_power_dbm"] = [default if p is None else p for p in powers]
     positions = [tuple(es.position_m) for es in sc.es]
     if len(set(positions)) == len(positions):  # distinct positions given
         params["es_positions_m"] = positions

@@ -70,7 +70,7 @@ def test_empty_file_is_all_defaults(tmp_path):
 def test_single_es_entry_expands_to_num_es():
     sc = load_scenario({"num_es": 3, "es": [{"load": 0.5, "device": "datacenter_gpu"}]})
     assert len(sc.es) == 3 and isinstance(sc.es, tuple)
-    assert all(es.load == 0.5 and es.device == "datacenter_gpu" and es.tx_power_dbm == 30.0 for es in sc.es)
+    assert all(es.load == 0.5 and es.device == "datacenter_gpu" and es.tx_power_dbm is None for es in sc.es)
 
 
 def test_es_entries_per_server_merge_with_defaults():
@@ -296,3 +296,18 @@ def test_repeated_es_positions_raise_naming_the_es():
     given[2] = {"position_m": [0.0, 0.0]}
     with pytest.raises(ValueError, match=r"'es\[2\]\.position_m' must differ from 'es\[0\]\.position_m'"):
         channel_params(load_scenario("default", **base, es=given))
+
+
+def test_es_transmit_power_defaults_to_the_channel_kinds_base_station():
+    """No ES power given: umi's 30 dBm small cell, uma's 46 dBm macro cell (the -v0 config always passed
+    30 dBm, so uma's macro-cell power was unreachable); a given power wins, per ES."""
+    from meg_gym.channel import make_channel
+    from meg_gym.system import channel_params
+
+    for kind, dbm in (("umi", 30.0), ("uma", 46.0)):
+        params = channel_params(load_scenario("default", num_es=2, channel={"kind": kind}))
+        assert "es_tx_power_dbm" not in params
+        assert make_channel(kind, **params).es_tx_power_dbm == dbm
+    params = channel_params(load_scenario("default", num_es=2, channel={"kind": "uma"},
+                                          es=[{"tx_power_dbm": 40.0}, {}]))
+    assert params["es_tx_power_dbm"] == [40.0, 46.0]

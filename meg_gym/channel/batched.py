@@ -5,7 +5,7 @@
 UEs, with the UEs' own start positions (umi/uma) or SNRs (awgn/perfect) given at ``reset``.
 
 * ``awgn`` / ``perfect`` (:class:`FixedSnrBatch`): each UE's table of link SNRs
-  (:meth:`AwgnChannel._table <meg_gym.channel.models._FixedSnrChannel._table>`, overrides
+  (:meth:`link_table <meg_gym.channel.models._FixedSnrChannel.link_table>`, overrides
   included); with ``snr_range_db`` every block draws each UE's SNR per ES uniformly in the range.
 * ``umi`` / ``uma`` (:class:`Tr38901Batch`): per UE and ES the LOS state, shadowing, distance,
   and per link the fading, as (UEs, ESs) arrays; the walk is a
@@ -24,7 +24,6 @@ statistics). :meth:`ChannelBatch.ue_channel` gives one UE's state as a scalar
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -38,7 +37,7 @@ from meg_gym.channel.links import (
     _los_probability_link_jit,
     _pathloss_link_jit,
 )
-from meg_gym.channel.mobility import MobilityBatch, Static
+from meg_gym.channel.mobility import MobilityBatch
 from meg_gym.channel.models import _MIN_GAIN, ChannelModel, _check_bandwidth, make_channel
 
 __all__ = ["ChannelBatch", "FixedSnrBatch", "Tr38901Batch", "make_channel_batch"]
@@ -61,7 +60,7 @@ class ChannelBatch:
         self.num_es = 0
         self.base_db = np.zeros((self.num_ues, 0, 2))
         # per-Hz SNRs: the link-budget kinds, and the fixed kinds given a reference bandwidth
-        self._per_hz = bool(template._per_hz) or getattr(template, "_ref_bw", None) is not None
+        self._per_hz = template.scales_with_bandwidth
 
     @property
     def scales_with_bandwidth(self) -> bool:
@@ -82,10 +81,11 @@ class ChannelBatch:
         self._check_reset_done()
         if not 0 <= k < self.num_ues:
             raise ValueError(f"'k' must be in [0, {self.num_ues - 1}] (got {k!r})")
-        ch = copy.copy(self.template)
-        ch._num_es, ch._per_hz = self.num_es, self._per_hz
-        ch._base_db = self.base_db[k].T.tolist()
-        return ch
+        return self.template.with_state(self.base_db[k], **self._state_of(k))
+
+    def _state_of(self, k: int) -> dict[str, Any]:
+        """UE ``k``'s state beyond its SNRs, as the kind's :meth:`ChannelModel.with_state` takes it."""
+        return {}
 
     def _check_reset_done(self) -> None:
         if not self.num_es:
@@ -98,15 +98,16 @@ class FixedSnrBatch(ChannelBatch):
     def reset(self, rng: np.random.Generator, num_es: int, snr_db: Any = None) -> None:
         """New episode; ``snr_db``: one SNR per UE (None: the parameters' ``snr_db`` for all)."""
         t = self.template
-        n = t._check_reset(rng, num_es)
+        n = t.check_reset(rng, num_es)
         m = self.num_ues
-        snrs = [t._snr] * m if snr_db is None else [float(s) for s in np.asarray(snr_db, dtype=np.float64)]
+        snrs = [t.nominal_snr_db] * m if snr_db is None else [float(s) for s in np.asarray(snr_db, dtype=np.float64)]
         if len(snrs) != m or not all(-math.inf < s for s in snrs):  # NaN fails too
             raise ValueError(f"'snr_db' must hold num_ues={m} SNRs in dB, each > -inf (got {snr_db!r})")
-        self._shift = 10.0 * math.log10(t._ref_bw) if t._ref_bw is not None else 0.0
+        ref = t.reference_bandwidth_hz
+        self._shift = 10.0 * math.log10(ref) if ref is not None else 0.0
         self._snr = snrs
         self._blk, self._blk_i, self._blk_rng = np.empty((0,)), 0, None  # snr_range_db's block of SNRs
-        self.base_db = np.array([t._table(n, s) for s in snrs], dtype=np.float64).transpose(0, 2, 1) + self._shift
+        self.base_db = np.array([t.link_table(n, s) for s in snrs], dtype=np.float64).transpose(0, 2, 1) + self._shift
         self.num_es = n
         self._draw(rng)
 
@@ -119,20 +120,18 @@ class FixedSnrBatch(ChannelBatch):
         """With ``snr_range_db``: every UE's SNR to every ES (both links) uniform in the range, from
         blocks of draws made ahead (the same uniforms in the same order as one draw per block; a
         different generator than the last call's starts afresh, so a new seed is reproducible)."""
-        if self.template._range is None:
+        if self.template.snr_range_db is None:
             return
         if rng is not self._blk_rng or self._blk_i >= len(self._blk):
-            lo, hi = self.template._range
+            lo, hi = self.template.snr_range_db
             b = max(1, 4096 // (self.num_ues * self.num_es))
             self._blk = lo + (hi - lo) * rng.random((b, self.num_ues, self.num_es)) + self._shift
             self._blk_i, self._blk_rng = 0, rng
         self.base_db[:] = self._blk[self._blk_i][:, :, None]
         self._blk_i += 1
 
-    def ue_channel(self, k: int) -> ChannelModel:
-        ch = super().ue_channel(k)
-        ch._snr, ch._shift, ch._uniforms, ch._u_i = self._snr[k], self._shift, [], 0
-        return ch
+    def _state_of(self, k: int) -> dict[str, Any]:
+        return {"snr_db": self._snr[k]}
 
 
 class Tr38901Batch(ChannelBatch):
@@ -144,14 +143,14 @@ class Tr38901Batch(ChannelBatch):
         ``ue_position_m`` for all); ``area_m``: the walk's [x_min, y_min, x_max, y_max] (None:
         the parameters' ``area_m``, or the sites' and starts' bounding box padded by ISD/2)."""
         t = self.template
-        n = t._check_reset(rng, num_es)
+        n = t.check_reset(rng, num_es)
         m = self.num_ues
         pos = np.tile(np.asarray(t.ue_position_m, dtype=np.float64), (m, 1)) if ue_positions_m is None \
             else np.array(ue_positions_m, dtype=np.float64)
         if pos.shape != (m, 2) or not np.all(np.isfinite(pos)):
             raise ValueError(f"'ue_positions_m' must hold num_ues={m} finite [x, y] positions (got shape {pos.shape})")
-        es_xy = t._layout(n)
-        self._es_tx = np.asarray(t._es_tx_dbm(n), dtype=np.float64)
+        es_xy = t.es_layout(n)
+        self._es_tx = np.asarray(t.es_tx_dbm(n), dtype=np.float64)
         noise = [THERMAL_NOISE_DBM_PER_HZ + t.es_noise_figure_db, THERMAL_NOISE_DBM_PER_HZ + t.noise_figure_db]
         self._es_xy = np.array(es_xy, dtype=np.float64).T[:, None, :]  # (2, 1, ESs): x, y
         if area_m is None:
@@ -182,8 +181,9 @@ class Tr38901Batch(ChannelBatch):
         self._los_law = np.array([("random", "los", "nlos").index(t.los_mode), int(sc.los_c_uma),
                                   FADINGS.index(t.fading), int(bool(t.shadowing))], dtype=np.int64)
         self._consts = np.array([t.carrier_hz, t.es_height_m, t.ue_height_m, sc.los_d1_m, sc.shadow_sigma_los_db,
-                                 sc.shadow_sigma_nlos_db, sc.shadow_corr_los_m, sc.shadow_corr_nlos_m, t._k_linear,
-                                 t.ue_tx_power_dbm, noise[0], noise[1], _MIN_GAIN, *self._es_tx.tolist()])
+                                 sc.shadow_sigma_nlos_db, sc.shadow_corr_los_m, sc.shadow_corr_nlos_m,
+                                 t.rician_k_linear, t.ue_tx_power_dbm, noise[0], noise[1], _MIN_GAIN,
+                                 *self._es_tx.tolist()])
         self.los = np.ones((m, n), dtype=bool)
         self.z = np.zeros((m, n))  # shadowing in units of sigma_SF
         self._update(rng, np.full(m, math.inf))
@@ -217,20 +217,17 @@ class Tr38901Batch(ChannelBatch):
         _block(self._mob.pos, self._es_x, self._es_y, moved_m, u, g, self.los, self.z, self._los_law,
                self._pathloss_law, self._consts, self.d2d, self.pl, self.fade_db, self.base_db)
 
-    def ue_channel(self, k: int) -> ChannelModel:
-        ch = super().ue_channel(k)
-        ch._es_xy, ch._es_tx = list(self.es_xy_m), self._es_tx.tolist()
-        ch._mob = Static((float(self._mob.x[k]), float(self._mob.y[k])), 0.0, self.area_m)
-        ch._los, ch._z, ch._d2d, ch._pl = (self.los[k].tolist(), self.z[k].tolist(), self.d2d[k].tolist(),
-                                           self.pl[k].tolist())
-        ch._fade_db = self.fade_db[k].T.tolist()
-        return ch
+    def _state_of(self, k: int) -> dict[str, Any]:
+        return {"es_xy_m": self.es_xy_m, "es_tx_dbm": self._es_tx.tolist(),
+                "position_m": (float(self._mob.x[k]), float(self._mob.y[k])), "area_m": self.area_m,
+                "los": self.los[k], "z": self.z[k], "d2d_m": self.d2d[k], "pathloss_db": self.pl[k],
+                "fade_db": self.fade_db[k]}
 
 
 def _check_dts(template: ChannelModel, dt_s: Any, num_ues: int) -> Any:
     """One time step (a float), or one per UE (an array of ``num_ues``), each finite and >= 0."""
     if type(dt_s) is float or np.ndim(dt_s) == 0:
-        return template._check_dt(dt_s)
+        return template.check_dt(dt_s)
     dt = np.asarray(dt_s, dtype=np.float64)
     if dt.shape != (num_ues,) or not np.all((dt >= 0.0) & (dt < math.inf)):
         raise ValueError(f"'dt_s' must be one time or num_ues={num_ues} times, each finite and >= 0 "

@@ -53,7 +53,7 @@ from meg_gym.channel.links import (
     db_to_linear,
     fading_gain,
 )
-from meg_gym.channel.mobility import MOBILITIES, Mobility
+from meg_gym.channel.mobility import MOBILITIES, Mobility, Static
 
 __all__ = [
     "CHANNELS",
@@ -153,6 +153,17 @@ class ChannelModel:
         """True when a link's SNR falls by 10 log10(B) with the allocated bandwidth B (fixed power, kTB noise)."""
         return bool(self._per_hz)
 
+    def with_state(self, base_db: Any, **state: Any) -> ChannelModel:
+        """A copy of this model in a given state: ``base_db`` (ESs, 2) the links' SNRs ([:, 0] up,
+        [:, 1] down; per Hz when :attr:`scales_with_bandwidth`), plus the kind's own state
+        (see the subclasses). A snapshot to read SNRs from and transmit over; it does not walk on."""
+        ch = copy.copy(self)
+        base = np.asarray(base_db, dtype=np.float64)
+        ch._num_es = base.shape[0]
+        ch._per_hz = self.scales_with_bandwidth
+        ch._base_db = base.T.tolist()
+        return ch
+
     def snr_lists_db(self, bandwidth_hz: float) -> tuple[list[float], list[float]]:
         """Uplink and downlink SNRs (dB) of every ES over ``bandwidth_hz``, as two lists (the env's fast path)."""
         if not self._num_es:
@@ -197,13 +208,15 @@ class ChannelModel:
         return i
 
     @staticmethod
-    def _check_reset(rng: Any, num_es: Any) -> int:
+    def check_reset(rng: Any, num_es: Any) -> int:
+        """``num_es`` as an int >= 1, after checking ``rng`` is a Generator (what ``reset`` takes)."""
         if not isinstance(rng, np.random.Generator):
             raise ValueError(f"'rng' must be a numpy.random.Generator (got {show(rng)})")
         return check_int("num_es", num_es, lo=1)
 
     @staticmethod
-    def _check_dt(dt_s: Any) -> float:
+    def check_dt(dt_s: Any) -> float:
+        """``dt_s`` as a float >= 0 (what ``advance`` takes)."""
         if type(dt_s) is float and 0.0 <= dt_s < math.inf:  # the common case, checked cheaply
             return dt_s
         return check_number("dt_s", dt_s, lo=0.0)
@@ -287,9 +300,36 @@ class _FixedSnrChannel(ChannelModel):
         if snr_range_db is not None:
             self._params["snr_range_db"] = snr_range_db
 
+    @property
+    def nominal_snr_db(self) -> float:
+        """The ``snr_db`` parameter: every link's SNR unless ``link_snr_db`` overrides it."""
+        return self._snr
+
+    @property
+    def reference_bandwidth_hz(self) -> float | None:
+        """The bandwidth ``snr_db`` holds over (None: the SNR holds whatever the bandwidth)."""
+        return self._ref_bw
+
+    @property
+    def snr_range_db(self) -> tuple[float, float] | None:
+        """``(low, high)``: every block draws each ES's SNR uniformly in it; None: fixed SNRs."""
+        return self._range
+
+    @property
+    def scales_with_bandwidth(self) -> bool:
+        return self._ref_bw is not None
+
+    def with_state(self, base_db: Any, snr_db: float | None = None, **state: Any) -> ChannelModel:
+        """:meth:`ChannelModel.with_state`; ``snr_db``: the UE's nominal SNR (default: the parameter's)."""
+        ch = super().with_state(base_db)
+        ch._snr = self._snr if snr_db is None else float(snr_db)
+        ch._shift = 10.0 * math.log10(self._ref_bw) if self._ref_bw is not None else 0.0
+        ch._uniforms, ch._u_i = [], 0
+        return ch
+
     def reset(self, rng: np.random.Generator, num_es: int) -> None:
-        n = self._check_reset(rng, num_es)
-        table = self._table(n, self._snr)
+        n = self.check_reset(rng, num_es)
+        table = self.link_table(n, self._snr)
         self._shift = 0.0
         if self._ref_bw is not None:  # store per-Hz values; snr_db() subtracts 10 log10(B)
             self._shift = 10.0 * math.log10(self._ref_bw)
@@ -300,7 +340,7 @@ class _FixedSnrChannel(ChannelModel):
         self._uniforms, self._u_i = [], 0
         self._draw(rng)
 
-    def _table(self, n: int, snr_db: float) -> list[list[float]]:
+    def link_table(self, n: int, snr_db: float) -> list[list[float]]:
         """[uplink, downlink] SNR of every ES in dB over the reference bandwidth: ``snr_db``
         unless ``link_snr_db`` overrides it (the more specific key wins)."""
         table = [[snr_db] * n, [snr_db] * n]
@@ -319,7 +359,7 @@ class _FixedSnrChannel(ChannelModel):
         return table
 
     def advance(self, dt_s: float, rng: np.random.Generator) -> None:
-        self._check_dt(dt_s)
+        self.check_dt(dt_s)
         self._draw(rng)
 
     def _draw(self, rng: np.random.Generator) -> None:
@@ -359,14 +399,14 @@ class AwgnChannel(_FixedSnrChannel):
 class PerfectChannel(_FixedSnrChannel):
     """No noise at all: tensors arrive bit-identical (``noiseless``).
 
-    ``snr_db`` (nominal, default 30 dB) and ``link_snr_db`` only set the rate, so airtime
-    is finite.
+    ``snr_db`` (nominal, default 10 dB, the scenario default's) and ``link_snr_db`` only set
+    the rate, so airtime is finite.
     """
 
     kind = "perfect"
     noiseless = True
 
-    def __init__(self, *, snr_db: float = 30.0, link_snr_db: Mapping[Any, float] | None = None,
+    def __init__(self, *, snr_db: float = 10.0, link_snr_db: Mapping[Any, float] | None = None,
                  reference_bandwidth_hz: float | None = None) -> None:
         super().__init__(snr_db=snr_db, link_snr_db=link_snr_db, reference_bandwidth_hz=reference_bandwidth_hz)
 
@@ -464,8 +504,27 @@ class _Tr38901Channel(ChannelModel):
             self.area_m = (vals[0], vals[1], vals[2], vals[3])
         self._mob: Mobility | None = None
 
+    @property
+    def rician_k_linear(self) -> float:
+        """The Rician K-factor as a linear power ratio."""
+        return self._k_linear
+
+    def with_state(self, base_db: Any, *, es_xy_m: Any = (), es_tx_dbm: Any = (), position_m: Any = (0.0, 0.0),
+                   area_m: Any = None, los: Any = (), z: Any = (), d2d_m: Any = (), pathloss_db: Any = (),
+                   fade_db: Any = (), **state: Any) -> ChannelModel:
+        """:meth:`ChannelModel.with_state` plus the link budget's state: the sites and their powers,
+        the UE's position (a static UE) in ``area_m``, and per ES the LOS state, the shadowing (in
+        units of sigma), the distance, the path loss and the fading (ESs, 2) in dB."""
+        ch = super().with_state(base_db)
+        ch._es_xy, ch._es_tx = list(es_xy_m), list(es_tx_dbm)
+        ch._mob = Static((float(position_m[0]), float(position_m[1])), 0.0, area_m)
+        ch._los, ch._z = list(np.asarray(los).tolist()), list(np.asarray(z).tolist())
+        ch._d2d, ch._pl = list(np.asarray(d2d_m).tolist()), list(np.asarray(pathloss_db).tolist())
+        ch._fade_db = np.asarray(fade_db, dtype=np.float64).T.tolist()
+        return ch
+
     # -- layout ---------------------------------------------------------------------------
-    def _layout(self, n: int) -> list[tuple[float, float]]:
+    def es_layout(self, n: int) -> list[tuple[float, float]]:
         if self.es_positions_m is None:  # a row of sites at the scenario's inter-site distance (Table 7.2-1)
             return [(i * self.scenario.isd_m, 0.0) for i in range(n)]
         if len(self.es_positions_m) != n:
@@ -482,7 +541,7 @@ class _Tr38901Channel(ChannelModel):
         return (min(xs) - pad, min(ys) - pad, max(xs) + pad, max(ys) + pad)
 
     # -- runtime --------------------------------------------------------------------------
-    def _es_tx_dbm(self, n: int) -> list[float]:
+    def es_tx_dbm(self, n: int) -> list[float]:
         """Every ES's transmit power for ``num_es`` = n."""
         if isinstance(self.es_tx_power_dbm, tuple):
             if len(self.es_tx_power_dbm) != n:
@@ -492,9 +551,9 @@ class _Tr38901Channel(ChannelModel):
         return [self.es_tx_power_dbm] * n
 
     def reset(self, rng: np.random.Generator, num_es: int) -> None:
-        n = self._check_reset(rng, num_es)
-        self._es_xy = self._layout(n)
-        self._es_tx = self._es_tx_dbm(n)
+        n = self.check_reset(rng, num_es)
+        self._es_xy = self.es_layout(n)
+        self._es_tx = self.es_tx_dbm(n)
         speed = 0.0 if self.mobility == "static" else self.ue_speed_mps
         self._mob = MOBILITIES[self.mobility](self.ue_position_m, speed, self._area(self._es_xy),
                                               self.ue_heading_deg)
@@ -509,7 +568,7 @@ class _Tr38901Channel(ChannelModel):
         self._update(rng, math.inf)
 
     def advance(self, dt_s: float, rng: np.random.Generator) -> None:
-        dt = self._check_dt(dt_s)
+        dt = self.check_dt(dt_s)
         if self._mob is None:
             raise RuntimeError(f"{type(self).__name__}.reset(rng, num_es) must be called first")
         x0, y0 = self._mob.x, self._mob.y

@@ -260,7 +260,7 @@ def test_awgn_fixed_snr_and_overrides():
 def test_perfect_is_noiseless_with_nominal_snr():
     ch = make_channel("perfect")
     ch.reset(np.random.default_rng(0), 2)
-    assert ch.noiseless and ch.snr_db(1, "dl", 1e6) == 30.0
+    assert ch.noiseless and ch.snr_db(1, "dl", 1e6) == 10.0  # the scenario default's nominal SNR
     assert not make_channel("awgn").noiseless and not make_channel("umi").noiseless
 
 
@@ -324,7 +324,7 @@ def test_param_tables_for_config_validators():
     assert set(params) == set(CHANNELS) == {"awgn", "perfect", "umi", "uma"}
     assert params["awgn"] == {"snr_db": 10.0, "link_snr_db": None, "reference_bandwidth_hz": None,
                               "snr_range_db": None}
-    assert params["perfect"]["snr_db"] == 30.0
+    assert params["perfect"]["snr_db"] == 10.0  # the config default (CHANNEL_DEFAULTS), not a second one
     for kind in ("umi", "uma"):
         names = CHANNELS[kind].param_names()
         for name in ("carrier_hz", "noise_figure_db", "fading", "rician_k_db", "shadowing", "ue_tx_power_dbm",
