@@ -38,7 +38,6 @@ REWARD_TERMS = ("quality", "latency", "overhead", "energy", "deadline")
 OBS_FEATURES_PER_ES = 4  # uplink SNR, downlink SNR, backlog, last bandwidth demand
 _OBS_REQUEST = 4  # deadline, quality weight, UE energy so far, episode progress
 MAX_PLACEMENTS = 10_000  # beyond this the ES sets are a combinatorial blow-up, not a choice an agent learns
-_COMPONENTS: dict[str, Any] = {}  # model name -> loaded components, shared by the cores of a process
 
 
 def obs_size(num_es: int) -> int:
@@ -128,8 +127,8 @@ class Core:
         self.live = sc.backend == "live"
         self.ue_positions_m = self._check_positions(ue_positions_m)
         self.ue_snr_db = self._check_snr_range(ue_snr_db)
-        if system is None:
-            system = MegSystem(sc, components=_components(sc.model), judge="auto" if self.live else None)
+        if system is None:  # the model loads (torch, diffusers) only when something runs it: live mode, cost counts
+            system = MegSystem(sc, judge="auto" if self.live else None)
         self.system = system
         self.table = table if table is not None or self.live else load_table_for(sc)
         self.workload = sc.workload
@@ -631,14 +630,6 @@ def load_table_for(scenario: Any) -> Any:
 
     path = scenario.calibration if scenario.calibration else CALIBRATION_DIR / f"{scenario.model}.json"
     return load_table(path)
-
-
-def _components(model: str) -> Any:
-    from meg_gym.ldm.components import load_model
-
-    if model not in _COMPONENTS:
-        _COMPONENTS[model] = load_model(model)
-    return _COMPONENTS[model]
 
 
 def _check_int(name: str, value: Any, lo: int) -> int:

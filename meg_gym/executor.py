@@ -11,14 +11,16 @@ latency per stage, per link and queueing, and UE energy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from meg_gym.ldm.components import Components
 from meg_gym.ldm.stages import STAGES, GenerationSettings, StageContext, run_stage
 from meg_gym.protocols import UE, PlacedProtocol, Run, _stage_names
 from meg_gym.timing import StepCost, StepTiming, compile_plan
+
+if TYPE_CHECKING:  # torch and the model code load when a stage runs
+    import torch
+
+    from meg_gym.ldm.components import Components
 
 __all__ = ["ExecutionResult", "LinkConditions", "NodeCompute", "execute", "link_timing"]
 
@@ -109,6 +111,8 @@ def execute(
     flop_cache: Any = None,
 ) -> ExecutionResult:
     """Run ``plan`` once: every stage on its node, every tensor through the channel."""
+    import torch
+
     from meg_gym.channel import transmit, transmit_text
     from meg_gym.compute import count_flops
 

@@ -15,17 +15,18 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from meg_gym.executor import ExecutionResult, LinkConditions, NodeCompute, execute, link_timing, shared_flop_cache
-from meg_gym.ldm.components import Components, ModelError, load_model, meta_copy
-from meg_gym.ldm.stages import GenerationSettings
+from meg_gym.ldm.cards import ModelError, model_geometry
+from meg_gym.ldm.settings import GenerationSettings
 from meg_gym.protocols import PlacedProtocol, ProtocolError, place
-from meg_gym.quality.metrics import psnr_db, ssim
 from meg_gym.timing import StepCost
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch and the model code load only when a model runs (live mode, counting costs)
+    import torch
+
     from meg_gym.compute import EsQueueBatch
+    from meg_gym.ldm.components import Components
 
 __all__ = ["Decision", "MegSystem", "Outcome", "Request"]
 
@@ -84,13 +85,13 @@ class MegSystem:
 
         self.scenario = scenario if hasattr(scenario, "model_dump") else load_scenario(scenario)
         sc = self.scenario
-        self.comps = components if components is not None else load_model(sc.model)
-        self.meta = meta_copy(self.comps)
+        self._comps, self._meta, self._cost_comps = components, None, None  # loaded on first use
         # the geometry behind FLOPs and payloads: the model itself, or a stand-in's card (cost_model)
-        self.cost_comps = self.meta if not sc.cost_model else meta_copy(load_model(sc.cost_model))
+        # the step-cost cache's key: the cost model's card geometry (None: a folder, loaded to read it)
+        self._cost_geometry = model_geometry(sc.cost_model or sc.model) if components is None else None
         self.settings = GenerationSettings.from_any(sc.generation)
         self.flop_cache = shared_flop_cache()
-        self._references: dict[tuple, torch.Tensor] = {}
+        self._references: dict[tuple, Any] = {}
         self._meta_costs: dict[tuple, list[StepCost]] = {}
         self.judge = self._load_judge() if judge == "auto" else judge
         self._init_devices()
@@ -114,6 +115,36 @@ class MegSystem:
         return new
 
     # -- set-up -------------------------------------------------------------------------
+    @property
+    def comps(self) -> Components:
+        """The scenario's model (loaded on first use; profiled worlds never need it)."""
+        if self._comps is None:
+            from meg_gym.ldm.components import load_model
+
+            self._comps = load_model(self.scenario.model)
+        return self._comps
+
+    @property
+    def meta(self) -> Components:
+        """The model on the meta device: shapes and FLOPs without weights or compute."""
+        if self._meta is None:
+            from meg_gym.ldm.components import meta_copy
+
+            self._meta = meta_copy(self.comps)
+        return self._meta
+
+    @property
+    def cost_comps(self) -> Components:
+        """The geometry behind FLOPs and payloads: the model itself, or a stand-in's card (``cost_model``)."""
+        if self._cost_comps is None:
+            if not self.scenario.cost_model:
+                self._cost_comps = self.meta
+            else:
+                from meg_gym.ldm.components import load_model, meta_copy
+
+                self._cost_comps = meta_copy(load_model(self.scenario.cost_model))
+        return self._cost_comps
+
     def _load_judge(self) -> Any:
         if not self.comps.name.startswith("tiny") or not self.comps.has_weights:
             return None
@@ -192,7 +223,7 @@ class MegSystem:
             ckey = (protocol, canon, self.settings)
             if ckey not in self._meta_costs:
                 self._meta_costs[ckey] = cost_cache.cached_costs(
-                    self.cost_comps, protocol, len(es_ids), self.settings,
+                    self._cost_geometry or self.cost_comps, protocol, len(es_ids), self.settings,
                     cost_cache.transmission_key(self.scenario), self._measure_costs)
             self._meta_costs[key] = cost_cache.rename(self._meta_costs[ckey], es_ids)
         return self._meta_costs[key]
@@ -230,6 +261,8 @@ class MegSystem:
     def _run(self, plan: PlacedProtocol, comps: Components, image: torch.Tensor, prompt: str, seed: int | None,
              links: LinkConditions, queues: bool = True, other_queues: dict[int, Any] | None = None,
              start_s: float | None = None) -> ExecutionResult:
+        import torch
+
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         ch_gen = torch.Generator().manual_seed(seed + 7_919) if seed is not None else None
         return execute(plan, comps, image, prompt, settings=self.settings, links=links,
@@ -258,7 +291,9 @@ class MegSystem:
         links = self._links(bw, snr_db=snr_db if full else None)
         if snr_db is not None and not full:
             links = replace(links, snr_db={**links.snr_db, **snr_db})
-        own_timing = self.cost_comps is self.meta
+        from meg_gym.quality.metrics import psnr_db, ssim
+
+        own_timing = not self.scenario.cost_model
         res = self._run(plan, self.comps, request.image, request.prompt, request.seed, links,
                         queues=use_queues and own_timing, other_queues=queues, start_s=start_s)
         if links.noiseless:
@@ -269,7 +304,7 @@ class MegSystem:
         fid = self.judge.score(out, request.prompt) if self.judge is not None else None
         s = ssim(out, reference)
         summary, trace = res.summary, res.trace
-        if self.cost_comps is not self.meta:  # timing at the stand-in's scale: its FLOPs and payloads
+        if not own_timing:  # timing at the stand-in's scale: its FLOPs and payloads
             summary, trace = link_timing(plan, self.costs(plan.protocol, plan.es_ids), links,
                                          self._compute(use_queues, queues, start_s))
         return self._outcome(plan, summary, trace, s, psnr_db(out, reference), fid, out, reference,
@@ -355,4 +390,6 @@ def _digest(image: torch.Tensor) -> int:
 
 
 def _meta_image(comps: Components) -> torch.Tensor:
+    import torch
+
     return torch.empty((1, 3, comps.image_size, comps.image_size), device="meta")

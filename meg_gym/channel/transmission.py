@@ -48,8 +48,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 from meg_gym.channel._validate import check_choice, check_int, check_number, show
 
@@ -171,6 +173,7 @@ def quantize(x: torch.Tensor, bits_per_value: int) -> tuple[torch.Tensor, float,
     step is (hi - lo) / (2^b - 1), so the error after :func:`dequantize` is at most step/2.
     With 32 bits the words are the float32 bit patterns (quantisation is the identity).
     """
+    import torch
     if bits_per_value == 32:
         words = x.detach().to(torch.float32).contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
         return words, math.nan, math.nan
@@ -188,6 +191,7 @@ def quantize(x: torch.Tensor, bits_per_value: int) -> tuple[torch.Tensor, float,
 
 def dequantize(words: torch.Tensor, lo: float, hi: float, bits_per_value: int, dtype: torch.dtype) -> torch.Tensor:
     """The values that ``words`` stand for (inverse of :func:`quantize`), as ``dtype``."""
+    import torch
     if bits_per_value == 32:
         signed = torch.where(words >= (1 << 31), words - (1 << 32), words).to(torch.int32)
         return signed.view(torch.float32).to(dtype)
@@ -198,6 +202,7 @@ def dequantize(words: torch.Tensor, lo: float, hi: float, bits_per_value: int, d
 def _flip_bits(words: torch.Tensor, bits_per_value: int, ber: float,
                generator: torch.Generator | None) -> tuple[torch.Tensor, int]:
     """Flip every bit of every word independently with probability ``ber``; returns (words, flips)."""
+    import torch
     flat = words.reshape(-1).clone()
     device = generator.device if generator is not None else torch.device("cpu")
     weights = torch.ones(bits_per_value, dtype=torch.int64, device=device) << torch.arange(
@@ -250,6 +255,7 @@ def transmit(
     (a callable returning a fresh block SNR in dB, e.g. :meth:`ChannelModel.block_sampler`):
     digital rate and retransmissions.
     """
+    import torch
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"'x' must be a torch.Tensor (got {type(x).__name__})")
     check_choice("mode", mode, MODES)
@@ -316,6 +322,7 @@ def transmit(
 
 def _analog_noise(x: torch.Tensor, snr_db: float, generator: torch.Generator | None) -> torch.Tensor:
     """x + n with n ~ N(0, P_x / SNR): unit-power normalisation, noise of variance 1/SNR, de-normalisation."""
+    import torch
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
     xw = x.detach().to(work)
     power = float(xw.pow(2).mean())

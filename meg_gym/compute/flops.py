@@ -30,10 +30,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["FlopCache", "LdmFlops", "count_flops", "measure_ldm_flops", "shape_signature"]
 
@@ -48,6 +48,8 @@ def count_flops(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> tuple[T, 
     is computed and only shapes flow. FLOPs are 2 per multiply-accumulate, as torch counts
     them.
     """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
     if not callable(fn):
         raise TypeError(f"'fn' must be callable (got {type(fn).__name__})")
     counter = FlopCounterMode(display=False)
@@ -64,6 +66,7 @@ def shape_signature(value: Any) -> Hashable:
     prompt is tokenised to a fixed length, so its text does not change the FLOPs. Other
     objects (modules, generators, schedulers) give their type name.
     """
+    import torch
     if isinstance(value, torch.Tensor):
         return ("tensor", tuple(value.shape))
     if value is None or isinstance(value, (bool, int, float)):
@@ -111,6 +114,7 @@ class FlopCache:
     def run(self, model: str, stage: str, fn: Callable[..., T], /, *args: Any,
             params: Hashable = (), **kwargs: Any) -> tuple[T, int]:
         """``fn(*args, **kwargs)`` and its FLOPs; counted only the first time for these shapes."""
+        import torch
         key = self.key(model, stage, params, (args, kwargs))
         flops = self._flops.get(key)
         if flops is None:
@@ -164,6 +168,7 @@ def measure_ldm_flops(comps: Any) -> LdmFlops:
     UNet step uses the text sequence length of the tokenizer and the UNet's
     ``cross_attention_dim``.
     """
+    import torch
     device = comps.device
     size, lat, ch = int(comps.image_size), int(comps.latent_size), int(comps.latent_channels)
     ids = comps.tokenizer([""]).to(device)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 __all__ = [
     "Components",
@@ -38,13 +37,9 @@ __all__ = [
     "save_shipped",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODELS_DIR = REPO_ROOT / "configs" / "models"
+from meg_gym.ldm.cards import MODEL_CARDS, MODELS_DIR, REPO_ROOT, ModelError, model_card  # noqa: E402,F401
+
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
-
-
-class ModelError(ValueError):
-    """A model that cannot be loaded: unknown name, missing folder, bad weight file."""
 
 
 class WordTokenizer:
@@ -156,20 +151,6 @@ def _classes() -> dict[str, Any]:
         "CLIPTextModel": CLIPTextModel,
         "CLIPTextConfig": CLIPTextConfig,
     }
-
-
-def model_card(name: str) -> dict[str, Any]:
-    """The model card ``configs/models/<name>.yaml`` as a dict."""
-    path = MODELS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ModelError(f"'model' must be one of {MODEL_CARDS()} or a local folder (got {name!r})")
-    with path.open() as fh:
-        return yaml.safe_load(fh)
-
-
-def MODEL_CARDS() -> list[str]:  # noqa: N802 - a table, read like a constant
-    """Names of the model cards shipped in ``configs/models/``."""
-    return sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))
 
 
 def _build_modules(card: dict[str, Any]) -> tuple[Any, Any, Any, Any]:

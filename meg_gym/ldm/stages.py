@@ -19,12 +19,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
+from meg_gym.ldm.settings import GenerationSettings
 
-from meg_gym.ldm.components import Components
+if TYPE_CHECKING:  # torch loads when a stage runs, not when the stage table is read
+    import torch
+
+    from meg_gym.ldm.components import Components
 
 __all__ = [
     "GenerationSettings",
@@ -39,30 +41,6 @@ __all__ = [
 
 class StageError(ValueError):
     """A stage called with missing inputs or impossible settings."""
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """How a generation runs: the ES's full setting and the UE's weaker ones."""
-
-    steps: int = 20
-    strength: float = 0.6
-    guidance_scale: float = 4.0
-    ue_steps: int = 8  # Full UE: the phone runs fewer denoising steps
-    sketch_scale: int = 2  # a sketch has 1/sketch_scale of the resolution per side
-    complete_steps: int = 10  # UE completion: a short img2img pass over the upsampled sketch
-    complete_strength: float = 0.3
-    tile_overlap: int = 2  # latent pixels of overlap on each side of a cooperative tile
-
-    @classmethod
-    def from_any(cls, obj: Any) -> GenerationSettings:
-        """Build from a scenario's ``generation`` section (an object or a mapping)."""
-        if obj is None:
-            return cls()
-        if isinstance(obj, cls):
-            return obj
-        data = obj if isinstance(obj, dict) else obj.model_dump() if hasattr(obj, "model_dump") else vars(obj)
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 @dataclass
@@ -89,6 +67,7 @@ class Stage:
 
 
 def _randn(shape: tuple[int, ...], ctx: StageContext, like: torch.Tensor) -> torch.Tensor:
+    import torch
     from diffusers.utils.torch_utils import randn_tensor
 
     if like.device.type == "meta":
@@ -127,6 +106,7 @@ def denoise_latents(
     ctx: StageContext, seed: torch.Tensor, text_emb: torch.Tensor, steps: int, strength: float
 ) -> torch.Tensor:
     """Img2img denoising of a latent, exactly as diffusers' img2img pipeline does it."""
+    import torch
     comps = ctx.comps
     unet, scheduler = comps.unet, comps.scheduler
     guidance = ctx.settings.guidance_scale
@@ -184,6 +164,7 @@ def _decode(ctx: StageContext, gen_seed: torch.Tensor) -> dict[str, Any]:
 
 
 def _downsample(image: torch.Tensor, scale: int) -> torch.Tensor:
+    import torch.nn.functional as F
     return F.avg_pool2d(image, kernel_size=scale) if scale > 1 else image
 
 
@@ -193,6 +174,7 @@ def _sketch(ctx: StageContext, gen_seed: torch.Tensor) -> dict[str, Any]:
 
 def _complete(ctx: StageContext, sketch: torch.Tensor, text_emb: torch.Tensor) -> dict[str, Any]:
     """Sketch -> full resolution on the UE: bicubic upsampling, then a short img2img pass."""
+    import torch.nn.functional as F
     s = ctx.settings
     up = F.interpolate(sketch, scale_factor=s.sketch_scale, mode="bicubic", align_corners=False)
     if up.device.type != "meta":
@@ -219,6 +201,7 @@ def tile_layout(width: int, k: int, overlap: int, multiple: int) -> list[tuple[i
 
 def _blend(tiles: list[torch.Tensor], layout: list[tuple[int, int]], width: int) -> torch.Tensor:
     """Merge strips into one tensor, with linear cross-fades where strips overlap."""
+    import torch
     first = tiles[0]
     shape = (*first.shape[:-1], width)
     if first.device.type == "meta":
@@ -307,6 +290,7 @@ STAGES: dict[str, Stage] = {
 
 def run_stage(stage: Stage, ctx: StageContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Run a stage; a missing input raises ``Required input 'x' is missing``."""
+    import torch
     k = params.get("k")
     needed = [n.format(k=i) for n in stage.inputs for i in (range(k) if "{k}" in n else [None])]
     for name in needed:

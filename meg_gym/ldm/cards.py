@@ -1,0 +1,57 @@
+"""Model cards (``configs/models/<name>.yaml``) and the geometry they give, torch-free: the
+profiled worlds key their step-cost cache on it without loading the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["MODEL_CARDS", "MODELS_DIR", "ModelError", "ModelGeometry", "model_card", "model_geometry"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODELS_DIR = REPO_ROOT / "configs" / "models"
+
+
+class ModelError(ValueError):
+    """A model that cannot be loaded: unknown name, missing folder, bad weight file."""
+
+
+@dataclass(frozen=True)
+class ModelGeometry:
+    """What payload sizes and FLOP counts depend on: the model's name and its tensor shapes (the
+    fields of :class:`~meg_gym.ldm.components.Components` of the same names)."""
+
+    name: str
+    image_size: int
+    latent_channels: int
+    latent_size: int
+
+
+def model_geometry(model: str) -> ModelGeometry | None:
+    """A model card's geometry, read from the card alone; None for a local folder (load it)."""
+    if "/" in model or Path(model).is_dir():
+        return None
+    card = model_card(model)
+    vae = card["architecture"]["vae"]["config"]
+    blocks = vae.get("block_out_channels") or vae.get("encoder_block_out_channels")
+    size = int(card["image_size"])
+    # as Components.vae_scale_factor: one halving per VAE block after the first
+    return ModelGeometry(str(card.get("name", model)), size, int(vae["latent_channels"]),
+                         size // 2 ** (len(blocks) - 1))
+
+
+def model_card(name: str) -> dict[str, Any]:
+    """The model card ``configs/models/<name>.yaml`` as a dict."""
+    path = MODELS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ModelError(f"'model' must be one of {MODEL_CARDS()} or a local folder (got {name!r})")
+    with path.open() as fh:
+        return yaml.safe_load(fh)
+
+
+def MODEL_CARDS() -> list[str]:  # noqa: N802 - a table, read like a constant
+    """Names of the model cards shipped in ``configs/models/``."""
+    return sorted(p.stem for p in MODELS_DIR.glob("*.yaml"))

@@ -1,0 +1,33 @@
+"""How a generation runs (steps, strength, the UE's weaker setting): torch-free, so the profiled
+worlds read it without importing the model code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["GenerationSettings"]
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How a generation runs: the ES's full setting and the UE's weaker ones."""
+
+    steps: int = 20
+    strength: float = 0.6
+    guidance_scale: float = 4.0
+    ue_steps: int = 8  # Full UE: the phone runs fewer denoising steps
+    sketch_scale: int = 2  # a sketch has 1/sketch_scale of the resolution per side
+    complete_steps: int = 10  # UE completion: a short img2img pass over the upsampled sketch
+    complete_strength: float = 0.3
+    tile_overlap: int = 2  # latent pixels of overlap on each side of a cooperative tile
+
+    @classmethod
+    def from_any(cls, obj: Any) -> GenerationSettings:
+        """Build from a scenario's ``generation`` section (an object or a mapping)."""
+        if obj is None:
+            return cls()
+        if isinstance(obj, cls):
+            return obj
+        data = obj if isinstance(obj, dict) else obj.model_dump() if hasattr(obj, "model_dump") else vars(obj)
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
