@@ -32,6 +32,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["channel"] = channel
     if getattr(args, "bits_per_value", None) is not None:
         out["transmission"] = {"bits_per_value": args.bits_per_value}
+    if getattr(args, "torch_threads", None) is not None:
+        out["torch_threads"] = args.torch_threads
     return out
 
 
@@ -158,6 +160,8 @@ def cmd_train_ldm(args: argparse.Namespace) -> int:
                                   "seed": args.seed, "checkpoint_dir": Path(args.checkpoint_dir or DEFAULT_CKPT)}
         if args.out:
             kwargs["out_dir"] = Path(args.out)
+        if args.torch_threads is not None:
+            kwargs["threads"] = args.torch_threads
         print(json.dumps(train(TrainSettings(**kwargs))))
     return 0
 
@@ -302,6 +306,8 @@ def _parser() -> argparse.ArgumentParser:
     def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.add_argument("--config", help="scenario YAML file (any subset of keys)")
+        sp.add_argument("--torch-threads", type=int, help="torch intra-op threads when the model runs "
+                                                          "(default: 1 for the tiny model, torch's own otherwise)")
         sp.set_defaults(fn=fn)
         return sp
 

@@ -407,6 +407,11 @@ class Scenario(_Frozen):
     # the tiny LDM then stands in for Stable Diffusion at its real scale. None: ``model`` itself.
     cost_model: Text | None = None
     backend: Text = "live"
+    # torch's intra-op threads when the model runs (live mode, cost counts); None: 1 for a model of
+    # at most 128 px (the shipped tiny one: its ops are too small to split, and a second thread
+    # that competes with other processes makes a step 3-4x slower; README, "Threads"), torch's own
+    # default otherwise
+    torch_threads: PositiveInt | None = None
     num_es: PositiveInt = 2
     bandwidth_hz: Positive = 20.0e6
     transmission: TransmissionConfig = Field(default_factory=TransmissionConfig)

@@ -258,11 +258,23 @@ class MegSystem:
                            queues=(self.queues if other is None else other) if queues else None,
                            start_s=self.now_s if start_s is None else start_s)
 
+    def torch_threads(self) -> int | None:
+        """Intra-op threads the model runs with: the scenario's ``torch_threads``, else 1 for a model
+        of at most 128 px (the tiny one), else None (torch's own default)."""
+        if self.scenario.torch_threads is not None:
+            return int(self.scenario.torch_threads)
+        geometry = model_geometry(self.scenario.model)
+        size = geometry.image_size if geometry is not None else self.comps.image_size
+        return 1 if size <= 128 else None
+
     def _run(self, plan: PlacedProtocol, comps: Components, image: torch.Tensor, prompt: str, seed: int | None,
              links: LinkConditions, queues: bool = True, other_queues: dict[int, Any] | None = None,
              start_s: float | None = None) -> ExecutionResult:
         import torch
 
+        threads = self.torch_threads()
+        if threads is not None and torch.get_num_threads() != threads:  # process-wide: set where a model runs
+            torch.set_num_threads(threads)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         ch_gen = torch.Generator().manual_seed(seed + 7_919) if seed is not None else None
         return execute(plan, comps, image, prompt, settings=self.settings, links=links,
