@@ -241,7 +241,7 @@ def run_episode(policy: Any, env: Any, seed: int, label: str = "", deterministic
         bits.append(info["uplink_bits"] + info["downlink_bits"])
         energy.append(info["energy_j"])
         protocols.append(info["protocol"])
-        snrs.append(float(min(snr_now[i] for i in info["es_ids"])) if info["protocol"] != "full_ue"
+        snrs.append(float(min(snr_now[i] for i in np.flatnonzero(info["es_mask"]))) if info["es_mask"].any()
                     else float(max(snr_now)))
     metrics = {"return": total, "quality": float(np.mean(quality)), "latency_s": float(np.mean(latency)),
                "bits": float(np.mean(bits)), "deadline_misses": float(misses), "energy_j": float(np.mean(energy)),

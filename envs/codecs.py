@@ -55,6 +55,25 @@ class ActionCodec:
         raise NotImplementedError
 
 
+def _show(value: Any) -> str:
+    """A short repr for an error message (a huge or nested input is abbreviated, not printed whole)."""
+    import reprlib
+
+    return reprlib.repr(value)
+
+
+def _array(action: Any, expected: str, what: str = "action") -> np.ndarray:
+    """``action`` as a numeric numpy array, or :class:`InvalidAction` naming what is expected: booleans,
+    complex numbers, strings and other objects are not actions, even where numpy would convert them."""
+    try:
+        a = np.asarray(action)
+    except (ValueError, TypeError):  # ragged or unconvertible
+        raise InvalidAction(f"{what} must be {expected} (got {_show(action)})") from None
+    if a.dtype.kind not in "iuf":
+        raise InvalidAction(f"{what} must be {expected} (got {_show(action)} of dtype {a.dtype})")
+    return a
+
+
 def _integers(a: np.ndarray) -> bool:
     return a.dtype.kind in "iu" or (a.dtype.kind == "f" and bool(np.isfinite(a).all() and (a % 1 == 0).all()))
 
@@ -66,14 +85,14 @@ class MultiDiscreteCodec(ActionCodec):
         return spaces.MultiDiscrete([self.n_placements, self.n_shares])
 
     def decode(self, action: Any) -> tuple[int, int]:
-        a = np.asarray(action)
+        expected = f"2 integers [placement, share] in MultiDiscrete([{self.n_placements}, {self.n_shares}])"
+        a = _array(action, expected)
         if a.shape == (2,) and a.dtype.kind in "iu":  # the usual case: what the space samples
             p, s = a.tolist()
             if 0 <= p < self.n_placements and 0 <= s < self.n_shares:
                 return p, s
-        if a.shape != (2,) or not np.issubdtype(a.dtype, np.integer) and not np.all(np.mod(a, 1) == 0):
-            raise InvalidAction(f"action must be 2 integers [placement, share] in MultiDiscrete("
-                                f"[{self.n_placements}, {self.n_shares}]) (got {action!r})")
+        if a.shape != (2,) or not _integers(a):
+            raise InvalidAction(f"action must be {expected} (got {_show(action)})")
         p, s = int(a[0]), int(a[1])
         if not (0 <= p < self.n_placements and 0 <= s < self.n_shares):
             raise InvalidAction(f"action [placement, share] must be in [0, {self.n_placements - 1}] x "
@@ -84,13 +103,13 @@ class MultiDiscreteCodec(ActionCodec):
         return np.array([placement, share], dtype=np.int64)
 
     def decode_batch(self, actions: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-        a = np.asarray(actions)
+        expected = f"an array of shape ({n}, 2) of integers in [0, {self.n_placements - 1}] x [0, {self.n_shares - 1}]"
+        a = _array(actions, expected, "actions")
         if a.shape == (n, 2) and _integers(a):
             p, s = a[:, 0].astype(np.int64), a[:, 1].astype(np.int64)
             if ((p >= 0) & (p < self.n_placements) & (s >= 0) & (s < self.n_shares)).all():
                 return p, s
-        raise InvalidAction(f"actions must be an array of shape ({n}, 2) of integers in [0, {self.n_placements - 1}]"
-                            f" x [0, {self.n_shares - 1}] (got {actions!r})")
+        raise InvalidAction(f"actions must be {expected} (got {_show(actions)})")
 
     def mask(self, placement_ok: np.ndarray) -> np.ndarray:
         return np.concatenate([placement_ok, np.ones(self.n_shares, dtype=bool)])
@@ -103,10 +122,10 @@ class DiscreteCodec(ActionCodec):
         return spaces.Discrete(self.n_placements * self.n_shares)
 
     def decode(self, action: Any) -> tuple[int, int]:
-        a = np.asarray(action)
         n = self.n_placements * self.n_shares
+        a = _array(action, f"one integer in [0, {n - 1}]")
         if a.size != 1 or not np.isfinite(a).all() or float(a.reshape(())) % 1 != 0:
-            raise InvalidAction(f"action must be one integer in [0, {n - 1}] (got {action!r})")
+            raise InvalidAction(f"action must be one integer in [0, {n - 1}] (got {_show(action)})")
         i = int(a.reshape(()))
         if not 0 <= i < n:
             raise InvalidAction(f"action must be in [0, {n - 1}] (got {i})")
@@ -116,14 +135,14 @@ class DiscreteCodec(ActionCodec):
         return placement * self.n_shares + share
 
     def decode_batch(self, actions: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-        a = np.asarray(actions)
         total = self.n_placements * self.n_shares
+        a = _array(actions, f"an array of shape ({n},) of integers in [0, {total - 1}]", "actions")
         if a.shape == (n,) and _integers(a):
             i = a.astype(np.int64)
             if ((i >= 0) & (i < total)).all():
                 return i // self.n_shares, i % self.n_shares
         raise InvalidAction(f"actions must be an array of shape ({n},) of integers in [0, {total - 1}] "
-                            f"(got {actions!r})")
+                            f"(got {_show(actions)})")
 
     def mask(self, placement_ok: np.ndarray) -> np.ndarray:
         return np.repeat(placement_ok, self.n_shares)
@@ -142,16 +161,16 @@ class BoxCodec(ActionCodec):
         return np.minimum(n - 1, b.astype(np.int64)) if b.ndim else min(n - 1, int(b))
 
     def decode(self, action: Any) -> tuple[int, int]:
-        a = np.asarray(action, dtype=np.float64)
+        a = _array(action, "2 finite numbers in [-1, 1]").astype(np.float64)
         if a.shape != (2,) or not np.isfinite(a).all() or (np.abs(a) > 1.0).any():
-            raise InvalidAction(f"action must be 2 finite numbers in [-1, 1] (got {action!r})")
+            raise InvalidAction(f"action must be 2 finite numbers in [-1, 1] (got {_show(action)})")
         return self._bin(float(a[0]), self.n_placements), self._bin(float(a[1]), self.n_shares)
 
     def decode_batch(self, actions: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-        a = np.asarray(actions)
-        if a.shape != (n, 2) or a.dtype.kind not in "fiu" or not np.isfinite(a).all() or (np.abs(a) > 1.0).any():
-            raise InvalidAction(f"actions must be an array of shape ({n}, 2) of finite numbers in [-1, 1] "
-                                f"(got {actions!r})")
+        expected = f"an array of shape ({n}, 2) of finite numbers in [-1, 1]"
+        a = _array(actions, expected, "actions")
+        if a.shape != (n, 2) or not np.isfinite(a).all() or (np.abs(a) > 1.0).any():
+            raise InvalidAction(f"actions must be {expected} (got {_show(actions)})")
         return self._bin(a[:, 0], self.n_placements), self._bin(a[:, 1], self.n_shares)
 
     def encode(self, placement: int, share: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.codecs import InvalidAction
-from envs.multi_ue import _BIG, _SNR_SCALE_DB, _MegParallelEnv
+from envs.multi_ue import _BIG, _SNR_SCALE_DB, _MegParallelEnv, aec
 
 __all__ = ["COOPERATIVE", "MODES", "UE_POLICIES", "EsCoordinationEnv", "env", "parallel_env", "raw_env"]
 
@@ -98,25 +98,31 @@ class EsCoordinationEnv(_MegParallelEnv):
     ``(core, rng, protocols) -> [(protocol, es_id)] * num_ues``, ``core`` the
     ``meg_gym.core.Core`` whose read-outs have a leading copies axis of 1), ``ue_protocols`` (default: the
     scenario's single-ES protocols that use an ES), ``backend``, ``max_cycles``,
-    ``local_ratio``, ``ue_positions_m`` / ``ue_snr_db``, ``render_mode``, and scenario overrides.
+    ``local_ratio``, ``ue_positions_m`` / ``ue_snr_db``, ``render_mode`` ("rgb_array" | "human"), ``action_type``
+    ("multidiscrete" | "discrete": one index over all slots), ``reward_type`` ("scalar" | "vector": the
+    five terms, team and individual means mixed as above), and scenario overrides.
 
     ## Version History
     * v1: on the world core shared with every env (ES queues start in their stationary workload;
-      UE policies get the core).
+      UE policies get the core); ``action_type="discrete"``, ``reward_type="vector"``, ``state()``,
+      ``render_mode="human"``.
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "name": "es_coordination_v1", "is_parallelizable": True,
+    metadata = {"render_modes": ["rgb_array", "human"], "name": "es_coordination_v1", "is_parallelizable": True,
                 "render_fps": 4}
 
     def __init__(self, config: Any = "es_coordination", *, num_ues: int = 8, max_requests_per_es: int = 4,
                  ue_policy: str | Callable[..., Any] = "nearest", ue_protocols: Any = None,
                  backend: str | None = None, max_cycles: int | None = None, local_ratio: float | None = 0.5,
                  ue_positions_m: Any = None, ue_snr_db: Any = None, render_mode: str | None = None,
-                 **overrides: Any) -> None:
+                 action_type: str = "multidiscrete", reward_type: str = "scalar", **overrides: Any) -> None:
+        if action_type not in ("multidiscrete", "discrete"):
+            raise ValueError(f"'action_type' must be one of ['multidiscrete', 'discrete'] (got {action_type!r})")
+        self.action_type = action_type
         self._setup(config, backend, max_cycles, local_ratio, render_mode,
                     dict(ues=num_ues, max_es_per_request=2, ue_positions_m=ue_positions_m, ue_snr_db=ue_snr_db),
-                    overrides)
+                    overrides, reward_type)
         w = self.world
         sc = self.scenario
         if w.num_es < 2:
@@ -159,7 +165,9 @@ class EsCoordinationEnv(_MegParallelEnv):
         self.shares = np.array(sc.bandwidth_shares, dtype=np.float64)
         s = len(self.shares)
         self._nvec = np.array([len(MODES), s] * k, dtype=np.int64)
-        action = spaces.MultiDiscrete(self._nvec)
+        # "discrete": one index over every slot's (mode, share), in MultiDiscrete's row-major order
+        action = spaces.MultiDiscrete(self._nvec) if action_type == "multidiscrete" \
+            else spaces.Discrete(int(np.prod(self._nvec)))
         d = 3 * n + 1 + _SLOT_FEATURES * k
         low = np.full(d, 0.0, dtype=np.float32)
         high = np.full(d, _BIG, dtype=np.float32)
@@ -231,25 +239,46 @@ class EsCoordinationEnv(_MegParallelEnv):
         self.agents = self.possible_agents[:]
         self._last = None
         self._route()
-        return self._obs_dict(self._observe()), {a: {} for a in self.agents}
+        return self._obs_dict(self._observe()), {a: self._no_info() for a in self.agents}
+
+    def _no_info(self) -> dict[str, Any]:
+        """An ES's info before any step: the keys of every step's info."""
+        return {"team_reward": np.float64(0.0), "individual_reward": np.float64(0.0), "requests": 0, "rejected": 0,
+                "served": 0, "cooperated": 0, "handed_over": 0, "overflow": 0}
+
+    def check_action(self, agent: str, action: Any) -> None:
+        """Raise :class:`envs.InvalidAction` naming ``agent`` if ``action`` is outside its space."""
+        self._decode_one(agent, action)
 
     def _decode(self, actions: dict) -> np.ndarray:
         self._check_actions(actions)
-        out = np.empty((len(self.agents), len(self._nvec)), dtype=np.int64)
-        for i, a in enumerate(self.agents):
-            act = np.asarray(actions[a])
-            ok = act.shape == self._nvec.shape and (act.dtype.kind in "iu" or (
-                act.dtype.kind == "f" and np.all(np.isfinite(act)) and np.all(act % 1 == 0)))
-            if ok:
-                act = act.astype(np.int64)
-                ok = bool(np.all((act >= 0) & (act < self._nvec)))
-            if not ok:
-                raise InvalidAction(
-                    f"agent {a!r}: action must be {len(self._nvec)} integers [mode, share] * {self.slots} slots "
-                    f"with mode in [0, {len(MODES) - 1}] ({', '.join(MODES)}) and share in "
-                    f"[0, {len(self.shares) - 1}] (got {actions[a]!r})")
-            out[i] = act
-        return out
+        return np.stack([self._decode_one(a, actions[a]) for a in self.agents])
+
+    def _decode_one(self, a: str, action: Any) -> np.ndarray:
+        """One ES's action as [mode, share] * slots, or :class:`envs.InvalidAction` naming the agent."""
+        from envs.codecs import _show
+
+        try:
+            act = np.asarray(action)
+        except (TypeError, ValueError):
+            act = np.asarray(None)
+        if self.action_type == "discrete":
+            n_discrete = int(np.prod(self._nvec))
+            if act.shape != () or act.dtype.kind not in "iu" or not 0 <= int(act) < n_discrete:
+                raise InvalidAction(f"agent {a!r}: action must be an integer in [0, {n_discrete - 1}] "
+                                    f"(Discrete over [mode, share] * {self.slots} slots; got {_show(action)})")
+            return np.array(np.unravel_index(int(act), tuple(self._nvec)), dtype=np.int64)
+        ok = act.shape == self._nvec.shape and (act.dtype.kind in "iu" or (
+            act.dtype.kind == "f" and np.all(np.isfinite(act)) and np.all(act % 1 == 0)))
+        if ok:
+            act = act.astype(np.int64)
+            ok = bool(np.all((act >= 0) & (act < self._nvec)))
+        if not ok:
+            raise InvalidAction(
+                f"agent {a!r}: action must be {len(self._nvec)} integers [mode, share] * {self.slots} slots "
+                f"with mode in [0, {len(MODES) - 1}] ({', '.join(MODES)}) and share in "
+                f"[0, {len(self.shares) - 1}] (got {_show(action)})")
+        return act
 
     def step(self, actions: dict) -> tuple[dict, dict, dict, dict, dict]:
         acts = self._decode(actions)  # raises before anything changes
@@ -272,12 +301,16 @@ class EsCoordinationEnv(_MegParallelEnv):
                 share[u] = self.shares[s]
         res = w.step(placement[None], share[None])
         self._last = (placement, res)
-        reward = res.reward[0]
-        team = float(reward.mean())
-        local = np.array([float(reward[us].mean()) if us else 0.0 for us in self._slots])
+        reward = res.reward[0] if self.reward_type == "scalar" else self._terms(res)
+        team = reward.mean(axis=0)
+        local = np.stack([reward[us].mean(axis=0) if us else np.zeros_like(team) for us in self._slots])
         rewards = self._mix(local, team)
+        if self.reward_type == "vector":
+            rewards = rewards.astype(np.float32)
+            team, local = res.reward[0].mean(), np.array([res.reward[0][us].mean() if us else 0.0
+                                                          for us in self._slots])
         overflow = m - sum(len(us) for us in self._slots)
-        infos = [{"team_reward": team, "individual_reward": float(local[i]), "requests": len(us),
+        infos = [{"team_reward": np.float64(team), "individual_reward": np.float64(local[i]), "requests": len(us),
                   "rejected": int(counts[i, 0]), "served": int(counts[i, 1]), "cooperated": int(counts[i, 2]),
                   "handed_over": int(counts[i, 3]), "overflow": overflow}
                  for i, us in enumerate(self._slots)]
@@ -298,6 +331,4 @@ def parallel_env(**kwargs: Any) -> EsCoordinationEnv:
 
 def env(**kwargs: Any) -> Any:
     """``es_coordination_v1`` as a PettingZoo ``AECEnv`` (agents act in turn; the world steps after the last)."""
-    from pettingzoo.utils.conversions import parallel_to_aec
-
-    return parallel_to_aec(parallel_env(**kwargs))
+    return aec(parallel_env(**kwargs))

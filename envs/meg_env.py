@@ -9,25 +9,16 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.codecs import make_codec
-from envs.multi_ue import obs_bounds
+from envs.common import check_overrides, obs_bounds, reward_space
 from meg_gym.core import REWARD_TERMS, Core, obs_size
 
-__all__ = ["MegEnv", "reward_space"]
-
-_BIG = 1e4
+__all__ = ["MegEnv"]
 
 
 def _dict_slices(n: int) -> dict[str, slice]:
     """The box observation's columns (:meth:`meg_gym.core.Core.observe`) as the dict observation's keys."""
     return {"snr_ul": slice(0, n), "snr_dl": slice(n, 2 * n), "backlog": slice(2 * n, 3 * n),
             "demand": slice(3 * n, 4 * n), "request": slice(4 * n, 4 * n + 2), "ue": slice(4 * n + 2, 4 * n + 4)}
-
-
-def reward_space(scenario: Any) -> spaces.Box:
-    """The vector reward's bounds: quality <= the largest quality weight; costs >= -big; deadline in [-1, 0]."""
-    hi_q = float(scenario.workload.quality_weight[1])
-    return spaces.Box(np.array([0.0, -_BIG, -_BIG, -_BIG, -1.0], np.float32),
-                      np.array([hi_q, 0.0, 0.0, 0.0, 0.0], np.float32))
 
 
 class MegEnv(gym.Env):
@@ -92,6 +83,7 @@ class MegEnv(gym.Env):
                  **overrides: Any) -> None:
         from meg_gym.config import load_scenario
 
+        check_overrides(type(self).__name__, overrides)
         if backend is not None:
             overrides["backend"] = backend
         if observation_type not in ("box", "dict"):
@@ -121,6 +113,13 @@ class MegEnv(gym.Env):
         if reward_type == "vector":
             self.reward_space = reward_space(self.scenario)
         self._obs = np.zeros((1, 1, obs_size(n)))
+        # each placement's ES mask (the info's fixed-shape es_mask), and the info of a step that served nothing
+        self._es_masks = [np.isin(np.arange(n), d.es_ids) & d.radio for d in self.decisions]
+        nan = np.float64("nan")
+        self._no_info = {"rewards": dict.fromkeys(REWARD_TERMS, np.float64(0.0)), "protocol": "",
+                         "es_mask": np.zeros(n, dtype=bool), "bandwidth_share": nan, "latency_s": nan,
+                         "quality": nan, "ssim": nan, "uplink_bits": np.int64(0), "downlink_bits": np.int64(0),
+                         "energy_j": nan, "deadline_missed": np.False_}
         self._one = (np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1)))  # the step's (1, 1) action arrays
         self._last: Any = None
 
@@ -148,11 +147,16 @@ class MegEnv(gym.Env):
         super().reset(seed=seed)
         self.world.reset(int(self.np_random.integers(2**63 - 1)))
         self._last = None
-        return self._observe(), {}
+        return self._observe(), {**self._no_info, "rewards": dict(self._no_info["rewards"]),
+                                 "es_mask": self._no_info["es_mask"].copy()}
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
-        if not self.world._started:
+        w = self.world
+        if not w._started:
             raise RuntimeError("step() called before reset()")
+        if w.served.item() >= w.workload.requests_per_episode:
+            raise RuntimeError(f"step() after the episode was truncated ({w.workload.requests_per_episode} requests "
+                               f"served): call reset()")
         placement, share = self.codec.decode(action)  # raises before any state changes
         pl, sh = self._one
         pl[0, 0], sh[0, 0] = placement, self.shares[share]
@@ -160,23 +164,26 @@ class MegEnv(gym.Env):
         decision = self.decisions[placement]
         self._last = (decision, res)
         t = res.terms
-        terms = {"quality": t["quality"].item(), "latency": t["latency"].item(), "overhead": t["overhead"].item(),
-                 "energy": t["energy"].item(), "deadline": t["deadline"].item()}  # the keys are REWARD_TERMS
+        # numpy scalars and fixed shapes: what array-based libraries (TorchRL, Tianshou) stack into specs
+        terms = {"quality": t["quality"][0, 0], "latency": t["latency"][0, 0], "overhead": t["overhead"][0, 0],
+                 "energy": t["energy"][0, 0], "deadline": t["deadline"][0, 0]}  # the keys are REWARD_TERMS
         info = {
-            "rewards": terms, "protocol": decision.protocol, "es_ids": decision.es_ids,
-            "bandwidth_share": self.shares[share], "latency_s": res.latency_s.item(), "quality": res.quality.item(),
-            "ssim": res.ssim.item(), "uplink_bits": res.uplink_bits.item(), "downlink_bits": res.downlink_bits.item(),
-            "energy_j": res.energy_j.item(), "deadline_missed": res.deadline_missed.item(),
+            "rewards": terms, "protocol": decision.protocol, "es_mask": self._es_masks[placement].copy(),
+            "bandwidth_share": np.float64(self.shares[share]), "latency_s": res.latency_s[0, 0],
+            "quality": res.quality[0, 0], "ssim": res.ssim[0, 0], "uplink_bits": res.uplink_bits[0, 0],
+            "downlink_bits": res.downlink_bits[0, 0], "energy_j": res.energy_j[0, 0],
+            "deadline_missed": res.deadline_missed[0, 0],
         }
         if self.reward_type == "vector":
             reward: Any = np.array([terms[k] for k in REWARD_TERMS], dtype=np.float32)
         else:
             reward = res.reward.item()
-        w = self.world
         return self._observe(), reward, False, w.served.item() >= w.workload.requests_per_episode, info
 
     def action_masks(self) -> np.ndarray:
         """Placements whose latency without queueing still meets the request's deadline."""
+        if not self.world._started:
+            raise RuntimeError("action_masks() called before reset(): the masks depend on the current request")
         ok = self.world.feasible(self.shares[-1])[0, 0]
         if not ok.any():
             ok[:] = True

@@ -16,26 +16,34 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from pettingzoo import ParallelEnv
+from pettingzoo.utils.conversions import parallel_to_aec_wrapper
+from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from envs.codecs import InvalidAction, make_codec
-from meg_gym.core import REWARD_TERMS, Core, obs_size, terms_per_request
+from envs.common import BIG, check_overrides, obs_bounds, reward_space
+from meg_gym.core import REWARD_TERMS, Core, obs_size
 
 __all__ = ["MultiUeEnv", "MultiUeVectorEnv", "env", "parallel_env", "raw_env", "vector_env"]
 
 _SNR_SCALE_DB = 30.0
-_BIG = 1e4  # bounds far outside what the models produce (backlogs below hours, SNRs within +-300 dB)
+_BIG = BIG
 
 
 class _MegParallelEnv(ParallelEnv):
     """What the MEG parallel envs share: scenario loading, seeding, spaces, rendering."""
 
-    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "name": "", "is_parallelizable": True,
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array", "human"], "name": "", "is_parallelizable": True,
                                 "render_fps": 4}
 
     def _setup(self, config: Any, backend: str | None, max_cycles: int | None, local_ratio: float | None,
-               render_mode: str | None, world_kwargs: dict[str, Any], overrides: dict[str, Any]) -> None:
+               render_mode: str | None, world_kwargs: dict[str, Any], overrides: dict[str, Any],
+               reward_type: str = "scalar") -> None:
         from meg_gym.config import load_scenario
 
+        check_overrides(type(self).__name__, overrides)
+        if reward_type not in ("scalar", "vector"):
+            raise ValueError(f"'reward_type' must be one of ['scalar', 'vector'] (got {reward_type!r})")
+        self.reward_type = reward_type
         if backend is not None:
             overrides["backend"] = backend
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -56,6 +64,23 @@ class _MegParallelEnv(ParallelEnv):
         self._seed_rng = np.random.default_rng()
         self.agents: list[str] = []
         self._last: Any = None
+        # the global state (skrl's MAPPO, PettingZoo's state()): every UE's observation row, as Core.observe
+        w = self.world
+        low, high = obs_bounds(w.num_es)
+        self.state_space = spaces.Box(np.tile(low, w.ues), np.tile(high, w.ues), dtype=np.float32)
+        self._state = np.zeros((1, w.ues, obs_size(w.num_es)))
+        if reward_type == "vector":
+            self.reward_space = reward_space(self.scenario)
+
+    def state(self) -> np.ndarray:
+        """The world as every UE sees it: all UEs' observation rows, concatenated (``state_space``)."""
+        if not self.world._started:
+            raise RuntimeError("state() called before reset()")
+        return self.world.observe(self._state, self.max_cycles).reshape(-1).astype(np.float32)
+
+    def _terms(self, res: Any) -> np.ndarray:
+        """Each UE's reward terms (UEs, REWARD_TERMS) of the last step, for ``reward_type="vector"``."""
+        return np.stack([res.terms[k][0] for k in REWARD_TERMS], axis=1)
 
     def _spaces(self, obs_low: np.ndarray, obs_high: np.ndarray, action_space: Any) -> None:
         # one object per agent, the same every call (observation_space(agent) is agent)
@@ -106,7 +131,7 @@ class _MegParallelEnv(ParallelEnv):
         agents = self.agents
         done = self.epoch >= self.max_cycles
         obs_d = self._obs_dict(obs)
-        rew_d = dict(zip(agents, rewards.tolist()))
+        rew_d = dict(zip(agents, rewards if rewards.ndim == 2 else rewards.tolist()))  # vector rewards: rows
         term_d = dict.fromkeys(agents, False)
         trunc_d = dict.fromkeys(agents, done)
         info_d = dict(zip(agents, infos))
@@ -133,21 +158,19 @@ class _MegParallelEnv(ParallelEnv):
         return [(k, pls[p].es_ids) for k, p in enumerate(self._last[0].tolist()) if pls[p].radio]
 
     def render(self) -> np.ndarray | None:
-        if self.render_mode != "rgb_array":
-            return None
-        return render_multi(self)
+        """``rgb_array``: the topology frame; ``human``: a one-line text frame on stdout (headless
+        machines have no window to open); None: nothing."""
+        if self.render_mode == "rgb_array":
+            return render_multi(self)
+        if self.render_mode == "human":
+            w = self.world
+            backlog = " ".join(f"{b:.2f}" for b in w.backlog_s()[0].tolist())
+            print(f"{self.metadata['name']}  t={w.now_s[0]:.1f} s  step {self.epoch}/{self.max_cycles}  "
+                  f"ES backlog s: {backlog}  links: {len(self._links())}")
+        return None
 
     def close(self) -> None:
         pass
-
-
-def obs_bounds(num_es: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds of one UE's observation row (``meg_gym.core.Core.observe``), far outside what the
-    models produce: SNRs within +-300 dB, backlogs below hours."""
-    n = num_es
-    low = np.array([-10.0] * 2 * n + [0.0] * 2 * n + [0.0, 0.0, 0.0, 0.0], dtype=np.float32)
-    high = np.array([10.0] * 2 * n + [_BIG] * 2 * n + [_BIG, _BIG, _BIG, 1.0], dtype=np.float32)
-    return low, high
 
 
 def _copy_space(space: spaces.Space) -> spaces.Space:
@@ -185,7 +208,11 @@ class MultiUeEnv(_MegParallelEnv):
     Each agent's own reward is the Gymnasium envs' (``meg_gym.core.reward_terms``: weighted
     quality, latency, overhead, energy, deadline; the terms in ``info["rewards"]``). With
     ``local_ratio`` (as in PettingZoo's MPE) agent k gets ``local_ratio * r_k + (1 - local_ratio)
-    * mean(r)``; ``None`` (default): ``r_k`` alone.
+    * mean(r)``; ``None`` (default): ``r_k`` alone. ``reward_type="vector"``: the five terms
+    (``meg_gym.core.REWARD_TERMS``) per agent, mixed the same way, with ``env.reward_space``.
+
+    ## State
+    ``state()`` / ``state_space``: every UE's observation row, concatenated (``Box(M (4N + 4))``).
 
     ## Episode End
     Truncation of every agent after ``max_cycles`` steps (default ``workload.requests_per_episode``).
@@ -194,7 +221,8 @@ class MultiUeEnv(_MegParallelEnv):
     ``config`` (scenario; default ``configs/scenarios/multi_ue.yaml``), ``num_ues``, ``backend``
     ("profiled" | "live"), ``max_cycles``, ``local_ratio``, ``action_type``,
     ``max_es_per_request``, ``ue_positions_m`` / ``ue_snr_db`` (see ``meg_gym.core.Core``),
-    ``render_mode`` ("rgb_array"), and any scenario key as a keyword override.
+    ``render_mode`` ("rgb_array" | "human": a one-line text frame), ``reward_type`` ("scalar" |
+    "vector"), and any scenario key as a keyword override.
 
     ## Version History
     * v1: the world core behind every env: the observation gains the UE's energy (``4N + 4``, the
@@ -202,15 +230,16 @@ class MultiUeEnv(_MegParallelEnv):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "name": "multi_ue_v1", "is_parallelizable": True, "render_fps": 4}
+    metadata = {"render_modes": ["rgb_array", "human"], "name": "multi_ue_v1", "is_parallelizable": True,
+                "render_fps": 4}
 
     def __init__(self, config: Any = "multi_ue", *, num_ues: int = 4, backend: str | None = None,
                  max_cycles: int | None = None, local_ratio: float | None = None, action_type: str = "multidiscrete",
                  max_es_per_request: int = 2, ue_positions_m: Any = None, ue_snr_db: Any = None,
-                 render_mode: str | None = None, **overrides: Any) -> None:
+                 render_mode: str | None = None, reward_type: str = "scalar", **overrides: Any) -> None:
         self._setup(config, backend, max_cycles, local_ratio, render_mode,
                     dict(ues=num_ues, max_es_per_request=max_es_per_request, ue_positions_m=ue_positions_m,
-                         ue_snr_db=ue_snr_db), overrides)
+                         ue_snr_db=ue_snr_db), overrides, reward_type)
         w = self.world
         n, m = w.num_es, w.ues
         self.possible_agents = [f"ue_{k}" for k in range(m)]
@@ -222,6 +251,7 @@ class MultiUeEnv(_MegParallelEnv):
         self._fast = action_type == "multidiscrete"
         self._nvec = np.array([self.codec.n_placements, self.codec.n_shares])  # the fast path's bounds
         self._placement_names = [(p.protocol, p.es_ids) for p in w.placements]  # for the infos
+        self._es_masks = [np.isin(np.arange(n), p.es_ids) & p.radio for p in w.placements]
 
     # -- observation ----------------------------------------------------------------------
     def _observe(self) -> np.ndarray:
@@ -233,7 +263,21 @@ class MultiUeEnv(_MegParallelEnv):
         self.world.reset(int(ss.generate_state(1, np.uint64)[0]))
         self.agents = self.possible_agents[:]
         self._last = None
-        return self._obs_dict(self._observe()), {a: {} for a in self.agents}
+        return self._obs_dict(self._observe()), {a: self._no_info() for a in self.agents}
+
+    def _no_info(self) -> dict[str, Any]:
+        """An agent's info before it served anything: the keys of every step's info."""
+        nan = np.float64("nan")
+        return {"rewards": dict.fromkeys(REWARD_TERMS, np.float64(0.0)), "protocol": "",
+                "es_mask": np.zeros(self.world.num_es, dtype=bool), "bandwidth_hz": nan, "latency_s": nan,
+                "quality": nan, "deadline_missed": np.False_}
+
+    def check_action(self, agent: str, action: Any) -> None:
+        """Raise :class:`envs.InvalidAction` naming ``agent`` if ``action`` is outside its space."""
+        try:
+            self.codec.decode(action)
+        except InvalidAction as exc:
+            raise InvalidAction(f"agent {agent!r}: {exc}") from None
 
     def _decode(self, actions: dict) -> tuple[np.ndarray, np.ndarray]:
         self._check_actions(actions)
@@ -260,15 +304,18 @@ class MultiUeEnv(_MegParallelEnv):
         w = self.world
         res = w.step_checked(placements[None], shares[None])  # checked by _decode
         self._last = (placements, res)
-        reward = res.reward[0]
-        rewards = self._mix(reward, float(reward.sum()) / len(reward))
-        names = self._placement_names
-        infos = [
-            {"rewards": terms, "protocol": names[p][0], "es_ids": names[p][1], "bandwidth_hz": bw,
-             "latency_s": lat, "quality": q, "deadline_missed": miss}
-            for terms, p, bw, lat, q, miss in zip(terms_per_request(res.terms), placements.tolist(),
-                                                  res.bandwidth_hz[0].tolist(), res.latency_s[0].tolist(),
-                                                  res.quality[0].tolist(), res.deadline_missed[0].tolist())
+        reward = res.reward[0] if self.reward_type == "scalar" else self._terms(res).astype(np.float32)
+        rewards = self._mix(reward, reward.mean(axis=0))
+        names, masks = self._placement_names, self._es_masks
+        t = res.terms
+        infos = [  # numpy scalars and fixed shapes, as the single env's
+            {"rewards": {"quality": t["quality"][0, k], "latency": t["latency"][0, k],
+                         "overhead": t["overhead"][0, k], "energy": t["energy"][0, k],
+                         "deadline": t["deadline"][0, k]},
+             "protocol": names[p][0], "es_mask": masks[p].copy(), "bandwidth_hz": res.bandwidth_hz[0, k],
+             "latency_s": res.latency_s[0, k], "quality": res.quality[0, k],
+             "deadline_missed": res.deadline_missed[0, k]}
+            for k, p in enumerate(placements.tolist())
         ]
         return self._finish(self._observe(), rewards, infos)
 
@@ -321,6 +368,7 @@ class MultiUeVectorEnv(VectorEnv):
                  **overrides: Any) -> None:
         from meg_gym.config import load_scenario
 
+        check_overrides(type(self).__name__, overrides)
         if backend is not None:
             overrides["backend"] = backend
         sc = load_scenario(config, **overrides)
@@ -401,8 +449,22 @@ def parallel_env(**kwargs: Any) -> MultiUeEnv:
     return MultiUeEnv(**kwargs)
 
 
+class _CheckedAEC(parallel_to_aec_wrapper):
+    """PettingZoo's parallel-to-AEC conversion, with each action checked at the turn it is given: a bad
+    one raises there (naming the agent) and is not stored, so the env stays usable."""
+
+    def step(self, action: Any) -> None:
+        agent = self.agent_selection
+        if action is not None and not (self.terminations.get(agent) or self.truncations.get(agent)):
+            self.env.check_action(agent, action)
+        super().step(action)
+
+
+def aec(par_env: ParallelEnv) -> Any:
+    """A MEG parallel env as a PettingZoo ``AECEnv`` (agents act in turn; the world steps after the last)."""
+    return OrderEnforcingWrapper(_CheckedAEC(par_env))
+
+
 def env(**kwargs: Any) -> Any:
     """``multi_ue_v1`` as a PettingZoo ``AECEnv`` (agents act in turn; the world steps after the last)."""
-    from pettingzoo.utils.conversions import parallel_to_aec
-
-    return parallel_to_aec(parallel_env(**kwargs))
+    return aec(parallel_env(**kwargs))

@@ -163,3 +163,63 @@ def test_deepcopy_is_an_independent_world_with_the_same_future():
         assert np.array_equal(r1[0], r2[0]) and r1[1] == r2[1]
     env.step(np.array([1, 1]))
     assert env.world.served == twin.world.served + 1
+
+
+def test_unknown_keyword_is_a_type_error_and_scenario_keys_pass():
+    """An unknown keyword raises TypeError as Python does (TorchRL retries without it); scenario keys work."""
+    import envs as envs_mod
+
+    with pytest.raises(TypeError, match="unexpected keyword argument 'frameskip'"):
+        gym.make("MEG/SingleES-v1", frameskip=4)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'frameskip'"):
+        envs_mod.multi_ue_v1.parallel_env(frameskip=4)
+    env = gym.make("MEG/SingleES-v1", channel__snr_db=3.0, **{"workload.requests_per_episode": 5})
+    assert env.unwrapped.scenario.workload.requests_per_episode == 5
+
+
+def test_info_keys_at_reset_equal_every_steps_with_numpy_scalars_and_a_fixed_es_mask():
+    import envs as envs_mod
+
+    env = gym.make("MEG/MultiES-v1")
+    with pytest.raises(RuntimeError, match="before reset"):
+        env.unwrapped.action_masks()
+    _, first = env.reset(seed=0)
+    for _ in range(5):
+        _, _, _, _, info = env.step(env.action_space.sample())
+        assert set(info) == set(first) and info["es_mask"].shape == (3,) and info["es_mask"].dtype == bool
+        assert isinstance(info["latency_s"], np.floating) and isinstance(info["rewards"]["quality"], np.floating)
+    par = envs_mod.multi_ue_v1.parallel_env(num_ues=2)
+    _, infos = par.reset(seed=0)
+    _, _, _, _, step_infos = par.step({a: par.action_space(a).sample() for a in par.agents})
+    assert all(set(infos[a]) == set(step_infos[a]) for a in par.possible_agents)
+
+
+@pytest.mark.parametrize("action_type, bad", [
+    ("multidiscrete", "ab"), ("multidiscrete", np.array([1 + 2j, 0])), ("multidiscrete", [True, False]),
+    ("multidiscrete", object()), ("multidiscrete", [[1, 2], [3]]), ("discrete", "3"), ("discrete", True),
+    ("discrete", 2.5), ("box", np.array([0.5 + 1j, 0.0])), ("box", ["0.5", "0.1"]), ("box", [True, False]),
+])
+def test_odd_actions_are_invalid_actions_and_change_nothing(action_type, bad):
+    """Strings, complex numbers, booleans, objects and ragged lists are InvalidAction (one line, abbreviated),
+    never numpy's own error nor a silent conversion."""
+    from envs import InvalidAction
+
+    env = gym.make("MEG/SingleES-v1", action_type=action_type)
+    env.reset(seed=0)
+    now = env.unwrapped.world.now_s.copy()
+    with pytest.raises(InvalidAction) as err:
+        env.step(bad)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+    assert env.unwrapped.world.now_s.tolist() == now.tolist()
+
+
+def test_step_after_truncation_raises_until_reset():
+    env = gym.make("MEG/SingleES-v1", workload={"requests_per_episode": 2}).unwrapped
+    env.reset(seed=0)
+    a = np.array([0, 0])
+    env.step(a)
+    assert env.step(a)[3]
+    with pytest.raises(RuntimeError, match="truncated .*call reset"):
+        env.step(a)
+    env.reset()
+    env.step(a)

@@ -129,3 +129,49 @@ def test_observation_rows_are_each_copys_world(env_id):
         np.testing.assert_allclose(obs[:, 4 * n], w.deadline_s[:, 0] / scale, rtol=1e-6)
         np.testing.assert_allclose(obs[:, -1], (t + 1) / w.workload.requests_per_episode, rtol=1e-6)
         assert len(set(obs[:, 4 * n].tolist())) == 4  # the copies draw their own requests
+
+
+def _run_episode(v, steps):
+    out = None
+    for _ in range(steps):
+        out = v.step(np.zeros((v.num_envs, 2), dtype=np.int64))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep", "Disabled"])
+def test_autoreset_modes_and_key_masks(mode):
+    """Gymnasium's three autoreset modes; every info key has its ``_key`` mask, False where nothing was served."""
+    v = gym.make_vec("MEG/SingleES-v1", num_envs=3, vectorization_mode="vector_entry_point", autoreset_mode=mode,
+                     workload={"requests_per_episode": 4})
+    assert v.metadata["autoreset_mode"].value == mode
+    obs, info = v.reset(seed=0)
+    assert set(info) >= {"latency_s", "_latency_s", "es_mask", "_es_mask"} and not info["_latency_s"].any()
+    _, _, _, trunc, info = _run_episode(v, 4)
+    assert trunc.all() and info["_latency_s"].all() and info["es_mask"].shape == (3, 1)
+    if mode == "SameStep":
+        assert info["_final_obs"].all() and info["final_obs"][:, -1].tolist() == [1.0] * 3
+        obs, _, _, trunc, info = v.step(np.zeros((3, 2), dtype=np.int64))  # the new episodes' first step
+        assert not trunc.any() and info["_latency_s"].all()
+    elif mode == "NextStep":
+        obs, r, _, trunc, info = v.step(np.zeros((3, 2), dtype=np.int64))
+        assert not trunc.any() and (r == 0).all() and not info["_latency_s"].any()
+        assert np.isnan(info["latency_s"]).all() and info["protocol"].tolist() == [""] * 3
+    else:
+        with pytest.raises(RuntimeError, match="call reset"):
+            v.step(np.zeros((3, 2), dtype=np.int64))
+        with pytest.raises(ValueError, match="all True or all False"):
+            v.reset(options={"reset_mask": np.array([True, False, True])})
+        obs, _ = v.reset(options={"reset_mask": np.ones(3, bool)})
+        assert obs[:, -1].tolist() == [0.0] * 3
+
+
+def test_vector_action_masks_and_call():
+    v = gym.make_vec("MEG/MultiES-v1", num_envs=4, vectorization_mode="vector_entry_point")
+    with pytest.raises(RuntimeError, match="before reset"):
+        v.unwrapped.action_masks()
+    v.reset(seed=0)
+    single = gym.make("MEG/MultiES-v1").unwrapped
+    masks = v.unwrapped.action_masks()
+    assert masks.shape == (4, len(single.decisions) + len(single.shares)) and masks.any(axis=1).all()
+    assert len(v.unwrapped.call("action_masks")) == 4
+    assert v.unwrapped.call("decisions")[3] is v.unwrapped.decisions

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, parallel_seed_test
+from pettingzoo.test import api_test, max_cycles_test, parallel_api_test, parallel_seed_test, render_test, state_test
 
 import envs
 from envs import InvalidAction
@@ -40,6 +40,47 @@ def test_parallel_seed(name):
 @pytest.mark.parametrize("name", MODULES)
 def test_aec_api(name):
     api_test(MODULES[name].env(max_cycles=15, **FAST), num_cycles=20)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_state_and_render_tests(name):
+    """PettingZoo's own state_test (skrl's MAPPO needs state()) and render_test (human mode included)."""
+    state_test(MODULES[name].env(max_cycles=15, **FAST), MODULES[name].parallel_env(max_cycles=15, **FAST))
+    render_test(lambda render_mode=None: MODULES[name].env(max_cycles=15, render_mode=render_mode, **FAST))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_vector_rewards(name):
+    """reward_type="vector": the five reward terms per agent, inside reward_space, their weighted sum the
+    scalar reward (same seed, same actions)."""
+    scalar = MODULES[name].parallel_env(max_cycles=10, **FAST)
+    vector = MODULES[name].parallel_env(max_cycles=10, reward_type="vector", **FAST)
+    w = scalar.scenario.reward.weights
+    weights = np.array([getattr(w, k) for k in ("quality", "latency", "overhead", "energy", "deadline")])
+    scalar.reset(seed=4)
+    vector.reset(seed=4)
+    for _ in range(5):
+        acts = {a: scalar.action_space(a).sample() for a in scalar.agents}
+        _, rs, *_ = scalar.step(acts)
+        _, rv, *_ = vector.step(acts)
+        for a in scalar.possible_agents:
+            assert rv[a].shape == (5,) and vector.reward_space.contains(rv[a])
+            assert float(weights @ rv[a]) == pytest.approx(rs[a], rel=1e-5, abs=1e-5)
+
+
+def test_es_coordination_discrete_actions_equal_their_multidiscrete_form():
+    md = envs.es_coordination_v1.parallel_env(max_cycles=10, **FAST)
+    dd = envs.es_coordination_v1.parallel_env(max_cycles=10, action_type="discrete", **FAST)
+    nvec = md.action_space("es_0").nvec
+    md.reset(seed=1)
+    dd.reset(seed=1)
+    for _ in range(4):
+        acts = {a: md.action_space(a).sample() for a in md.agents}
+        _, r1, *_ = md.step(acts)
+        _, r2, *_ = dd.step({a: np.int64(np.ravel_multi_index(tuple(v), tuple(nvec))) for a, v in acts.items()})
+        assert r1 == r2
+    with pytest.raises(InvalidAction, match=r"integer in \[0, "):
+        dd.step({a: np.int64(10**9) for a in dd.agents})
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -224,3 +265,16 @@ def test_vector_env_is_copies_of_the_parallel_env():
     a, b = np.mean(v_rewards), np.mean(p_rewards)
     se = np.std(v_rewards) / np.sqrt(np.size(v_rewards)) + np.std(p_rewards) / np.sqrt(np.size(p_rewards))
     assert abs(a - b) <= 5 * se + 0.05, (a, b)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_aec_rejects_a_bad_action_at_its_turn_and_stays_usable(name):
+    aec = MODULES[name].env(max_cycles=5, **FAST)
+    aec.reset(seed=0)
+    first = aec.agent_selection
+    with pytest.raises(InvalidAction, match=f"agent '{first}'"):
+        aec.step("not an action")
+    assert aec.agent_selection == first  # nothing stored, the same turn
+    for agent in aec.agent_iter(3 * len(aec.possible_agents)):
+        _, _, term, trunc, _ = aec.last()
+        aec.step(None if term or trunc else aec.action_space(agent).sample())
