@@ -113,9 +113,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
         sc = load_scenario(args.config, **{**_overrides(args), "num_es": 2})
     system = MegSystem(sc)
-    out = Path(args.out) if args.out else CALIBRATION_DIR / f"{sc.model}.json"
-    if args.check:
-        result = check_fidelity(system, load_table(out), points=args.points, requests=args.requests,
+    name = f"{_safe_name(sc.model)}.json"  # a model value is a card name or a folder path: one file name
+    shipped = CALIBRATION_DIR / name
+    out = Path(args.out) if args.out else shipped if args.install else Path("out") / "calibration" / name
+    if args.check:  # reads a table: the one named, else the shipped one
+        table_path = Path(args.out) if args.out else shipped
+        result = check_fidelity(system, load_table(table_path), points=args.points, requests=args.requests,
                                 same_requests=args.same_requests, seed=args.seed + 1)
         print(json.dumps(result))
         return 0
@@ -132,7 +135,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_costs(args: argparse.Namespace) -> int:
     """Count every protocol's step costs on the model's meta copy and write configs/costs/<model>.json."""
     from meg_gym.config import load_scenario, scenario_to_dict
-    from meg_gym.costs import save_shipped
+    from meg_gym.costs import cache_dir, save_shipped
     from meg_gym.ldm.components import load_model, meta_copy
     from meg_gym.protocols import PROTOCOLS
     from meg_gym.system import MegSystem
@@ -143,13 +146,21 @@ def cmd_costs(args: argparse.Namespace) -> int:
                                        "cost_model": None})
     comps = meta_copy(load_model(sc.model))
     system = MegSystem(sc, components=comps, judge=None)
-    path = save_shipped(system, list(PROTOCOLS), args.max_es)
+    path = save_shipped(system, list(PROTOCOLS), args.max_es, folder=None if args.install else cache_dir())
     print(f"step costs: {path}")
     return 0
 
 
+def _safe_name(model: str) -> str:
+    """A model value as one file name that stays inside its folder (a path's separators and dots replaced)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(model)).strip("._") or "model"
+
+
 def cmd_train_ldm(args: argparse.Namespace) -> int:
     """Train the shipped tiny LDM (one phase at a time; resumable)."""
+    from meg_gym.ldm.components import SHIPPED_DIR
     from meg_gym.ldm.train import DEFAULT_CKPT, TrainSettings, train
 
     phases = ["vae", "unet", "classifier"] if args.phase == "all" else [args.phase]
@@ -158,8 +169,7 @@ def cmd_train_ldm(args: argparse.Namespace) -> int:
         steps, lr = defaults[phase]
         kwargs: dict[str, Any] = {"phase": phase, "steps": args.steps or steps, "lr": args.lr or lr,
                                   "seed": args.seed, "checkpoint_dir": Path(args.checkpoint_dir or DEFAULT_CKPT)}
-        if args.out:
-            kwargs["out_dir"] = Path(args.out)
+        kwargs["out_dir"] = SHIPPED_DIR / "tiny" if args.install else Path(args.out)
         if args.torch_threads is not None:
             kwargs["threads"] = args.torch_threads
         print(json.dumps(train(TrainSettings(**kwargs))))
@@ -170,7 +180,7 @@ def cmd_evaluate_ldm(args: argparse.Namespace) -> int:
     """Measure the shipped tiny model (VAE PSNR, classifier accuracy, img2img prompt fidelity)."""
     from meg_gym.ldm.evaluate import evaluate_ldm
 
-    print(json.dumps(evaluate_ldm(requests=args.requests, write=not args.no_write,
+    print(json.dumps(evaluate_ldm(requests=args.requests, write=args.install,
                                   grid=Path(args.grid) if args.grid else None), indent=2))
     return 0
 
@@ -334,14 +344,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--protocols", help="comma-separated protocols to sweep (default: all the scenario offers); "
                                        "a stored table's other protocols are kept")
     c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--out", help="table path (default configs/calibration/<model>.json)")
+    c.add_argument("--out", help="table path (default out/calibration/<model>.json; --install: the shipped "
+                                 "configs/calibration/<model>.json)")
+    c.add_argument("--install", action="store_true", help="write (and top up) the shipped table in configs/")
     c.add_argument("--check", action="store_true", help="measure profiled-vs-live error on held-out settings")
     c.add_argument("--same-requests", action="store_true",
                    help="with --check: serve the requests the table was measured with (the interpolation error alone)")
 
-    co = add("costs", cmd_costs, "count step costs (FLOPs, bits) of every protocol into configs/costs/<model>.json")
+    co = add("costs", cmd_costs, "count step costs (FLOPs, bits) of every protocol into the user cache "
+                                 "(~/.cache/meg_gym/costs/<model>.json, read by every env)")
     co.add_argument("--model", help="model card name (tiny, sd15) or a local diffusers folder")
     co.add_argument("--max-es", type=int, default=3, help="count multi-ES protocols on 2..max-es ESs")
+    co.add_argument("--install", action="store_true", help="write the shipped configs/costs/<model>.json instead")
 
     tr = add("train-ldm", cmd_train_ldm, "train the shipped tiny LDM (hours on CPU; resumable)")
     tr.add_argument("--phase", choices=["vae", "unet", "classifier", "all"], default="all")
@@ -349,10 +363,12 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--lr", type=float)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--checkpoint-dir")
-    tr.add_argument("--out", help="where to write the weights (default: the shipped folder)")
-    ev = add("evaluate-ldm", cmd_evaluate_ldm, "measure the shipped tiny model; stores the numbers in its meta.json")
-    ev.add_argument("--requests", type=int, default=200)
-    ev.add_argument("--no-write", action="store_true", help="print only; leave meta.json alone")
+    tr.add_argument("--out", default="out/tiny", help="where to write the weights (default out/tiny; the first "
+                                                      "phase starts from the shipped weights)")
+    tr.add_argument("--install", action="store_true", help="write over the shipped weights in the package")
+    ev = add("evaluate-ldm", cmd_evaluate_ldm, "measure the shipped tiny model and print the numbers")
+    ev.add_argument("--requests", type=int, default=200, help="held-out requests to measure on")
+    ev.add_argument("--install", action="store_true", help="also store the numbers in the shipped meta.json")
     ev.add_argument("--grid", help="also save the first 8 requests as a PNG grid here")
 
     tn = sub.add_parser("train", help="train an SB3 agent from a YAML config", description=cmd_train.__doc__)

@@ -88,8 +88,9 @@ def _write(path: Path, entries: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def save_shipped(system: Any, protocols: list[str], max_es: int) -> Path:
-    """Count every protocol on 1 (single-ES) or 2..max_es ESs and write the shipped file."""
+def save_shipped(system: Any, protocols: list[str], max_es: int, folder: Path | None = None) -> Path:
+    """Count every protocol on 1 (single-ES) or 2..max_es ESs and write the shipped file (or the
+    same file in ``folder``, e.g. the user cache, which every env also reads)."""
     from meg_gym.protocols import PROTOCOLS
 
     entries = {}
@@ -99,7 +100,7 @@ def save_shipped(system: Any, protocols: list[str], max_es: int) -> Path:
             costs = system._measure_costs(protocol, k)
             entries[entry_key(system.cost_comps, protocol, k, system.settings, transmission_key(system.scenario))] = \
                 [asdict(c) for c in costs]
-    path = SHIPPED_DIR / _file_name(system.cost_comps)
+    path = (SHIPPED_DIR if folder is None else Path(folder)) / _file_name(system.cost_comps)
     _write(path, entries)
     return path
 

@@ -136,3 +136,20 @@ def test_snr_db_flag_replaces_a_scenarios_snr_range():
     assert sc.channel.snr_db == 10.0 and sc.channel.snr_range_db is None
     plain = _scenario(argparse.Namespace(config="configs/scenarios/case_study.yaml"))
     assert plain.channel.snr_range_db == (-20.0, 20.0)
+
+
+def test_commands_leave_the_package_alone_by_default(tmp_path, monkeypatch):
+    """costs writes the user cache, not configs/costs (--install does); the package's files stay as they were."""
+    from meg_gym.costs import SHIPPED_DIR
+
+    monkeypatch.setenv("MEG_GYM_CACHE", str(tmp_path / "cache"))
+    shipped = {p: p.read_bytes() for p in SHIPPED_DIR.glob("*.json")}
+    assert main(["costs", "--model", "tiny", "--max-es", "2"]) == 0
+    assert (tmp_path / "cache" / "costs" / "tiny.json").is_file()
+    assert {p: p.read_bytes() for p in SHIPPED_DIR.glob("*.json")} == shipped
+
+
+def test_calibration_output_names_stay_inside_their_folder():
+    from meg_gym.cli import _safe_name
+
+    assert _safe_name("../../etc/passwd") == "etc_passwd" and "/" not in _safe_name("/abs/folder/model")

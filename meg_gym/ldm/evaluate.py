@@ -38,8 +38,8 @@ def img2img(comps: Components, image: torch.Tensor, prompt: str, settings: Gener
 
 
 def evaluate_ldm(requests: int = 200, seed: int = 30_000, settings: GenerationSettings | None = None,
-                 progress: bool = True, write: bool = True, grid: Path | None = None) -> dict[str, Any]:
-    """Measure the shipped tiny model; returns (and by default stores) the numbers.
+                 progress: bool = True, write: bool = False, grid: Path | None = None) -> dict[str, Any]:
+    """Measure the shipped tiny model; returns the numbers (``write``: also stores them in its meta.json).
 
     ``grid``: also save the first 8 requests as a PNG (input, Full ES output, Full UE output).
     """

@@ -44,7 +44,7 @@ class TrainSettings:
     lr: float = 5e-4
     seed: int = 0
     checkpoint_dir: Path = DEFAULT_CKPT
-    out_dir: Path = SHIPPED_DIR / "tiny"
+    out_dir: Path = Path("out") / "tiny"  # the shipped folder only when asked (meg-gym train-ldm --install)
     export_every: int = 1000
     checkpoint_every: int = 200
     threads: int = 2
@@ -68,11 +68,13 @@ def _save_ckpt(path: Path, step: int, state: dict) -> None:
 
 
 def _load_components(s: TrainSettings) -> Components:
-    """The current shipped weights if any, else seeded random ones."""
-    try:
-        return load_shipped("tiny", s.out_dir)
-    except Exception:  # noqa: BLE001 - nothing trained yet is the normal first case
-        return build_tiny(s.seed)
+    """The weights trained so far in ``out_dir``, else the shipped ones, else seeded random ones."""
+    for folder in (s.out_dir, SHIPPED_DIR / "tiny"):
+        try:
+            return load_shipped("tiny", folder)
+        except Exception:  # noqa: BLE001 - nothing trained there yet is the normal first case
+            continue
+    return build_tiny(s.seed)
 
 
 def _lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
