@@ -30,9 +30,9 @@ Every bad value raises :class:`ConfigError` with a one-line message that names t
 field, what is allowed and what was given, e.g.
 ``'es[1].flops_per_s' must be > 0 (got -3.0)``.
 
-The tables of known names (channel kinds, protocols, device presets) come from the
-modules that own them (``meg_gym.channel.CHANNELS``, ``meg_gym.protocols.PROTOCOLS``,
-``meg_gym.compute.DEVICES``) when those import; :data:`_FALLBACK` lists them otherwise.
+The tables of known names (channel kinds, protocols, device presets) are the owning modules'
+(``meg_gym.channel.CHANNELS``, ``meg_gym.protocols.PROTOCOLS``, ``meg_gym.compute.DEVICES``); the
+channel kinds' defaults live here (:data:`CHANNEL_DEFAULTS`) and the channel constructors take them.
 """
 
 from __future__ import annotations
@@ -80,24 +80,6 @@ class ConfigError(ValueError):
     """A bad scenario config; the message is one line naming the field, what is allowed and what was given."""
 
 
-# --------------------------------------------------------------------------------------
-# Tables of known names. The owning modules are the truth; these are the fall-backs, kept
-# in this one place, for when a module is absent (it is written separately) or cannot import.
-# --------------------------------------------------------------------------------------
-_FALLBACK: dict[str, Any] = {
-    # channel kind -> its parameters besides ``kind``
-    "channels": {
-        "awgn": ("snr_db", "snr_range_db"),
-        "perfect": ("snr_db",),
-        "umi": ("carrier_hz", "noise_figure_db", "fading", "rician_k_db", "shadowing"),
-        "uma": ("carrier_hz", "noise_figure_db", "fading", "rician_k_db", "shadowing"),
-    },
-    # in the order of the MEG paper's protocol list (shared/docs/MEG.md)
-    "protocols": ("full_ue", "full_es", "uieg", "eiug", "ciag", "esuc", "uidg", "diug", "dsuc", "uidcg", "dcsuc"),
-    "multi_es_protocols": ("uidg", "diug", "dsuc", "uidcg", "dcsuc"),
-    "devices": ("phone_npu", "laptop_gpu", "edge_gpu", "datacenter_gpu"),
-}
-
 FADINGS = ("rayleigh", "rician", "none")
 BACKENDS = ("live", "profiled")
 TX_MODES = ("analog", "digital")
@@ -109,34 +91,20 @@ CHANNEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "awgn": {"snr_db": 10.0},
     "perfect": {"snr_db": 10.0},  # no noise; the SNR still sets the link rate
     "umi": {"carrier_hz": 3.5e9, "noise_figure_db": 9.0, "fading": "rayleigh", "rician_k_db": 9.0, "shadowing": True},
-    "uma": {"carrier_hz": 3.5e9, "noise_figure_db": 9.0, "fading": "rayleigh", "rician_k_db": 9.0, "shadowing": True},
 }
+CHANNEL_DEFAULTS["uma"] = CHANNEL_DEFAULTS["umi"]  # the link budget's defaults are the same for both kinds
 _CHANNEL_PARAMS = ("snr_db", "snr_range_db", "carrier_hz", "noise_figure_db", "fading", "rician_k_db", "shadowing")
 
 
-def _table(module: str, name: str) -> Any:
-    try:
-        mod = __import__(module, fromlist=[name])
-    except ImportError:
-        return None
-    return getattr(mod, name, None)
-
-
 def _channel_table() -> dict[str, tuple[str, ...]]:
-    """Channel kind -> the parameter names it accepts."""
-    channels = _table("meg_gym.channel", "CHANNELS")
-    if not channels:
-        return dict(_FALLBACK["channels"])
+    """Channel kind -> the parameter names its scenario section accepts: those of the kind's
+    constructor (``meg_gym.channel.CHANNELS``) that are scenario-level channel parameters."""
+    from meg_gym.channel import CHANNELS
+
     out: dict[str, tuple[str, ...]] = {}
-    for kind, cls in channels.items():
-        if kind in _FALLBACK["channels"]:
-            out[kind] = _FALLBACK["channels"][kind]
-        else:  # a kind this module does not know: accept the schema's parameters its constructor takes
-            try:
-                names = set(inspect.signature(cls).parameters)
-            except (TypeError, ValueError):
-                names = set()
-            out[kind] = tuple(p for p in _CHANNEL_PARAMS if p in names)
+    for kind, cls in CHANNELS.items():
+        names = set(inspect.signature(cls).parameters)
+        out[kind] = tuple(p for p in _CHANNEL_PARAMS if p in names)
     return out
 
 
@@ -147,22 +115,23 @@ def channel_kinds() -> list[str]:
 
 def protocol_names() -> list[str]:
     """The known protocol names, in the protocol table's order."""
-    protocols = _table("meg_gym.protocols", "PROTOCOLS")
-    return list(protocols) if protocols else list(_FALLBACK["protocols"])
+    from meg_gym.protocols import PROTOCOLS
+
+    return list(PROTOCOLS)
 
 
 def multi_es_protocols() -> list[str]:
     """The protocols that need two ESs or more."""
-    protocols = _table("meg_gym.protocols", "PROTOCOLS")
-    if not protocols:
-        return list(_FALLBACK["multi_es_protocols"])
-    return [n for n, p in protocols.items() if getattr(p, "multi_es", n in _FALLBACK["multi_es_protocols"])]
+    from meg_gym.protocols import PROTOCOLS
+
+    return [n for n, p in PROTOCOLS.items() if p.multi_es]
 
 
 def device_names() -> list[str]:
     """The known device preset names, sorted."""
-    devices = _table("meg_gym.compute", "DEVICES")
-    return sorted(devices) if devices else sorted(_FALLBACK["devices"])
+    from meg_gym.compute.devices import DEVICES
+
+    return sorted(DEVICES)
 
 
 def model_cards() -> list[str]:
@@ -421,7 +390,7 @@ class Scenario(_Frozen):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
-    protocols: tuple[Text, ...] = tuple(_FALLBACK["protocols"])
+    protocols: tuple[Text, ...] = Field(default_factory=lambda: tuple(protocol_names()))
     bandwidth_shares: tuple[Fraction, ...] = (0.25, 0.5, 1.0)  # of bandwidth_hz, offered to agents
     calibration: Text | None = None  # profiled mode's table; None: configs/calibration/<model>.json
 
@@ -689,12 +658,16 @@ def yaml_ready(obj: Any) -> Any:
 
 
 def _plain_defaults(model: type[BaseModel]) -> dict[str, Any]:
-    """A model's field defaults as plain data, without validating (nothing is imported)."""
+    """A model's field defaults as plain data, without validating."""
     out: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         if field.default_factory is not None:
             sub = field.annotation if isinstance(field.annotation, type) else None
-            out[name] = _plain_defaults(sub) if sub and issubclass(sub, BaseModel) else None
+            if sub and issubclass(sub, BaseModel):
+                out[name] = _plain_defaults(sub)
+            else:  # a table read from its owning module (the protocols)
+                value = field.default_factory()
+                out[name] = list(value) if isinstance(value, tuple) else value
         else:
             out[name] = list(field.default) if isinstance(field.default, tuple) else field.default
     return out

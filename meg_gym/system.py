@@ -367,8 +367,8 @@ class MegSystem:
 def channel_params(sc: Any) -> dict[str, Any]:
     """The channel model's keyword arguments from a scenario: its channel section plus the
     UE's and ESs' radio settings (powers, positions, speed) for the link-budget kinds. ES
-    positions that are all equal (the default) leave the kind's default layout; distinct ones
-    place the sites; a mix raises, naming the ES that repeats another's."""
+    positions all at the default leave the kind's default layout; distinct ones place the
+    sites; any other repeat raises, naming the ES that repeats another's."""
     params = sc.channel.params()
     if sc.channel.kind in ("awgn", "perfect"):
         # snr_db is the SNR over the whole bandwidth_hz; a smaller share concentrates the power
@@ -385,12 +385,16 @@ def channel_params(sc: Any) -> dict[str, Any]:
     positions = [tuple(es.position_m) for es in sc.es]
     if len(set(positions)) == len(positions):  # distinct positions given
         params["es_positions_m"] = positions
-    elif len(set(positions)) > 1:  # some shared, some not: a typo, not a request for the default layout
+    elif len(set(positions)) > 1 or positions[0] != _DEFAULT_ES_POSITION:
+        # ESs sharing a site that was given (not the default): a typo, not a request for the default layout
         j = next(j for j, p in enumerate(positions) if positions.index(p) != j)
         raise ValueError(f"'es[{j}].position_m' must differ from 'es[{positions.index(positions[j])}].position_m' "
                          f"(got {list(positions[j])} for both): give every ES its own position, or none for the "
                          f"kind's default layout")
-    return params  # every ES at the same (default) position: the kind's default layout
+    return params  # every ES at the default position: the kind's default layout
+
+
+_DEFAULT_ES_POSITION = (0.0, 0.0)  # EsConfig.position_m's default: "no position given"
 
 
 def _noiseless(links: LinkConditions) -> LinkConditions:

@@ -257,31 +257,24 @@ def test_shipped_case_study_and_multi_es():
 
 
 # -- the tables of known names -----------------------------------------------------------
-def test_fallback_tables_used_when_modules_are_absent(monkeypatch):
-    monkeypatch.setattr(config, "_table", lambda module, name: None)
+def test_known_names_tables():
     assert config.channel_kinds() == ["awgn", "perfect", "uma", "umi"]
     assert config.protocol_names() == ALL_PROTOCOLS
     assert config.device_names() == ["datacenter_gpu", "edge_gpu", "laptop_gpu", "phone_npu"]
     assert load_scenario("multi_es").num_es == 3
 
 
-def test_fallback_tables_agree_with_owning_modules():
-    checked = 0
-    for module, name, fallback in [
-        ("meg_gym.protocols", "PROTOCOLS", list(config._FALLBACK["protocols"])),
-        ("meg_gym.channel", "CHANNELS", sorted(config._FALLBACK["channels"])),
-        ("meg_gym.compute", "DEVICES", sorted(config._FALLBACK["devices"])),
-    ]:
-        table = config._table(module, name)
-        if table is None:
-            continue
-        checked += 1
-        known = list(table) if name == "PROTOCOLS" else sorted(table)
-        assert set(fallback) <= set(known), (module, fallback, known)
-    if config._table("meg_gym.protocols", "PROTOCOLS"):
-        assert config.multi_es_protocols() == list(config._FALLBACK["multi_es_protocols"])
-    if not checked:
-        pytest.skip("none of the owning modules imports yet")
+def test_defaults_live_in_one_place():
+    """default.yaml (the documented defaults) is exactly the schema's defaults; the channel constructors'
+    defaults are the config's CHANNEL_DEFAULTS; the known names are the owning modules' tables."""
+    from meg_gym.channel import CHANNELS
+    from meg_gym.protocols import PROTOCOLS
+
+    assert config.scenario_to_dict(load_scenario("default")) == config.scenario_to_dict(load_scenario(None))
+    for kind, defaults in config.CHANNEL_DEFAULTS.items():
+        ctor = CHANNELS[kind].param_defaults()
+        assert {k: ctor[k] for k in defaults} == defaults, kind
+    assert config.protocol_names() == list(PROTOCOLS) and config.channel_kinds() == sorted(CHANNELS)
 
 
 def test_repeated_es_positions_raise_naming_the_es():
@@ -296,6 +289,8 @@ def test_repeated_es_positions_raise_naming_the_es():
     given[2] = {"position_m": [0.0, 0.0]}
     with pytest.raises(ValueError, match=r"'es\[2\]\.position_m' must differ from 'es\[0\]\.position_m'"):
         channel_params(load_scenario("default", **base, es=given))
+    with pytest.raises(ValueError, match=r"'es\[1\]\.position_m' must differ"):  # one site given for all three
+        channel_params(load_scenario("default", **base, es=[{"position_m": [30.0, 5.0]}]))
 
 
 def test_es_transmit_power_defaults_to_the_channel_kinds_base_station():

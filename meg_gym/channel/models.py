@@ -54,6 +54,9 @@ from meg_gym.channel.links import (
     fading_gain,
 )
 from meg_gym.channel.mobility import MOBILITIES, Mobility, Static
+from meg_gym.config import CHANNEL_DEFAULTS  # the one place the kinds' defaults live
+
+_TR = CHANNEL_DEFAULTS["umi"]  # umi and uma share them
 
 __all__ = [
     "CHANNELS",
@@ -390,8 +393,9 @@ class AwgnChannel(_FixedSnrChannel):
 
     kind = "awgn"
 
-    def __init__(self, *, snr_db: float = 10.0, link_snr_db: Mapping[Any, float] | None = None,
-                 reference_bandwidth_hz: float | None = None, snr_range_db: Sequence[float] | None = None) -> None:
+    def __init__(self, *, snr_db: float = CHANNEL_DEFAULTS["awgn"]["snr_db"],
+                 link_snr_db: Mapping[Any, float] | None = None, reference_bandwidth_hz: float | None = None,
+                 snr_range_db: Sequence[float] | None = None) -> None:
         super().__init__(snr_db=snr_db, link_snr_db=link_snr_db, reference_bandwidth_hz=reference_bandwidth_hz,
                          snr_range_db=snr_range_db)
 
@@ -406,8 +410,8 @@ class PerfectChannel(_FixedSnrChannel):
     kind = "perfect"
     noiseless = True
 
-    def __init__(self, *, snr_db: float = 10.0, link_snr_db: Mapping[Any, float] | None = None,
-                 reference_bandwidth_hz: float | None = None) -> None:
+    def __init__(self, *, snr_db: float = CHANNEL_DEFAULTS["perfect"]["snr_db"],
+                 link_snr_db: Mapping[Any, float] | None = None, reference_bandwidth_hz: float | None = None) -> None:
         super().__init__(snr_db=snr_db, link_snr_db=link_snr_db, reference_bandwidth_hz=reference_bandwidth_hz)
 
 
@@ -429,10 +433,11 @@ class _Tr38901Channel(ChannelModel):
     default_es_tx_power_dbm: ClassVar[float]
     default_es_height_m: ClassVar[float]
 
-    def __init__(self, *, carrier_hz: float = 3.5e9, ue_tx_power_dbm: float = 23.0,
+    def __init__(self, *, carrier_hz: float = _TR["carrier_hz"], ue_tx_power_dbm: float = 23.0,
                  es_tx_power_dbm: float | Sequence[float] | None = None,
-                 noise_figure_db: float = 9.0, es_noise_figure_db: float | None = None, fading: str = "rayleigh",
-                 rician_k_db: float = 9.0, shadowing: bool = True, los: str = "random",
+                 noise_figure_db: float = _TR["noise_figure_db"], es_noise_figure_db: float | None = None,
+                 fading: str = _TR["fading"], rician_k_db: float = _TR["rician_k_db"],
+                 shadowing: bool = _TR["shadowing"], los: str = "random",
                  es_positions_m: Sequence[Sequence[float]] | None = None,
                  ue_position_m: Sequence[float] = (50.0, 0.0), ue_speed_mps: float = 1.0,
                  mobility: str = "random_waypoint", ue_heading_deg: float | None = None,
