@@ -131,6 +131,8 @@ class Core:
             system = MegSystem(sc, judge="auto" if self.live else None)
         self.system = system
         self.table = table if table is not None or self.live else load_table_for(sc)
+        if not self.live:
+            check_table_matches(sc, self.table)
         self.workload = sc.workload
         self.bandwidth_hz = float(sc.bandwidth_hz)
         self.shares = np.asarray(sc.bandwidth_shares, dtype=np.float64)
@@ -622,6 +624,27 @@ def terms_per_request(terms: dict[str, Any]) -> list[dict[str, float]]:
     cols = [np.asarray(terms[t], dtype=np.float64).ravel().tolist() for t in REWARD_TERMS]
     # written out (the keys are REWARD_TERMS): a dict display builds twice as fast as dict(zip(...))
     return [{"quality": q, "latency": lat, "overhead": o, "energy": e, "deadline": d} for q, lat, o, e, d in zip(*cols)]
+
+
+# what a calibration table's quality depends on besides the SNRs and the step count (its axes)
+_TABLE_SETTINGS = {"model": "model", "mode": "transmission.mode", "bits_per_value": "transmission.bits_per_value",
+                   **{k: f"generation.{k}" for k in ("strength", "guidance_scale", "ue_steps", "sketch_scale",
+                                                     "complete_steps", "complete_strength", "tile_overlap")}}
+
+
+def check_table_matches(scenario: Any, table: Any) -> None:
+    """Profiled quality comes from a table measured under some settings: a scenario that differs in
+    one of them (the transmission mode, the bits per value, the model, a generation setting) would
+    get another setting's quality, so it is a one-line error naming the field instead."""
+    for key, field in _TABLE_SETTINGS.items():
+        obj = scenario
+        for part in field.split("."):
+            obj = getattr(obj, part)
+        measured = table.settings.get(key)
+        if measured is not None and measured != obj:
+            raise ValueError(f"'{field}' is {obj!r} but the calibration table of model {table.model!r} was measured "
+                             f"with {measured!r}: profiled quality would be that setting's; calibrate this setting "
+                             f"(meg-gym calibrate --config ...) and name it in 'calibration', or use {measured!r}")
 
 
 def load_table_for(scenario: Any) -> Any:

@@ -188,3 +188,13 @@ def test_step_equals_the_scalar_timing_and_table_per_request(world, channel):
         ref.queues.v[0] = [f.v for f in fifo]
         ref.queues.advance(now + ref._gap, ref._q_rng)
         np.testing.assert_allclose(w.backlog_s(), ref.backlog_s(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("override, field", [({"transmission": {"mode": "digital"}}, "transmission.mode"),
+                                             ({"transmission": {"bits_per_value": 8}}, "transmission.bits_per_value"),
+                                             ({"generation": {"ue_steps": 4}}, "generation.ue_steps")])
+def test_profiled_core_refuses_a_table_measured_under_other_settings(override, field):
+    """Profiled quality comes from the calibration table: a scenario in another setting (digital links, other
+    bits, another UE step count) would get the table's setting's quality, so it is an error naming the field."""
+    with pytest.raises(ValueError, match=rf"'{field}' is .* but the calibration table"):
+        Core(load_scenario("case_study", backend="profiled", **override))
