@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["BIG", "check_overrides", "obs_bounds", "reward_space"]
+__all__ = ["BIG", "REWARD_TYPES", "check_overrides", "check_reward_type", "obs_bounds", "reward_space"]
+
+REWARD_TYPES = ("scalar", "vector")
 
 BIG = 1e4  # bounds far outside what the models produce (backlogs below hours, SNRs within +-300 dB)
 
@@ -27,6 +29,12 @@ def reward_space(scenario: Any) -> spaces.Box:
     hi_q = float(scenario.workload.quality_weight[1])
     return spaces.Box(np.array([0.0, -BIG, -BIG, -BIG, -1.0], np.float32),
                       np.array([hi_q, 0.0, 0.0, 0.0, 0.0], np.float32))
+
+
+def check_reward_type(value: Any) -> None:
+    """``reward_type``: a scalar reward, or the five terms as a vector (MO-Gymnasium style)."""
+    if value not in REWARD_TYPES:
+        raise ValueError(f"'reward_type' must be one of {list(REWARD_TYPES)} (got {value!r})")
 
 
 def check_overrides(owner: str, overrides: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.codecs import InvalidAction
+from envs.codecs import InvalidAction, _show
 from envs.multi_ue import _BIG, _SNR_SCALE_DB, _MegParallelEnv, aec
 
 __all__ = ["COOPERATIVE", "MODES", "UE_POLICIES", "EsCoordinationEnv", "env", "parallel_env", "raw_env"]
@@ -256,8 +256,6 @@ class EsCoordinationEnv(_MegParallelEnv):
 
     def _decode_one(self, a: str, action: Any) -> np.ndarray:
         """One ES's action as [mode, share] * slots, or :class:`envs.InvalidAction` naming the agent."""
-        from envs.codecs import _show
-
         try:
             act = np.asarray(action)
         except (TypeError, ValueError):

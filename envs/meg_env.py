@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.codecs import make_codec
-from envs.common import check_overrides, obs_bounds, reward_space
+from envs.common import check_overrides, check_reward_type, obs_bounds, reward_space
 from meg_gym.core import REWARD_TERMS, Core, obs_size
 
 __all__ = ["MegEnv"]
@@ -88,8 +88,7 @@ class MegEnv(gym.Env):
             overrides["backend"] = backend
         if observation_type not in ("box", "dict"):
             raise ValueError(f"'observation_type' must be one of ['box', 'dict'] (got {observation_type!r})")
-        if reward_type not in ("scalar", "vector"):
-            raise ValueError(f"'reward_type' must be one of ['scalar', 'vector'] (got {reward_type!r})")
+        check_reward_type(reward_type)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"'render_mode' must be one of {self.metadata['render_modes']} or None "
                              f"(got {render_mode!r})")
@@ -113,8 +112,7 @@ class MegEnv(gym.Env):
         if reward_type == "vector":
             self.reward_space = reward_space(self.scenario)
         self._obs = np.zeros((1, 1, obs_size(n)))
-        # each placement's ES mask (the info's fixed-shape es_mask), and the info of a step that served nothing
-        self._es_masks = [np.isin(np.arange(n), d.es_ids) & d.radio for d in self.decisions]
+        # the info of a step that served nothing (reset), with every step's keys
         nan = np.float64("nan")
         self._no_info = {"rewards": dict.fromkeys(REWARD_TERMS, np.float64(0.0)), "protocol": "",
                          "es_mask": np.zeros(n, dtype=bool), "bandwidth_share": nan, "latency_s": nan,
@@ -168,7 +166,7 @@ class MegEnv(gym.Env):
         terms = {"quality": t["quality"][0, 0], "latency": t["latency"][0, 0], "overhead": t["overhead"][0, 0],
                  "energy": t["energy"][0, 0], "deadline": t["deadline"][0, 0]}  # the keys are REWARD_TERMS
         info = {
-            "rewards": terms, "protocol": decision.protocol, "es_mask": self._es_masks[placement].copy(),
+            "rewards": terms, "protocol": decision.protocol, "es_mask": self.world.es_mask[placement],
             "bandwidth_share": np.float64(self.shares[share]), "latency_s": res.latency_s[0, 0],
             "quality": res.quality[0, 0], "ssim": res.ssim[0, 0], "uplink_bits": res.uplink_bits[0, 0],
             "downlink_bits": res.downlink_bits[0, 0], "energy_j": res.energy_j[0, 0],

@@ -20,7 +20,7 @@ from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from envs.codecs import InvalidAction, make_codec
-from envs.common import BIG, check_overrides, obs_bounds, reward_space
+from envs.common import BIG, check_overrides, check_reward_type, obs_bounds, reward_space
 from meg_gym.core import REWARD_TERMS, Core, obs_size
 
 __all__ = ["MultiUeEnv", "MultiUeVectorEnv", "env", "parallel_env", "raw_env", "vector_env"]
@@ -41,25 +41,17 @@ class _MegParallelEnv(ParallelEnv):
         from meg_gym.config import load_scenario
 
         check_overrides(type(self).__name__, overrides)
-        if reward_type not in ("scalar", "vector"):
-            raise ValueError(f"'reward_type' must be one of ['scalar', 'vector'] (got {reward_type!r})")
+        check_reward_type(reward_type)
         self.reward_type = reward_type
         if backend is not None:
             overrides["backend"] = backend
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"'render_mode' must be one of {self.metadata['render_modes']} or None "
                              f"(got {render_mode!r})")
-        if local_ratio is not None and (isinstance(local_ratio, bool) or not isinstance(local_ratio, (int, float))
-                                        or not 0.0 <= local_ratio <= 1.0):
-            raise ValueError(f"'local_ratio' must be a number in [0, 1] or None (got {local_ratio!r})")
+        self.local_ratio = _check_local_ratio(local_ratio)
         self.scenario = load_scenario(config, **overrides)
         self.world = Core(self.scenario, copies=1, **world_kwargs)
-        if max_cycles is None:
-            max_cycles = self.scenario.workload.requests_per_episode
-        if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or max_cycles < 1:
-            raise ValueError(f"'max_cycles' must be an integer >= 1 (got {max_cycles!r})")
-        self.max_cycles = int(max_cycles)
-        self.local_ratio = None if local_ratio is None else float(local_ratio)
+        self.max_cycles = _check_max_cycles(max_cycles, self.scenario)
         self.render_mode = render_mode
         self._seed_rng = np.random.default_rng()
         self.agents: list[str] = []
@@ -118,10 +110,8 @@ class _MegParallelEnv(ParallelEnv):
             raise InvalidAction(f"actions must name every live agent {self.agents} once "
                                 f"(missing {missing}, unknown {extra})")
 
-    def _mix(self, local: np.ndarray, team: float) -> np.ndarray:
-        if self.local_ratio is None:
-            return local
-        return self.local_ratio * local + (1.0 - self.local_ratio) * team
+    def _mix(self, local: np.ndarray, team: Any) -> np.ndarray:
+        return _mix(local, team, self.local_ratio)
 
     def _obs_dict(self, obs: np.ndarray) -> dict[str, np.ndarray]:
         """Each live agent's row of ``obs`` (agents, features) as float32 (views of one array)."""
@@ -171,6 +161,29 @@ class _MegParallelEnv(ParallelEnv):
 
     def close(self) -> None:
         pass
+
+
+def _check_local_ratio(value: Any) -> float | None:
+    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0
+    if value is not None and bad:
+        raise ValueError(f"'local_ratio' must be a number in [0, 1] or None (got {value!r})")
+    return None if value is None else float(value)
+
+
+def _check_max_cycles(value: Any, scenario: Any) -> int:
+    """Steps per episode: ``value``, or the scenario's ``requests_per_episode`` (None)."""
+    if value is None:
+        value = scenario.workload.requests_per_episode
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"'max_cycles' must be an integer >= 1 (got {value!r})")
+    return int(value)
+
+
+def _mix(local: np.ndarray, team: Any, local_ratio: float | None) -> np.ndarray:
+    """PettingZoo MPE's mix of each agent's own reward with the team's (``local_ratio`` None: own only)."""
+    if local_ratio is None:
+        return local
+    return local_ratio * local + (1.0 - local_ratio) * team
 
 
 def _copy_space(space: spaces.Space) -> spaces.Space:
@@ -251,7 +264,6 @@ class MultiUeEnv(_MegParallelEnv):
         self._fast = action_type == "multidiscrete"
         self._nvec = np.array([self.codec.n_placements, self.codec.n_shares])  # the fast path's bounds
         self._placement_names = [(p.protocol, p.es_ids) for p in w.placements]  # for the infos
-        self._es_masks = [np.isin(np.arange(n), p.es_ids) & p.radio for p in w.placements]
 
     # -- observation ----------------------------------------------------------------------
     def _observe(self) -> np.ndarray:
@@ -306,13 +318,13 @@ class MultiUeEnv(_MegParallelEnv):
         self._last = (placements, res)
         reward = res.reward[0] if self.reward_type == "scalar" else self._terms(res).astype(np.float32)
         rewards = self._mix(reward, reward.mean(axis=0))
-        names, masks = self._placement_names, self._es_masks
+        names, masks = self._placement_names, w.es_mask
         t = res.terms
         infos = [  # numpy scalars and fixed shapes, as the single env's
             {"rewards": {"quality": t["quality"][0, k], "latency": t["latency"][0, k],
                          "overhead": t["overhead"][0, k], "energy": t["energy"][0, k],
                          "deadline": t["deadline"][0, k]},
-             "protocol": names[p][0], "es_mask": masks[p].copy(), "bandwidth_hz": res.bandwidth_hz[0, k],
+             "protocol": names[p][0], "es_mask": masks[p], "bandwidth_hz": res.bandwidth_hz[0, k],
              "latency_s": res.latency_s[0, k], "quality": res.quality[0, k],
              "deadline_missed": res.deadline_missed[0, k]}
             for k, p in enumerate(placements.tolist())
@@ -379,14 +391,7 @@ class MultiUeVectorEnv(VectorEnv):
                           ue_positions_m=ue_positions_m, ue_snr_db=ue_snr_db)
         w = self.world
         self.num_envs = w.copies * w.ues
-        if max_cycles is None:
-            max_cycles = sc.workload.requests_per_episode
-        if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or max_cycles < 1:
-            raise ValueError(f"'max_cycles' must be an integer >= 1 (got {max_cycles!r})")
-        if local_ratio is not None and (isinstance(local_ratio, bool) or not isinstance(local_ratio, (int, float))
-                                        or not 0.0 <= local_ratio <= 1.0):
-            raise ValueError(f"'local_ratio' must be a number in [0, 1] or None (got {local_ratio!r})")
-        self.max_cycles, self.local_ratio = int(max_cycles), local_ratio
+        self.max_cycles, self.local_ratio = _check_max_cycles(max_cycles, sc), _check_local_ratio(local_ratio)
         self.decisions = w.placements
         self.shares = np.asarray(sc.bandwidth_shares, dtype=np.float64)
         self.codec = make_codec(action_type, len(w.placements), len(self.shares))
@@ -423,9 +428,7 @@ class MultiUeVectorEnv(VectorEnv):
                 "bandwidth_hz": zero.copy(), "deadline_missed": np.zeros(n, bool),
                 "protocol": self._protocols[placement]}
         res = w.step_checked(placement.reshape(w.copies, w.ues), self.shares[share].reshape(w.copies, w.ues))
-        reward = res.reward
-        if self.local_ratio is not None:
-            reward = self.local_ratio * reward + (1.0 - self.local_ratio) * reward.mean(axis=1, keepdims=True)
+        reward = _mix(res.reward, res.reward.mean(axis=1, keepdims=True), self.local_ratio)
         done = bool(w.served[0] >= self.max_cycles)
         self._needs_reset = done
         info = {"rewards": {k: v.reshape(-1) for k, v in res.terms.items()}, "latency_s": res.latency_s.reshape(-1),

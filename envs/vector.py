@@ -22,7 +22,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.codecs import make_codec
-from envs.common import check_overrides, obs_bounds, reward_space
+from envs.common import check_overrides, check_reward_type, obs_bounds, reward_space
 from meg_gym.core import REWARD_TERMS, Core, obs_size
 
 __all__ = ["MegVectorEnv"]
@@ -52,8 +52,7 @@ class MegVectorEnv(VectorEnv):
         if render_mode is not None:
             raise ValueError(f"'render_mode' must be None for the native vector env (got {render_mode!r}); "
                              f"render a single env instead")
-        if reward_type not in ("scalar", "vector"):
-            raise ValueError(f"'reward_type' must be one of ['scalar', 'vector'] (got {reward_type!r})")
+        check_reward_type(reward_type)
         check_overrides(type(self).__name__, overrides)
         if backend is not None:
             overrides["backend"] = backend
@@ -82,7 +81,6 @@ class MegVectorEnv(VectorEnv):
         self._obs = np.zeros((self.num_envs, 1, obs_size(n)))
         self._needs_reset = False
         self._protocols = np.array([d.protocol for d in self.decisions])
-        self._es_masks = np.array([np.isin(np.arange(n), d.es_ids) & d.radio for d in self.decisions])
 
     def _observe(self) -> np.ndarray:
         return self.world.observe(self._obs)[:, 0].astype(np.float32)
@@ -121,7 +119,7 @@ class MegVectorEnv(VectorEnv):
                 "quality": res.quality[:, 0], "ssim": res.ssim[:, 0], "uplink_bits": res.uplink_bits[:, 0],
                 "downlink_bits": res.downlink_bits[:, 0], "energy_j": res.energy_j[:, 0],
                 "deadline_missed": res.deadline_missed[:, 0], "protocol": self._protocols[placement],
-                "es_mask": self._es_masks[placement], "bandwidth_share": self.shares[share]}
+                "es_mask": self.world.es_mask[placement], "bandwidth_share": self.shares[share]}
         for key in list(info):
             info["_" + key] = served
         return info

@@ -135,9 +135,7 @@ class Core:
             check_table_matches(sc, self.table)
         self.workload = sc.workload
         self.bandwidth_hz = float(sc.bandwidth_hz)
-        self.shares = np.asarray(sc.bandwidth_shares, dtype=np.float64)
         self.placements = placements(sc, max_es_per_request)
-        self.decisions = self.placements  # the name the Gymnasium views use
         self._index = {(p.protocol, p.es_ids): p.index for p in self.placements}
         self._ue_only = {p.protocol: p.index for p in self.placements if not p.radio}
         self.plans = [compile_plan(system.plan(p.protocol, p.es_ids), system.costs(p.protocol, p.es_ids))
@@ -150,9 +148,7 @@ class Core:
         self._walk_tables = (*self.plan_table._tables, self.plan_table._scratch,
                              np.empty((self.copies * self.ues, 7 + self.plan_table.width)))
         self.scales = reward_scales(system)
-        self._weights = w = sc.reward.weights
-        self._consts = np.array([self.scales["latency_s"], self.scales["bits"], self.scales["energy_j"], w.quality,
-                                 w.latency, w.overhead, w.energy, w.deadline])
+        self._consts = reward_consts(self.scales, sc.reward.weights)
         self._arrays()
         self.queues = system.queue_batch(self.copies)
         self.channel = make_channel_batch(self.kind, self.copies * self.ues, **channel_params(sc))
@@ -168,17 +164,15 @@ class Core:
         self.requests: list[Any] | None = None
         self._block = max(1, min(64, 4096 // (c * m)))  # epochs whose random numbers are drawn at once
         self._started = False
-        self._snr_cache: np.ndarray | None = None
-        self._fixed_snr = self.kind in ("awgn", "perfect") and self.channel.template.snr_range_db is None
 
     def __deepcopy__(self, memo: dict) -> Core:
         """A copy with its own state (clock, queues, channel, streams); plans, tables and the model shared."""
+        for shared in (self.scenario, self.system, self.table, self.placements, self.plans, self.plan_table,
+                       self._draw, self._walk_tables):  # never mutated by a step (the walk's work arrays aside)
+            memo[id(shared)] = shared
         new = _copy.copy(self)
         memo[id(self)] = new
-        for name in ("queues", "channel", "rng", "_q_rng", "_ch_rng", "_blk", "now_s", "served", "deadline_s",
-                     "quality_weight", "seeds", "energy_j", "last_demand", "requests", "_z", "_order", "_gap"):
-            if hasattr(self, name):
-                setattr(new, name, _copy.deepcopy(getattr(self, name), memo))
+        new.__dict__.update(_copy.deepcopy(self.__dict__, memo))
         return new
 
     # -- set-up ---------------------------------------------------------------------------
@@ -218,6 +212,9 @@ class Core:
         self._ids = np.array([list(p.es_ids) + [p.es_ids[0]] * (width - len(p.es_ids)) for p in pls], dtype=np.int64)
         # the cells each placement asks bandwidth of: its ESs', none for a placement that sends nothing
         self._uses = np.array([[float(p.radio and i in p.es_ids) for i in range(n)] for p in pls])
+        # per placement the ESs its request uses (the views' info["es_mask"]; read-only: rows are handed out)
+        self.es_mask = self._uses > 0.0
+        self.es_mask.flags.writeable = False
         self.uplink_bits = np.array([p.uplink_bits for p in plans], dtype=np.int64)
         self.downlink_bits = np.array([p.downlink_bits for p in plans], dtype=np.int64)
         if self.live:
@@ -231,14 +228,7 @@ class Core:
         """umi/uma with several UEs: the area they start in and walk (the ESs' bounding box padded by ISD/2)."""
         if self.kind not in ("umi", "uma") or (self.ues == 1 and self.ue_positions_m is None):
             return None
-        t = self.channel.template
-        if t.area_m is not None:
-            return [float(a) for a in t.area_m]
-        xy = np.array(t.es_layout(self.num_es), dtype=np.float64)
-        if self.ue_positions_m is not None:
-            xy = np.concatenate([xy, self.ue_positions_m])
-        pad = 0.5 * t.scenario.isd_m
-        return [*(xy.min(axis=0) - pad).tolist(), *(xy.max(axis=0) + pad).tolist()]
+        return list(self.channel.walk_area(self.num_es, self.ue_positions_m))
 
     # -- episode --------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
@@ -267,7 +257,6 @@ class Core:
         self.served[:] = 0
         self.energy_j[:] = 0.0
         self.last_demand[:] = 0.0
-        self._snr_cache = None
         self._blk_i = self._block
         self._started = True
         self._next_requests()
@@ -310,10 +299,7 @@ class Core:
     # -- read-outs --------------------------------------------------------------------------
     def snr_table_db(self) -> np.ndarray:
         """Every UE's SNR to every ES over the whole cell, (copies, ues, num_es, 2): [..., 0] up, [..., 1] down."""
-        if self._snr_cache is None:
-            self._snr_cache = self.channel.snr_table_db(self.bandwidth_hz).reshape(
-                self.copies, self.ues, self.num_es, 2)
-        return self._snr_cache
+        return self.channel.snr_table_db(self.bandwidth_hz).reshape(self.copies, self.ues, self.num_es, 2)
 
     def backlog_s(self) -> np.ndarray:
         """Unfinished work (s) at every ES of every copy now, (copies, num_es): what a job arriving now waits for."""
@@ -406,16 +392,16 @@ class Core:
             _demand(flat, share.reshape(-1), m, self._uses, demand)
             _allocate(flat, share.reshape(-1), demand, m, self._ids, self._radio, self.bandwidth_hz, ch.base_db,
                       ch.scales_with_bandwidth, bw, snr, worst)
+            cols = np.empty((_COLS, c, m))
+            flat_cols = cols.reshape(_COLS, -1)
             lat, en, qual, ssim, ulb, dlb, outcomes = self._serve_live(flat, bw)
-            missed = lat > self.deadline_s.reshape(-1)
-            terms, reward = reward_terms(qual, self.quality_weight.reshape(-1), lat, ulb + dlb, en, missed,
-                                         self.scales, self._weights)
-            shape = (c, m)
-            res = CoreStep(idx, reward.reshape(shape), {k: v.reshape(shape) for k, v in terms.items()},
-                           lat.reshape(shape), qual.reshape(shape), ssim.reshape(shape), ulb.reshape(shape),
-                           dlb.reshape(shape), en.reshape(shape), missed.reshape(shape), bw.reshape(shape), demand,
-                           outcomes)
-            self.energy_j += res.energy_j
+            missed = lat > self._deadline_flat
+            _rewards(qual, self._weight_flat, lat, (ulb + dlb).astype(np.float64), en, missed, self._consts,
+                     flat_cols)
+            flat_cols[6], flat_cols[7], flat_cols[8], flat_cols[9] = lat, en, qual, ssim
+            self.energy_j = self.energy_j + cols[7]
+            res = self._result(idx, cols, missed.reshape(c, m), ulb.reshape(c, m), dlb.reshape(c, m), bw, demand,
+                               outcomes)
         else:
             res = self._profiled(idx, flat, share.reshape(-1), demand, bw, snr, worst)
         self.last_demand = demand
@@ -445,9 +431,14 @@ class Core:
         if bad >= 0:
             self.plan_table._raise(bad, bw)
         q.v, self.energy_j = backlog, energy
+        return self._result(idx, cols, missed, self.uplink_bits[idx], self.downlink_bits[idx], bw, demand, None)
+
+    def _result(self, idx: np.ndarray, cols: np.ndarray, missed: np.ndarray, ulb: np.ndarray, dlb: np.ndarray,
+                bw: np.ndarray, demand: np.ndarray, outcomes: list[Any] | None) -> CoreStep:
+        """The epoch's :class:`CoreStep` from its columns (reward, the terms, latency, energy, quality, SSIM)."""
         terms = {"quality": cols[1], "latency": cols[2], "overhead": cols[3], "energy": cols[4], "deadline": cols[5]}
-        return CoreStep(idx, cols[0], terms, cols[6], cols[8], cols[9], self.uplink_bits[idx], self.downlink_bits[idx],
-                        cols[7], missed, bw.reshape(c, m), demand)
+        return CoreStep(idx, cols[0], terms, cols[6], cols[8], cols[9], ulb, dlb, cols[7], missed,
+                        bw.reshape(self.copies, self.ues), demand, outcomes)
 
     def _serve_live(self, flat: np.ndarray, bw: np.ndarray) -> tuple:
         """Live mode: every request through :meth:`MegSystem.serve`, each copy's in the service order,
@@ -476,8 +467,6 @@ class Core:
         self.now_s += gap
         self.queues.advance(self.now_s, self._q_rng)
         self.channel.advance(np.repeat(gap, self.ues) if self.copies > 1 else gap.item(), self._ch_rng)
-        if not self._fixed_snr:
-            self._snr_cache = None
         self._next_requests()
 
 
@@ -536,22 +525,30 @@ def _profiled_epoch(idx, share, demand, ues, ids, radio, uses, bw_cell, base_db,
         return bad
     q, ssim = cols[8], cols[9]
     _grid_draw(flat, grid, inner, span, idx, worst, z, q, ssim)
+    bits = np.empty(m)
+    for k in range(m):
+        cols[6, k], cols[7, k] = out[k, 0], out[k, 1]
+        missed[k] = out[k, 0] > deadline[k]
+        bits[k] = ul_bits[idx[k]] + dl_bits[idx[k]]
+        energy[k] += out[k, 1]
+    _rewards(q, weight, cols[6], bits, cols[7], missed, consts, cols)
+    return -1
+
+
+@njit(cache=True)
+def _rewards(quality, weight, latency, bits, energy, missed, consts, cols):
+    """:func:`reward_terms`, request by request, into ``cols`` rows 0 (the reward) and 1-5 (the terms, in
+    :data:`REWARD_TERMS` order); ``consts``: the latency, bits and energy scales, then the five weights."""
     s_lat, s_bits, s_en = consts[0], consts[1], consts[2]
     w_q, w_lat, w_over, w_en, w_dl = consts[3], consts[4], consts[5], consts[6], consts[7]
-    for k in range(m):
-        lat, en = out[k, 0], out[k, 1]
-        miss = 1.0 if lat > deadline[k] else 0.0
-        tq = q[k] * weight[k]
-        tl = -lat / s_lat
-        to = -(ul_bits[idx[k]] + dl_bits[idx[k]]) / s_bits
-        te = -en / s_en
-        td = 0.0 - miss
+    for k in range(quality.shape[0]):
+        tq = quality[k] * weight[k]
+        tl = -latency[k] / s_lat
+        to = -bits[k] / s_bits
+        te = -energy[k] / s_en
+        td = -1.0 if missed[k] else 0.0
         cols[0, k] = w_q * tq + w_lat * tl + w_over * to + w_en * te + w_dl * td
         cols[1, k], cols[2, k], cols[3, k], cols[4, k], cols[5, k] = tq, tl, to, te, td
-        cols[6, k], cols[7, k] = lat, en
-        missed[k] = lat > deadline[k]
-        energy[k] += en
-    return -1
 
 
 @njit(cache=True)
@@ -605,18 +602,22 @@ def reward_terms(quality: Any, quality_weight: Any, latency_s: Any, bits: Any, e
                  scales: dict[str, float], weights: Any) -> tuple[dict[str, Any], Any]:
     """The reward terms of served requests (:data:`REWARD_TERMS`; floats or arrays) and their weighted sum.
 
-    ``scales`` from :func:`reward_scales`; ``weights`` a scenario's ``reward.weights``."""
-    terms = {
-        "quality": quality * quality_weight,
-        "latency": -latency_s / scales["latency_s"],
-        "overhead": -bits / scales["bits"],
-        "energy": -energy_j / scales["energy_j"],
-        "deadline": 0.0 - deadline_missed,  # -1.0 or 0.0
-    }
+    ``scales`` from :func:`reward_scales`; ``weights`` a scenario's ``reward.weights``. The one
+    definition, compiled (:func:`_rewards`), that the world core's epochs also run."""
+    *values, missed = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (
+        quality, quality_weight, latency_s, bits, energy_j)), np.asarray(deadline_missed, dtype=bool))
+    shape = missed.shape
+    cols = np.empty((6, missed.size))
+    _rewards(*(np.ascontiguousarray(v).reshape(-1) for v in values), np.ascontiguousarray(missed).reshape(-1),
+             reward_consts(scales, weights), cols)
+    return {k: cols[1 + j].reshape(shape) for j, k in enumerate(REWARD_TERMS)}, cols[0].reshape(shape)
+
+
+def reward_consts(scales: dict[str, float], weights: Any) -> np.ndarray:
+    """What :func:`_rewards` takes: the latency, bits and energy scales, then the five weights."""
     w = weights
-    reward = (w.quality * terms["quality"] + w.latency * terms["latency"] + w.overhead * terms["overhead"]
-              + w.energy * terms["energy"] + w.deadline * terms["deadline"])
-    return terms, reward
+    return np.array([scales["latency_s"], scales["bits"], scales["energy_j"], w.quality, w.latency, w.overhead,
+                     w.energy, w.deadline])
 
 
 def terms_per_request(terms: dict[str, Any]) -> list[dict[str, float]]:

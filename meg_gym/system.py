@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -238,13 +239,13 @@ class MegSystem:
 
     def _links(self, bandwidth_hz: float, noiseless: bool | None = None,
                snr_db: dict[tuple[int, str], float] | None = None) -> LinkConditions:
+        """The links a request meets: ``snr_db``'s pinned SNRs ((es_id, 'ul'|'dl') -> dB), the channel's
+        now for the links it leaves out (read only when it leaves some out)."""
         sc = self.scenario
-        snr = {}
-        if snr_db is not None:
-            snr = dict(snr_db)
-        else:
+        snr = dict(snr_db or {})
+        if len(snr) < 2 * sc.num_es:
             table = self.channel.snr_table_db(bandwidth_hz)[0].tolist()
-            snr = {(i, link): table[i][j] for i in range(sc.num_es) for j, link in enumerate(("ul", "dl"))}
+            snr = {**{(i, link): table[i][j] for i in range(sc.num_es) for j, link in enumerate(("ul", "dl"))}, **snr}
         t = sc.transmission
         return LinkConditions(
             snr_db=snr, bandwidth_hz=bandwidth_hz, mode=t.mode, bits_per_value=t.bits_per_value,
@@ -258,9 +259,10 @@ class MegSystem:
                            queues=(self.queues if other is None else other) if queues else None,
                            start_s=self.now_s if start_s is None else start_s)
 
+    @cached_property
     def torch_threads(self) -> int | None:
         """Intra-op threads the model runs with: the scenario's ``torch_threads``, else 1 for a model
-        of at most 128 px (the tiny one), else None (torch's own default)."""
+        of at most 128 px (the tiny one), else None (torch's own default). Read once (the card is a file)."""
         if self.scenario.torch_threads is not None:
             return int(self.scenario.torch_threads)
         geometry = model_geometry(self.scenario.model)
@@ -272,7 +274,7 @@ class MegSystem:
              start_s: float | None = None) -> ExecutionResult:
         import torch
 
-        threads = self.torch_threads()
+        threads = self.torch_threads
         if threads is not None and torch.get_num_threads() != threads:  # process-wide: set where a model runs
             torch.set_num_threads(threads)
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -299,10 +301,7 @@ class MegSystem:
         """
         plan = self.plan(decision.protocol, decision.es_ids)
         bw = self.bandwidth(decision)
-        full = snr_db is not None and len(snr_db) == 2 * self.scenario.num_es
-        links = self._links(bw, snr_db=snr_db if full else None)
-        if snr_db is not None and not full:
-            links = replace(links, snr_db={**links.snr_db, **snr_db})
+        links = self._links(bw, snr_db=snr_db)
         from meg_gym.quality.metrics import psnr_db, ssim
 
         own_timing = not self.scenario.cost_model

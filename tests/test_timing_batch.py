@@ -15,11 +15,11 @@ def test_plan_table_walk_equals_the_walk_for_every_placement(mode):
     the ES occupation the walk gives the queues."""
     world = Core(_scenario())
     sys_ = world.system
-    table = PlanTable(world.plan_table.plans, [[sys_.es_flops_per_s[i] for i in d.es_ids] for d in world.decisions],
+    table = PlanTable(world.plan_table.plans, [[sys_.es_flops_per_s[i] for i in d.es_ids] for d in world.placements],
                       sys_.ue_flops_per_s, mode, 0.75, sys_.ue_power_w, sys_.ue_tx_power_w)
     rng = np.random.default_rng(0)
-    k = 7 * len(world.decisions)
-    plan = np.repeat(np.arange(len(world.decisions)), 7)
+    k = 7 * len(world.placements)
+    plan = np.repeat(np.arange(len(world.placements)), 7)
     width = table.es_ids.shape[1]
     snr_ul, snr_dl = rng.uniform(-5, 30, (k, width)), rng.uniform(-5, 30, (k, width))
     bw = rng.choice([5e6, 10e6, 20e6], k)
@@ -27,7 +27,7 @@ def test_plan_table_walk_equals_the_walk_for_every_placement(mode):
     backlog = rng.exponential(0.5, (k, table.num_es)) * rng.integers(0, 2, (k, table.num_es))
     out = table.walk(rng.permutation(k), plan, start, backlog.copy(), snr_ul, snr_dl, bw)
     for r in range(k):
-        d = world.decisions[plan[r]]
+        d = world.placements[plan[r]]
         n = len(d.es_ids)
         es = [sys_.es_flops_per_s[i] for i in d.es_ids]
         queues = [_FixedBacklog(backlog[r, i], f) for i, f in zip(d.es_ids, es)]
@@ -45,14 +45,14 @@ def test_plan_table_walk_equals_the_walk_for_every_placement(mode):
 def test_plan_table_rejects_bad_bandwidth_and_hopeless_snr():
     world = Core(_scenario())
     t = world.plan_table
-    k = next(k for k, d in enumerate(world.decisions) if d.protocol == "full_es")
+    k = next(k for k, d in enumerate(world.placements) if d.protocol == "full_es")
     one = dict(order=np.zeros(1, dtype=np.int64), plan=np.array([k]), start_s=np.zeros(1),
                backlog=np.zeros((1, t.num_es)), snr_ul_db=np.full((1, t.es_ids.shape[1]), 5.0),
                snr_dl_db=np.full((1, t.es_ids.shape[1]), 5.0))
     for bw in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="'bandwidth_hz' must be a finite number > 0"):
             t.walk(**one, bandwidth_hz=np.array([bw]))
-    digital = PlanTable(world.plan_table.plans, [[1e12] * len(d.es_ids) for d in world.decisions], 1e10, "digital",
+    digital = PlanTable(world.plan_table.plans, [[1e12] * len(d.es_ids) for d in world.placements], 1e10, "digital",
                         0.75, 1.0, 0.2)
     with pytest.raises(ValueError, match="'snr_db' is too low for any rate"):
         digital.walk(**{**one, "snr_ul_db": np.full((1, t.es_ids.shape[1]), -np.inf)}, bandwidth_hz=np.array([1e6]))
@@ -84,7 +84,7 @@ def test_grid_draw_equals_the_table_draw():
 
     world = Core(_scenario())
     table, steps = world.table, world.system.settings.steps
-    protocols = list(dict.fromkeys(d.protocol for d in world.decisions))
+    protocols = list(dict.fromkeys(d.protocol for d in world.placements))
     draw = GridDraw(table, protocols, steps)
     rng = np.random.default_rng(1)
     n = 200
@@ -105,7 +105,7 @@ def test_compiled_timing_equals_the_walk_bit_for_bit(mode):
     world = Core(_scenario())
     sys_ = world.system
     rng = np.random.default_rng(2)
-    for d in world.decisions:
+    for d in world.placements:
         plan = world.plans[d.index]
         n = len(d.es_ids)
         es = [sys_.es_flops_per_s[i] for i in d.es_ids]
@@ -125,7 +125,7 @@ def test_compiled_timing_equals_the_walk_bit_for_bit(mode):
 
 def test_compiled_timing_rejects_bad_bandwidth_like_the_walk():
     world = Core(_scenario())
-    d = next(d for d in world.decisions if d.protocol == "full_es")
+    d = next(d for d in world.placements if d.protocol == "full_es")
     plan, sys_ = world.plans[d.index], world.system
     for bw in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="bandwidth_hz"):

@@ -153,13 +153,7 @@ class Tr38901Batch(ChannelBatch):
         self._es_tx = np.asarray(t.es_tx_dbm(n), dtype=np.float64)
         noise = [THERMAL_NOISE_DBM_PER_HZ + t.es_noise_figure_db, THERMAL_NOISE_DBM_PER_HZ + t.noise_figure_db]
         self._es_xy = np.array(es_xy, dtype=np.float64).T[:, None, :]  # (2, 1, ESs): x, y
-        if area_m is None:
-            area_m = t.area_m
-        if area_m is None:
-            pad = t.scenario.isd_m / 2.0
-            xs, ys = np.concatenate([self._es_xy[0, 0], pos[:, 0]]), np.concatenate([self._es_xy[1, 0], pos[:, 1]])
-            area_m = (xs.min() - pad, ys.min() - pad, xs.max() + pad, ys.max() + pad)
-        x0, y0, x1, y1 = (float(a) for a in area_m)
+        x0, y0, x1, y1 = (float(a) for a in (area_m if area_m is not None else self.walk_area(n, pos)))
         outside = ~((x0 <= pos[:, 0]) & (pos[:, 0] <= x1) & (y0 <= pos[:, 1]) & (pos[:, 1] <= y1))
         if outside.any():
             k = int(np.flatnonzero(outside)[0])
@@ -187,6 +181,19 @@ class Tr38901Batch(ChannelBatch):
         self.los = np.ones((m, n), dtype=bool)
         self.z = np.zeros((m, n))  # shadowing in units of sigma_SF
         self._update(rng, np.full(m, math.inf))
+
+    def walk_area(self, num_es: int, ue_positions_m: Any = None) -> tuple[float, float, float, float]:
+        """The area the UEs walk: the parameters' ``area_m``, else the bounding box of the ES sites (and
+        the given UE positions) padded by half the inter-site distance."""
+        t = self.template
+        if t.area_m is not None:
+            return tuple(float(a) for a in t.area_m)
+        xy = np.array(t.es_layout(num_es), dtype=np.float64)
+        if ue_positions_m is not None:
+            xy = np.concatenate([xy, np.asarray(ue_positions_m, dtype=np.float64).reshape(-1, 2)])
+        pad = t.scenario.isd_m / 2.0
+        (x0, y0), (x1, y1) = xy.min(axis=0) - pad, xy.max(axis=0) + pad
+        return float(x0), float(y0), float(x1), float(y1)
 
     def advance(self, dt_s: Any, rng: np.random.Generator) -> None:
         """Every UE moves by ``dt_s`` seconds (one time step, or one per UE), then a new
