@@ -25,7 +25,8 @@ def _step(w, placements, shares):
     """One epoch of a one-copy core, its per-UE results as 1-D arrays."""
     res = w.step([placements], [shares])
     return res, {k: getattr(res, k)[0] for k in ("reward", "latency_s", "quality", "energy_j", "uplink_bits",
-                                                   "downlink_bits", "bandwidth_hz", "deadline_missed", "es_demand")}
+                                                   "downlink_bits", "bandwidth_hz", "deadline_missed", "es_demand",
+                                                   "retransmissions", "outage")}
 
 
 def test_placements_full_ue_once_and_pairs(world):
@@ -175,23 +176,27 @@ def test_step_equals_the_scalar_timing_and_table_per_request(world, channel):
             dl = [ch.snr_db(i, "dl", bw) if p.radio else 0.0 for i in p.es_ids]
             summary, _ = plan.timing(
                 ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[sys_.es_flops_per_s[i] for i in p.es_ids],
-                snr_ul_db=ul, snr_dl_db=dl, bandwidth_hz=bw, mode=t.mode, efficiency=t.efficiency,
-                ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w, queues=[fifo[i] for i in p.es_ids],
-                start_s=now, trace=True)
+                snr_ul_db=ul, snr_dl_db=dl, bandwidth_hz=bw, mode=t.mode, digital=sys_.digital,
+                ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w, ue_rx_power_w=sys_.ue_rx_power_w,
+                queues=[fifo[i] for i in p.es_ids], start_s=now, trace=True,
+                link_state=[(ch.fading_db(i, "ul"), ch.fading_db(i, "dl"), float(ch.is_los(i))) if hasattr(
+                    ch, "fading_db") else (0.0, 0.0, 0.0) for i in p.es_ids], uniforms=ref._uni[k])
+            assert res["retransmissions"][k] == summary["retransmissions"]
+            assert res["outage"][k] == bool(summary["outage"])
             assert res["latency_s"][k] == pytest.approx(summary["latency_s"], rel=1e-12)
             assert res["energy_j"][k] == pytest.approx(summary["energy_j"], rel=1e-12)
             assert res["uplink_bits"][k] == summary["uplink_bits"]
             assert res["downlink_bits"][k] == summary["downlink_bits"]
             mean, std = ref.table.lookup(p.protocol, min(ul), min(dl), sys_.settings.steps, "quality")
             q = mean + std * z[k] if std > 0 else mean
+            q = 0.0 if summary["outage"] else q  # a failed request delivered nothing
             assert res["quality"][k] == pytest.approx(min(max(q, 0.0), 1.0), abs=1e-12)
         ref.queues.v[0] = [f.v for f in fifo]
         ref.queues.advance(now + ref._gap, ref._q_rng)
         np.testing.assert_allclose(w.backlog_s(), ref.backlog_s(), rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("override, field", [({"transmission": {"mode": "digital"}}, "transmission.mode"),
-                                             ({"transmission": {"bits_per_value": 8}}, "transmission.bits_per_value"),
+@pytest.mark.parametrize("override, field", [({"transmission": {"bits_per_value": 8}}, "transmission.bits_per_value"),
                                              ({"generation": {"ue_steps": 4}}, "generation.ue_steps")])
 def test_profiled_core_refuses_a_table_measured_under_other_settings(override, field):
     """Profiled quality comes from the calibration table: a scenario in another setting (digital links, other
