@@ -418,7 +418,8 @@ TABLES: dict[str, Table] = {
     "payload_sd15": Table(f"{_R}/payload_sd15.json", f"meg-gym table --model sd15 --json > {_R}/payload_sd15.json",
                           _payload),
     "tiny_ldm": Table("meg_gym/ldm/weights/tiny/meta.json",
-                      "meg-gym evaluate-ldm --requests 200 --install (writes the shipped meta.json)", _tiny_ldm),
+                      "meg-gym evaluate-ldm --requests 200 --grid benchmarks/results/tiny_img2img.png --install",
+                      _tiny_ldm),
     "demo_case_study": Table(f"{_R}/demo_case_study/demo.json",
                              "meg-gym demo --config configs/scenarios/case_study.yaml --snr-db 10 --json "
                              f"--out {_R}/demo_case_study > {_R}/demo_case_study/demo.json", _demo),
