@@ -136,3 +136,12 @@ def test_license_and_citation_match_the_package():
     assert str(cff["date-released"]) == "2026-12-01"
     text = (ROOT / "LICENSE").read_text()
     assert text.startswith("MIT License") and "Copyright (c) 2026 meg_gym contributors" in text
+
+
+@pytest.mark.slow
+def test_readme_code_runs():
+    """The README's Python blocks, as a user pastes them (PPO on 2,048 steps and one live request: minutes)."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.DOTALL)
+    assert len(blocks) >= 2
+    for k, code in enumerate(blocks):
+        exec(compile(code, f"README.md python block {k}", "exec"), {"__name__": f"readme_{k}"})
