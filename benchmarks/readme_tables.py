@@ -147,7 +147,8 @@ def _agents(d: dict) -> list[str]:
                            f"{bold}", f"{r['quality']:.3f}", f"{r['latency_s']:.3f}", f"{r['bits']:,.0f}",
                            f"{r['deadline_misses']:.1f}", f"{r['energy_j']:.3f}", protocols]))
     seeds = d["seeds"]
-    lines += ["", f"(`{d['env']}`{' ' + json.dumps(d['env_kwargs']) if d['env_kwargs'] else ''}, one episode per "
+    kwargs = f" with `{json.dumps(d['env_kwargs'])}`" if d["env_kwargs"] else ""
+    lines += ["", f"(`{d['env']}`{kwargs}, one episode per "
                   f"seed, seeds {seeds[0]}..{seeds[-1]}; return ± the 95% confidence interval's half width.)"]
     for model, c in d.get("criteria", {}).items():
         if c is None:
