@@ -33,3 +33,8 @@ from envs import es_coordination as es_coordination_v1  # noqa: E402
 from envs import multi_ue as multi_ue_v1  # noqa: E402
 
 __all__ += ["es_coordination_v1", "multi_ue_v1"]
+
+# the same ids for RLlib's remote workers (Ray's tune registry), without importing Ray: see envs/rllib.py
+from envs import rllib as _rllib  # noqa: E402
+
+_rllib._install()
