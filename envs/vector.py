@@ -120,6 +120,9 @@ class MegVectorEnv(VectorEnv):
                 "downlink_bits": res.downlink_bits[:, 0], "energy_j": res.energy_j[:, 0],
                 "deadline_missed": res.deadline_missed[:, 0], "protocol": self._protocols[placement],
                 "es_mask": self.world.es_mask[placement], "bandwidth_share": self.shares[share]}
+        # Gymnasium's convention (SyncVectorEnv._add_info) masks nested dicts' keys too: info["rewards"]["_quality"]
+        for key in list(info["rewards"]):
+            info["rewards"]["_" + key] = served
         for key in list(info):
             info["_" + key] = served
         return info
