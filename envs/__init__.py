@@ -3,6 +3,9 @@
 * ``MEG/SingleES-v1``: one UE, one ES, the six single-ES protocols (profiled mode);
 * ``MEG/MultiES-v1``: one UE, three ESs, all 11 protocols (profiled mode);
 * ``MEG/SingleES-live-v1``, ``MEG/MultiES-live-v1``: the same with the real split LDM every step.
+
+The same ids reach RLlib's remote workers through Ray's tune registry (``envs.rllib``), so
+``PPOConfig().environment("MEG/SingleES-v1")`` works as written; ``"envs:MEG/SingleES-v1"`` works too.
 """
 
 from __future__ import annotations
