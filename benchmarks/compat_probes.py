@@ -32,6 +32,16 @@ def tianshou_native_vector():
     return DummyVectorEnv([_vec]).reset()[0].shape
 
 
+def tianshou_pettingzoo_aec():
+    from tianshou.env import PettingZooEnv
+
+    env = PettingZooEnv(envs.multi_ue_v1.env(num_ues=2))
+    env.reset(seed=0)
+    for _ in range(6):  # three turns of each agent
+        obs, rewards, *_ = env.step(env.action_space.sample())
+    return sorted(obs), obs["agent_id"], len(rewards)
+
+
 def _skrl_steps(env):
     import torch
     from skrl.envs.wrappers.torch import wrap_env
@@ -93,7 +103,7 @@ def mo_gymnasium_native_vector():
 
 PROBES = {  # library (module to import): probes
     "stable_baselines3": [sb3_native_vector],
-    "tianshou": [tianshou_native_vector],
+    "tianshou": [tianshou_native_vector, tianshou_pettingzoo_aec],
     "skrl": [skrl_single, skrl_native_vector],
     "torchrl": [torchrl_native_vector_same_step, torchrl_sync_vector_same_step, torchrl_native_vector_next_step,
                 torchrl_pettingzoo],
