@@ -122,6 +122,9 @@ class MegVectorEnv(VectorEnv):
                 "deadline_missed": res.deadline_missed[:, 0], "protocol": self._protocols[placement],
                 "es_mask": self.world.es_mask[placement], "bandwidth_share": self.shares[share],
                 "retransmissions": res.retransmissions[:, 0], "outage": res.outage[:, 0]}
+        # Gymnasium's convention (SyncVectorEnv._add_info) masks nested dicts' keys too: info["rewards"]["_quality"]
+        for key in list(info["rewards"]):
+            info["rewards"]["_" + key] = served
         for key in list(info):
             info["_" + key] = served
         return info
