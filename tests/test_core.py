@@ -131,6 +131,30 @@ def test_live_mode_two_ues_two_steps():
     assert before >= 0.0 and w.served[0] == 2
 
 
+def test_digital_live_and_profiled_see_the_same_link():
+    """Digital transmission over fast-fading links: the live core (the model runs) and the profiled core
+    (the digital table) give every request the same latency, energy, retransmissions and outage (one link
+    model, the same HARQ draws); a failed request is worth quality 0 and a missed deadline in both."""
+    over = dict(num_es=1, protocols=["full_es", "ciag", "eiug"], es=[{"load": 0.0}],
+                channel={"kind": "umi", "fading": "rayleigh", "shadowing": False},
+                ue={"position_m": [400.0, 0.0], "speed_mps": 30.0},  # far and fast: long transfers, short blocks
+                transmission={"mode": "digital", "fading_margin_db": 1.0, "max_retransmissions": 1})
+    cores = {b: Core(load_scenario("default", backend=b, **over)) for b in ("live", "profiled")}
+    for c in cores.values():
+        c.reset(5)
+    n = len(cores["live"].placements)
+    seen = []
+    for t in range(6):
+        res = {b: c.step([[t % n]], [[0.25]]) for b, c in cores.items()}
+        live, prof = res["live"], res["profiled"]
+        for key in ("latency_s", "energy_j", "retransmissions", "outage", "deadline_missed", "uplink_bits"):
+            assert getattr(live, key)[0, 0] == getattr(prof, key)[0, 0], key
+        if live.outage[0, 0]:
+            assert live.quality[0, 0] == prof.quality[0, 0] == 0.0 and live.deadline_missed[0, 0]
+        seen.append((int(live.retransmissions[0, 0]), bool(live.outage[0, 0])))
+    assert any(r > 0 for r, _ in seen)  # the fading did retransmit
+
+
 class _Fifo:
     """A FIFO ES as the timing walk reads it (backlog now, our jobs added at now): the reference
     for the queue row the world keeps as arrays."""

@@ -72,9 +72,10 @@ class ChannelBatch:
         """(UEs, ESs, 3): per link its current block's small-scale fading in dB (uplink,
         downlink) and whether it is line of sight (1/0), as the digital link model
         (:mod:`meg_gym.channel.digital`) takes them; no fading here (zeros)."""
-        if self.base_db.shape[:2] != getattr(self, "_zeros", np.empty((0, 0, 3))).shape[:2]:
-            self._zeros = np.zeros(self.base_db.shape[:2] + (3,))
-        return self._zeros
+        z = self.__dict__.get("_zeros")
+        if z is None or z.shape[:2] != self.base_db.shape[:2]:
+            z = self._zeros = np.zeros(self.base_db.shape[:2] + (3,))
+        return z
 
     def snr_table_db(self, bandwidth_hz: float) -> np.ndarray:
         """Every UE's SNR to every ES over ``bandwidth_hz``, shape (num_ues, num_es, 2)."""
