@@ -381,7 +381,8 @@ def make_policy(name: str, env: Any, seed: int | None = 0) -> BaselinePolicy:
         raise PolicyError(f"policy must be one of {policy_names()} (got {name!r})")
     if base == "fixed":
         if not arg:
-            raise PolicyError(f"policy 'fixed' needs a protocol: one of {policy_names(env)[len(POLICIES) - 1:]}")
+            fixed = [n for n in policy_names(env) if n.startswith("fixed:")]
+            raise PolicyError(f"policy 'fixed' needs a protocol: one of {fixed}")
         return FixedPolicy(env, seed, protocol=arg)
     if base == "crash_avoid":
         return CrashAvoidPolicy(env, seed, protocol=arg or None)
