@@ -541,8 +541,9 @@ class Core:
         quality is below the threshold is asked again when that result arrives, with the same
         placement, bandwidth and links and a new quality noise and HARQ draw, up to
         ``workload.max_attempts`` in all. Each attempt is walked against its copy's queues at its
-        arrival (their backlog then: the work left from now, less the time gone by; background
-        arrivals in between are run by the next advance); its latency adds to the response time,
+        arrival (their backlog then: the work left from now, less the time gone by), and its hold
+        on each ES joins that ES's workload (background arrivals in between are run by the next
+        advance); its latency adds to the response time,
         its energy to the request's and the UE's; the last attempt's quality, SSIM and outage
         stand. The arrays (copies, ues) are updated in place; returns the attempts per request."""
         c, m = self.copies, self.ues
@@ -566,13 +567,17 @@ class Core:
             for i, k in enumerate(ks.tolist()):
                 cp, p, gone = k // m, int(flat[k]), float(lat_f[k])
                 ids = self._ids[p]
-                back = np.maximum(self.queues.v[cp] - gone, 0.0)[None]
+                before = np.maximum(self.queues.v[cp] - gone, 0.0)  # the work left when the repeat arrives
+                back = before[None].copy()
                 start[0] = self.now_s[cp] + gone
                 out = pt.walk(order, flat[k:k + 1], start, back, np.ascontiguousarray(snr[k:k + 1, :, 0]),
                               np.ascontiguousarray(snr[k:k + 1, :, 1]), bw[k:k + 1],
                               link_state=ch.link_state[k][ids][None], uniforms=uni[i:i + 1])
-                for j in np.flatnonzero(~np.isnan(out[0, OUT_COLS:OUT_COLS + len(ids)])).tolist():
-                    self.queues.v[cp, ids[j]] = gone + back[0, ids[j]]  # our job, from now
+                for i_es in {int(ids[j]) for j in np.flatnonzero(~np.isnan(out[0, OUT_COLS:OUT_COLS + len(ids)]))}:
+                    # the job's hold on the ES (its turn to its last stage there) joins the workload as the first
+                    # attempt's does; as of now, not from the repeat's arrival, so an idle ES in between is not
+                    # held for it (nor the work it did in between counted)
+                    self.queues.v[cp, i_es] += back[0, i_es] - before[i_es]
                 lat_f[k] = gone + out[0, 0] + extra_f[k]
                 en_f[k] += out[0, 1]
                 ue_energy[k] += out[0, 1]
