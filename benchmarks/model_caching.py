@@ -1,7 +1,7 @@
 """Model caching and retries until satisfied (issue 18): the baselines' table on held-out seeds.
 
 Usage: python benchmarks/model_caching.py [--seeds 10] [--seed-start 1000] [--states 200]
-       [--out benchmarks/results/model_caching]
+       [--out benchmarks/results/model_caching] [--model label=path.zip ...]
 
 1. ``MEG/ModelCaching-v0`` (configs/scenarios/model_caching.yaml): every cache baseline
    (agents.baselines.CACHE_POLICIES) for one episode per seed: hit ratio, mean latency,
@@ -34,12 +34,15 @@ import envs  # noqa: F401  (registers the MEG ids)
 from agents.baselines import CACHE_POLICIES, make_policy
 
 
-def caching_table(seeds: list[int]) -> list[dict]:
-    """Per cache baseline, the per-episode means over ``seeds`` (mean and standard deviation)."""
+def caching_table(seeds: list[int], models: list[str]) -> list[dict]:
+    """Per cache baseline (and trained model, ``label=path``), the per-episode means over ``seeds``
+    (mean and standard deviation)."""
+    from agents.evaluation import load_policy
+
     env = gym.make("MEG/ModelCaching-v0")
     rows = []
-    for name in CACHE_POLICIES:
-        policy = make_policy(name, env)
+    for name in [*CACHE_POLICIES, *models]:
+        name, policy = (name, make_policy(name, env)) if name in CACHE_POLICIES else load_policy(name, env)
         per_ep = collections.defaultdict(list)
         for seed in seeds:
             obs, _ = env.reset(seed=seed)
@@ -145,16 +148,18 @@ def main() -> None:
     ap.add_argument("--seed-start", type=int, default=1000)
     ap.add_argument("--states", type=int, default=200)
     ap.add_argument("--out", default="benchmarks/results/model_caching")
+    ap.add_argument("--model", action="append", default=[], help="a trained model to add, label=path.zip")
     args = ap.parse_args()
     if args.seeds < 1 or args.states < 1:
         raise SystemExit(f"'--seeds' and '--states' must be >= 1 (got {args.seeds} and {args.states})")
     seeds = list(range(args.seed_start, args.seed_start + args.seeds))
     t0 = time.perf_counter()
-    caching = caching_table(seeds)
+    caching = caching_table(seeds, args.model)
     routing = routing_decision(args.states, args.seed_start)
     retries = retries_table(seeds)
-    record = {"command": f"python benchmarks/model_caching.py --seeds {args.seeds} --seed-start {args.seed_start} "
-                         f"--states {args.states}", "seeds": seeds, "caching": caching,
+    command = (f"python benchmarks/model_caching.py --seeds {args.seeds} --seed-start {args.seed_start} "
+               f"--states {args.states}" + "".join(f" --model {m}" for m in args.model))
+    record = {"command": command, "seeds": seeds, "caching": caching,
               "routing_best_action_share": routing, "retries": retries,
               "wall_s": round(time.perf_counter() - t0, 1)}
     out = Path(args.out)

@@ -50,14 +50,23 @@ class ModelCachingEnv(MegEnv):
 
     ## Arguments
     ``config`` (default the shipped ``model_caching`` scenario; it must set ``caching``),
-    ``reward_type``, ``render_mode`` and any scenario key as a keyword override.
+    ``reward_type``, ``render_mode`` and any scenario key as a keyword override;
+    ``action_type`` and ``observation_type`` take only ``"multidiscrete"`` and ``"box"``.
 
     ## Version History
     * v0: initial version.
     """
 
-    def __init__(self, config: Any = "model_caching", *, reward_type: str = "scalar",
-                 render_mode: str | None = None, **overrides: Any) -> None:
+    def __init__(self, config: Any = "model_caching", *, action_type: str = "multidiscrete",
+                 observation_type: str = "box", reward_type: str = "scalar", render_mode: str | None = None,
+                 **overrides: Any) -> None:
+        # one action and one observation layout (the training configs name them, as for the other MEG ids)
+        if action_type != "multidiscrete":
+            raise ValueError(f"'action_type' must be one of ['multidiscrete'] for MEG/ModelCaching "
+                             f"(got {action_type!r})")
+        if observation_type != "box":
+            raise ValueError(f"'observation_type' must be one of ['box'] for MEG/ModelCaching "
+                             f"(got {observation_type!r})")
         super().__init__(config, action_type="multidiscrete", observation_type="box", reward_type=reward_type,
                          render_mode=render_mode, **overrides)
         cache = self.world.cache
