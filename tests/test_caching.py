@@ -182,6 +182,8 @@ def test_caching_config_errors():
         load_scenario("model_caching", protocols=["full_es", "full_ue"])
     with pytest.raises(ValueError, match="'caching' must be set"):
         gym.make("MEG/ModelCaching-v0", caching=None)
+    with pytest.raises(ValueError, match=r"'action_type' must be one of \['multidiscrete'\] .*\(got 'discrete'\)"):
+        gym.make("MEG/ModelCaching-v0", action_type="discrete")
 
 
 def test_views_report_cache_hits():
