@@ -295,13 +295,7 @@ class CachePolicy(BaselinePolicy):
             raise PolicyError(f"policy {self.name!r} reads the env it was made with, so it takes one observation "
                               f"or a batch of 1 (got a batch of {a.shape[0]})")
         w = self.env.world
-        cache = w.cache
-        model = int(w.models[0, 0])
-        backlog = w.backlog_s()[0]
-        ready = cache.loaded(w.now_s)[0, :, model]
-        pool = np.flatnonzero(ready) if ready.any() else np.arange(self.n_es)
-        es = int(pool[np.argmin(backlog[pool])])
-        placement = self.by_es[es]
+        placement = self.by_es[int(w.cache.route(w.models, w.backlog_s(), w.now_s)[0, 0])]
         sets = self.cache_sets(placement)
         action = self.env.encode(placement, self.full_share, sets)
         return (action[None] if a.ndim > 1 else action), state

@@ -39,9 +39,10 @@ if "MEG/ModelCaching-v0" not in registry:
 
 # PettingZoo environments (modules with parallel_env / env / raw_env factories)
 from envs import es_coordination as es_coordination_v1  # noqa: E402
+from envs import model_caching as model_caching_v0  # noqa: E402
 from envs import multi_ue as multi_ue_v1  # noqa: E402
 
-__all__ += ["es_coordination_v1", "multi_ue_v1"]
+__all__ += ["es_coordination_v1", "model_caching_v0", "multi_ue_v1"]
 
 # the same ids for RLlib's remote workers (Ray's tune registry), without importing Ray: see envs/rllib.py
 from envs import rllib as _rllib  # noqa: E402

@@ -1,4 +1,5 @@
-"""``MEG/ModelCaching-v0``: serve MEG requests and decide which generation models the ESs keep cached."""
+"""Model caching views: ``MEG/ModelCaching-v0`` (the central controller: placement, share and every
+ES's cache set) and ``model_caching_v0`` (PettingZoo: the ESs as agents, each choosing its own set)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.codecs import InvalidAction
-from envs.common import obs_bounds
+from envs.common import BIG, obs_bounds
 from envs.meg_env import MegEnv
+from envs.multi_ue import _MegParallelEnv, aec
 
-__all__ = ["ModelCachingEnv"]
+__all__ = ["ModelCachingEnv", "ModelCachingParallelEnv", "env", "parallel_env", "raw_env"]
 
 
 class ModelCachingEnv(MegEnv):
@@ -119,3 +121,107 @@ class ModelCachingEnv(MegEnv):
 
     def action_masks(self) -> np.ndarray:
         raise NotImplementedError("MEG/ModelCaching has no action masks (every cache set fits by construction)")
+
+
+class ModelCachingParallelEnv(_MegParallelEnv):
+    """
+    ## Description
+    The per-ES form of model caching (PettingZoo parallel API): the ESs are the agents
+    (``es_0 ... es_{N-1}``), each deciding every epoch which set of catalogue models it holds
+    from now on; ``num_ues`` UEs each send one request per epoch for a Zipf-drawn model, routed
+    by the world core's cache-aware rule (``meg_gym.caching.ModelCache.route``: to an ES with the
+    model loaded, the least backlogged of them, else the least backlogged ES) with the
+    scenario's first protocol at the whole band. Everything else is ``MEG/ModelCaching-v0``'s.
+
+    ## Spaces
+    ``action_space(agent)``: ``Discrete(len(env.cache_sets))``, the set the ES holds from now.
+    ``observation_space(agent)``: ``Box(1 + K + 4K)`` float32: the ES's queue backlog (s / latency
+    scale), the share of the epoch's requests asking each model, then the ES's per-model
+    cache features (loaded, load still to run, recency, request share; ``ModelCache.features``).
+
+    ## Rewards
+    Each ES: the mean scalar reward of the requests it served this epoch (0 when none), mixed
+    with the mean over all requests by ``local_ratio`` (None: the local reward alone).
+    ``infos[agent]``: ``requests``, ``hits`` (of them), ``cache_set`` (model names).
+
+    ## Arguments
+    ``config`` (default ``model_caching``; must set ``caching``), ``num_ues``, ``max_cycles``,
+    ``local_ratio`` and any scenario key as a keyword override.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {**_MegParallelEnv.metadata, "name": "model_caching_v0"}
+
+    def __init__(self, config: Any = "model_caching", *, num_ues: int = 4, max_cycles: int | None = None,
+                 local_ratio: float | None = None, **overrides: Any) -> None:
+        self._setup(config, None, max_cycles, local_ratio, None, {"ues": num_ues}, overrides)
+        w = self.world
+        if w.cache is None:
+            raise ValueError("'caching' must be set in the scenario of model_caching_v0 (got None): see "
+                             "configs/scenarios/model_caching.yaml")
+        cache = w.cache
+        self.cache_sets = [tuple(n for j, n in enumerate(cache.names) if int(s) >> j & 1) for s in cache.sets]
+        self.possible_agents = [f"es_{i}" for i in range(w.num_es)]
+        k = cache.k
+        self._spaces(np.zeros(1 + 5 * k, np.float32), np.concatenate([[BIG], np.ones(5 * k)]).astype(np.float32),
+                     spaces.Discrete(len(self.cache_sets)))
+        protocol = next(p.protocol for p in w.placements if len(p.es_ids) == 1)
+        self._by_es = np.array([w.placement_index(protocol, (i,)) for i in range(w.num_es)])
+        self._full = np.ones((1, w.ues))
+
+    def _observe(self) -> np.ndarray:
+        w = self.world
+        c = w.cache
+        n, k = w.num_es, c.k
+        asked = np.bincount(w.models[0], minlength=k) / w.ues
+        per_es = c.features(w.models[:, :1], w.now_s, w.scenario.caching.context_half_life_s)[0, 0, k:]
+        per_es = per_es.reshape(n, 4 * k)
+        backlog = w.backlog_s()[0, :, None] / w.workload.latency_scale_s
+        return np.concatenate([backlog, np.tile(asked, (n, 1)), per_es], axis=1)
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        ss = self._world_seed(seed)
+        self.world.reset(int(ss.generate_state(1, np.uint64)[0]))
+        self.agents = self.possible_agents[:]
+        return self._obs_dict(self._observe()), {a: {"requests": 0, "hits": 0, "cache_set": ()} for a in self.agents}
+
+    def _decode(self, actions: dict) -> np.ndarray:
+        self._check_actions(actions)
+        n_sets = len(self.cache_sets)
+        out = np.empty((1, len(self.agents)), dtype=np.int64)
+        for i, a in enumerate(self.agents):
+            v = np.asarray(actions[a])
+            if v.shape not in ((), (1,)) or v.dtype.kind not in "iu" or not 0 <= int(v.reshape(-1)[0]) < n_sets:
+                raise InvalidAction(f"agent {a!r}: action must be a cache set in [0, {n_sets - 1}] "
+                                    f"(got {actions[a]!r})")
+            out[0, i] = int(v.reshape(-1)[0])
+        return out
+
+    def step(self, actions: dict) -> tuple[dict, dict, dict, dict, dict]:
+        sets = self._decode(actions)  # raises before anything changes
+        w = self.world
+        es = w.cache.route(w.models, w.backlog_s(), w.now_s)[0]
+        res = w.step_checked(self._by_es[es][None], self._full, cache=sets)
+        reward, hit = res.reward[0], res.cache_hit[0]
+        team = float(reward.mean())
+        local = np.array([reward[es == i].mean() if (es == i).any() else 0.0 for i in range(w.num_es)])
+        infos = [{"requests": int((es == i).sum()), "hits": int(hit[es == i].sum()),
+                  "cache_set": self.cache_sets[int(sets[0, i])]} for i in range(w.num_es)]
+        return self._finish(self._observe(), self._mix(local, team), infos)
+
+
+def raw_env(**kwargs: Any) -> ModelCachingParallelEnv:
+    """The per-ES parallel environment class itself."""
+    return ModelCachingParallelEnv(**kwargs)
+
+
+def parallel_env(**kwargs: Any) -> ModelCachingParallelEnv:
+    """``model_caching_v0``: the ESs as agents choosing their cache sets (PettingZoo parallel API)."""
+    return ModelCachingParallelEnv(**kwargs)
+
+
+def env(**kwargs: Any) -> Any:
+    """The AEC form of :func:`parallel_env` (PettingZoo's ``parallel_to_aec``), actions checked."""
+    return aec(parallel_env(**kwargs))

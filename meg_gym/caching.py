@@ -213,6 +213,17 @@ class ModelCache:
             self.backhaul_free_s[c, e] = t
             self.mask[c, e] = new[c, e]
 
+    def route(self, models: np.ndarray, backlog_s: np.ndarray, now_s: np.ndarray) -> np.ndarray:
+        """Cache-aware routing, (copies, ues) ES ids: each request to an ES that has its model loaded
+        (the least backlogged of them), else to the least backlogged ES (ties: the lowest id)."""
+        loaded = self.loaded(now_s)
+        out = np.empty(models.shape, dtype=np.int64)
+        for c, u in np.ndindex(*models.shape):
+            ready = loaded[c, :, models[c, u]]
+            pool = np.flatnonzero(ready) if ready.any() else np.arange(self.num_es)
+            out[c, u] = pool[np.argmin(backlog_s[c, pool])]
+        return out
+
     # -- serving --------------------------------------------------------------------------------
     def serve(self, models: np.ndarray, uses: np.ndarray, order: np.ndarray, now_s: np.ndarray) -> CacheOutcome:
         """Each request against the caches (after :meth:`apply`), in service order; then the

@@ -212,3 +212,29 @@ def test_cache_baselines_act_in_the_env(name):
     assert (sum(hits) == 0) == (name == "no_cache")
     with pytest.raises(PolicyError, match="needs MEG/ModelCaching"):
         make_policy(name, gym.make("MEG/SingleES-v1"))
+
+
+def test_per_es_agents_pass_pettingzoo_api_and_seed_tests():
+    from pettingzoo.test import parallel_api_test, parallel_seed_test
+
+    from envs import model_caching_v0
+
+    parallel_api_test(model_caching_v0.parallel_env(num_ues=3), num_cycles=30)
+    parallel_seed_test(lambda: model_caching_v0.parallel_env(num_ues=3))
+
+
+def test_per_es_agents_hold_the_sets_they_pick():
+    from envs import model_caching_v0
+
+    par = model_caching_v0.parallel_env(num_ues=4)
+    par.reset(seed=2)
+    sdxl_only = par.cache_sets.index(("sdxl",))
+    two_sd = par.cache_sets.index(("sd15", "sd21"))
+    _, _, _, _, infos = par.step({"es_0": sdxl_only, "es_1": two_sd})
+    assert infos["es_0"]["cache_set"] == ("sdxl",) and infos["es_1"]["cache_set"] == ("sd15", "sd21")
+    assert sum(i["requests"] for i in infos.values()) == 4
+    held = par.world.cache.held()[0]
+    names = par.world.cache.names
+    assert {names[j] for j in np.flatnonzero(held[0])} == {"sdxl"}
+    with pytest.raises(envs.InvalidAction, match=r"agent 'es_1': action must be a cache set in \[0, 33\]"):
+        par.step({"es_0": 0, "es_1": 34})
