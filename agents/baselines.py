@@ -16,6 +16,19 @@
 * ``oracle``: every action tried on a deep copy of the env (same randomness), the best
   scalar reward taken: a one-step upper bound that sees the future draws.
 
+Model caching (``MEG/ModelCaching-v0``; ``meg_gym.caching``), each routing a request to an ES
+that has its model loaded (the least backlogged of them; else the least backlogged ES) with the
+scenario's first protocol, whole band:
+
+* ``lru``, ``lfu``, ``lc``: the ES admits a missed model, evicting the least recently
+  requested, the least often requested, or the one with the least contexts (the survey's LC
+  rule, Xu et al. 2023, arXiv:2305.12130) until it fits (``ModelCache.rule_action``, the rule
+  the other views run when ``caching.rule`` names it);
+* ``no_cache``: the caches stay empty (every request a miss);
+* ``popularity_oracle``: knows the Zipf popularity the others learn from the requests and holds,
+  from the first request on, the sets of the ESs whose union covers the most popularity (the
+  best static caches when requests are independent draws).
+
 Every policy has ``predict(obs, state=None, episode_start=None, deterministic=True)`` returning
 ``(action, state)`` like an SB3 model, so one evaluation loop runs baselines and trained
 models. ``random``, ``round_robin``, ``crash_avoid`` and ``fixed`` act on the observation alone
@@ -26,6 +39,7 @@ single observation or a batch of one.
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import numpy as np
@@ -33,7 +47,7 @@ import numpy as np
 from meg_gym.config import ConfigError
 from meg_gym.core import obs_size
 
-__all__ = ["POLICIES", "BaselinePolicy", "PolicyError", "make_policy", "policy_names"]
+__all__ = ["CACHE_POLICIES", "POLICIES", "BaselinePolicy", "PolicyError", "make_policy", "policy_names"]
 
 
 class PolicyError(ConfigError):
@@ -258,14 +272,93 @@ class OraclePolicy(BaselinePolicy):
         return int(k), int(j)
 
 
+class CachePolicy(BaselinePolicy):
+    """A model-caching baseline (``MEG/ModelCaching``): cache-aware routing and a cache rule."""
+
+    name = "lru"
+    needs_env = True
+
+    def __init__(self, env: Any, seed: int | None = 0) -> None:
+        super().__init__(env, seed)
+        if not hasattr(self.env, "cache_sets"):
+            raise PolicyError(f"policy {self.name!r} needs MEG/ModelCaching (an env with cache sets); "
+                              f"{type(self.env).__name__} has none")
+        single = [d for d in self.env.decisions if len(d.es_ids) == 1]
+        protocol = single[0].protocol
+        self.by_es = [_placement_of(self.env, protocol, (i,)) for i in range(self.n_es)]
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+        """``(action, state)`` for the env's current request (the observation is read from the env)."""
+        a = np.asarray(observation)
+        if a.ndim > 1 and a.shape[0] != 1:
+            raise PolicyError(f"policy {self.name!r} reads the env it was made with, so it takes one observation "
+                              f"or a batch of 1 (got a batch of {a.shape[0]})")
+        w = self.env.world
+        placement = self.by_es[int(w.cache.route(w.models, w.backlog_s(), w.now_s)[0, 0])]
+        sets = self.cache_sets(placement)
+        action = self.env.encode(placement, self.full_share, sets)
+        return (action[None] if a.ndim > 1 else action), state
+
+    def cache_sets(self, placement: int) -> np.ndarray:
+        """The set index every ES holds from now on."""
+        w = self.env.world
+        uses = w.es_mask[placement][None, None]
+        return w.cache.rule_action(self.name, w.models, uses, np.zeros(1, np.int64), w.now_s)[0]
+
+
+class LfuPolicy(CachePolicy):
+    name = "lfu"
+
+
+class LcPolicy(CachePolicy):
+    name = "lc"
+
+
+class NoCachePolicy(CachePolicy):
+    name = "no_cache"
+
+    def cache_sets(self, placement: int) -> np.ndarray:
+        return np.zeros(self.n_es, dtype=np.int64)  # set 0: the empty set
+
+
+class PopularityOraclePolicy(CachePolicy):
+    name = "popularity_oracle"
+
+    def __init__(self, env: Any, seed: int | None = 0) -> None:
+        super().__init__(env, seed)
+        cache = self.env.world.cache
+        sets = [int(x) for x in cache.sets]
+        if len(sets) ** self.n_es > 100_000:
+            raise PolicyError(f"popularity_oracle searches every ES's set jointly: {len(sets)} sets on "
+                              f"{self.n_es} ESs are too many (at most 100000 combinations)")
+
+        def value(combo: tuple[int, ...]) -> tuple[float, float]:
+            union = 0
+            for i in combo:
+                union |= sets[i]
+            covered = sum(float(cache.popularity[j]) for j in range(cache.k) if union >> j & 1)
+            return covered, -sum(cache.mask_gb(sets[i]) for i in combo)  # among equals the fewest GB to load
+
+        self.static = np.array(max(itertools.product(range(len(sets)), repeat=self.n_es), key=value),
+                               dtype=np.int64)
+
+    def cache_sets(self, placement: int) -> np.ndarray:
+        return self.static
+
+
 POLICIES: dict[str, type[BaselinePolicy]] = {
-    c.name: c for c in (RandomPolicy, RoundRobinPolicy, CrashAvoidPolicy, GreedyPolicy, FixedPolicy, OraclePolicy)
+    c.name: c for c in (RandomPolicy, RoundRobinPolicy, CrashAvoidPolicy, GreedyPolicy, FixedPolicy, OraclePolicy,
+                        CachePolicy, LfuPolicy, LcPolicy, NoCachePolicy, PopularityOraclePolicy)
 }
+CACHE_POLICIES = ("lru", "lfu", "lc", "no_cache", "popularity_oracle")
 
 
 def policy_names(env: Any | None = None) -> list[str]:
     """The baseline names; with an env, ``fixed:<protocol>`` spelt out for each protocol it offers."""
     names = [n for n in POLICIES if n != "fixed"]
+    if env is not None and not hasattr(_unwrap(env), "cache_sets"):
+        names = [n for n in names if n not in CACHE_POLICIES]  # they need MEG/ModelCaching
     if env is None:
         return [*names, "fixed:<protocol>"]
     protocols = list(dict.fromkeys(d.protocol for d in _unwrap(env).decisions))
@@ -282,7 +375,8 @@ def make_policy(name: str, env: Any, seed: int | None = 0) -> BaselinePolicy:
         raise PolicyError(f"policy must be one of {policy_names()} (got {name!r})")
     if base == "fixed":
         if not arg:
-            raise PolicyError(f"policy 'fixed' needs a protocol: one of {policy_names(env)[len(POLICIES) - 1:]}")
+            fixed = [n for n in policy_names(env) if n.startswith("fixed:")]
+            raise PolicyError(f"policy 'fixed' needs a protocol: one of {fixed}")
         return FixedPolicy(env, seed, protocol=arg)
     if base == "crash_avoid":
         return CrashAvoidPolicy(env, seed, protocol=arg or None)

@@ -118,7 +118,9 @@ class MegEnv(gym.Env):
                          "es_mask": np.zeros(n, dtype=bool), "bandwidth_share": nan, "latency_s": nan,
                          "quality": nan, "ssim": nan, "uplink_bits": np.int64(0), "downlink_bits": np.int64(0),
                          "energy_j": nan, "deadline_missed": np.False_, "retransmissions": np.int64(0),
-                         "outage": np.False_}
+                         "outage": np.False_, "attempts": np.int64(0)}
+        if self.world.cache is not None:  # model caching: whether the request's model was loaded, and which
+            self._no_info.update(cache_hit=np.False_, model="")
         self._one = (np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1)))  # the step's (1, 1) action arrays
         self._last: Any = None
 
@@ -157,9 +159,14 @@ class MegEnv(gym.Env):
             raise RuntimeError(f"step() after the episode was truncated ({w.workload.requests_per_episode} requests "
                                f"served): call reset()")
         placement, share = self.codec.decode(action)  # raises before any state changes
+        return self._step(placement, share, None)
+
+    def _step(self, placement: int, share: int, cache: np.ndarray | None) -> tuple[Any, Any, bool, bool, dict]:
+        """One request served with a decoded action (``cache``: the cache sets, ModelCaching's)."""
+        w = self.world
         pl, sh = self._one
         pl[0, 0], sh[0, 0] = placement, self.shares[share]
-        res = self.world.step_checked(pl, sh)
+        res = self.world.step_checked(pl, sh, cache)
         decision = self.decisions[placement]
         self._last = (decision, res)
         t = res.terms
@@ -172,8 +179,10 @@ class MegEnv(gym.Env):
             "quality": res.quality[0, 0], "ssim": res.ssim[0, 0], "uplink_bits": res.uplink_bits[0, 0],
             "downlink_bits": res.downlink_bits[0, 0], "energy_j": res.energy_j[0, 0],
             "deadline_missed": res.deadline_missed[0, 0], "retransmissions": res.retransmissions[0, 0],
-            "outage": res.outage[0, 0],
+            "outage": res.outage[0, 0], "attempts": res.attempts[0, 0],
         }
+        if res.cache_hit is not None:
+            info["cache_hit"], info["model"] = res.cache_hit[0, 0], w.cache.names[res.model[0, 0]]
         if self.reward_type == "vector":
             reward: Any = np.array([terms[k] for k in REWARD_TERMS], dtype=np.float32)
         else:

@@ -113,7 +113,10 @@ class MegVectorEnv(VectorEnv):
                 "ssim": nan.copy(), "uplink_bits": np.zeros(n, np.int64), "downlink_bits": np.zeros(n, np.int64),
                 "energy_j": nan.copy(), "deadline_missed": np.zeros(n, bool), "protocol": np.full(n, ""),
                 "es_mask": np.zeros((n, self.world.num_es), bool), "bandwidth_share": nan.copy(),
-                "retransmissions": np.zeros(n, np.int64), "outage": np.zeros(n, bool)}
+                "retransmissions": np.zeros(n, np.int64), "outage": np.zeros(n, bool),
+                "attempts": np.zeros(n, np.int64)}
+            if self.world.cache is not None:
+                info["cache_hit"] = np.zeros(n, bool)
         else:
             info = {
                 "rewards": {k: v[:, 0] for k, v in res.terms.items()}, "latency_s": res.latency_s[:, 0],
@@ -121,7 +124,10 @@ class MegVectorEnv(VectorEnv):
                 "downlink_bits": res.downlink_bits[:, 0], "energy_j": res.energy_j[:, 0],
                 "deadline_missed": res.deadline_missed[:, 0], "protocol": self._protocols[placement],
                 "es_mask": self.world.es_mask[placement], "bandwidth_share": self.shares[share],
-                "retransmissions": res.retransmissions[:, 0], "outage": res.outage[:, 0]}
+                "retransmissions": res.retransmissions[:, 0], "outage": res.outage[:, 0],
+                "attempts": res.attempts[:, 0]}
+            if res.cache_hit is not None:
+                info["cache_hit"] = res.cache_hit[:, 0]
         # Gymnasium's convention (SyncVectorEnv._add_info) masks nested dicts' keys too: info["rewards"]["_quality"]
         for key in list(info["rewards"]):
             info["rewards"]["_" + key] = served

@@ -51,6 +51,7 @@ __all__ = [
     "CHANNEL_DEFAULTS",
     "DEFAULT_SCENARIO",
     "SCENARIOS_DIR",
+    "CachingConfig",
     "ChannelConfig",
     "ConfigError",
     "EsConfig",
@@ -384,6 +385,11 @@ class WorkloadConfig(_Frozen):
     quality_weight: tuple[NonNegative, NonNegative] = (0.5, 1.5)  # drawn uniformly per request
     requests_per_episode: PositiveInt = 200
     latency_scale_s: Positive = 1.0  # the latency term is -latency_s / latency_scale_s
+    # the user model (MEG paper, motivation: "the user may need to repeat the request multiple times until
+    # they receive satisfying results"): a result of quality below the threshold is asked again (same request,
+    # new noise draw), up to max_attempts in all; None: every first result is accepted
+    satisfaction_threshold: Fraction | None = None
+    max_attempts: PositiveInt = 3
 
     @field_validator("deadline_s", "quality_weight")
     @classmethod
@@ -391,6 +397,68 @@ class WorkloadConfig(_Frozen):
         if v[0] > v[1]:
             raise _FieldError((), f"must be [low, high] with low <= high (got {list(v)})")
         return v
+
+
+ON_MISS = ("wait", "cloud", "fallback")
+CACHE_RULES = ("lru", "lfu", "lc", "none")
+
+
+class CachingConfig(_Frozen):
+    """Model caching at the ESs (``meg_gym.caching``): a catalogue of generation models
+    (``configs/catalogue.yaml``, listed here in popularity rank order), a Zipf popularity over
+    them, each ES's GPU memory and backhaul, and what a request whose model is not cached meets:
+    ``wait`` (its load over the backhaul), ``cloud`` (the cloud serves it, ``cloud_latency_s``
+    more) or ``fallback`` (the best cached model serves it, at the quality ratio). ``rule``: how
+    the cache changes when no cache action is given (every view but ``MEG/ModelCaching``)."""
+
+    models: tuple[Text, ...] = ("sd15", "sdxl")
+    zipf_exponent: NonNegative = 0.8
+    es_memory_gb: Positive = 8.0
+    backhaul_bps: Positive = 10.0e9
+    on_miss: Text = "wait"
+    cloud_latency_s: NonNegative = 1.0
+    rule: Text = "lru"
+    context_half_life_s: Positive = 60.0  # the LC rule's contexts lose half their weight in this time
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from meg_gym.caching import MAX_MODELS, load_catalogue
+
+        known = sorted(load_catalogue())
+        if not 1 <= len(v) <= MAX_MODELS:
+            raise _FieldError((), f"must name 1 to {MAX_MODELS} catalogue models (got {len(v)})")
+        for i, name in enumerate(v):
+            if name not in known:
+                raise _FieldError((i,), _one_of(known, name))
+            if name in v[:i]:
+                raise _FieldError((i,), f"must not repeat an earlier model (got {name!r} again)")
+        return v
+
+    @field_validator("on_miss")
+    @classmethod
+    def _on_miss(cls, v: str) -> str:
+        if v not in ON_MISS:
+            raise _FieldError((), _one_of(ON_MISS, v))
+        return v
+
+    @field_validator("rule")
+    @classmethod
+    def _rule(cls, v: str) -> str:
+        if v not in CACHE_RULES:
+            raise _FieldError((), _one_of(CACHE_RULES, v))
+        return v
+
+    @model_validator(mode="after")
+    def _fits(self) -> CachingConfig:
+        from meg_gym.caching import load_catalogue
+
+        cat = load_catalogue()
+        for i, name in enumerate(self.models):
+            if cat[name].memory_gb > self.es_memory_gb:
+                raise _FieldError(("models", i), f"must fit in es_memory_gb={self.es_memory_gb} "
+                                                 f"(got {name!r} of {cat[name].memory_gb} GB)")
+        return self
 
 
 class Scenario(_Frozen):
@@ -420,6 +488,7 @@ class Scenario(_Frozen):
     protocols: tuple[Text, ...] = Field(default_factory=lambda: tuple(protocol_names()))
     bandwidth_shares: tuple[Fraction, ...] = (0.25, 0.5, 1.0)  # of bandwidth_hz, offered to agents
     calibration: Text | None = None  # profiled mode's table; None: configs/calibration/<model>.json
+    caching: CachingConfig | None = None  # model caching at the ESs (meg_gym.caching); None: one model, always there
 
     @model_validator(mode="before")
     @classmethod
@@ -484,6 +553,20 @@ class Scenario(_Frozen):
         return v
 
     @model_validator(mode="after")
+    def _features_fit(self) -> Scenario:
+        if self.workload.satisfaction_threshold is not None and self.backend != "profiled":
+            raise _FieldError(("workload", "satisfaction_threshold"), f"needs backend 'profiled': retries are not "
+                                                                      f"modelled in live mode (got {self.backend!r})")
+        if self.caching is not None:
+            from meg_gym.protocols import PROTOCOLS
+
+            ue_only = [p for p in self.protocols if all(getattr(s, "on", "ue") == "ue" for s in PROTOCOLS[p].steps)]
+            if ue_only:
+                raise _FieldError(("protocols",), f"must hold only protocols that run on an ES when 'caching' is set "
+                                                  f"(the cache is the ESs'; got {ue_only})")
+        return self
+
+    @model_validator(mode="after")
     def _multi_es_needs_es(self) -> Scenario:
         if self.num_es < 2:
             multi = [p for p in self.protocols if p in set(multi_es_protocols())]
@@ -505,6 +588,8 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "generation": GenerationConfig,
     "reward": RewardConfig,
     "reward.weights": RewardWeights,
+    "workload": WorkloadConfig,
+    "caching": CachingConfig,
 }
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from meg_gym.caching import ModelCache
 from meg_gym.channel.batched import make_channel_batch
 from meg_gym.protocols import PROTOCOLS, UE, Run, place
 from meg_gym.quality.calibration import _grid_draw
@@ -74,6 +75,9 @@ class CoreStep:
     retransmissions: np.ndarray  # digital code blocks sent again (HARQ)
     outage: np.ndarray  # a digital send failed, and the request with it (quality 0, deadline missed)
     outcomes: list[Any] | None = None  # live: the Outcome of each request, row-major; None in profiled mode
+    attempts: np.ndarray | None = None  # how often each request was served (the user model's retries; else 1)
+    cache_hit: np.ndarray | None = None  # model caching: its model was loaded at every ES it used; else None
+    model: np.ndarray | None = None  # model caching: the catalogue index of the model it asked for; else None
 
 
 def placements(scenario: Any, max_es_per_request: int | None = None) -> list[Placement]:
@@ -166,6 +170,11 @@ class Core:
         self.energy_j = np.zeros((c, m))  # each UE's energy this episode
         self.last_demand = np.zeros((c, self.num_es))
         self.requests: list[Any] | None = None
+        # model caching (meg_gym.caching) and the user model's retries: None / off unless the scenario sets them
+        self.cache = None if sc.caching is None else ModelCache(sc.caching, c, self.num_es)
+        self.models: np.ndarray | None = None  # each request's catalogue model (caching)
+        self._ones = np.ones((c, m), dtype=np.int64)
+        self._ones.flags.writeable = False
         self._block = max(1, min(64, 4096 // (c * m)))  # epochs whose random numbers are drawn at once
         self._started = False
 
@@ -239,9 +248,12 @@ class Core:
         """New episodes of every copy: queues, channels, request streams, all from ``seed``
         (None: the next state of the streams already seeded, or fresh entropy before the first)."""
         if seed is not None or not self._started:
-            q_ss, ch_ss, pos_ss, req_ss = np.random.SeedSequence(seed).spawn(4)
+            # six streams: the first four as before the caching and retry features (their own streams, so a
+            # scenario without them draws what it drew)
+            q_ss, ch_ss, pos_ss, req_ss, model_ss, retry_ss = np.random.SeedSequence(seed).spawn(6)
             self._q_rng, self._ch_rng = np.random.default_rng(q_ss), np.random.default_rng(ch_ss)
             self._pos_rng, self.rng = np.random.default_rng(pos_ss), np.random.default_rng(req_ss)
+            self._model_rng, self._retry_rng = np.random.default_rng(model_ss), np.random.default_rng(retry_ss)
         c, m = self.copies, self.ues
         self.queues.reset(slice(None), self._q_rng, 0.0)
         if self.kind in ("umi", "uma"):
@@ -261,6 +273,8 @@ class Core:
         self.served[:] = 0
         self.energy_j[:] = 0.0
         self.last_demand[:] = 0.0
+        if self.cache is not None:
+            self.cache.reset()
         self._blk_i = self._block
         self._started = True
         self._next_requests()
@@ -290,6 +304,8 @@ class Core:
             blk[3][i], blk[4][i], blk[5][i], blk[6][i], blk[7][i], blk[8][i])
         self._blk_i = i + 1
         self.requests = None
+        if self.cache is not None:
+            self.models = self.cache.draw(self._model_rng, (self.copies, self.ues))
         if self.live:
             from meg_gym.workload import sample_request
 
@@ -355,11 +371,13 @@ class Core:
         return self.idle_timing(share)[..., 0] <= self.deadline_s[..., None]
 
     # -- one epoch ----------------------------------------------------------------------------
-    def step(self, placement: Any, share: Any) -> CoreStep:
-        """Serve every request: UE k of copy c with ``placement[c, k]`` asking ``share[c, k]`` of the cell."""
+    def step(self, placement: Any, share: Any, cache: Any = None) -> CoreStep:
+        """Serve every request: UE k of copy c with ``placement[c, k]`` asking ``share[c, k]`` of the cell;
+        model caching: ``cache[c, i]`` the set ES i of copy c holds from now (an index into
+        ``self.cache.sets``; None: the scenario's ``caching.rule`` picks it)."""
         if not self._started:
             raise RuntimeError("Core.step() called before reset()")
-        return self.step_checked(*self.check_step(placement, share))
+        return self.step_checked(*self.check_step(placement, share), cache=cache)
 
     def check_step(self, placement: Any, share: Any) -> tuple[np.ndarray, np.ndarray]:
         """Placements (int64) and shares (float64) as (copies, ues), or a one-line error naming the bad entry."""
@@ -386,9 +404,13 @@ class Core:
             raise ValueError(f"'shares[{c}, {k}]' must be a share of the cell in (0, 1] (got {sh[c, k]})")
         return idx, sh
 
-    def step_checked(self, idx: np.ndarray, share: np.ndarray) -> CoreStep:
+    def step_checked(self, idx: np.ndarray, share: np.ndarray, cache: Any = None) -> CoreStep:
         """:meth:`step` on checked (copies, ues) placements (int64) and shares (float64)."""
         c, m = self.copies, self.ues
+        if cache is not None:
+            if self.cache is None:
+                raise ValueError("'cache' needs a scenario with 'caching' set (this one has none)")
+            cache = self.cache.check_action(cache)  # before anything changes
         flat = idx.reshape(-1)
         r = c * m
         bw, snr, worst = np.empty(r), np.empty((r, self._ids.shape[1], 2)), np.empty((r, 2))
@@ -411,6 +433,10 @@ class Core:
                                outcomes)
         else:
             res = self._profiled(idx, flat, share.reshape(-1), demand, bw, snr, worst)
+        if self.cache is not None or self.workload.satisfaction_threshold is not None:
+            res = self._user_and_cache(res, idx, bw, snr, worst, cache)
+        else:
+            res.attempts = self._ones
         self.last_demand = demand
         self._advance()
         return res
@@ -473,6 +499,93 @@ class Core:
             lat[k], en[k], qual[k], ssim[k] = out.latency_s, out.energy_j, out.quality, out.ssim
             ulb[k], dlb[k], retx[k], outage[k] = out.uplink_bits, out.downlink_bits, out.retransmissions, out.outage
         return lat, en, qual, ssim, ulb, dlb, retx, outage, outcomes
+
+    def _user_and_cache(self, res: CoreStep, idx: np.ndarray, bw: np.ndarray, snr: np.ndarray, worst: np.ndarray,
+                        cache: np.ndarray | None) -> CoreStep:
+        """The epoch's results after model caching (the cache sets changed, each request's hit, wait,
+        cloud or fallback: ``meg_gym.caching``) and the user model's retries (:meth:`_retry`); then
+        the deadlines and the reward terms of what the requests finally met."""
+        c, m = self.copies, self.ues
+        lat, q, ssim, energy = res.latency_s.copy(), res.quality.copy(), res.ssim.copy(), res.energy_j.copy()
+        retx, outage = res.retransmissions.copy(), res.outage.copy()
+        retry_extra, factor = np.zeros((c, m)), np.ones((c, m))
+        hit = None
+        if self.cache is not None:
+            uses = self._uses[idx] > 0.0
+            if cache is None:
+                cache = self.cache.rule_action(self.scenario.caching.rule, self.models, uses, self._order, self.now_s)
+            self.cache.apply(cache, self.now_s, self.models, uses)
+            out = self.cache.serve(self.models, uses, self._order, self.now_s)
+            lat += out.extra_s
+            q *= out.factor
+            ssim *= out.factor
+            hit, retry_extra, factor = out.hit, out.retry_extra_s, out.factor
+        attempts = self._ones
+        if self.workload.satisfaction_threshold is not None:
+            attempts = self._retry(idx, bw, snr, worst, lat, q, ssim, energy, retx, outage, retry_extra, factor)
+        missed = (lat > self.deadline_s) | outage
+        ulb, dlb = res.uplink_bits * attempts, res.downlink_bits * attempts
+        cols = np.empty((6, c * m))
+        _rewards(q.reshape(-1), self._weight_flat, lat.reshape(-1), (ulb + dlb).reshape(-1).astype(np.float64),
+                 energy.reshape(-1), missed.reshape(-1), self._consts, cols)
+        cols = cols.reshape(6, c, m)
+        terms = {k: cols[1 + j] for j, k in enumerate(REWARD_TERMS)}
+        return CoreStep(res.placement, cols[0], terms, lat, q, ssim, ulb, dlb, energy, missed, res.bandwidth_hz,
+                        res.es_demand, retx, outage, res.outcomes, attempts, hit,
+                        None if self.cache is None else self.models.copy())
+
+    def _retry(self, idx: np.ndarray, bw: np.ndarray, snr: np.ndarray, worst: np.ndarray, lat: np.ndarray,
+               q: np.ndarray, ssim: np.ndarray, energy: np.ndarray, retx: np.ndarray, outage: np.ndarray,
+               retry_extra: np.ndarray, factor: np.ndarray) -> np.ndarray:
+        """The user model (``workload.satisfaction_threshold``; profiled mode): a request whose result's
+        quality is below the threshold is asked again when that result arrives, with the same
+        placement, bandwidth and links and a new quality noise and HARQ draw, up to
+        ``workload.max_attempts`` in all. Each attempt is walked against its copy's queues at its
+        arrival (their backlog then: the work left from now, less the time gone by), and its hold
+        on each ES joins that ES's workload (background arrivals in between are run by the next
+        advance); its latency adds to the response time,
+        its energy to the request's and the UE's; the last attempt's quality, SSIM and outage
+        stand. The arrays (copies, ues) are updated in place; returns the attempts per request."""
+        c, m = self.copies, self.ues
+        thr, pt, ch = self.workload.satisfaction_threshold, self.plan_table, self.channel
+        attempts = np.ones(c * m, dtype=np.int64)
+        flat = idx.reshape(-1)
+        lat_f, q_f, ssim_f, en_f = lat.reshape(-1), q.reshape(-1), ssim.reshape(-1), energy.reshape(-1)
+        retx_f, out_f, extra_f = retx.reshape(-1), outage.reshape(-1), retry_extra.reshape(-1)
+        fac_f = factor.reshape(-1)
+        ue_energy = self.energy_j.reshape(-1)
+        start, order = np.empty(1), np.zeros(1, dtype=np.int64)
+        for _ in range(self.workload.max_attempts - 1):
+            ks = np.flatnonzero(q_f < thr)
+            ks = ks[attempts[ks] < self.workload.max_attempts]
+            if not len(ks):
+                break
+            ks = ks[np.argsort(lat_f[ks], kind="stable")]  # in the order the repeats arrive
+            z = self._retry_rng.standard_normal(len(ks))
+            uni = self._retry_rng.random((len(ks), pt.max_sends, pt.levels))
+            qa, sa = self._draw(flat[ks], np.ascontiguousarray(worst[ks]), z)
+            for i, k in enumerate(ks.tolist()):
+                cp, p, gone = k // m, int(flat[k]), float(lat_f[k])
+                ids = self._ids[p]
+                before = np.maximum(self.queues.v[cp] - gone, 0.0)  # the work left when the repeat arrives
+                back = before[None].copy()
+                start[0] = self.now_s[cp] + gone
+                out = pt.walk(order, flat[k:k + 1], start, back, np.ascontiguousarray(snr[k:k + 1, :, 0]),
+                              np.ascontiguousarray(snr[k:k + 1, :, 1]), bw[k:k + 1],
+                              link_state=ch.link_state[k][ids][None], uniforms=uni[i:i + 1])
+                for i_es in {int(ids[j]) for j in np.flatnonzero(~np.isnan(out[0, OUT_COLS:OUT_COLS + len(ids)]))}:
+                    # the job's hold on the ES (its turn to its last stage there) joins the workload as the first
+                    # attempt's does; as of now, not from the repeat's arrival, so an idle ES in between is not
+                    # held for it (nor the work it did in between counted)
+                    self.queues.v[cp, i_es] += back[0, i_es] - before[i_es]
+                lat_f[k] = gone + out[0, 0] + extra_f[k]
+                en_f[k] += out[0, 1]
+                ue_energy[k] += out[0, 1]
+                retx_f[k] += out[0, 7]
+                out_f[k] = failed = out[0, 8] > 0.5
+                q_f[k], ssim_f[k] = (0.0, 0.0) if failed else (qa[i] * fac_f[k], sa[i] * fac_f[k])
+                attempts[k] += 1
+        return attempts.reshape(c, m)
 
     def _advance(self) -> None:
         gap = self._gap
