@@ -87,6 +87,9 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_COST_MODEL = "sd15"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Every protocol live on one request; a labelled PNG grid and a table."""
     import numpy as np
@@ -94,6 +97,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from meg_gym.demo import run_demo
 
     sc = _scenario(args)
+    # SD-1.5-scale latency and bits unless asked otherwise: the tiny model's own are milliseconds, not what
+    # a phone and an edge GPU would see (the case study's cost_model)
+    cost_model = args.cost_model if args.cost_model is not None else sc.cost_model or DEMO_COST_MODEL
+    if cost_model != sc.cost_model:
+        from meg_gym.config import load_scenario
+
+        sc = load_scenario(sc, cost_model=None if cost_model == "none" else cost_model)
     records = run_demo(sc, prompt=args.prompt, out_dir=Path(args.out), seed=args.seed,
                        rng=np.random.default_rng(args.seed), quiet=args.json)
     if args.json:
@@ -328,13 +338,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--json", action="store_true")
 
     d = add("demo", cmd_demo, "run every protocol live on one request; write a PNG grid")
-    d.add_argument("--model")
-    d.add_argument("--channel", help="channel kind: awgn, perfect, umi, uma")
-    d.add_argument("--snr-db", type=float)
-    d.add_argument("--prompt")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", default="out/demo")
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--model", help="model that generates: a card name (tiny, sd15) or a local diffusers folder "
+                                   "(default: the scenario's, tiny)")
+    d.add_argument("--cost-model", help=f"card whose FLOPs and tensor sizes set latency and bits (default: the "
+                                        f"scenario's cost_model, else {DEMO_COST_MODEL}: Stable Diffusion 1.5 "
+                                        f"scale); 'none': the generating model's own")
+    d.add_argument("--channel", help="channel kind: awgn, perfect, umi, uma (default: the scenario's, awgn)")
+    d.add_argument("--snr-db", type=float, help="fixed SNR of every link in dB (awgn, perfect; replaces a "
+                                                "scenario's per-request range; default 10)")
+    d.add_argument("--prompt", help="the edit prompt (default: one drawn from the caption grammar)")
+    d.add_argument("--seed", type=int, default=0, help="seed of the request (input image, prompt, noise; default 0)")
+    d.add_argument("--out", default="out/demo", help="folder for grid.png (default out/demo)")
+    d.add_argument("--json", action="store_true", help="print the records as JSON instead of the table")
 
     c = add("calibrate", cmd_calibrate, "sweep the live engine into profiled mode's quality table")
     c.add_argument("--snr-grid", help="comma-separated SNRs in dB (default -20,-10,-5,0,5,10,15,20,30)")
