@@ -156,3 +156,55 @@ def test_calibration_output_names_stay_inside_their_folder():
     from meg_gym.cli import _safe_name
 
     assert _safe_name("../../etc/passwd") == "etc_passwd" and "/" not in _safe_name("/abs/folder/model")
+
+
+# -- help text -----------------------------------------------------------------------------------
+def _subparsers():
+    import argparse
+
+    from meg_gym.cli import _parser
+
+    p = _parser()
+    return next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_every_option_of_every_command_has_help():
+    missing = [f"{name} {'/'.join(a.option_strings)}" for name, sp in _subparsers().items() for a in sp._actions
+               if a.option_strings and not (a.help or "").strip()]
+    assert missing == []
+
+
+def test_top_level_help_lists_every_command_without_importing_torch():
+    code = ("import sys\nfrom meg_gym.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH', 'torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    for name in _subparsers():
+        assert f"    {name}" in res.stdout, name  # each command on its own line, with its help
+    assert "costs" in res.stdout and res.stdout.strip().endswith("TORCH False")
+
+
+def test_docs_cli_md_is_the_parser():
+    from pathlib import Path
+
+    from meg_gym.cli import reference_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+    assert doc.read_text(encoding="utf-8") == reference_markdown(), \
+        "docs/cli.md is stale: regenerate it with the command at its top"
+
+
+def test_stated_defaults_are_the_code_defaults():
+    """train-ldm's step defaults are the shipped weights' steps; --help's thread count is TrainSettings'."""
+    from pathlib import Path
+
+    from meg_gym.cli import TRAIN_LDM_DEFAULTS, TRAIN_SETTINGS_THREADS
+    from meg_gym.ldm.components import SHIPPED_DIR
+    from meg_gym.ldm.train import DEFAULT_CKPT, TrainSettings
+
+    meta = json.loads((SHIPPED_DIR / "tiny" / "meta.json").read_text())
+    assert {ph: steps for ph, (steps, _) in TRAIN_LDM_DEFAULTS.items()} == {
+        ph: meta[f"{ph}_steps"] for ph in ("vae", "unet", "classifier")}
+    assert TrainSettings(phase="vae", steps=1).threads == TRAIN_SETTINGS_THREADS
+    help_text = " ".join(_subparsers()["train-ldm"].format_help().split())
+    assert "unet 7,000" in help_text and f"default {TRAIN_SETTINGS_THREADS}" in help_text
+    assert str(DEFAULT_CKPT).replace(str(Path.home()), "~") in help_text

@@ -28,11 +28,10 @@ import numpy as np
 from tqdm import tqdm
 
 from meg_gym.protocols import PROTOCOLS, Send, place
+from meg_gym.quality import DEFAULT_SNR_GRID_DB
 from meg_gym.quality.calibration import METRICS, QualityTable
 
 __all__ = ["DEFAULT_SNR_GRID_DB", "calibrate", "check_fidelity", "noisy_axes"]
-
-DEFAULT_SNR_GRID_DB = [-20.0, -10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 30.0]
 
 
 def noisy_axes(protocol: str) -> list[str]:
