@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -129,6 +130,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     name = f"{_safe_name(sc.model)}.json"  # a model value is a card name or a folder path: one file name
     shipped = CALIBRATION_DIR / name
     out = Path(args.out) if args.out else shipped if args.install else Path("out") / "calibration" / name
+    if not args.check:  # meg_gym.quality.calibrate keeps every finished point in the partial file
+        args.on_interrupt = (f"the points served so far are in {out.with_suffix('.partial.json')}: the same "
+                             f"command again resumes from them")
     if args.check:  # reads a table: the one named, else the shipped one
         table_path = Path(args.out) if args.out else shipped
         result = check_fidelity(system, load_table(table_path), points=args.points, requests=args.requests,
@@ -159,7 +163,8 @@ def cmd_costs(args: argparse.Namespace) -> int:
                                        "cost_model": None})
     comps = meta_copy(load_model(sc.model))
     system = MegSystem(sc, components=comps, judge=None)
-    path = save_shipped(system, list(PROTOCOLS), args.max_es, folder=None if args.install else cache_dir())
+    path = save_shipped(system, list(PROTOCOLS), args.max_es, folder=None if args.install else cache_dir(),
+                        progress=True)
     print(f"step costs: {path}")
     return 0
 
@@ -190,7 +195,12 @@ def cmd_train_ldm(args: argparse.Namespace) -> int:
         kwargs["out_dir"] = SHIPPED_DIR / "tiny" if args.install else Path(args.out)
         if args.torch_threads is not None:
             kwargs["threads"] = args.torch_threads
-        print(json.dumps(train(TrainSettings(**kwargs))))
+        settings = TrainSettings(**kwargs)
+        args.on_interrupt = (  # meg_gym.ldm.train: vae and unet checkpoint; the short classifier phase does not
+            f"run the same command again to resume the {phase} phase from its last checkpoint in "
+            f"{settings.checkpoint_dir} (saved every {settings.checkpoint_every} steps)" if phase != "classifier"
+            else "the classifier phase keeps no checkpoint: the same command again starts it over")
+        print(json.dumps(train(settings)))
     return 0
 
 
@@ -212,28 +222,29 @@ DEFAULT_POLICIES = "random,round_robin,crash_avoid,greedy,fixed:*,oracle"
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train an SB3 agent from a YAML config (PPO, A2C, DQN, SAC, MaskablePPO); --resume continues a run."""
+    from agents.progress import TrainProgressBar
     from agents.training import train
 
-    try:
-        summary = train(args.config, out=args.out, resume=args.resume, verbose=args.verbose,
-                        n_timesteps=args.n_timesteps, seed=args.seed)
-    except KeyboardInterrupt:
-        print("meg-gym train: interrupted; continue from the last checkpoint with --resume", file=sys.stderr)
-        return 130
+    again = " ".join(shlex.quote(a) for a in args.argv) + ("" if args.resume else " --resume")
+    args.on_interrupt = f"continue from the last checkpoint with: meg-gym {again}"
+    summary = train(args.config, out=args.out, resume=args.resume, verbose=args.verbose,
+                    n_timesteps=args.n_timesteps, seed=args.seed, callbacks=[TrainProgressBar()])
     print(json.dumps(summary))
     return 0
 
 
 def _benchmark(env_id: str, env_kwargs: dict[str, Any], specs: list[str], seeds: list[int], out: Path,
                run_dirs: list[str], quiet: bool) -> dict[str, Any]:
+    from tqdm import tqdm
+
     from agents import evaluation as ev
 
     def progress(label: str, eps: list) -> None:
         if not quiet:
             m = ev.mean_ci([e.metrics["return"] for e in eps])
-            print(f"  {label:<24} return {m[0]:10.2f} +- {m[1]:.2f}", file=sys.stderr)
+            tqdm.write(f"  {label:<24} return {m[0]:10.2f} +- {m[1]:.2f}", file=sys.stderr)
 
-    results = ev.evaluate_policies(specs, env_id, seeds, env_kwargs, progress=progress)
+    results = ev.evaluate_policies(specs, env_id, seeds, env_kwargs, progress=progress, bar=not quiet)
     rows = ev.summarize(results)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{env_id} {json.dumps(env_kwargs) if env_kwargs else ''}: {len(seeds)} seeds ({seeds[0]}..{seeds[-1]})"
@@ -482,16 +493,33 @@ def reference_markdown() -> str:
     return "\n".join(out)
 
 
+def _interrupted(args: argparse.Namespace) -> int:
+    """Ctrl-C: close the progress bars, then one line saying how to resume (``args.on_interrupt``, which a
+    command sets once it knows its checkpoint or partial file), else that nothing was written."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):  # left standing, ended by a newline: the line starts below
+        bar.leave = True
+        bar.close()
+    hint = getattr(args, "on_interrupt", "stopped before writing anything")
+    print(f"meg-gym {args.command}: interrupted; {hint}", file=sys.stderr)
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``meg-gym``."""
     args = _parser().parse_args(argv)  # first: --help and usage errors need none of the heavy imports below
-    from meg_gym.errors import USER_ERRORS  # noqa: I001
-
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.fn(args) or 0)
-    except USER_ERRORS as exc:
-        print(f"meg-gym {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        from meg_gym.errors import USER_ERRORS  # noqa: I001
+
+        try:
+            return int(args.fn(args) or 0)
+        except USER_ERRORS as exc:
+            print(f"meg-gym {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:
+        return _interrupted(args)
 
 
 if __name__ == "__main__":

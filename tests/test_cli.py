@@ -98,7 +98,9 @@ def test_train_then_evaluate(tmp_path, capsys):
                    "hyperparams: {n_steps: 32, batch_size: 32, n_epochs: 1}\n")
     run = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--out", str(run)]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["timesteps"] == 64
+    cap = capsys.readouterr()
+    assert json.loads(cap.out.strip().splitlines()[-1])["timesteps"] == 64
+    assert f"TensorBoard logs: {run / 'tb'}" in cap.err and "64/64" in cap.err  # the progress bar, to its end
     assert main(["evaluate", "--model", f"ppo={run}", "--policies", "random,fixed:*", "--seeds", "2",
                  "--out", str(tmp_path / "ev"), "--env-kwargs", _SHORT_ENV]) == 0
     text = capsys.readouterr().out
@@ -208,3 +210,60 @@ def test_stated_defaults_are_the_code_defaults():
     help_text = " ".join(_subparsers()["train-ldm"].format_help().split())
     assert "unet 7,000" in help_text and f"default {TRAIN_SETTINGS_THREADS}" in help_text
     assert str(DEFAULT_CKPT).replace(str(Path.home()), "~") in help_text
+
+
+# -- Ctrl-C --------------------------------------------------------------------------------------
+def _interrupt(args, marker, timeout_s=300):
+    """Start ``meg-gym ARGS``, send SIGINT once ``marker`` shows on its stderr; (status, stderr)."""
+    import os
+    import select
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "meg_gym.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    seen, deadline = b"", time.monotonic() + timeout_s
+    try:
+        while marker.encode() not in seen:
+            assert time.monotonic() < deadline and proc.poll() is None, seen.decode(errors="replace")[-2000:]
+            if select.select([proc.stderr], [], [], 1.0)[0]:
+                seen += os.read(proc.stderr.fileno(), 65536)
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    text = (seen + rest).decode(errors="replace")
+    return proc.returncode, text
+
+
+def _last_line(text):
+    return [ln for ln in text.replace("\r", "\n").splitlines() if ln.strip()][-1]
+
+
+def test_ctrl_c_on_benchmark_is_one_line(tmp_path):
+    code, err = _interrupt(["benchmark", "--env", "MEG/SingleES-v1", "--seeds", "500", "--out", str(tmp_path / "b")],
+                           "episodes:")
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert _last_line(err) == "meg-gym benchmark: interrupted; stopped before writing anything"
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_train_ldm_says_how_to_resume(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    code, err = _interrupt(["train-ldm", "--phase", "vae", "--steps", "100000", "--checkpoint-dir", str(ckpt),
+                            "--out", str(tmp_path / "tiny")], "vae:")
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert _last_line(err) == (f"meg-gym train-ldm: interrupted; run the same command again to resume the vae phase "
+                               f"from its last checkpoint in {ckpt} (saved every 200 steps)")
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_train_says_how_to_resume(tmp_path):
+    cfg = tmp_path / "ppo.yaml"
+    cfg.write_text("algo: ppo\nenv: MEG/SingleES-v1\nn_envs: 1\nn_timesteps: 10000000\ncheckpoint_freq: 64\n"
+                   "eval_freq: 0\nhyperparams: {n_steps: 64, batch_size: 64, n_epochs: 1}\n")
+    code, err = _interrupt(["train", "--config", str(cfg), "--out", str(tmp_path / "run")], "TensorBoard logs:")
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert _last_line(err) == (f"meg-gym train: interrupted; continue from the last checkpoint with: meg-gym train "
+                               f"--config {cfg} --out {tmp_path / 'run'} --resume")

@@ -117,7 +117,9 @@ def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = 
             system.settings = replace(base_settings, steps=steps)
             points[k] = _serve_point(system, reqs[have:], protocol, ul, dl)
             partial_path.parent.mkdir(parents=True, exist_ok=True)
-            partial_path.write_text(json.dumps(done))
+            tmp = partial_path.with_name(partial_path.name + ".tmp")  # Ctrl-C mid-write leaves the last good file
+            tmp.write_text(json.dumps(done))
+            tmp.replace(partial_path)
         bar.update(1)
     bar.close()
     system.settings = base_settings
