@@ -476,7 +476,14 @@ def reference_markdown() -> str:
     out = ["# The meg-gym command line", "",
            "Generated from the parser in `meg_gym/cli.py`, defaults included; regenerate with",
            "`python -c \"from meg_gym.cli import reference_markdown as r; print(r(), end='')\" > docs/cli.md`",
-           "(`tests/test_cli.py` fails when this file and the parser differ).", "", p.description or "", ""]
+           "(`tests/test_cli.py` fails when this file and the parser differ).", "", p.description or "", "",
+           "Long commands show a progress bar on stderr: `demo` (over the protocols, weighed by their FLOPs, after",
+           "printing its estimated wall time), `train` (steps/s and the latest mean episode return; it first",
+           "prints where the TensorBoard logs go and the `tensorboard --logdir` command), `train-ldm`,",
+           "`calibrate`, `costs`, `evaluate-ldm`, `evaluate` and `benchmark`. Ctrl-C stops any of them with one",
+           "line (exit status 130) that says how to resume: `train` with the same command and `--resume`,",
+           "`train-ldm` and `calibrate` with the same command (from the checkpoint or the partial file it",
+           "names), or that nothing was written.", ""]
     for name, sp in sub.choices.items():
         fmt = sp._get_formatter()
         out += [f"## `meg-gym {name}`", "", sp.description or "", "", "| option | what it does |", "|---|---|"]
