@@ -509,7 +509,9 @@ def _interrupted(args: argparse.Namespace) -> int:
         bar.leave = True
         bar.close()
     hint = getattr(args, "on_interrupt", "stopped before writing anything")
-    print(f"meg-gym {args.command}: interrupted; {hint}", file=sys.stderr)
+    # after a newline: a terminal echoes ^C where the cursor is, and a bar tqdm already dropped (garbage collected
+    # with leave=False) leaves the cursor after its text when stderr is a file
+    print(f"\nmeg-gym {args.command}: interrupted; {hint}", file=sys.stderr)
     return 130
 
 
