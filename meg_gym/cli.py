@@ -206,12 +206,13 @@ def cmd_train_ldm(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_ldm(args: argparse.Namespace) -> int:
     """Measure the shipped tiny model (VAE PSNR, classifier accuracy, img2img prompt fidelity)."""
+    import torch
+
     from meg_gym.ldm.evaluate import evaluate_ldm
 
-    if args.torch_threads is not None:
-        import torch
-
-        torch.set_num_threads(args.torch_threads)
+    # the tiny model, like every command that runs it: one intra-op thread unless asked (README, "Threads": a
+    # second thread gains little idle and costs 3-4x when anything else runs)
+    torch.set_num_threads(args.torch_threads if args.torch_threads is not None else 1)
     print(json.dumps(evaluate_ldm(requests=args.requests, write=args.install,
                                   grid=Path(args.grid) if args.grid else None), indent=2))
     return 0
@@ -428,7 +429,7 @@ def _parser() -> argparse.ArgumentParser:
                                                       "phase starts from the shipped weights)")
     tr.add_argument("--install", action="store_true", help="write over the shipped weights in the package")
     ev = add("evaluate-ldm", cmd_evaluate_ldm, "measure the shipped tiny model and print the numbers",
-             scenario=False, threads="default: torch's own")
+             scenario=False, threads="default 1, as for the tiny model everywhere")
     ev.add_argument("--requests", type=int, default=200, help="held-out requests to measure on (default %(default)s)")
     ev.add_argument("--install", action="store_true", help="also store the numbers in the shipped meta.json")
     ev.add_argument("--grid", help="also save the first 8 requests as a PNG grid here")
