@@ -147,8 +147,8 @@ def run_demo(scenario: Any, *, prompt: str | None, out_dir: Path, seed: int, rng
     save_grid(out_dir / "grid.png", tiles)
     if not quiet:
         scale = f"latency and bits at {sc.cost_model} scale" if sc.cost_model else "latency and bits of the model"
-        print(f"served in {serve_s:.0f} s ({time.perf_counter() - started:.0f} s with loading the model)",
-              file=sys.stderr)
+        print(f"served in {serve_s:.0f} s ({time.perf_counter() - started:.0f} s with loading the model and the "
+              f"reference generations)", file=sys.stderr)
         print(f"model {sc.model} ({scale}), channel {channel_text(sc)}, "
               f"{sc.transmission.mode} {sc.transmission.bits_per_value} bit/value, {k} ES{'s' if k > 1 else ''}")
         print(f"prompt: {request.prompt}")
