@@ -125,9 +125,9 @@ def run_demo(scenario: Any, *, prompt: str | None, out_dir: Path, seed: int, rng
     t1 = time.perf_counter()
     # the bar advances by each protocol's FLOPs, so its remaining time is weighed by the work left
     bar = tqdm(total=sum(work.values()), desc="protocols", disable=quiet, leave=False, file=sys.stderr,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
+               bar_format="{desc} {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
     for i, name in enumerate(names):
-        bar.set_postfix_str(f"{i + 1}/{len(names)} {name}")
+        bar.set_description_str(f"protocol {i + 1}/{len(names)} {name:<6}")
         outcomes.append(system.serve(request, Decision(name, _es_ids(name, k))))
         bar.update(work[name])
     bar.close()
