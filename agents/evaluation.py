@@ -275,8 +275,12 @@ def _model_env_kwargs(path: str) -> dict[str, Any]:
 
 
 def evaluate_policies(specs: Sequence[str], env_id: str, seeds: Sequence[int], env_kwargs: dict | None = None,
-                      deterministic: bool = True, progress: Any = None) -> dict[str, list[EpisodeResult]]:
+                      deterministic: bool = True, progress: Any = None, bar: bool = False
+                      ) -> dict[str, list[EpisodeResult]]:
     """Every policy for one episode per seed; ``{label: [EpisodeResult]}``.
+
+    ``progress(label, episodes)`` is called after each policy; ``bar``: a tqdm bar over all the
+    episodes on stderr (``progress`` should then print with ``tqdm.write``).
 
     ``fixed:*`` stands for ``fixed:<p>`` for every protocol the env offers. A trained model runs
     on the env with the action and observation types it was trained with (other keyword
@@ -298,15 +302,23 @@ def evaluate_policies(specs: Sequence[str], env_id: str, seeds: Sequence[int], e
     for s in specs:
         expanded += [n for n in policy_names(env) if n.startswith("fixed:")] if s in ("fixed:*", "fixed:all") else [s]
     out: dict[str, list[EpisodeResult]] = {}
+    from tqdm import tqdm
+
+    episodes = tqdm(total=len(expanded) * len(seeds), desc="episodes", unit="episode", disable=not bar, leave=False)
     for spec in expanded:
         label, path = _spec_label(spec)
         e = env_for({**base_kwargs, **_model_env_kwargs(path)}) if _is_model_path(path) else env
         label, policy = load_policy(spec, e)
         if label in out:
             raise EvaluationError(f"policy label {label!r} given twice: name models as label=path")
-        out[label] = [run_episode(policy, e, int(s), label, deterministic) for s in seeds]
+        episodes.set_postfix_str(label)
+        out[label] = []
+        for s in seeds:
+            out[label].append(run_episode(policy, e, int(s), label, deterministic))
+            episodes.update(1)
         if progress:
             progress(label, out[label])
+    episodes.close()
     for e in cache.values():
         e.close()
     return out

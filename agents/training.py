@@ -567,7 +567,8 @@ def train(config: TrainConfig | str | Path | dict[str, Any], out: str | Path | N
         if state["envs"] is not None and hasattr(inner, "envs"):
             for e, blob in zip(inner.envs, state["envs"]):
                 _load_env(e, blob)
-        model = cls.load(str(ckpt) + ".zip", env=venv, tensorboard_log=tb, device=hp["device"], force_reset=False)
+        model = cls.load(str(ckpt) + ".zip", env=venv, tensorboard_log=tb, device=hp["device"], force_reset=False,
+                         verbose=verbose)  # the saved model's verbosity otherwise: --verbose was ignored on resume
         if cfg.algo in _OFF_POLICY:
             model.load_replay_buffer(str(ckpt) + "_replay_buffer.pkl")
         if state["envs"] is None:  # the env state is not restorable: start the envs afresh

@@ -151,6 +151,8 @@ class _MegParallelEnv(ParallelEnv):
         """``rgb_array``: the topology frame; ``human``: a one-line text frame on stdout (headless
         machines have no window to open); None: nothing."""
         if self.render_mode == "rgb_array":
+            from envs.rendering import render_multi
+
             return render_multi(self)
         if self.render_mode == "human":
             w = self.world
@@ -335,36 +337,6 @@ class MultiUeEnv(_MegParallelEnv):
             for k, info in enumerate(infos):
                 info["cache_hit"] = res.cache_hit[0, k]
         return self._finish(self._observe(), rewards, infos)
-
-
-def render_multi(env: Any) -> np.ndarray:
-    """ESs along the top (queue backlog bars), UEs below, last step's links coloured by SNR."""
-    from PIL import Image, ImageDraw
-
-    from envs.rendering import _snr_colour
-
-    w = env.world
-    width, height = 640, 360
-    img = Image.new("RGB", (width, height), (245, 245, 245))
-    draw = ImageDraw.Draw(img)
-    n, m = w.num_es, w.ues
-    es_xy = [(int(40 + (i + 0.5) * (width - 80) / n), 60) for i in range(n)]
-    ue_xy = [(int(20 + (k + 0.5) * (width - 40) / m), 260) for k in range(m)]
-    snr = w.snr_table_db()[0]
-    for k, ids in env._links():
-        for i in ids:
-            draw.line([ue_xy[k], es_xy[i]], fill=_snr_colour(float(snr[k, i, 0])), width=2)
-    backlog = w.backlog_s()[0]
-    for i, (x, y) in enumerate(es_xy):
-        draw.rectangle([x - 16, y - 12, x + 16, y + 12], fill=(60, 90, 160))
-        draw.text((x - 10, y - 6), f"ES{i}", fill="white")
-        bar = min(40, int(40 * backlog[i] / max(1e-9, w.workload.latency_scale_s)))
-        draw.rectangle([x + 18, y + 12 - bar, x + 24, y + 12], fill=(200, 80, 60))
-    r = max(3, min(10, (width - 40) // (3 * m)))
-    for x, y in ue_xy:
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=(40, 140, 60))
-    draw.text((10, 8), f"t = {w.now_s[0]:.1f} s   step {env.epoch}   {m} UEs, {n} ESs", fill="black")
-    return np.asarray(img, dtype=np.uint8)
 
 
 class MultiUeVectorEnv(VectorEnv):

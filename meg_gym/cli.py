@@ -1,13 +1,17 @@
-"""The ``meg-gym`` command line: table, demo, calibrate, train-ldm, evaluate-ldm, train, evaluate, benchmark.
+"""The ``meg-gym`` command line: table, demo, calibrate, costs, train-ldm, evaluate-ldm, train, evaluate, benchmark.
 
-Every command takes ``--config FILE`` (a scenario YAML, any subset of keys). Bad input
-prints a one-line error, no traceback, and exits with status 2.
+The scenario commands (table, demo, calibrate, costs, train-ldm, evaluate-ldm) and evaluate /
+benchmark take ``--config FILE`` (a scenario YAML, any subset of keys) and ``--torch-threads N``;
+``train`` takes ``--config`` as its training config (configs/train/*.yaml). Bad input prints a
+one-line error, no traceback, and exits with status 2. ``docs/cli.md`` is generated from this
+parser (:func:`reference_markdown`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -87,6 +91,9 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_COST_MODEL = "sd15"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Every protocol live on one request; a labelled PNG grid and a table."""
     import numpy as np
@@ -94,6 +101,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from meg_gym.demo import run_demo
 
     sc = _scenario(args)
+    # SD-1.5-scale latency and bits unless asked otherwise: the tiny model's own are milliseconds, not what
+    # a phone and an edge GPU would see (the case study's cost_model)
+    cost_model = args.cost_model if args.cost_model is not None else sc.cost_model or DEMO_COST_MODEL
+    if cost_model != sc.cost_model:
+        from meg_gym.config import load_scenario
+
+        sc = load_scenario(sc, cost_model=None if cost_model == "none" else cost_model)
     records = run_demo(sc, prompt=args.prompt, out_dir=Path(args.out), seed=args.seed,
                        rng=np.random.default_rng(args.seed), quiet=args.json)
     if args.json:
@@ -117,6 +131,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     name = table_file_name(_safe_name(sc.model), sc.transmission.mode)
     shipped = CALIBRATION_DIR / name
     out = Path(args.out) if args.out else shipped if args.install else Path("out") / "calibration" / name
+    if not args.check:  # meg_gym.quality.calibrate keeps every finished point in the partial file
+        args.on_interrupt = (f"the points served so far are in {out.with_suffix('.partial.json')}: the same "
+                             f"command again resumes from them")
     if args.check:  # reads a table: the one named, else the shipped one
         table_path = Path(args.out) if args.out else shipped
         result = check_fidelity(system, load_table(table_path), points=args.points, requests=args.requests,
@@ -147,7 +164,8 @@ def cmd_costs(args: argparse.Namespace) -> int:
                                        "cost_model": None})
     comps = meta_copy(load_model(sc.model))
     system = MegSystem(sc, components=comps, judge=None)
-    path = save_shipped(system, list(PROTOCOLS), args.max_es, folder=None if args.install else cache_dir())
+    path = save_shipped(system, list(PROTOCOLS), args.max_es, folder=None if args.install else cache_dir(),
+                        progress=True)
     print(f"step costs: {path}")
     return 0
 
@@ -159,28 +177,43 @@ def _safe_name(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", str(model)).strip("._") or "model"
 
 
+# Per phase (steps, peak learning rate): the steps the shipped weights were trained with (their meta.json's
+# vae_steps, unet_steps, classifier_steps; tests/test_cli.py checks), so the defaults reproduce them
+TRAIN_LDM_DEFAULTS = {"vae": (1500, 6e-4), "unet": (7000, 3e-4), "classifier": (2000, 1e-3)}
+TRAIN_SETTINGS_THREADS = 2  # meg_gym.ldm.train.TrainSettings.threads, named here so --help needs no torch (tested)
+
+
 def cmd_train_ldm(args: argparse.Namespace) -> int:
     """Train the shipped tiny LDM (one phase at a time; resumable)."""
     from meg_gym.ldm.components import SHIPPED_DIR
     from meg_gym.ldm.train import DEFAULT_CKPT, TrainSettings, train
 
     phases = ["vae", "unet", "classifier"] if args.phase == "all" else [args.phase]
-    defaults = {"vae": (1500, 6e-4), "unet": (8000, 3e-4), "classifier": (600, 1e-3)}
     for phase in phases:
-        steps, lr = defaults[phase]
+        steps, lr = TRAIN_LDM_DEFAULTS[phase]
         kwargs: dict[str, Any] = {"phase": phase, "steps": args.steps or steps, "lr": args.lr or lr,
                                   "seed": args.seed, "checkpoint_dir": Path(args.checkpoint_dir or DEFAULT_CKPT)}
         kwargs["out_dir"] = SHIPPED_DIR / "tiny" if args.install else Path(args.out)
         if args.torch_threads is not None:
             kwargs["threads"] = args.torch_threads
-        print(json.dumps(train(TrainSettings(**kwargs))))
+        settings = TrainSettings(**kwargs)
+        args.on_interrupt = (  # meg_gym.ldm.train: vae and unet checkpoint; the short classifier phase does not
+            f"run the same command again to resume the {phase} phase from its last checkpoint in "
+            f"{settings.checkpoint_dir} (saved every {settings.checkpoint_every} steps)" if phase != "classifier"
+            else "the classifier phase keeps no checkpoint: the same command again starts it over")
+        print(json.dumps(train(settings)))
     return 0
 
 
 def cmd_evaluate_ldm(args: argparse.Namespace) -> int:
     """Measure the shipped tiny model (VAE PSNR, classifier accuracy, img2img prompt fidelity)."""
+    import torch
+
     from meg_gym.ldm.evaluate import evaluate_ldm
 
+    # the tiny model, like every command that runs it: one intra-op thread unless asked (README, "Threads": a
+    # second thread gains little idle and costs 3-4x when anything else runs)
+    torch.set_num_threads(args.torch_threads if args.torch_threads is not None else 1)
     print(json.dumps(evaluate_ldm(requests=args.requests, write=args.install,
                                   grid=Path(args.grid) if args.grid else None), indent=2))
     return 0
@@ -191,28 +224,29 @@ DEFAULT_POLICIES = "random,round_robin,crash_avoid,greedy,fixed:*,oracle"
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train an SB3 agent from a YAML config (PPO, A2C, DQN, SAC, MaskablePPO); --resume continues a run."""
+    from agents.progress import TrainProgressBar
     from agents.training import train
 
-    try:
-        summary = train(args.config, out=args.out, resume=args.resume, verbose=args.verbose,
-                        n_timesteps=args.n_timesteps, seed=args.seed)
-    except KeyboardInterrupt:
-        print("meg-gym train: interrupted; continue from the last checkpoint with --resume", file=sys.stderr)
-        return 130
+    again = " ".join(shlex.quote(a) for a in args.argv) + ("" if args.resume else " --resume")
+    args.on_interrupt = f"continue from the last checkpoint with: meg-gym {again}"
+    summary = train(args.config, out=args.out, resume=args.resume, verbose=args.verbose,
+                    n_timesteps=args.n_timesteps, seed=args.seed, callbacks=[TrainProgressBar()])
     print(json.dumps(summary))
     return 0
 
 
 def _benchmark(env_id: str, env_kwargs: dict[str, Any], specs: list[str], seeds: list[int], out: Path,
                run_dirs: list[str], quiet: bool) -> dict[str, Any]:
+    from tqdm import tqdm
+
     from agents import evaluation as ev
 
     def progress(label: str, eps: list) -> None:
         if not quiet:
             m = ev.mean_ci([e.metrics["return"] for e in eps])
-            print(f"  {label:<24} return {m[0]:10.2f} +- {m[1]:.2f}", file=sys.stderr)
+            tqdm.write(f"  {label:<24} return {m[0]:10.2f} +- {m[1]:.2f}", file=sys.stderr)
 
-    results = ev.evaluate_policies(specs, env_id, seeds, env_kwargs, progress=progress)
+    results = ev.evaluate_policies(specs, env_id, seeds, env_kwargs, progress=progress, bar=not quiet)
     rows = ev.summarize(results)
     out.mkdir(parents=True, exist_ok=True)
     title = f"{env_id} {json.dumps(env_kwargs) if env_kwargs else ''}: {len(seeds)} seeds ({seeds[0]}..{seeds[-1]})"
@@ -253,6 +287,8 @@ def _env_kwargs(args: argparse.Namespace, base: dict[str, Any] | None = None) ->
         kw.update(extra)
     if args.config:
         kw["config"] = args.config
+    if args.torch_threads is not None:  # a scenario key: live envs run the model with it
+        kw["torch_threads"] = args.torch_threads
     return kw
 
 
@@ -311,40 +347,58 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="meg-gym", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    from meg_gym.quality import DEFAULT_SNR_GRID_DB  # the package's light module: no numba, no torch
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="meg-gym", description="Mobile Edge Generation: a latent diffusion model split between a phone (UE) "
+                                    "and edge servers (ES), over a simulated wireless channel.",
+        epilog="meg-gym COMMAND --help lists a command's options; docs/cli.md lists them all.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    threads_default = "default: 1 for the tiny model, torch's own otherwise"
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help_: str, scenario: bool = True,
+            threads: str = threads_default) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
-        sp.add_argument("--config", help="scenario YAML file (any subset of keys)")
-        sp.add_argument("--torch-threads", type=int, help="torch intra-op threads when the model runs "
-                                                          "(default: 1 for the tiny model, torch's own otherwise)")
+        if scenario:
+            sp.add_argument("--config", help="scenario YAML file, or a shipped scenario's name (case_study); any "
+                                             "subset of keys, the rest from configs/scenarios/default.yaml")
+        sp.add_argument("--torch-threads", type=int, help=f"torch intra-op threads when the model runs ({threads})")
         sp.set_defaults(fn=fn)
         return sp
 
     t = add("table", cmd_table, "payload bits per protocol, from the tensors the stages produce")
-    t.add_argument("--model", help="model card name (tiny, sd15) or a local diffusers folder")
-    t.add_argument("--bits-per-value", type=int)
+    t.add_argument("--model", help="model card name (tiny, sd15) or a local diffusers folder (default: the "
+                                   "scenario's, tiny)")
+    t.add_argument("--bits-per-value", type=int, help="bits per transmitted tensor value, 1..32 (default: the "
+                                                       "scenario's, 16)")
     t.add_argument("--num-es", type=int, help="ESs for the multi-ES protocols (default 2)")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
 
     d = add("demo", cmd_demo, "run every protocol live on one request; write a PNG grid")
-    d.add_argument("--model")
-    d.add_argument("--channel", help="channel kind: awgn, perfect, umi, uma")
-    d.add_argument("--snr-db", type=float)
-    d.add_argument("--prompt")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--out", default="out/demo")
-    d.add_argument("--json", action="store_true")
+    d.add_argument("--model", help="model that generates: a card name (tiny, sd15) or a local diffusers folder "
+                                   "(default: the scenario's, tiny)")
+    d.add_argument("--cost-model", help=f"card whose FLOPs and tensor sizes set latency and bits (default: the "
+                                        f"scenario's cost_model, else {DEMO_COST_MODEL}: Stable Diffusion 1.5 "
+                                        f"scale); 'none': the generating model's own")
+    d.add_argument("--channel", help="channel kind: awgn, perfect, umi, uma (default: the scenario's, awgn)")
+    d.add_argument("--snr-db", type=float, help="fixed SNR of every link in dB (awgn, perfect; replaces a "
+                                                "scenario's per-request range; default 10)")
+    d.add_argument("--prompt", help="the edit prompt (default: one drawn from the caption grammar)")
+    d.add_argument("--seed", type=int, default=0,
+                   help="seed of the request (input image, prompt, noise; default %(default)s)")
+    d.add_argument("--out", default="out/demo", help="folder for grid.png (default %(default)s)")
+    d.add_argument("--json", action="store_true", help="print the records as JSON instead of the table")
 
     c = add("calibrate", cmd_calibrate, "sweep the live engine into profiled mode's quality table")
-    c.add_argument("--snr-grid", help="comma-separated SNRs in dB (default -20,-10,-5,0,5,10,15,20,30)")
+    c.add_argument("--snr-grid", help=f"comma-separated SNRs in dB (default "
+                                      f"{','.join(f'{x:g}' for x in DEFAULT_SNR_GRID_DB)})")
     c.add_argument("--steps", help="comma-separated denoising step counts (default: the scenario's)")
-    c.add_argument("--requests", type=int, default=4, help="requests per point")
-    c.add_argument("--points", type=int, default=12, help="held-out points for --check")
+    c.add_argument("--requests", type=int, default=4, help="requests per point (default %(default)s)")
+    c.add_argument("--points", type=int, default=12, help="held-out points for --check (default %(default)s)")
     c.add_argument("--protocols", help="comma-separated protocols to sweep (default: all the scenario offers); "
                                        "a stored table's other protocols are kept")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0,
+                   help="seed of the sweep's requests (default %(default)s; --check uses seed + 1, held out)")
     c.add_argument("--out", help="table path (default out/calibration/<model>.json; --install: the shipped "
                                  "configs/calibration/<model>.json)")
     c.add_argument("--install", action="store_true", help="write (and top up) the shipped table in configs/")
@@ -354,21 +408,30 @@ def _parser() -> argparse.ArgumentParser:
 
     co = add("costs", cmd_costs, "count step costs (FLOPs, bits) of every protocol into the user cache "
                                  "(~/.cache/meg_gym/costs/<model>.json, read by every env)")
-    co.add_argument("--model", help="model card name (tiny, sd15) or a local diffusers folder")
-    co.add_argument("--max-es", type=int, default=3, help="count multi-ES protocols on 2..max-es ESs")
+    co.add_argument("--model", help="model card name (tiny, sd15) or a local diffusers folder (default: the "
+                                    "scenario's, tiny)")
+    co.add_argument("--max-es", type=int, default=3,
+                    help="count multi-ES protocols on 2..max-es ESs (default %(default)s)")
     co.add_argument("--install", action="store_true", help="write the shipped configs/costs/<model>.json instead")
 
-    tr = add("train-ldm", cmd_train_ldm, "train the shipped tiny LDM (hours on CPU; resumable)")
-    tr.add_argument("--phase", choices=["vae", "unet", "classifier", "all"], default="all")
-    tr.add_argument("--steps", type=int)
-    tr.add_argument("--lr", type=float)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--checkpoint-dir")
-    tr.add_argument("--out", default="out/tiny", help="where to write the weights (default out/tiny; the first "
+    tr = add("train-ldm", cmd_train_ldm, "train the shipped tiny LDM (hours on CPU; resumable)", scenario=False,
+             threads=f"default {TRAIN_SETTINGS_THREADS}: a batch of 32 uses both cores")
+    tr.add_argument("--phase", choices=["vae", "unet", "classifier", "all"], default="all",
+                    help="the phase to train; all: vae, unet, classifier in turn (default %(default)s)")
+    tr.add_argument("--steps", type=int, help="optimiser steps per phase (default: " + ", ".join(
+        f"{ph} {n:,}" for ph, (n, _) in TRAIN_LDM_DEFAULTS.items()) + ")")
+    tr.add_argument("--lr", type=float, help="peak learning rate (default: " + ", ".join(
+        f"{ph} {lr:g}" for ph, (_, lr) in TRAIN_LDM_DEFAULTS.items()) + ")")
+    tr.add_argument("--seed", type=int, default=0,
+                    help="seed of the training scenes and the weights (default %(default)s)")
+    tr.add_argument("--checkpoint-dir", help="checkpoint folder; running the same command again resumes from it "
+                                             "(default ~/.cache/meg_gym/train-ldm)")
+    tr.add_argument("--out", default="out/tiny", help="where to write the weights (default %(default)s; the first "
                                                       "phase starts from the shipped weights)")
     tr.add_argument("--install", action="store_true", help="write over the shipped weights in the package")
-    ev = add("evaluate-ldm", cmd_evaluate_ldm, "measure the shipped tiny model and print the numbers")
-    ev.add_argument("--requests", type=int, default=200, help="held-out requests to measure on")
+    ev = add("evaluate-ldm", cmd_evaluate_ldm, "measure the shipped tiny model and print the numbers",
+             scenario=False, threads="default 1, as for the tiny model everywhere")
+    ev.add_argument("--requests", type=int, default=200, help="held-out requests to measure on (default %(default)s)")
     ev.add_argument("--install", action="store_true", help="also store the numbers in the shipped meta.json")
     ev.add_argument("--grid", help="also save the first 8 requests as a PNG grid here")
 
@@ -378,16 +441,19 @@ def _parser() -> argparse.ArgumentParser:
     tn.add_argument("--resume", action="store_true", help="continue the run folder from its latest checkpoint")
     tn.add_argument("--n-timesteps", type=int, help="override the config's n_timesteps")
     tn.add_argument("--seed", type=int, help="override the config's seed")
-    tn.add_argument("--verbose", type=int, default=0)
+    tn.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2],
+                    help="0: a progress bar (default); 1: also SB3's table of training statistics; 2: SB3's debug "
+                         "output (also on --resume)")
     tn.set_defaults(fn=cmd_train)
 
     def eval_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--seeds", type=int, default=10, help="episodes, one per seed (default 10)")
+        sp.add_argument("--seeds", type=int, default=10, help="episodes, one per seed (default %(default)s)")
         sp.add_argument("--seed-start", type=int, default=1000,
-                        help="first seed (default 1000: held out from training)")
+                        help="first seed (default %(default)s: held out from training)")
         sp.add_argument("--env-kwargs", help="JSON keyword arguments for gym.make, e.g. '{\"action_type\": \"box\"}'")
-        sp.add_argument("--out", default="out/benchmark", help="folder for table.md, table.csv, results.json, PNGs")
-        sp.add_argument("--json", action="store_true")
+        sp.add_argument("--out", default="out/benchmark",
+                        help="folder for table.md, table.csv, results.json, PNGs (default %(default)s)")
+        sp.add_argument("--json", action="store_true", help="print the results as one JSON line instead of the table")
 
     en = add("evaluate", cmd_evaluate, "evaluate trained models on held-out seeds: tables and plots")
     en.add_argument("--model", action="append", required=True, help="[label=]run folder or .zip (repeatable)")
@@ -405,16 +471,66 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def reference_markdown() -> str:
+    """Every command and option with its help text, as Markdown: ``docs/cli.md`` (a test keeps them equal)."""
+    p = _parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    out = ["# The meg-gym command line", "",
+           "Generated from the parser in `meg_gym/cli.py`, defaults included; regenerate with",
+           "`python -c \"from meg_gym.cli import reference_markdown as r; print(r(), end='')\" > docs/cli.md`",
+           "(`tests/test_cli.py` fails when this file and the parser differ).", "", p.description or "", "",
+           "Long commands show a progress bar on stderr: `demo` (over the protocols, weighed by their FLOPs, after",
+           "printing its estimated wall time), `train` (steps/s and the latest mean episode return; it first",
+           "prints where the TensorBoard logs go and the `tensorboard --logdir` command), `train-ldm`,",
+           "`calibrate`, `costs`, `evaluate-ldm`, `evaluate` and `benchmark`. Ctrl-C stops any of them with one",
+           "line (exit status 130) that says how to resume: `train` with the same command and `--resume`,",
+           "`train-ldm` and `calibrate` with the same command (from the checkpoint or the partial file it",
+           "names), or that nothing was written.", ""]
+    for name, sp in sub.choices.items():
+        fmt = sp._get_formatter()
+        out += [f"## `meg-gym {name}`", "", sp.description or "", "", "| option | what it does |", "|---|---|"]
+        for action in sp._actions:
+            if not action.option_strings or "-h" in action.option_strings:
+                continue
+            flag = "/".join(action.option_strings)
+            if action.choices:
+                flag += " {" + ",".join(str(c) for c in action.choices) + "}"
+            elif action.nargs != 0:
+                flag += f" {action.metavar or action.dest.upper()}"
+            out.append(f"| `{flag}` | {fmt._expand_help(action).replace('|', '&#124;')} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    """Ctrl-C: close the progress bars, then one line saying how to resume (``args.on_interrupt``, which a
+    command sets once it knows its checkpoint or partial file), else that nothing was written."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):  # left standing, ended by a newline: the line starts below
+        bar.leave = True
+        bar.close()
+    hint = getattr(args, "on_interrupt", "stopped before writing anything")
+    # after a newline: a terminal echoes ^C where the cursor is, and a bar tqdm already dropped (garbage collected
+    # with leave=False) leaves the cursor after its text when stderr is a file
+    print(f"\nmeg-gym {args.command}: interrupted; {hint}", file=sys.stderr)
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``meg-gym``."""
-    from meg_gym.errors import USER_ERRORS  # noqa: I001
-
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv)  # first: --help and usage errors need none of the heavy imports below
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(args.fn(args) or 0)
-    except USER_ERRORS as exc:
-        print(f"meg-gym {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        from meg_gym.errors import USER_ERRORS  # noqa: I001
+
+        try:
+            return int(args.fn(args) or 0)
+        except USER_ERRORS as exc:
+            print(f"meg-gym {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:
+        return _interrupted(args)
 
 
 if __name__ == "__main__":

@@ -88,18 +88,21 @@ def _write(path: Path, entries: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def save_shipped(system: Any, protocols: list[str], max_es: int, folder: Path | None = None) -> Path:
+def save_shipped(system: Any, protocols: list[str], max_es: int, folder: Path | None = None,
+                 progress: bool = False) -> Path:
     """Count every protocol on 1 (single-ES) or 2..max_es ESs and write the shipped file (or the
-    same file in ``folder``, e.g. the user cache, which every env also reads)."""
+    same file in ``folder``, e.g. the user cache, which every env also reads). ``progress``: a bar
+    over the (protocol, ESs) counts on stderr. The file is written once, at the end."""
+    from tqdm import tqdm
+
     from meg_gym.protocols import PROTOCOLS
 
+    jobs = [(p, k) for p in protocols for k in (range(2, max_es + 1) if PROTOCOLS[p].multi_es else [1])]
     entries = {}
-    for protocol in protocols:
-        counts = range(2, max_es + 1) if PROTOCOLS[protocol].multi_es else [1]
-        for k in counts:
-            costs = system._measure_costs(protocol, k)
-            entries[entry_key(system.cost_comps, protocol, k, system.settings, transmission_key(system.scenario))] = \
-                [asdict(c) for c in costs]
+    for protocol, k in tqdm(jobs, desc="costs", unit="count", disable=not progress, leave=False):
+        costs = system._measure_costs(protocol, k)
+        entries[entry_key(system.cost_comps, protocol, k, system.settings, transmission_key(system.scenario))] = \
+            [asdict(c) for c in costs]
     path = (SHIPPED_DIR if folder is None else Path(folder)) / _file_name(system.cost_comps)
     _write(path, entries)
     return path

@@ -46,6 +46,9 @@ def test_demo_json_and_grid(tmp_path, capsys):
         for key in ("uplink_bits", "downlink_bits", "latency_s", "ssim", "psnr_db"):
             assert key in r
         assert 0.0 <= r["ssim"] <= 1.0 and r["latency_s"] > 0
+    # by default latency is at Stable Diffusion 1.5 scale (cost_model sd15): Full UE takes about a second on
+    # the phone, not the tiny model's milliseconds
+    assert records[0]["latency_s"] > 0.05
     assert (tmp_path / "demo" / "grid.png").stat().st_size > 1000
 
 
@@ -53,6 +56,7 @@ def test_demo_json_and_grid(tmp_path, capsys):
     (["table", "--model", "nope"], "'model' must be a model card name"),
     (["demo", "--channel", "wifi"], "'channel.kind' must be one of"),
     (["demo", "--snr-db", "nan"], "'channel.snr_db'"),
+    (["demo", "--cost-model", "nope"], "'cost_model' must be a model card name ['sd15', 'tiny']"),
     (["table", "--bits-per-value", "0"], "'transmission.bits_per_value'"),
     (["table", "--config", "/no/such/file.yaml"], "does not exist"),
 ])
@@ -95,7 +99,9 @@ def test_train_then_evaluate(tmp_path, capsys):
                    "hyperparams: {n_steps: 32, batch_size: 32, n_epochs: 1}\n")
     run = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--out", str(run)]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["timesteps"] == 64
+    cap = capsys.readouterr()
+    assert json.loads(cap.out.strip().splitlines()[-1])["timesteps"] == 64
+    assert f"TensorBoard logs: {run / 'tb'}" in cap.err and "64/64" in cap.err  # the progress bar, to its end
     assert main(["evaluate", "--model", f"ppo={run}", "--policies", "random,fixed:*", "--seeds", "2",
                  "--out", str(tmp_path / "ev"), "--env-kwargs", _SHORT_ENV]) == 0
     text = capsys.readouterr().out
@@ -153,3 +159,112 @@ def test_calibration_output_names_stay_inside_their_folder():
     from meg_gym.cli import _safe_name
 
     assert _safe_name("../../etc/passwd") == "etc_passwd" and "/" not in _safe_name("/abs/folder/model")
+
+
+# -- help text -----------------------------------------------------------------------------------
+def _subparsers():
+    import argparse
+
+    from meg_gym.cli import _parser
+
+    p = _parser()
+    return next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+
+def test_every_option_of_every_command_has_help():
+    missing = [f"{name} {'/'.join(a.option_strings)}" for name, sp in _subparsers().items() for a in sp._actions
+               if a.option_strings and not (a.help or "").strip()]
+    assert missing == []
+
+
+def test_top_level_help_lists_every_command_without_importing_torch():
+    code = ("import sys\nfrom meg_gym.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('TORCH', 'torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    for name in _subparsers():
+        assert f"    {name}" in res.stdout, name  # each command on its own line, with its help
+    assert "costs" in res.stdout and res.stdout.strip().endswith("TORCH False")
+
+
+def test_docs_cli_md_is_the_parser():
+    from pathlib import Path
+
+    from meg_gym.cli import reference_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
+    assert doc.read_text(encoding="utf-8") == reference_markdown(), \
+        "docs/cli.md is stale: regenerate it with the command at its top"
+
+
+def test_stated_defaults_are_the_code_defaults():
+    """train-ldm's step defaults are the shipped weights' steps; --help's thread count is TrainSettings'."""
+    from pathlib import Path
+
+    from meg_gym.cli import TRAIN_LDM_DEFAULTS, TRAIN_SETTINGS_THREADS
+    from meg_gym.ldm.components import SHIPPED_DIR
+    from meg_gym.ldm.train import DEFAULT_CKPT, TrainSettings
+
+    meta = json.loads((SHIPPED_DIR / "tiny" / "meta.json").read_text())
+    assert {ph: steps for ph, (steps, _) in TRAIN_LDM_DEFAULTS.items()} == {
+        ph: meta[f"{ph}_steps"] for ph in ("vae", "unet", "classifier")}
+    assert TrainSettings(phase="vae", steps=1).threads == TRAIN_SETTINGS_THREADS
+    help_text = " ".join(_subparsers()["train-ldm"].format_help().split())
+    assert "unet 7,000" in help_text and f"default {TRAIN_SETTINGS_THREADS}" in help_text
+    assert str(DEFAULT_CKPT).replace(str(Path.home()), "~") in help_text
+
+
+# -- Ctrl-C --------------------------------------------------------------------------------------
+def _interrupt(args, marker, timeout_s=300):
+    """Start ``meg-gym ARGS``, send SIGINT once ``marker`` shows on its stderr; (status, stderr)."""
+    import os
+    import select
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "meg_gym.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    seen, deadline = b"", time.monotonic() + timeout_s
+    try:
+        while marker.encode() not in seen:
+            assert time.monotonic() < deadline and proc.poll() is None, seen.decode(errors="replace")[-2000:]
+            if select.select([proc.stderr], [], [], 1.0)[0]:
+                seen += os.read(proc.stderr.fileno(), 65536)
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    text = (seen + rest).decode(errors="replace")
+    return proc.returncode, text
+
+
+def _last_line(text):
+    return [ln for ln in text.replace("\r", "\n").splitlines() if ln.strip()][-1]
+
+
+def test_ctrl_c_on_benchmark_is_one_line(tmp_path):
+    code, err = _interrupt(["benchmark", "--env", "MEG/SingleES-v1", "--seeds", "500", "--out", str(tmp_path / "b")],
+                           "episodes:")
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert _last_line(err) == "meg-gym benchmark: interrupted; stopped before writing anything"
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_train_ldm_says_how_to_resume(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    code, err = _interrupt(["train-ldm", "--phase", "vae", "--steps", "100000", "--checkpoint-dir", str(ckpt),
+                            "--out", str(tmp_path / "tiny")], "vae:")
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert _last_line(err) == (f"meg-gym train-ldm: interrupted; run the same command again to resume the vae phase "
+                               f"from its last checkpoint in {ckpt} (saved every 200 steps)")
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_train_says_how_to_resume(tmp_path):
+    cfg = tmp_path / "ppo.yaml"
+    cfg.write_text("algo: ppo\nenv: MEG/SingleES-v1\nn_envs: 1\nn_timesteps: 10000000\ncheckpoint_freq: 64\n"
+                   "eval_freq: 0\nhyperparams: {n_steps: 64, batch_size: 64, n_epochs: 1}\n")
+    code, err = _interrupt(["train", "--config", str(cfg), "--out", str(tmp_path / "run")], "TensorBoard logs:")
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert _last_line(err) == (f"meg-gym train: interrupted; continue from the last checkpoint with: meg-gym train "
+                               f"--config {cfg} --out {tmp_path / 'run'} --resume")

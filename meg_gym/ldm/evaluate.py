@@ -73,9 +73,8 @@ def evaluate_ldm(requests: int = 200, seed: int = 30_000, settings: GenerationSe
             edits.append(float(judge.classifier.predict(out[None])[0][attr] == want[attr]))
         ssim_weak.append(ssim(weak, full))
         if grid is not None and i < 8:
-            tiles += [(image[0], ["input", caption(scene)[:24], caption(scene)[24:48]]),
-                      (full, [f"Full ES ({s.steps} steps)", prompt[:24], prompt[24:48]]),
-                      (weak, [f"Full UE ({s.ue_steps} steps)", f"fidelity {fid_weak[-1]:.2f}", ""])]
+            tiles += [(image[0], ["input", caption(scene)]), (full, [f"Full ES ({s.steps} steps)", prompt]),
+                      (weak, [f"Full UE ({s.ue_steps} steps)", f"fidelity {fid_weak[-1]:.2f}"])]
     result = {
         "vae_heldout_psnr_db": psnr_db(rec, x),
         "classifier_heldout_accuracy": acc,

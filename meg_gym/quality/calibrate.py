@@ -28,11 +28,10 @@ import numpy as np
 from tqdm import tqdm
 
 from meg_gym.protocols import PROTOCOLS, Send, place
+from meg_gym.quality import DEFAULT_SNR_GRID_DB
 from meg_gym.quality.calibration import METRICS, QualityTable
 
 __all__ = ["DEFAULT_SNR_GRID_DB", "calibrate", "check_fidelity", "noisy_axes"]
-
-DEFAULT_SNR_GRID_DB = [-20.0, -10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 30.0]
 
 
 def noisy_axes(protocol: str) -> list[str]:
@@ -123,7 +122,9 @@ def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = 
             system.settings = replace(base_settings, steps=steps)
             points[k] = _serve_point(system, reqs[have:], protocol, ul, dl)
             partial_path.parent.mkdir(parents=True, exist_ok=True)
-            partial_path.write_text(json.dumps(done))
+            tmp = partial_path.with_name(partial_path.name + ".tmp")  # Ctrl-C mid-write leaves the last good file
+            tmp.write_text(json.dumps(done))
+            tmp.replace(partial_path)
         bar.update(1)
     bar.close()
     system.settings = base_settings

@@ -1,6 +1,7 @@
 """Training from YAML: a PPO smoke run, save, load and evaluate; resume equals an uninterrupted run."""
 
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -88,6 +89,23 @@ def test_resume_exact_for_dqn(tmp_path):
     train(cfg, out=tmp_path / "b", resume=True)
     pa, pb = _params(tmp_path / "a"), _params(tmp_path / "b")
     assert all(np.array_equal(pa[k], pb[k]) for k in pa)
+
+
+def test_resume_honours_verbose_and_the_bar_shows_progress_and_return(tmp_path, capsys):
+    from agents.progress import TrainProgressBar
+
+    cfg = _cfg(n_timesteps=128, eval_freq=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, out=tmp_path / "r", callbacks=[Crash(100)])
+    capsys.readouterr()
+    bar = TrainProgressBar(refresh_s=0.0)
+    train(cfg, out=tmp_path / "r", resume=True, verbose=1, callbacks=[bar])
+    cap = capsys.readouterr()
+    assert "Logging to" in cap.out and "ep_rew_mean" in cap.out  # SB3's verbose 1: it was dropped on resume
+    assert f"TensorBoard logs: {tmp_path / 'r' / 'tb'} (view them with: tensorboard --logdir" in cap.err
+    assert "64/128" in cap.err and "128/128" in cap.err  # from the checkpoint to the end
+    assert re.search(r"mean return -?\d+\.\d\d \(\d+ episodes\)", cap.err) and "step/s" in cap.err
+    assert bar.bar.n == 128
 
 
 def test_resume_refuses_a_missing_checkpoint_and_a_changed_config(tmp_path):
