@@ -153,6 +153,10 @@ def load_train_config(source: str | Path | dict[str, Any], **overrides: Any) -> 
     if not isinstance(data, dict):
         raise TrainConfigError(f"training config {shown} must hold a mapping at top level (got {type(data).__name__})")
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    library = data.pop("library", "sb3")
+    if library != "sb3":
+        raise TrainConfigError(f"'library' must be 'sb3' for an SB3 config (got {library!r}; an RLlib config "
+                               f"loads with agents.rllib.load_rllib_config, and meg-gym train runs either)")
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         raise TrainConfigError(f"'{unknown[0]}' is not a known field of a training config; allowed: {sorted(_KEYS)}")

@@ -189,12 +189,26 @@ DEFAULT_POLICIES = "random,round_robin,crash_avoid,greedy,fixed:*,oracle"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train an SB3 agent from a YAML config (PPO, A2C, DQN, SAC, MaskablePPO); --resume continues a run."""
-    from agents.training import train
+    """Train an SB3 agent (PPO, A2C, DQN, SAC, MaskablePPO) or, for a config with ``library: rllib``, an RLlib
+    one from a YAML config; --resume continues a run."""
+    from agents.rllib import is_rllib_config
 
+    kwargs: dict[str, Any] = {}
+    if is_rllib_config(args.config):
+        from agents.rllib import train
+
+        kwargs["ray_address"] = args.ray_address
+    else:
+        from agents.training import train
+
+        if args.ray_address is not None:
+            from meg_gym.config import ConfigError
+
+            raise ConfigError(f"'--ray-address' applies to RLlib configs (library: rllib) only; {args.config} "
+                              f"is an SB3 config")
     try:
         summary = train(args.config, out=args.out, resume=args.resume, verbose=args.verbose,
-                        n_timesteps=args.n_timesteps, seed=args.seed)
+                        n_timesteps=args.n_timesteps, seed=args.seed, **kwargs)
     except KeyboardInterrupt:
         print("meg-gym train: interrupted; continue from the last checkpoint with --resume", file=sys.stderr)
         return 130
@@ -371,13 +385,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--install", action="store_true", help="also store the numbers in the shipped meta.json")
     ev.add_argument("--grid", help="also save the first 8 requests as a PNG grid here")
 
-    tn = sub.add_parser("train", help="train an SB3 agent from a YAML config", description=cmd_train.__doc__)
+    tn = sub.add_parser("train", help="train an SB3 or RLlib agent from a YAML config", description=cmd_train.__doc__)
     tn.add_argument("--config", required=True, help="training config (configs/train/*.yaml)")
     tn.add_argument("--out", help="run folder (default runs/<config name>)")
     tn.add_argument("--resume", action="store_true", help="continue the run folder from its latest checkpoint")
     tn.add_argument("--n-timesteps", type=int, help="override the config's n_timesteps")
     tn.add_argument("--seed", type=int, help="override the config's seed")
     tn.add_argument("--verbose", type=int, default=0)
+    tn.add_argument("--ray-address", help="RLlib configs: the Ray cluster ('auto', host:port; default: a local "
+                                          "Ray with this machine's cores)")
     tn.set_defaults(fn=cmd_train)
 
     def eval_args(sp: argparse.ArgumentParser) -> None:
