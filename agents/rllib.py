@@ -124,18 +124,11 @@ def is_rllib_config(source: str | Path | dict[str, Any]) -> bool:
     return data.get("library") == "rllib"
 
 
-def _int(data: dict[str, Any], key: str, default: int, minimum: int) -> int:
-    v = data.get(key, default)
-    if isinstance(v, float) and v.is_integer():
-        v = int(v)
-    if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise RllibConfigError(f"'{key}' must be an integer >= {minimum} (got {v!r})")
-    return v
-
-
 def load_rllib_config(source: str | Path | dict[str, Any], **overrides: Any) -> RllibConfig:
     """A validated :class:`RllibConfig` from a YAML path, a shipped name or a mapping; ``overrides``
     (None values ignored) replace top-level keys. Raises :class:`RllibConfigError` naming the field."""
+    from agents.training import _int_field as _int
+
     path = None
     if isinstance(source, dict):
         data = dict(source)
