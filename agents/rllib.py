@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from meg_gym.cluster import init_ray
 from meg_gym.config import ConfigError, yaml_ready
 
 __all__ = ["RllibConfig", "RllibPolicy", "build_algorithm_config", "env_name", "init_ray", "is_rllib_config",
@@ -275,26 +276,6 @@ def register_envs() -> None:
 
     for env in [k for k in gym.registry if k.startswith("MEG/")] + list(MARL_ENVS):
         register_env(env_name(env), _creator(env))
-
-
-def _project_root() -> str:
-    return str(Path(__file__).resolve().parents[1])
-
-
-def init_ray(address: str | None = None) -> None:
-    """Connect to Ray: ``address`` None or "local": a local Ray with this machine's cores (its workers import
-    this checkout of meg_gym); "auto" or ``host:port``: an existing cluster (meg_gym installed on its nodes)."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    if address in (None, "local"):
-        root = _project_root()
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": path}})
-    else:
-        ray.init(address=address, log_to_driver=False)
 
 
 def _agent_ids(cfg: RllibConfig) -> list[str]:

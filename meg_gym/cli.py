@@ -125,8 +125,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     grid = [float(x) for x in args.snr_grid.split(",")] if args.snr_grid else None
     steps = [int(x) for x in args.steps.split(",")] if args.steps else None
     protocols = args.protocols.split(",") if args.protocols else None
+    if args.workers is not None and args.ray is None:
+        from meg_gym.config import ConfigError
+
+        raise ConfigError(f"'--workers' needs '--ray' (local, auto or host:port) (got --workers {args.workers})")
+    if args.workers is not None and args.workers < 1:
+        from meg_gym.config import ConfigError
+
+        raise ConfigError(f"'--workers' must be >= 1 (got {args.workers})")
     table = calibrate(system, out, snr_grid_db=grid, steps_grid=steps, requests=args.requests, seed=args.seed,
-                      protocols=protocols)
+                      protocols=protocols, ray_address=args.ray, workers=args.workers)
     print(f"calibration table: {out} ({len(table.tables)} protocols, {len(table.snr_grid_db)} SNR points, "
           f"steps {table.steps_grid}, {table.requests_per_point} requests per point)")
     return 0
@@ -361,6 +369,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="table path (default out/calibration/<model>.json; --install: the shipped "
                                  "configs/calibration/<model>.json)")
     c.add_argument("--install", action="store_true", help="write (and top up) the shipped table in configs/")
+    c.add_argument("--ray", metavar="ADDRESS", help="serve the grid points on Ray workers: local (a local Ray with "
+                                                    "this machine's cores), auto (a running cluster) or host:port")
+    c.add_argument("--workers", type=int, help="with --ray: how many workers, each loading the model once "
+                                               "(default: one per CPU of the cluster)")
     c.add_argument("--check", action="store_true", help="measure profiled-vs-live error on held-out settings")
     c.add_argument("--same-requests", action="store_true",
                    help="with --check: serve the requests the table was measured with (the interpolation error alone)")

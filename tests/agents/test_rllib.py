@@ -1,4 +1,4 @@
-"""RLlib training from YAML (agents.rllib): config checks, the env glue, and (slow) tiny runs with resume and evaluation."""
+"""RLlib training from YAML (agents.rllib): config checks, env glue, tiny runs (sampling in the driver) with resume."""
 
 import numpy as np
 import pytest
@@ -90,7 +90,6 @@ def _cfg(**kw):
     return cfg
 
 
-@pytest.mark.slow
 def test_single_es_train_resume_and_evaluate(tmp_path, ray_local):
     from agents.evaluation import evaluate_policies, summarize
     from agents.rllib import latest_checkpoint, train
@@ -116,7 +115,6 @@ def test_single_es_train_resume_and_evaluate(tmp_path, ray_local):
     assert again["rl"][0].metrics == results["rl"][0].metrics
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("policies", ["shared", "per_agent"])
 def test_multi_ue_policies(tmp_path, ray_local, policies):
     from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE
