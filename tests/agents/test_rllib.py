@@ -127,3 +127,23 @@ def test_multi_ue_policies(tmp_path, ray_local, policies):
     modules = tmp_path / policies / "final" / COMPONENT_LEARNER_GROUP / COMPONENT_LEARNER / COMPONENT_RL_MODULE
     names = sorted(p.name for p in modules.iterdir() if p.is_dir())
     assert names == (["shared"] if policies == "shared" else ["ue_0", "ue_1"])
+
+
+def test_cli_names_misplaced_ray_options(capsys):
+    from meg_gym.cli import main
+
+    assert main(["train", "--config", "configs/train/ppo_single_es.yaml", "--ray-address", "auto"]) == 2
+    assert "'--ray-address' applies to RLlib configs (library: rllib) only" in capsys.readouterr().err
+    assert main(["calibrate", "--workers", "2"]) == 2
+    assert "'--workers' needs '--ray'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tune_example_sweeps_the_learning_rate(tmp_path, ray_local):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("rllib_tune_lr", "examples/rllib_tune_lr.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.sweep("configs/train/rllib_ppo_single_es.yaml", [1e-4, 1e-3], 80, tmp_path, None, tiny=True)
+    assert [r["lr"] for r in rows] == [1e-4, 1e-3] and all(r["timesteps"] >= 80 for r in rows)
