@@ -140,6 +140,8 @@ def load_rllib_config(source: str | Path | dict[str, Any], **overrides: Any) -> 
     if unknown:
         raise RllibConfigError(f"'{unknown[0]}' is not a known field of an RLlib training config; allowed: "
                                f"{sorted(_KEYS)}")
+    if data.get("library") == "rllib":
+        _require_rllib()
     if data.get("library") != "rllib":
         raise RllibConfigError(f"'library' must be 'rllib' for an RLlib config (got {data.get('library')!r})")
     algo = data.get("algo")
@@ -184,6 +186,15 @@ def load_rllib_config(source: str | Path | dict[str, Any], **overrides: Any) -> 
         num_env_runners=_int(data, "num_env_runners", 1, 0),
         num_envs_per_env_runner=_int(data, "num_envs_per_env_runner", 1, 1), hyperparams=hyper, model=model,
         checkpoint_freq=_int(data, "checkpoint_freq", 20_000, 1), source=str(path) if path is not None else "")
+
+
+def _require_rllib() -> None:
+    """A one-line error where RLlib is not installed (it is the optional ``ray`` extra)."""
+    try:
+        import ray.rllib  # noqa: F401
+    except ImportError:
+        raise RllibConfigError("RLlib is not installed: pip install -e \".[ray]\" (an RLlib config or run "
+                               "needs it)") from None
 
 
 def _algo_config_class(algo: str) -> type:
@@ -474,6 +485,7 @@ class RllibPolicy:
     needs_env = False
 
     def __init__(self, path: str | Path, env: Any) -> None:
+        _require_rllib()
         import gymnasium as gym
         from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_LEARNER_GROUP, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
         from ray.rllib.core.rl_module.rl_module import RLModule
