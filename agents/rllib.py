@@ -398,6 +398,11 @@ def train(config: RllibConfig | str | Path | dict[str, Any], out: str | Path | N
     if resume and (run_dir / "config.yaml").exists() and not _same_config(run_dir, cfg):
         raise RllibConfigError(f"the config differs from the one run folder {str(run_dir)!r} was started with "
                                f"({run_dir / 'config.yaml'}): resume with the same config")
+    done_file = run_dir / "summary.json"
+    if resume and done_file.exists() and _same_config(run_dir, cfg):
+        finished = json.loads(done_file.read_text(encoding="utf-8"))
+        if finished.get("timesteps", -1) >= cfg.n_timesteps:
+            return {**finished, "already_complete": True}
     ckpt = latest_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
         raise RllibConfigError(f"run folder {str(run_dir)!r} has no complete checkpoint to resume from: "
@@ -413,7 +418,7 @@ def train(config: RllibConfig | str | Path | dict[str, Any], out: str | Path | N
     try:
         if ckpt is not None:
             algo.restore_from_path(str(ckpt.resolve()))
-        steps = _steps({"env_runners": {"num_env_steps_sampled_lifetime": _restored_steps(algo)}})
+        steps = _restored_steps(algo)
         start_steps, last_ckpt = steps, steps
         t0 = time.perf_counter()
         progress = run_dir / "progress.csv"

@@ -105,6 +105,7 @@ def test_single_es_train_resume_and_evaluate(tmp_path, ray_local):
         train(_cfg(seed=1), out=run, resume=True)
     s2 = train(_cfg(n_timesteps=120), out=run, resume=True)
     assert s2["resumed_from"] == 80 and s2["timesteps"] == 120
+    assert train(_cfg(n_timesteps=120), out=run, resume=True)["already_complete"]
     rows = (run / "progress.csv").read_text().splitlines()
     assert rows[0].startswith("timesteps,") and [r.split(",")[0] for r in rows[1:]] == ["40", "80", "120"]
     results = evaluate_policies([f"rl={run}", "random"], "MEG/SingleES-v1", [1000, 1001], SHORT)
