@@ -3,6 +3,9 @@
 * ``MEG/SingleES-v1``: one UE, one ES, the six single-ES protocols (profiled mode);
 * ``MEG/MultiES-v1``: one UE, three ESs, all 11 protocols (profiled mode);
 * ``MEG/SingleES-live-v1``, ``MEG/MultiES-live-v1``: the same with the real split LDM every step.
+
+The same ids reach RLlib's remote workers through Ray's tune registry (``envs.rllib``), so
+``PPOConfig().environment("MEG/SingleES-v1")`` works as written; ``"envs:MEG/SingleES-v1"`` works too.
 """
 
 from __future__ import annotations
@@ -33,3 +36,8 @@ from envs import es_coordination as es_coordination_v1  # noqa: E402
 from envs import multi_ue as multi_ue_v1  # noqa: E402
 
 __all__ += ["es_coordination_v1", "multi_ue_v1"]
+
+# the same ids for RLlib's remote workers (Ray's tune registry), without importing Ray: see envs/rllib.py
+from envs import rllib as _rllib  # noqa: E402
+
+_rllib._install()

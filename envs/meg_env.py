@@ -117,7 +117,8 @@ class MegEnv(gym.Env):
         self._no_info = {"rewards": dict.fromkeys(REWARD_TERMS, np.float64(0.0)), "protocol": "",
                          "es_mask": np.zeros(n, dtype=bool), "bandwidth_share": nan, "latency_s": nan,
                          "quality": nan, "ssim": nan, "uplink_bits": np.int64(0), "downlink_bits": np.int64(0),
-                         "energy_j": nan, "deadline_missed": np.False_}
+                         "energy_j": nan, "deadline_missed": np.False_, "retransmissions": np.int64(0),
+                         "outage": np.False_}
         self._one = (np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1)))  # the step's (1, 1) action arrays
         self._last: Any = None
 
@@ -170,7 +171,8 @@ class MegEnv(gym.Env):
             "bandwidth_share": np.float64(self.shares[share]), "latency_s": res.latency_s[0, 0],
             "quality": res.quality[0, 0], "ssim": res.ssim[0, 0], "uplink_bits": res.uplink_bits[0, 0],
             "downlink_bits": res.downlink_bits[0, 0], "energy_j": res.energy_j[0, 0],
-            "deadline_missed": res.deadline_missed[0, 0],
+            "deadline_missed": res.deadline_missed[0, 0], "retransmissions": res.retransmissions[0, 0],
+            "outage": res.outage[0, 0],
         }
         if self.reward_type == "vector":
             reward: Any = np.array([terms[k] for k in REWARD_TERMS], dtype=np.float32)

@@ -282,7 +282,7 @@ class MultiUeEnv(_MegParallelEnv):
         nan = np.float64("nan")
         return {"rewards": dict.fromkeys(REWARD_TERMS, np.float64(0.0)), "protocol": "",
                 "es_mask": np.zeros(self.world.num_es, dtype=bool), "bandwidth_hz": nan, "latency_s": nan,
-                "quality": nan, "deadline_missed": np.False_}
+                "quality": nan, "deadline_missed": np.False_, "retransmissions": np.int64(0), "outage": np.False_}
 
     def check_action(self, agent: str, action: Any) -> None:
         """Raise :class:`envs.InvalidAction` naming ``agent`` if ``action`` is outside its space."""
@@ -326,7 +326,8 @@ class MultiUeEnv(_MegParallelEnv):
                          "deadline": t["deadline"][0, k]},
              "protocol": names[p][0], "es_mask": masks[p], "bandwidth_hz": res.bandwidth_hz[0, k],
              "latency_s": res.latency_s[0, k], "quality": res.quality[0, k],
-             "deadline_missed": res.deadline_missed[0, k]}
+             "deadline_missed": res.deadline_missed[0, k], "retransmissions": res.retransmissions[0, k],
+             "outage": res.outage[0, k]}
             for k, p in enumerate(placements.tolist())
         ]
         return self._finish(self._observe(), rewards, infos)
@@ -426,6 +427,7 @@ class MultiUeVectorEnv(VectorEnv):
             return self._observe(), zero, np.zeros(n, bool), np.zeros(n, bool), {
                 "rewards": {k: zero.copy() for k in REWARD_TERMS}, "latency_s": zero.copy(), "quality": zero.copy(),
                 "bandwidth_hz": zero.copy(), "deadline_missed": np.zeros(n, bool),
+                "retransmissions": np.zeros(n, np.int64), "outage": np.zeros(n, bool),
                 "protocol": self._protocols[placement]}
         res = w.step_checked(placement.reshape(w.copies, w.ues), self.shares[share].reshape(w.copies, w.ues))
         reward = _mix(res.reward, res.reward.mean(axis=1, keepdims=True), self.local_ratio)
@@ -433,7 +435,8 @@ class MultiUeVectorEnv(VectorEnv):
         self._needs_reset = done
         info = {"rewards": {k: v.reshape(-1) for k, v in res.terms.items()}, "latency_s": res.latency_s.reshape(-1),
                 "quality": res.quality.reshape(-1), "bandwidth_hz": res.bandwidth_hz.reshape(-1),
-                "deadline_missed": res.deadline_missed.reshape(-1), "protocol": self._protocols[placement]}
+                "deadline_missed": res.deadline_missed.reshape(-1), "retransmissions": res.retransmissions.reshape(-1),
+                "outage": res.outage.reshape(-1), "protocol": self._protocols[placement]}
         return self._observe(), reward.reshape(-1), np.zeros(n, bool), np.full(n, done), info
 
 

@@ -114,14 +114,19 @@ class MegVectorEnv(VectorEnv):
                 "rewards": {k: np.zeros(n) for k in REWARD_TERMS}, "latency_s": nan, "quality": nan.copy(),
                 "ssim": nan.copy(), "uplink_bits": np.zeros(n, np.int64), "downlink_bits": np.zeros(n, np.int64),
                 "energy_j": nan.copy(), "deadline_missed": np.zeros(n, bool), "protocol": np.full(n, ""),
-                "es_mask": np.zeros((n, self.world.num_es), bool), "bandwidth_share": nan.copy()}
+                "es_mask": np.zeros((n, self.world.num_es), bool), "bandwidth_share": nan.copy(),
+                "retransmissions": np.zeros(n, np.int64), "outage": np.zeros(n, bool)}
         else:
             info = {
                 "rewards": {k: v[:, 0] for k, v in res.terms.items()}, "latency_s": res.latency_s[:, 0],
                 "quality": res.quality[:, 0], "ssim": res.ssim[:, 0], "uplink_bits": res.uplink_bits[:, 0],
                 "downlink_bits": res.downlink_bits[:, 0], "energy_j": res.energy_j[:, 0],
                 "deadline_missed": res.deadline_missed[:, 0], "protocol": self._protocols[placement],
-                "es_mask": self.world.es_mask[placement], "bandwidth_share": self.shares[share]}
+                "es_mask": self.world.es_mask[placement], "bandwidth_share": self.shares[share],
+                "retransmissions": res.retransmissions[:, 0], "outage": res.outage[:, 0]}
+        # Gymnasium's convention (SyncVectorEnv._add_info) masks nested dicts' keys too: info["rewards"]["_quality"]
+        for key in list(info["rewards"]):
+            info["rewards"]["_" + key] = served
         for key in list(info):
             info["_" + key] = served
         return info

@@ -104,7 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Sweep the live engine into profiled mode's quality table (resumable), or check its fidelity."""
     from meg_gym.quality.calibrate import calibrate, check_fidelity
-    from meg_gym.quality.calibration import CALIBRATION_DIR, load_table
+    from meg_gym.quality.calibration import CALIBRATION_DIR, load_table, table_file_name
     from meg_gym.system import MegSystem
 
     sc = _scenario(args)
@@ -113,7 +113,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
         sc = load_scenario(args.config, **{**_overrides(args), "num_es": 2})
     system = MegSystem(sc)
-    name = f"{_safe_name(sc.model)}.json"  # a model value is a card name or a folder path: one file name
+    # a model value is a card name or a folder path: one file name, one per transmission mode
+    name = table_file_name(_safe_name(sc.model), sc.transmission.mode)
     shipped = CALIBRATION_DIR / name
     out = Path(args.out) if args.out else shipped if args.install else Path("out") / "calibration" / name
     if args.check:  # reads a table: the one named, else the shipped one

@@ -85,15 +85,18 @@ BACKENDS = ("live", "profiled")
 TX_MODES = ("analog", "digital")
 
 # Defaults of each channel kind's parameters. umi/uma: 3GPP TR 38.901 street-canyon micro
-# and macro cells; 3.5 GHz is the n78 band; a 9 dB noise figure is the UE figure of the
-# 3GPP NR evaluations (TR 38.802); 9 dB is TR 38.901 Table 7.5-6's mean LOS Rician K-factor.
+# and macro cells; 3.5 GHz is the n78 band; the noise figures are 3GPP TR 36.814 Table
+# A.2.1.1-3's: 9 dB at the UE (the downlink's receiver), 5 dB at the base station (the
+# uplink's); 9 dB is TR 38.901 Table 7.5-6's mean LOS Rician K-factor.
 CHANNEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "awgn": {"snr_db": 10.0},
     "perfect": {"snr_db": 10.0},  # no noise; the SNR still sets the link rate
-    "umi": {"carrier_hz": 3.5e9, "noise_figure_db": 9.0, "fading": "rayleigh", "rician_k_db": 9.0, "shadowing": True},
+    "umi": {"carrier_hz": 3.5e9, "noise_figure_db": 9.0, "es_noise_figure_db": 5.0, "fading": "rayleigh",
+            "rician_k_db": 9.0, "shadowing": True},
 }
 CHANNEL_DEFAULTS["uma"] = CHANNEL_DEFAULTS["umi"]  # the link budget's defaults are the same for both kinds
-_CHANNEL_PARAMS = ("snr_db", "snr_range_db", "carrier_hz", "noise_figure_db", "fading", "rician_k_db", "shadowing")
+_CHANNEL_PARAMS = ("snr_db", "snr_range_db", "carrier_hz", "noise_figure_db", "es_noise_figure_db", "fading",
+                   "rician_k_db", "shadowing")
 
 
 def _channel_table() -> dict[str, tuple[str, ...]]:
@@ -209,8 +212,29 @@ class TransmissionConfig(_Frozen):
 
     mode: Text = "analog"
     bits_per_value: Annotated[int, Strict(), Field(ge=1, le=32)] = 16
-    efficiency: Fraction = 0.75  # achieved fraction of the Shannon rate (digital mode)
-    max_retransmissions: NonNegativeInt = 3
+    # The digital link (meg_gym.channel.digital; text is sent on it in both modes): 3GPP TR
+    # 36.942 Annex A.2's truncated attenuated Shannon bound, Table A.2.1-1's values as
+    # [uplink, downlink] (one number: both): attenuation alpha 0.4 / 0.6, SNR_MIN -10 dB,
+    # Thr_MAX 2.0 / 4.4 bit/s/Hz (16QAM 3/4 up, 64QAM 4/5 down)
+    efficiency: tuple[Fraction, Fraction] = (0.4, 0.6)
+    snr_min_db: Number = -10.0
+    max_spectral_efficiency: tuple[Positive, Positive] = (2.0, 4.4)
+    # below SNR_MIN, repetitions of each code block combined (LTE-M / NB-IoT coverage
+    # enhancement: up to 2048, 3GPP TS 36.211 10.2.3 / TS 36.213 16.4.1.3); 1: none (an outage)
+    max_repetitions: PositiveInt = 2048
+    # the rate's back-off below the observed SNR; None: the margin at which a fresh fading block
+    # fails with probability 0.1 (the BLER target of LTE's CQI, TS 36.213 7.2.3): 9.8 dB under
+    # Rayleigh fading, 0 dB without fading
+    fading_margin_db: NonNegative | None = None
+    max_retransmissions: NonNegativeInt = 3  # HARQ: LTE's default of 4 transmissions
+    # analog: copies of every tensor sent and combined (maximal-ratio combining on AWGN): r times
+    # the airtime for SNR + 10 log10 r (bandwidth expansion by repetition)
+    analog_repetitions: Annotated[int, Strict(), Field(ge=1, le=1024)] = 1
+
+    @field_validator("efficiency", "max_spectral_efficiency", mode="before")
+    @classmethod
+    def _per_direction(cls, v: Any) -> Any:
+        return (v, v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
     @field_validator("mode")
     @classmethod
@@ -225,7 +249,8 @@ class ChannelConfig(_Frozen):
 
     awgn / perfect: ``snr_db``; awgn also ``snr_range_db`` ([low, high]: each fading block,
     i.e. each request, draws every ES's SNR uniformly in that range instead). umi / uma
-    (3GPP TR 38.901): ``carrier_hz``, ``noise_figure_db``, ``fading`` (rayleigh | rician |
+    (3GPP TR 38.901): ``carrier_hz``, ``noise_figure_db`` (the UE's), ``es_noise_figure_db``,
+    ``fading`` (rayleigh | rician |
     none), ``rician_k_db``, ``shadowing``.
     A parameter that is not given takes its kind's default (:data:`CHANNEL_DEFAULTS`).
     """
@@ -235,6 +260,7 @@ class ChannelConfig(_Frozen):
     snr_range_db: tuple[Number, Number] | None = None
     carrier_hz: Positive | None = None
     noise_figure_db: NonNegative | None = None
+    es_noise_figure_db: NonNegative | None = None
     fading: Text | None = None
     rician_k_db: Number | None = None
     shadowing: Annotated[bool, Strict()] | None = None
@@ -282,6 +308,7 @@ class UeConfig(_Frozen):
     flops_per_s: Positive | None = None
     power_w: Positive | None = None
     tx_power_dbm: Number = 23.0  # 3GPP power class 3 UE
+    rx_power_w: NonNegative = 1.0  # drawn while receiving (meg_gym.compute.energy.UE_RX_POWER_W, cited there)
     position_m: Position = (50.0, 0.0)
     speed_mps: NonNegative = 1.0  # pedestrian
 

@@ -29,7 +29,7 @@ from meg_gym.channel.batched import make_channel_batch
 from meg_gym.protocols import PROTOCOLS, UE, Run, place
 from meg_gym.quality.calibration import _grid_draw
 from meg_gym.system import Decision, MegSystem, channel_params
-from meg_gym.timing import PlanTable, _walk_requests, compile_plan
+from meg_gym.timing import OUT_COLS, PlanTable, _walk_requests, compile_plan
 
 __all__ = ["OBS_FEATURES_PER_ES", "REWARD_TERMS", "Core", "CoreStep", "Placement", "obs_size", "placements",
            "reward_scales", "reward_terms", "terms_per_request"]
@@ -71,6 +71,8 @@ class CoreStep:
     deadline_missed: np.ndarray
     bandwidth_hz: np.ndarray
     es_demand: np.ndarray  # (copies, num_es): requested share of each ES's cell, before normalisation
+    retransmissions: np.ndarray  # digital code blocks sent again (HARQ)
+    outage: np.ndarray  # a digital send failed, and the request with it (quality 0, deadline missed)
     outcomes: list[Any] | None = None  # live: the Outcome of each request, row-major; None in profiled mode
 
 
@@ -142,11 +144,13 @@ class Core:
                       for p in self.placements]
         t = sc.transmission
         self.plan_table = PlanTable(self.plans, [[system.es_flops_per_s[i] for i in p.es_ids] for p in self.plans],
-                                    system.ue_flops_per_s, t.mode, t.efficiency, system.ue_power_w,
-                                    system.ue_tx_power_w)
+                                    system.ue_flops_per_s, t.mode, system.digital, system.ue_power_w,
+                                    system.ue_tx_power_w, system.ue_rx_power_w, t.analog_repetitions)
+        # the quality table is indexed by the SNR a tensor meets: r analog copies combined add 10 log10 r
+        self._combining_db = 10.0 * math.log10(t.analog_repetitions) if t.mode == "analog" else 0.0
         # the walk's tables, its scratch and its output rows, as the compiled epoch takes them
         self._walk_tables = (*self.plan_table._tables, self.plan_table._scratch,
-                             np.empty((self.copies * self.ues, 7 + self.plan_table.width)))
+                             np.empty((self.copies * self.ues, OUT_COLS + self.plan_table.width)))
         self.scales = reward_scales(system)
         self._consts = reward_consts(self.scales, sc.reward.weights)
         self._arrays()
@@ -271,9 +275,11 @@ class Core:
         # per copy its UEs in a random order (the order simultaneous jobs join a FIFO queue), as request rows
         order = (rng.random((b, c, m)).argsort(axis=2) + np.arange(c)[:, None] * m).reshape(b, -1)
         # (epoch, copies, UEs) and the same memory as (epoch, requests): per step only views are taken
+        pt = self.plan_table
         self._blk = (deadline, weight, rng.integers(2**31 - 1, size=(b, c, m)), order,
                      rng.standard_normal((b, c * m)), rng.standard_exponential((b, c)) / w.arrival_rate_hz,
-                     deadline.reshape(b, -1), weight.reshape(b, -1))
+                     deadline.reshape(b, -1), weight.reshape(b, -1),
+                     rng.random((b, c * m, pt.max_sends, pt.levels)))  # the digital sends' HARQ draws
         self._blk_i = 0
 
     def _next_requests(self) -> None:
@@ -281,8 +287,8 @@ class Core:
             self._refill()
         i, blk = self._blk_i, self._blk
         self.deadline_s, self.quality_weight, self.seeds = blk[0][i], blk[1][i], blk[2][i]
-        self._order, self._z, self._gap, self._deadline_flat, self._weight_flat = (
-            blk[3][i], blk[4][i], blk[5][i], blk[6][i], blk[7][i])
+        self._order, self._z, self._gap, self._deadline_flat, self._weight_flat, self._uni = (
+            blk[3][i], blk[4][i], blk[5][i], blk[6][i], blk[7][i], blk[8][i])
         self._blk_i = i + 1
         self.requests = None
         if self.live:
@@ -395,11 +401,12 @@ class Core:
                       ch.scales_with_bandwidth, bw, snr, worst)
             cols = np.empty((_COLS, c, m))
             flat_cols = cols.reshape(_COLS, -1)
-            lat, en, qual, ssim, ulb, dlb, outcomes = self._serve_live(flat, bw)
-            missed = lat > self._deadline_flat
+            lat, en, qual, ssim, ulb, dlb, retx, outage, outcomes = self._serve_live(flat, bw)
+            missed = (lat > self._deadline_flat) | outage  # a failed request delivered nothing in time
             _rewards(qual, self._weight_flat, lat, (ulb + dlb).astype(np.float64), en, missed, self._consts,
                      flat_cols)
             flat_cols[6], flat_cols[7], flat_cols[8], flat_cols[9] = lat, en, qual, ssim
+            flat_cols[10], flat_cols[11] = retx, outage
             self.energy_j = self.energy_j + cols[7]
             res = self._result(idx, cols, missed.reshape(c, m), ulb.reshape(c, m), dlb.reshape(c, m), bw, demand,
                                outcomes)
@@ -425,8 +432,9 @@ class Core:
         energy = self.energy_j.copy()
         ch = self.channel
         bad = _profiled_epoch(flat, share, demand, m, self._ids, self._radio, self._uses, self.bandwidth_hz,
-                              ch.base_db, ch.scales_with_bandwidth, bw, snr, worst, self._order, self.now_s, backlog,
-                              *self._walk_tables, draw._flat, draw._grid, draw._inner, draw._span, self._z,
+                              ch.base_db, ch.link_state, ch.scales_with_bandwidth, bw, snr, worst, self._order,
+                              self.now_s, backlog, self._uni, self._combining_db, *self._walk_tables, draw._flat,
+                              draw._grid, draw._inner, draw._span, self._z,
                               self._deadline_flat, self._weight_flat, self.uplink_bits, self.downlink_bits,
                               self._consts, cols.reshape(_COLS, -1), missed.reshape(-1), energy.reshape(-1))
         if bad >= 0:
@@ -439,16 +447,19 @@ class Core:
         """The epoch's :class:`CoreStep` from its columns (reward, the terms, latency, energy, quality, SSIM)."""
         terms = {"quality": cols[1], "latency": cols[2], "overhead": cols[3], "energy": cols[4], "deadline": cols[5]}
         return CoreStep(idx, cols[0], terms, cols[6], cols[8], cols[9], ulb, dlb, cols[7], missed,
-                        bw.reshape(self.copies, self.ues), demand, outcomes)
+                        bw.reshape(self.copies, self.ues), demand, cols[10].astype(np.int64), cols[11] > 0.5,
+                        outcomes)
 
     def _serve_live(self, flat: np.ndarray, bw: np.ndarray) -> tuple:
         """Live mode: every request through :meth:`MegSystem.serve`, each copy's in the service order,
         at its UE's SNRs and against its copy's queues."""
         r, m = len(flat), self.ues
         lat, en, qual, ssim = np.zeros(r), np.zeros(r), np.zeros(r), np.zeros(r)
-        ulb, dlb = np.zeros(r, dtype=np.int64), np.zeros(r, dtype=np.int64)
+        ulb, dlb, retx = np.zeros(r, dtype=np.int64), np.zeros(r, dtype=np.int64), np.zeros(r)
+        outage = np.zeros(r, dtype=bool)
         outcomes: list[Any] = [None] * r
         ch = self.channel
+        state = ch.link_state
         views = [self.queues.row_queues(cp) for cp in range(self.copies)]
         for k in self._order.tolist():
             p = self.placements[int(flat[k])]
@@ -456,11 +467,13 @@ class Core:
             snr = {(i, link): float(table[i, j]) for i in range(self.num_es) for j, link in enumerate(("ul", "dl"))}
             cp = k // m
             out = self.system.serve(self.requests[k], Decision(p.protocol, p.es_ids, float(bw[k])), snr_db=snr,
-                                    queues=views[cp], start_s=float(self.now_s[cp]))
+                                    queues=views[cp], start_s=float(self.now_s[cp]),
+                                    link_state={i: tuple(state[k, i].tolist()) for i in range(self.num_es)},
+                                    uniforms=self._uni[k])
             outcomes[k] = out
             lat[k], en[k], qual[k], ssim[k] = out.latency_s, out.energy_j, out.quality, out.ssim
-            ulb[k], dlb[k] = out.uplink_bits, out.downlink_bits
-        return lat, en, qual, ssim, ulb, dlb, outcomes
+            ulb[k], dlb[k], retx[k], outage[k] = out.uplink_bits, out.downlink_bits, out.retransmissions, out.outage
+        return lat, en, qual, ssim, ulb, dlb, retx, outage, outcomes
 
     def _advance(self) -> None:
         gap = self._gap
@@ -471,7 +484,7 @@ class Core:
         self._next_requests()
 
 
-_COLS = 10  # _profiled_epoch's columns: reward, the 5 terms, latency, energy, quality, SSIM
+_COLS = 12  # _profiled_epoch's columns: reward, the 5 terms, latency, energy, quality, SSIM, retransmissions, outage
 
 
 @njit(cache=True)
@@ -504,32 +517,44 @@ def _demand(idx, share, ues, uses, demand):
 
 
 @njit(cache=True)
-def _profiled_epoch(idx, share, demand, ues, ids, radio, uses, bw_cell, base_db, per_hz, bw, snr, worst, order, now,
-                    backlog, step_ints, plan_ints, step_floats, plan_floats, scratch, out, flat, grid, inner, span, z,
-                    deadline, weight, ul_bits, dl_bits, consts, cols, missed, energy):
+def _profiled_epoch(idx, share, demand, ues, ids, radio, uses, bw_cell, base_db, ch_state, per_hz, bw, snr, worst,
+                    order, now, backlog, uni, combining_db, step_ints, plan_ints, step_floats, plan_floats, link,
+                    scratch, out, flat,
+                    grid, inner, span, z, deadline, weight, ul_bits, dl_bits, consts, cols, missed, energy):
     """:meth:`Core._profiled` compiled: the bandwidth rule (:func:`_demand`, :func:`_allocate`), the
     queue walk (``timing._walk_requests``, each request on its copy's backlog row), the quality draw
     (``calibration._grid_draw``) and :func:`reward_terms` (``consts``: the latency, bits and energy
-    scales, then the five weights); each request's energy is added to ``energy``. Returns -1, or the
-    walk's bad request (nothing else written then but the work arrays)."""
+    scales, then the five weights); each request's energy is added to ``energy``. A request whose
+    digital send failed (the walk's outage) delivered nothing: quality and SSIM 0, deadline missed.
+    Returns -1, or the walk's bad request (nothing else written then but the work arrays)."""
     m = idx.shape[0]
     _demand(idx, share, ues, uses, demand)
     _allocate(idx, share, demand, ues, ids, radio, bw_cell, base_db, per_hz, bw, snr, worst)
     start = np.empty(m)
     rows = np.empty(m, dtype=np.int64)
+    state = np.empty((m, ids.shape[1], 3))  # each request's links' fading and LOS, as its SNRs
     for k in range(m):
         rows[k] = k // ues
         start[k] = now[k // ues]
-    bad = _walk_requests(order, idx, start, backlog, rows, snr[:, :, 0], snr[:, :, 1], bw, step_ints, plan_ints,
-                         step_floats, plan_floats, scratch, out)
+        for j in range(ids.shape[1]):
+            for c in range(3):
+                state[k, j, c] = ch_state[k, ids[idx[k], j], c]
+    bad = _walk_requests(order, idx, start, backlog, rows, snr[:, :, 0], snr[:, :, 1], bw, state, uni, step_ints,
+                         plan_ints, step_floats, plan_floats, link, scratch, out)
     if bad >= 0:
         return bad
     q, ssim = cols[8], cols[9]
+    if combining_db != 0.0:  # analog repetitions: the tensors met SNR + 10 log10 r
+        worst += combining_db
     _grid_draw(flat, grid, inner, span, idx, worst, z, q, ssim)
     bits = np.empty(m)
     for k in range(m):
         cols[6, k], cols[7, k] = out[k, 0], out[k, 1]
-        missed[k] = out[k, 0] > deadline[k]
+        cols[10, k], cols[11, k] = out[k, 7], out[k, 8]
+        missed[k] = out[k, 0] > deadline[k] or out[k, 8] > 0.5
+        if out[k, 8] > 0.5:
+            q[k] = 0.0
+            ssim[k] = 0.0
         bits[k] = ul_bits[idx[k]] + dl_bits[idx[k]]
         energy[k] += out[k, 1]
     _rewards(q, weight, cols[6], bits, cols[7], missed, consts, cols)
@@ -593,7 +618,7 @@ def reward_scales(system: MegSystem) -> dict[str, float]:
     full_ue = compile_plan(place("full_ue", (0,)), system.costs("full_ue", (0,)))
     summary, _ = full_ue.timing(
         ue_flops_per_s=system.ue_flops_per_s, es_flops_per_s=[1.0], snr_ul_db=[0.0], snr_dl_db=[0.0],
-        bandwidth_hz=sc.bandwidth_hz, mode="analog", efficiency=1.0, ue_power_w=system.ue_power_w,
+        bandwidth_hz=sc.bandwidth_hz, mode="analog", ue_power_w=system.ue_power_w,
         ue_tx_power_w=system.ue_tx_power_w)
     return {"bits": float(full_es.uplink_bits + full_es.downlink_bits), "energy_j": summary["energy_j"],
             "latency_s": float(sc.workload.latency_scale_s)}
@@ -651,9 +676,10 @@ def check_table_matches(scenario: Any, table: Any) -> None:
 
 def load_table_for(scenario: Any) -> Any:
     """The scenario's calibration table (its ``calibration`` file, or the shipped one of its model)."""
-    from meg_gym.quality.calibration import CALIBRATION_DIR, load_table
+    from meg_gym.quality.calibration import CALIBRATION_DIR, load_table, table_file_name
 
-    path = scenario.calibration if scenario.calibration else CALIBRATION_DIR / f"{scenario.model}.json"
+    path = scenario.calibration if scenario.calibration else \
+        CALIBRATION_DIR / table_file_name(scenario.model, scenario.transmission.mode)
     return load_table(path)
 
 

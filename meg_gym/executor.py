@@ -34,9 +34,14 @@ class LinkConditions:
     mode: str = "analog"  # analog | digital
     bits_per_value: int = 16
     noiseless: bool = False  # the perfect channel: tensors arrive bit-identical
-    efficiency: float = 0.75
-    max_retransmissions: int = 3
+    digital: Any = None  # (uplink, downlink) meg_gym.channel.DigitalLink; None: its defaults
+    analog_repetitions: int = 1  # copies of each analog tensor, combined at the receiver
     ue_tx_power_w: float = 0.2  # 23 dBm, 3GPP TS 38.101-1 power class 3
+    ue_rx_power_w: float = 0.0  # drawn while receiving (meg_gym.compute.energy.UE_RX_POWER_W)
+    # the digital link's block state: per ES [uplink fading dB, downlink fading dB, LOS 0/1]
+    # (None: no fading known), and its HARQ uniforms, (sends, levels) (None: the median outcome)
+    link_state: dict[int, tuple[float, float, float]] | None = None
+    uniforms: Any = None
 
 
 @dataclass
@@ -82,17 +87,20 @@ class ExecutionResult:
 
 
 def link_timing(plan: PlacedProtocol, costs: list[StepCost], links: LinkConditions, compute: NodeCompute,
-                airtimes: list[float | None] | None = None, trace: bool = True) -> tuple[dict[str, float], list]:
-    """Timing of a plan with known costs under these links and this compute."""
+                trace: bool = True) -> tuple[dict[str, float], list]:
+    """Timing of a plan with known costs under these links and this compute: the timing walk,
+    which also runs the digital link (airtimes, retransmissions, outage) for every digital send."""
     cp = compile_plan(plan, costs)
     ids = plan.es_ids
+    state = None if links.link_state is None else [links.link_state[i] for i in ids]
     return cp.timing(
         ue_flops_per_s=compute.ue_flops_per_s, es_flops_per_s=[compute.es_flops_per_s[i] for i in ids],
         snr_ul_db=[links.snr_db[(i, "ul")] for i in ids], snr_dl_db=[links.snr_db[(i, "dl")] for i in ids],
-        bandwidth_hz=links.bandwidth_hz, mode=links.mode, efficiency=links.efficiency,
-        ue_power_w=compute.ue_power_w, ue_tx_power_w=links.ue_tx_power_w,
+        bandwidth_hz=links.bandwidth_hz, mode=links.mode, digital=links.digital,
+        ue_power_w=compute.ue_power_w, ue_tx_power_w=links.ue_tx_power_w, ue_rx_power_w=links.ue_rx_power_w,
+        analog_repetitions=links.analog_repetitions,
         queues=None if compute.queues is None else [compute.queues[i] for i in ids],
-        start_s=compute.start_s, airtimes=airtimes, trace=trace,
+        start_s=compute.start_s, link_state=state, uniforms=links.uniforms, trace=trace,
     )
 
 
@@ -121,7 +129,7 @@ def execute(
     stores[UE].update(image=image, text=prompt)
     ctx = StageContext(comps=comps, settings=settings, generator=generator, judge=judge, prompt=prompt)
     costs: list[StepCost] = []
-    airtimes: list[float | None] = []
+    up, down = links.digital if links.digital is not None else (None, None)
     for step in plan.steps:
         if isinstance(step, Run):
             stage = STAGES[step.stage]
@@ -144,32 +152,28 @@ def execute(
                 META_OUTPUTS[key] = {k: tuple(v.shape) if torch.is_tensor(v) else v for k, v in out.items()}
             stores[step.on].update({rename.get(k, k): v for k, v in out.items()})
             costs.append(StepCost("run", stage.name, step.on, flops=int(flops)))
-            airtimes.append(None)
             continue
         value = stores[step.src][step.tensor]
         receivers = step.dst.split(",")
         arrive_as = step.as_ or step.tensor
+        link = up if step.src == UE else down
         if isinstance(value, str):  # the prompt: small, always sent losslessly
             tx = transmit_text(value, snr_db=_snr(links, step.src, receivers), bandwidth_hz=links.bandwidth_hz,
-                               efficiency=links.efficiency)
+                               link=link)
             for d in receivers:
                 stores[d][arrive_as] = value
             costs.append(StepCost("send", step.tensor, step.src, step.dst, payload_bits=tx.payload_bits,
                                   lossless=True))
-            airtimes.append(tx.airtime_s)
             continue
-        longest = 0.0
         for d in receivers:  # a broadcast: one transmission, each receiver with its own noise
             tx = transmit(value, snr_db=_snr(links, step.src, [d]), bandwidth_hz=links.bandwidth_hz,
                           mode=links.mode, bits_per_value=links.bits_per_value, generator=channel_generator,
-                          noiseless=links.noiseless, efficiency=links.efficiency,
-                          max_retransmissions=links.max_retransmissions)
+                          noiseless=links.noiseless, repetitions=links.analog_repetitions, link=link)
             stores[d][arrive_as] = tx.received
-            longest = max(longest, tx.airtime_s)
         costs.append(StepCost("send", step.tensor, step.src, step.dst, payload_bits=tx.payload_bits,
                               values=value.numel()))
-        airtimes.append(longest)  # it lasts until the weakest receiver has it
-    summary, trace = link_timing(plan, costs, links, compute, airtimes)
+    # the airtimes, and whether a digital send failed, are the timing walk's (one link model)
+    summary, trace = link_timing(plan, costs, links, compute)
     ue = stores[UE]
     candidates = [ue[k] for k in sorted(ue) if k.startswith("candidate")]
     return ExecutionResult(

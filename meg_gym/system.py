@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from meg_gym.channel.digital import DigitalLink, coherence_time_s, fading_cdf
 from meg_gym.executor import ExecutionResult, LinkConditions, NodeCompute, execute, link_timing, shared_flop_cache
 from meg_gym.ldm.cards import ModelError, model_geometry
 from meg_gym.ldm.settings import GenerationSettings
@@ -72,6 +73,8 @@ class Outcome:
     trace: tuple
     candidates: tuple = ()
     selected_index: int | None = None
+    retransmissions: int = 0  # digital: code blocks sent again (HARQ)
+    outage: bool = False  # digital: a send failed, and the request with it
 
     @property
     def total_bits(self) -> int:
@@ -164,6 +167,7 @@ class MegSystem:
         self.ue_flops_per_s = float(sc.ue.flops_per_s or ue.flops_per_s)
         self.ue_power_w = float(sc.ue.power_w or ue.power_w)
         self.ue_tx_power_w = 10 ** ((sc.ue.tx_power_dbm - 30) / 10)
+        self.ue_rx_power_w = float(sc.ue.rx_power_w)
         self.es_flops_per_s = {}
         for i, es in enumerate(sc.es):
             prof = device_profile(es.device)
@@ -238,20 +242,35 @@ class MegSystem:
         return res.costs
 
     def _links(self, bandwidth_hz: float, noiseless: bool | None = None,
-               snr_db: dict[tuple[int, str], float] | None = None) -> LinkConditions:
+               snr_db: dict[tuple[int, str], float] | None = None, link_state: dict | None = None,
+               uniforms: Any = None) -> LinkConditions:
         """The links a request meets: ``snr_db``'s pinned SNRs ((es_id, 'ul'|'dl') -> dB), the channel's
-        now for the links it leaves out (read only when it leaves some out)."""
+        now for the links it leaves out (read only when it leaves some out); ``link_state`` and
+        ``uniforms`` as :class:`~meg_gym.executor.LinkConditions` (None with no pinned SNRs: the
+        system's channel's fading now)."""
         sc = self.scenario
         snr = dict(snr_db or {})
         if len(snr) < 2 * sc.num_es:
             table = self.channel.snr_table_db(bandwidth_hz)[0].tolist()
             snr = {**{(i, link): table[i][j] for i in range(sc.num_es) for j, link in enumerate(("ul", "dl"))}, **snr}
         t = sc.transmission
+        if link_state is None and snr_db is None and hasattr(self.channel, "fading_db"):
+            # the system's own channel: its current fading blocks are what the transmitter sees
+            ch = self.channel
+            link_state = {i: (ch.fading_db(i, "ul"), ch.fading_db(i, "dl"), float(ch.is_los(i)))
+                          for i in range(sc.num_es)}
         return LinkConditions(
             snr_db=snr, bandwidth_hz=bandwidth_hz, mode=t.mode, bits_per_value=t.bits_per_value,
-            noiseless=self.channel.noiseless if noiseless is None else noiseless, efficiency=t.efficiency,
-            max_retransmissions=t.max_retransmissions, ue_tx_power_w=self.ue_tx_power_w,
+            noiseless=self.channel.noiseless if noiseless is None else noiseless, digital=self.digital,
+            analog_repetitions=t.analog_repetitions, ue_tx_power_w=self.ue_tx_power_w,
+            ue_rx_power_w=self.ue_rx_power_w, link_state=link_state,
+            uniforms=uniforms,
         )
+
+    @cached_property
+    def digital(self) -> tuple[DigitalLink, DigitalLink]:
+        """The (uplink, downlink) digital links of the scenario (:mod:`meg_gym.channel.digital`)."""
+        return digital_links(self.scenario)
 
     def _compute(self, queues: bool, other: dict[int, Any] | None = None, start_s: float | None = None) -> NodeCompute:
         """The nodes' compute: against the system's queues and clock, or ``other`` queues at ``start_s``."""
@@ -291,17 +310,26 @@ class MegSystem:
         return bw
 
     def serve(self, request: Request, decision: Decision, *, snr_db: dict[tuple[int, str], float] | None = None,
-              use_queues: bool = True, queues: dict[int, Any] | None = None, start_s: float | None = None) -> Outcome:
+              use_queues: bool = True, queues: dict[int, Any] | None = None, start_s: float | None = None,
+              link_state: dict[int, tuple[float, float, float]] | None = None, uniforms: Any = None) -> Outcome:
         """Run the decision's protocol live on the request and measure the outcome.
 
         ``snr_db`` pins the link SNRs ((es_id, 'ul'|'dl') -> dB) instead of the channel's
-        current ones (calibration sweeps use it; the world core passes every link's);
-        ``use_queues=False`` leaves the ES queues out; ``queues`` (es_id -> queue) and
-        ``start_s`` serve against other queues and clock than the system's own (the world core's).
+        current ones (calibration sweeps use it; the world core passes every link's, with
+        their fading ``link_state`` and the HARQ ``uniforms``, see
+        :class:`~meg_gym.executor.LinkConditions`; None: the system's own channel and
+        generator); ``use_queues=False`` leaves the ES queues out; ``queues`` (es_id -> queue)
+        and ``start_s`` serve against other queues and clock than the system's own (the world core's).
+
+        A digital send that fails (:mod:`meg_gym.channel.digital`) fails the request: nothing
+        arrives, so quality, SSIM and fidelity are 0 and ``outage`` is True; the latency is
+        the time until the UE gave up.
         """
         plan = self.plan(decision.protocol, decision.es_ids)
         bw = self.bandwidth(decision)
-        links = self._links(bw, snr_db=snr_db)
+        if uniforms is None and snr_db is None:
+            uniforms = self.rng.random((64, max(d.levels for d in self.digital)))
+        links = self._links(bw, snr_db=snr_db, link_state=link_state, uniforms=uniforms)
         from meg_gym.quality.metrics import psnr_db, ssim
 
         own_timing = not self.scenario.cost_model
@@ -318,6 +346,8 @@ class MegSystem:
         if not own_timing:  # timing at the stand-in's scale: its FLOPs and payloads
             summary, trace = link_timing(plan, self.costs(plan.protocol, plan.es_ids), links,
                                          self._compute(use_queues, queues, start_s))
+        if summary.get("outage"):  # nothing arrived: the request failed
+            s, fid = 0.0, (0.0 if fid is not None else None)
         return self._outcome(plan, summary, trace, s, psnr_db(out, reference), fid, out, reference,
                              res.candidates, res.selected_index)
 
@@ -344,7 +374,9 @@ class MegSystem:
             protocol=plan.protocol, es_ids=plan.es_ids, output=out, reference=ref, quality=float(quality),
             ssim=float(s), psnr_db=float(p), fidelity=fid, latency_s=float(summary["latency_s"]),
             latency_breakdown=breakdown, uplink_bits=int(summary["uplink_bits"]),
-            downlink_bits=int(summary["downlink_bits"]), energy_j=float(summary["energy_j"]), trace=tuple(trace),
+            downlink_bits=int(summary["downlink_bits"]), energy_j=float(summary["energy_j"]),
+            retransmissions=int(summary.get("retransmissions", 0)), outage=bool(summary.get("outage", 0.0)),
+            trace=tuple(trace),
             candidates=tuple(candidates), selected_index=selected,
         )
 
@@ -391,6 +423,35 @@ def channel_params(sc: Any) -> dict[str, Any]:
                          f"(got {list(positions[j])} for both): give every ES its own position, or none for the "
                          f"kind's default layout")
     return params  # every ES at the default position: the kind's default layout
+
+
+def digital_links(sc: Any) -> tuple[DigitalLink, DigitalLink]:
+    """The scenario's (uplink, downlink) digital links: ``transmission``'s rate settings, the
+    channel's fading law and the coherence time of the UE's speed at the carrier."""
+    t, ch = sc.transmission, sc.channel
+    fading = ch.fading if ch.kind in ("umi", "uma") else "none"
+    k = 10.0 ** (ch.rician_k_db / 10.0) if fading == "rician" else 0.0
+    coherence = coherence_time_s(sc.ue.speed_mps, ch.carrier_hz) if fading != "none" else math.inf
+    margin = t.fading_margin_db if t.fading_margin_db is not None else bler_margin_db(fading, k, 0.1)
+    return tuple(DigitalLink(efficiency=t.efficiency[j], snr_min_db=t.snr_min_db,
+                             max_spectral_efficiency=t.max_spectral_efficiency[j], max_repetitions=t.max_repetitions,
+                             margin_db=margin, coherence_s=coherence, max_retransmissions=t.max_retransmissions,
+                             fading=fading, rician_k_linear=k) for j in range(2))
+
+
+def bler_margin_db(fading: str, k_linear: float, bler: float) -> float:
+    """The back-off m (dB) below the mean SNR at which a fresh block of this fading fails with
+    probability ``bler``: F(10^(-m/10)) = bler (F: the CDF of the power gain, LOS for Rician)."""
+    if fading == "none":
+        return 0.0
+    lo, hi = 1e-12, 1.0  # the gain quantile lies below the mean for any bler < 0.5
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        if fading_cdf(fading, True, k_linear, mid) < bler:
+            lo = mid
+        else:
+            hi = mid
+    return -10.0 * math.log10(math.sqrt(lo * hi))
 
 
 _DEFAULT_ES_POSITION = (0.0, 0.0)  # EsConfig.position_m's default: "no position given"

@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from meg_gym.channel import airtime_s
-from meg_gym.channel.transmission import _LN2
+from meg_gym.channel.digital import DigitalLink, _transfer
 from meg_gym.protocols import UE, PlacedProtocol, Run, Send, _stage_names
 
 __all__ = ["CompiledPlan", "PlanTable", "StepCost", "StepTiming", "compile_plan", "join_queues"]
@@ -91,10 +90,12 @@ class CompiledPlan:
     # the plan compiled for the timing fast path, per (device rates, mode, powers): see table()
     _tables: dict = field(default_factory=dict, compare=False, repr=False)
 
-    def table(self, ue_flops_per_s: float, es_flops_per_s: Sequence[float], mode: str, efficiency: float,
-              ue_power_w: float, ue_tx_power_w: float) -> PlanTable:
-        """This plan alone as a :class:`PlanTable` for these device rates and powers (made once)."""
-        key = (ue_flops_per_s, tuple(es_flops_per_s), mode, efficiency, ue_power_w, ue_tx_power_w)
+    def table(self, ue_flops_per_s: float, es_flops_per_s: Sequence[float], mode: str, digital: Any,
+              ue_power_w: float, ue_tx_power_w: float, ue_rx_power_w: float = 0.0,
+              analog_repetitions: int = 1) -> PlanTable:
+        """This plan alone as a :class:`PlanTable` for these device rates, link and powers (made once)."""
+        key = (ue_flops_per_s, tuple(es_flops_per_s), mode, _link_pair(digital), ue_power_w, ue_tx_power_w,
+               ue_rx_power_w, analog_repetitions)
         t = self._tables.get(key)
         if t is None:
             t = self._tables[key] = PlanTable([self], [key[1]], *key[:1], *key[2:])
@@ -109,41 +110,59 @@ class CompiledPlan:
         snr_dl_db: Sequence[float],
         bandwidth_hz: float,
         mode: str,
-        efficiency: float,
+        digital: Any = None,
         ue_power_w: float,
         ue_tx_power_w: float,
+        ue_rx_power_w: float = 0.0,
+        analog_repetitions: int = 1,
         queues: Sequence[Any] | None = None,
         start_s: float = 0.0,
-        airtimes: Sequence[float | None] | None = None,
+        link_state: Any = None,
+        uniforms: Any = None,
         trace: bool = False,
     ) -> tuple[dict[str, float], list[StepTiming]]:
-        """Latency breakdown, bits and UE energy; ``es_*`` and ``snr_*`` are indexed like ``es_ids``.
+        """Latency breakdown, bits, UE energy and the digital link's outcome (``retransmissions``,
+        ``outage``); ``es_*`` and ``snr_*`` are indexed like ``es_ids``.
 
-        ``queues`` (:class:`~meg_gym.compute.EsQueue` per ES, or None for idle ESs) are read
-        at ``start_s`` and given the request's job. ``airtimes`` overrides the computed
-        airtime of sends (live mode passes what the transmission really took,
-        retransmissions included).
+        ``analog_repetitions``: copies of each analog tensor (combined at the receiver: r times
+        the airtime, SNR + 10 log10 r). ``digital``: the
+        :class:`~meg_gym.channel.digital.DigitalLink` (one for both directions, or an
+        (uplink, downlink) pair; None: its defaults) that digital sends (every send in
+        digital mode, text in both) run on. ``link_state``: per ES of the plan [uplink fading
+        dB, downlink fading dB, LOS 0/1] (None: no fading known); ``uniforms``: (sends, HARQ
+        levels) uniforms (None: the median outcome). ``queues``
+        (:class:`~meg_gym.compute.EsQueue` per ES, or None for idle ESs) are read at
+        ``start_s`` and given the request's job.
         """
-        if not trace and airtimes is None:
-            table = self.table(ue_flops_per_s, es_flops_per_s, mode, efficiency, ue_power_w, ue_tx_power_w)
-            lat, energy, ue_c, es_c, queue, up, down = table.serve(0, queues, start_s, snr_ul_db, snr_dl_db,
-                                                                   bandwidth_hz)
+        table = self.table(ue_flops_per_s, es_flops_per_s, mode, digital, ue_power_w, ue_tx_power_w, ue_rx_power_w,
+                           analog_repetitions)
+        n_es = len(self.es_ids)
+        state = np.zeros((n_es, 3)) if link_state is None else np.asarray(link_state, dtype=np.float64)
+        uni = table.median_uniforms(1)[0] if uniforms is None else np.asarray(uniforms, dtype=np.float64)
+        if not trace:
+            lat, energy, ue_c, es_c, queue, up, down, retx, failed = table.serve(
+                0, queues, start_s, snr_ul_db, snr_dl_db, bandwidth_hz, state, uni)
             return {"latency_s": lat, "ue_compute_s": ue_c, "es_compute_s": es_c, "queue_s": queue,
                     "uplink_s": up, "downlink_s": down, "uplink_bits": self.uplink_bits,
-                    "downlink_bits": self.downlink_bits, "energy_j": energy}, []
+                    "downlink_bits": self.downlink_bits, "energy_j": energy, "retransmissions": retx,
+                    "outage": failed}, []
         before = None if queues is None else [q.backlog_s(start_s) for q in queues]
-        turn = [start_s] + ([start_s] * len(self.es_ids) if before is None else [start_s + b for b in before])
+        turn = [start_s] + ([start_s] * n_es if before is None else [start_s + b for b in before])
+        consts = table._link
+        sends = iter(range(uni.shape[0]))
 
-        def airtime(i: int, snr: float) -> float:
-            at = airtimes[i] if airtimes is not None else None
-            if at is None:
-                at = airtime_s(values=self.values[i], payload_bits=self.bits[i], snr_db=snr, bandwidth_hz=bandwidth_hz,
-                               mode="digital" if self.lossless[i] else mode, efficiency=efficiency)
-            return at
+        def airtime(i: int, j: int, snr: float, link: int) -> tuple[float, float, float]:
+            if mode == "analog" and not self.lossless[i]:  # r numel / (2B)
+                return ((self.values[i] * analog_repetitions) / (2.0 * bandwidth_hz) if self.values[i] > 0
+                        else 0.0), 0.0, 0.0
+            if self.bits[i] <= 0:
+                return 0.0, 0.0, 0.0
+            return _transfer(float(self.bits[i]), bandwidth_hz, snr, state[j, link], state[j, 2] > 0.5,
+                             consts[link], uni[next(sends)])
 
         records: list[StepTiming] | None = [] if trace else None
         summary, busy = self._walk(turn, start_s, ue_flops_per_s, es_flops_per_s, snr_ul_db, snr_dl_db, airtime,
-                                   ue_power_w, ue_tx_power_w, records)
+                                   ue_power_w, ue_tx_power_w, ue_rx_power_w, records)
         if queues is not None:  # the ES was ours from its turn to our last stage on it
             join_queues(queues, range(len(queues)), start_s, before,
                         [b if c is None else c - start_s for b, c in zip(before, busy[1:])])
@@ -151,16 +170,17 @@ class CompiledPlan:
 
     def _walk(self, turn: list, start_s: Any, ue_flops_per_s: float, es_flops_per_s: Sequence[Any],
               snr_ul_db: Sequence[Any], snr_dl_db: Sequence[Any], airtime: Any, ue_power_w: float,
-              ue_tx_power_w: float, records: list | None) -> tuple[dict[str, Any], list]:
+              ue_tx_power_w: float, ue_rx_power_w: float, records: list | None) -> tuple[dict[str, Any], list]:
         """The timing walk, step by step: the definition :class:`PlanTable` compiles, and the
-        path that records a trace or takes measured airtimes."""
-        mx, mn = _max, _min
+        path that records a trace. A digital send that fails ends the request there: the UE
+        gives up, nothing after it runs (the ESs keep the work they already did)."""
+        mx = _max
         n = len(self.costs)
         end: list[Any] = [start_s] * n
         clock = list(turn)
         first = [True] * len(clock)
         tx_free = rx_free = start_s
-        ue_compute = es_compute = queue = up = down = 0.0
+        ue_compute = es_compute = queue = up = down = retx = failed = 0.0
         for i in range(n):
             ready = start_s
             for d in self.deps[i]:
@@ -184,16 +204,20 @@ class CompiledPlan:
                     c = self.costs[i]
                     records.append(StepTiming("run", c.name, c.node, "", start - wait, end[i], c.flops, wait))
             else:
-                if node == 0:  # uplink; a broadcast runs at the weakest receiver's SNR
+                if node == 0:  # uplink; a broadcast runs at the weakest receiver's SNR (and its fading)
                     dst = self.dst[i]
-                    snr = snr_ul_db[dst[0] - 1]
+                    j = dst[0] - 1
+                    snr = snr_ul_db[j]
                     for d in dst[1:]:
-                        snr = mn(snr, snr_ul_db[d - 1])
+                        if snr_ul_db[d - 1] < snr:
+                            j, snr = d - 1, snr_ul_db[d - 1]
                     start = mx(tx_free, ready)
                 else:
-                    snr = snr_dl_db[node - 1]
+                    j = node - 1
+                    snr = snr_dl_db[j]
                     start = mx(rx_free, ready)
-                at = airtime(i, snr)
+                at, again, lost = airtime(i, j, snr, 0 if node == 0 else 1)
+                retx = retx + again
                 end[i] = start + at
                 if node == 0:
                     tx_free = end[i]
@@ -205,8 +229,12 @@ class CompiledPlan:
                     c = self.costs[i]
                     records.append(StepTiming("send", c.name, c.node, c.dst, start, end[i], 0, 0.0, c.payload_bits,
                                               at, snr, "ul" if node == 0 else "dl"))
+                if lost > 0.0:
+                    failed = 1.0
+                    n = i + 1
+                    break
         last = start_s
-        for e in end:
+        for e in end[:n]:
             last = mx(last, e)
         summary = {
             "latency_s": last - start_s,
@@ -217,7 +245,9 @@ class CompiledPlan:
             "downlink_s": down,
             "uplink_bits": self.uplink_bits,
             "downlink_bits": self.downlink_bits,
-            "energy_j": ue_compute * ue_power_w + up * ue_tx_power_w,
+            "energy_j": ue_compute * ue_power_w + up * ue_tx_power_w + down * ue_rx_power_w,
+            "retransmissions": retx,
+            "outage": failed,
         }
         return summary, [None if f else c for f, c in zip(first, clock)]
 
@@ -234,8 +264,8 @@ class PlanTable:
     against :class:`~meg_gym.compute.EsQueue` s."""
 
     def __init__(self, plans: Sequence[CompiledPlan], es_flops_per_s: Sequence[Sequence[float]],
-                 ue_flops_per_s: float, mode: str, efficiency: float, ue_power_w: float,
-                 ue_tx_power_w: float) -> None:
+                 ue_flops_per_s: float, mode: str, digital: Any, ue_power_w: float,
+                 ue_tx_power_w: float, ue_rx_power_w: float = 0.0, analog_repetitions: int = 1) -> None:
         from meg_gym.channel.transmission import MODES
 
         if mode not in MODES:
@@ -245,6 +275,11 @@ class PlanTable:
         dw = max([len(d) for pl in plans for d in pl.deps] + [len(d) for pl in plans for d in pl.dst] + [1])
         self.plans = list(plans)
         self.width = w
+        self.digital = _link_pair(digital)
+        self.analog_repetitions = int(analog_repetitions)  # copies of every analog tensor sent and combined
+        self._link = np.stack([d.consts for d in self.digital])  # (uplink, downlink) x DigitalLink.consts
+        self.levels = max(d.levels for d in self.digital)
+        self.max_sends = max(1, max(sum(pl.is_send) for pl in plans))
         n_steps = np.zeros(p, dtype=np.int64)
         kind = np.zeros((p, s), dtype=np.int64)  # 0 run, 1 send
         node = np.zeros((p, s), dtype=np.int64)
@@ -255,11 +290,9 @@ class PlanTable:
         deps = np.zeros((p, s, dw + 1), dtype=np.int64)  # [count, steps...]
         es_id = np.zeros((p, w), dtype=np.int64)
         first_run = np.full((p, w + 1), -1, dtype=np.int64)  # the step where each ES's queue wait is counted
-        consts = np.zeros((p, 2))  # UE compute, ES compute seconds (summed in step order)
         for k, (pl, rates) in enumerate(zip(plans, es_flops_per_s)):
             n_steps[k] = len(pl.costs)
             es_id[k, :len(pl.es_ids)] = pl.es_ids
-            ue_c = es_c = 0.0
             for i in range(len(pl.costs)):
                 nd = pl.node[i]
                 node[k, i] = nd
@@ -268,43 +301,48 @@ class PlanTable:
                 if not pl.is_send[i]:
                     if nd == 0:
                         service[k, i] = pl.flops[i] / ue_flops_per_s
-                        ue_c = ue_c + service[k, i]
                     else:
                         service[k, i] = pl.flops[i] / rates[nd - 1]
-                        es_c = es_c + service[k, i]
                         if first_run[k, nd] < 0:
                             first_run[k, nd] = i
                     continue
                 kind[k, i] = 1
                 links[k, i, 0] = len(pl.dst[i])
                 links[k, i, 1:1 + len(pl.dst[i])] = pl.dst[i]
-                if mode == "analog" and not pl.lossless[i]:  # airtime_s: r numel / (2B), r = 1
-                    air[k, i], amount[k, i] = (1, pl.values[i]) if pl.values[i] > 0 else (0, 0.0)
-                elif pl.bits[i] > 0:  # airtime_s, digital: 1 attempt of bits / (B se(SNR))
+                if mode == "analog" and not pl.lossless[i]:  # r numel / (2B): r copies of numel values
+                    air[k, i], amount[k, i] = (1, pl.values[i] * self.analog_repetitions) if pl.values[i] > 0 \
+                        else (0, 0.0)
+                elif pl.bits[i] > 0:  # digital: the link model's transfer of bits
                     air[k, i], amount[k, i] = 2, pl.bits[i]
                     if amount[k, i] != pl.bits[i]:
                         raise ValueError(f"payload of {pl.bits[i]} bits is beyond float precision")
-            consts[k] = ue_c, es_c
         self.es_ids = es_id  # per plan its ES ids, padded with 0 to the widest set (the walk ignores the padding)
         # packed into few arrays (each argument costs the compiled call's dispatch time):
         # per step [kind, node, air, links..., deps...] and [service, amount]; per plan
-        # [steps, ES ids..., first runs...] and [UE compute, ES compute, efficiency, powers]
+        # [steps, ES ids..., first runs...] and [powers: compute, transmit, receive]; the link
         self._tables = (np.concatenate([kind[..., None], node[..., None], air[..., None], links, deps], axis=2),
                         np.concatenate([n_steps[:, None], es_id, first_run], axis=1),
                         np.stack([service, amount], axis=2),
-                        np.concatenate([consts, np.tile([efficiency, ue_power_w, ue_tx_power_w], (p, 1))], axis=1))
+                        np.tile([ue_power_w, ue_tx_power_w, ue_rx_power_w], (p, 1)), self._link)
         self._scratch = np.zeros(w + 1 + s + 1)  # the walk's node clocks, step ends, and an error's SNR
-        # one request's arrays (serve): order, plan, start, bandwidth, SNRs up and down, backlog, out
+        # one request's arrays (serve): order, plan, start, bandwidth, SNRs up and down, backlog, link state,
+        # uniforms, out
         self._one = (np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros(1),
-                     np.zeros((1, w)), np.zeros((1, w)), np.zeros((1, self.num_es)), np.zeros((1, 7 + w)))
+                     np.zeros((1, w)), np.zeros((1, w)), np.zeros((1, self.num_es)), np.zeros((1, w, 3)),
+                     np.zeros((1, self.max_sends, self.levels)), np.zeros((1, OUT_COLS + w)))
 
     @property
     def num_es(self) -> int:
         """How many ES ids the backlogs passed to :meth:`walk` must cover (the largest plus 1)."""
         return int(self.es_ids.max()) + 1
 
+    def median_uniforms(self, requests: int) -> np.ndarray:
+        """HARQ uniforms of the median link outcome, (requests, sends, levels) of 0.5."""
+        return np.full((requests, self.max_sends, self.levels), 0.5)
+
     def walk(self, order: Any, plan: np.ndarray, start_s: np.ndarray, backlog: np.ndarray, snr_ul_db: np.ndarray,
-             snr_dl_db: np.ndarray, bandwidth_hz: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+             snr_dl_db: np.ndarray, bandwidth_hz: np.ndarray, rows: np.ndarray | None = None,
+             link_state: np.ndarray | None = None, uniforms: np.ndarray | None = None) -> np.ndarray:
         """Serve requests ``order[0], order[1], ...`` (indices into the per-request arrays):
         request ``r`` arrives at ``start_s[r]`` and runs plan ``plan[r]`` with its SNRs
         ``snr_*_db[r, j]`` to the plan's ``j``-th ES and bandwidth ``bandwidth_hz[r]``.
@@ -315,60 +353,83 @@ class PlanTable:
         row, ``backlog[r, i]``). Like the walk, the request's job then holds the ES from its turn to its
         last stage there, and that, from its arrival, is written back to the backlog, so that
         the next request on a shared row waits for it; :func:`join_queues` gives it to the queues.
+        ``link_state`` (requests, widest ES set, 3): per ES [uplink fading dB, downlink fading
+        dB, LOS] (None: no fading known); ``uniforms`` (requests, :attr:`max_sends`,
+        :attr:`levels`): the digital sends' HARQ draws (None: the median outcome).
 
-        Returns (requests, 7 + widest ES set): latency, energy, UE compute, ES compute, queue,
-        uplink, downlink seconds, then per ES of the plan when our job leaves it (NaN if the
-        plan runs nothing there). Raises ``ValueError`` for a bandwidth that is not a finite
-        number > 0 or an SNR too low for any rate, as the walk does."""
-        out = np.empty((len(plan), 7 + self.width))
+        Returns (requests, :data:`OUT_COLS` + widest ES set): latency, energy, UE compute, ES
+        compute, queue, uplink, downlink seconds, retransmitted blocks, outage (1: a digital
+        send failed and the request with it), then per ES of the plan when our job leaves it
+        (NaN if the request ran nothing there). Raises ``ValueError`` for a bandwidth that is
+        not a finite number > 0, as the walk does."""
+        m = len(plan)
+        out = np.empty((m, OUT_COLS + self.width))
         if rows is None:
-            rows = np.arange(len(plan))
-        bad = _walk_requests(order, plan, start_s, backlog, rows, snr_ul_db, snr_dl_db, bandwidth_hz, *self._tables,
-                             self._scratch, out)
+            rows = np.arange(m)
+        if link_state is None:
+            link_state = np.zeros((m, self.width, 3))
+        if uniforms is None:
+            uniforms = self.median_uniforms(m)
+        bad = _walk_requests(order, plan, start_s, backlog, rows, snr_ul_db, snr_dl_db, bandwidth_hz, link_state,
+                             uniforms, *self._tables, self._scratch, out)
         if bad >= 0:
             self._raise(bad, bandwidth_hz)
         return out
 
-    def _raise(self, bad: int, bandwidth_hz: np.ndarray) -> None:
+    @staticmethod
+    def _raise(bad: int, bandwidth_hz: np.ndarray) -> None:
         """The walk's error for the compiled walk's bad request (see ``_walk_requests``)."""
-        if bad >= len(bandwidth_hz):
-            bw = float(bandwidth_hz[bad - len(bandwidth_hz)])
-            raise ValueError(f"'bandwidth_hz' must be a finite number > 0 (got {bw!r})")
-        raise ValueError(f"'snr_db' is too low for any rate (got {float(self._scratch[-1])!r} dB)")
+        raise ValueError(f"'bandwidth_hz' must be a finite number > 0 (got {float(bandwidth_hz[bad])!r})")
 
     def serve(self, k: int, queues: Sequence[Any] | None, start_s: float, snr_ul_db: Sequence[float],
-              snr_dl_db: Sequence[float], bandwidth_hz: float) -> tuple:
-        """One request on plan ``k`` (SNRs indexed like its ES ids) against ``queues`` (one
-        :class:`~meg_gym.compute.EsQueue` per ES of the plan; None: idle ESs), read at
-        ``start_s`` and given the request's job (:func:`join_queues`): (latency, energy, UE
-        compute, ES compute, queue, uplink, downlink seconds)."""
-        order, plan, start, bw, ul, dl, backlog, out = self._one  # filled in place: a few scalar writes
+              snr_dl_db: Sequence[float], bandwidth_hz: float, link_state: Any = None, uniforms: Any = None) -> tuple:
+        """One request on plan ``k`` (SNRs, ``link_state`` rows indexed like its ES ids) against
+        ``queues`` (one :class:`~meg_gym.compute.EsQueue` per ES of the plan; None: idle ESs),
+        read at ``start_s`` and given the request's job (:func:`join_queues`): (latency, energy,
+        UE compute, ES compute, queue, uplink, downlink seconds, retransmissions, outage)."""
+        order, plan, start, bw, ul, dl, backlog, state, uni, out = self._one  # filled in place
         plan[0], start[0], bw[0] = k, start_s, bandwidth_hz
         ids = self.plans[k].es_ids
         before = None if queues is None else [q.backlog_s(start_s) for q in queues]
+        state[:] = 0.0
+        if link_state is not None:
+            state[0, :len(ids)] = link_state
+        uni[:] = 0.5
+        if uniforms is not None:
+            u = np.asarray(uniforms)[:self.max_sends, :self.levels]
+            uni[0, :u.shape[0], :u.shape[1]] = u
         for j, i in enumerate(ids):
             ul[0, j], dl[0, j] = snr_ul_db[j], snr_dl_db[j]
             backlog[0, i] = 0.0 if before is None else before[j]
-        bad = _walk_requests(order, plan, start, backlog, order, ul, dl, bw, *self._tables, self._scratch, out)
+        bad = _walk_requests(order, plan, start, backlog, order, ul, dl, bw, state, uni, *self._tables,
+                             self._scratch, out)
         if bad >= 0:
             self._raise(bad, bw)
         if before is not None:
             join_queues(queues, ids, start_s, before, backlog[0].tolist())
-        return tuple(out[0, :7].tolist())
+        return tuple(out[0, :OUT_COLS].tolist())
+
+
+OUT_COLS = 9  # PlanTable.walk's columns before the per-ES ones
+
+
+def _link_pair(digital: Any) -> tuple[DigitalLink, DigitalLink]:
+    """(uplink, downlink) DigitalLinks from one (both directions), a pair, or None (the defaults)."""
+    if digital is None:
+        digital = DigitalLink()
+    if isinstance(digital, DigitalLink):
+        return (digital, digital)
+    up, down = digital
+    if not (isinstance(up, DigitalLink) and isinstance(down, DigitalLink)):
+        raise ValueError(f"'digital' must be a DigitalLink or an (uplink, downlink) pair of them (got {digital!r})")
+    return (up, down)
 
 
 @njit(cache=True)
-def _spectral_efficiency(snr_db: float, efficiency: float) -> float:  # transmission.spectral_efficiency
-    if snr_db > 300.0:
-        return efficiency * snr_db / (10.0 * math.log10(2.0))
-    return efficiency * math.log1p(10.0 ** (snr_db / 10.0)) / _LN2
-
-
-@njit(cache=True)
-def _walk_requests(order, plan, start_all, backlog, rows, snr_ul, snr_dl, bw_all, step_ints, plan_ints, step_floats,
-                   plan_floats, scratch, out):
+def _walk_requests(order, plan, start_all, backlog, rows, snr_ul, snr_dl, bw_all, state, uni, step_ints, plan_ints,
+                   step_floats, plan_floats, link, scratch, out):
     """:meth:`PlanTable.walk` (the same operations in the same order as ``CompiledPlan._walk``):
-    -1, or the first bad request (plus the number of requests for a bad bandwidth)."""
+    -1, or the first request with a bad bandwidth."""
     width = (plan_ints.shape[1] - 2) // 2
     dw1 = (step_ints.shape[2] - 3) // 2
     kind, node, air = step_ints[:, :, 0], step_ints[:, :, 1], step_ints[:, :, 2]
@@ -376,19 +437,20 @@ def _walk_requests(order, plan, start_all, backlog, rows, snr_ul, snr_dl, bw_all
     n_steps, es_id, first_run = plan_ints[:, 0], plan_ints[:, 1:1 + width], plan_ints[:, 1 + width:]
     service, amount = step_floats[:, :, 0], step_floats[:, :, 1]
     clock, end = scratch[:width + 1], scratch[width + 1:-1]
-    m = plan.shape[0]
     for r in order:
         p = plan[r]
         bw = bw_all[r]
         if not 0.0 < bw < math.inf:
-            return r + m
+            return r
         start = start_all[r]
         row = rows[r]
         clock[0] = start
         for j in range(width):
             clock[j + 1] = start + backlog[row, es_id[p, j]]
         tx = rx = start
-        up = down = queue = 0.0
+        ue_c = es_c = up = down = queue = retx = failed = 0.0
+        done = n_steps[p]
+        sent = 0
         for i in range(n_steps[p]):
             ready = start
             for d in range(deps[p, i, 0]):
@@ -397,53 +459,71 @@ def _walk_requests(order, plan, start_all, backlog, rows, snr_ul, snr_dl, bw_all
                     ready = e
             nd = node[p, i]
             if kind[p, i] == 0:
+                if nd == 0:
+                    ue_c = ue_c + service[p, i]
+                else:
+                    es_c = es_c + service[p, i]
                 if first_run[p, nd] == i:  # the wait for the work ahead, beyond the stage's own readiness
                     wait = clock[nd] - ready
                     queue = queue + (wait if wait > 0.0 else 0.0)
                 c = clock[nd]
                 end[i] = clock[nd] = (c if c > ready else ready) + service[p, i]
                 continue
-            if nd == 0:  # uplink; a broadcast runs at the weakest receiver's SNR
-                s = snr_ul[r, links[p, i, 1] - 1]
+            if nd == 0:  # uplink; a broadcast runs at the weakest receiver's SNR (and its fading)
+                jj = links[p, i, 1] - 1
+                s = snr_ul[r, jj]
                 for d in range(1, links[p, i, 0]):
                     x = snr_ul[r, links[p, i, 1 + d] - 1]
-                    s = s if s < x else x
+                    if x < s:
+                        jj, s = links[p, i, 1 + d] - 1, x
+                li = 0
             else:
-                s = snr_dl[r, nd - 1]
+                jj = nd - 1
+                s = snr_dl[r, jj]
+                li = 1
             a = 0.0
-            if air[p, i] == 1:  # airtime_s, analog: r numel / (2B), r = 1
+            lost = 0.0
+            if air[p, i] == 1:  # analog: r numel / (2B) (amount: r numel)
                 a = amount[p, i] / (2.0 * bw)
-            elif air[p, i] == 2:  # airtime_s, digital: 1 attempt of bits / (B se(SNR))
-                se = _spectral_efficiency(s, plan_floats[p, 2])
-                if not se > 0.0:
-                    scratch[-1] = s
-                    return r
-                a = amount[p, i] / (bw * se)
+            elif air[p, i] == 2:  # digital: the link model's transfer (meg_gym.channel.digital)
+                a, again, lost = _transfer(amount[p, i], bw, s, state[r, jj, li], state[r, jj, 2] > 0.5, link[li],
+                                           uni[r, sent])
+                sent += 1
+                retx = retx + again
             if nd == 0:
                 end[i] = tx = (tx if tx > ready else ready) + a
                 up = up + a
             else:
                 end[i] = rx = (rx if rx > ready else ready) + a
                 down = down + a
+            if lost > 0.0:  # the request fails here: nothing after this send runs
+                failed = 1.0
+                done = i + 1
+                break
         last = start
-        for i in range(n_steps[p]):
+        for i in range(done):
             if not last > end[i]:
                 last = end[i]
         for j in range(width):  # the ES was ours from its turn to our last stage on it
-            if first_run[p, j + 1] >= 0:
-                out[r, 7 + j] = clock[j + 1]
+            f = first_run[p, j + 1]
+            if f >= 0 and f < done:
+                out[r, OUT_COLS_JIT + j] = clock[j + 1]
                 backlog[row, es_id[p, j]] = clock[j + 1] - start
             else:
-                out[r, 7 + j] = math.nan
-        ue_c, es_c = plan_floats[p, 0], plan_floats[p, 1]
+                out[r, OUT_COLS_JIT + j] = math.nan
         out[r, 0] = last - start
-        out[r, 1] = ue_c * plan_floats[p, 3] + up * plan_floats[p, 4]
+        out[r, 1] = ue_c * plan_floats[p, 0] + up * plan_floats[p, 1] + down * plan_floats[p, 2]
         out[r, 2] = ue_c
         out[r, 3] = es_c
         out[r, 4] = queue
         out[r, 5] = up
         out[r, 6] = down
+        out[r, 7] = retx
+        out[r, 8] = failed
     return -1
+
+
+OUT_COLS_JIT = OUT_COLS  # a global the compiled walk freezes at compile time
 
 
 def join_queues(queues: Sequence[Any], es_ids: Sequence[int], start_s: float, before: Sequence[float],
@@ -461,10 +541,6 @@ def join_queues(queues: Sequence[Any], es_ids: Sequence[int], start_s: float, be
 
 def _max(a: float, b: float) -> float:
     return a if a > b else b
-
-
-def _min(a: float, b: float) -> float:
-    return a if a < b else b
 
 
 def _index(node: str, es_ids: tuple[int, ...]) -> int:

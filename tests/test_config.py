@@ -260,7 +260,7 @@ def test_shipped_case_study_and_multi_es():
 def test_known_names_tables():
     assert config.channel_kinds() == ["awgn", "perfect", "uma", "umi"]
     assert config.protocol_names() == ALL_PROTOCOLS
-    assert config.device_names() == ["datacenter_gpu", "edge_gpu", "laptop_gpu", "phone_npu"]
+    assert config.device_names() == ["datacenter_gpu", "edge_gpu", "laptop_gpu", "phone_npu", "phone_npu_e2e"]
     assert load_scenario("multi_es").num_es == 3
 
 

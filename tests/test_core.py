@@ -25,7 +25,8 @@ def _step(w, placements, shares):
     """One epoch of a one-copy core, its per-UE results as 1-D arrays."""
     res = w.step([placements], [shares])
     return res, {k: getattr(res, k)[0] for k in ("reward", "latency_s", "quality", "energy_j", "uplink_bits",
-                                                   "downlink_bits", "bandwidth_hz", "deadline_missed", "es_demand")}
+                                                   "downlink_bits", "bandwidth_hz", "deadline_missed", "es_demand",
+                                                   "retransmissions", "outage")}
 
 
 def test_placements_full_ue_once_and_pairs(world):
@@ -130,6 +131,31 @@ def test_live_mode_two_ues_two_steps():
     assert before >= 0.0 and w.served[0] == 2
 
 
+def test_digital_live_and_profiled_see_the_same_link():
+    """Digital transmission over fast-fading links: the live core (the model runs) and the profiled core
+    (the digital table) give every request the same latency, energy, retransmissions and outage (one link
+    model, the same HARQ draws); a failed request is worth quality 0 and a missed deadline in both."""
+    # cost_model: both backends time the plan's counted costs (live would otherwise count the real prompt's bytes)
+    over = dict(num_es=1, protocols=["full_es", "ciag", "eiug"], es=[{"load": 0.0}], cost_model="tiny",
+                channel={"kind": "umi", "fading": "rayleigh", "shadowing": False},
+                ue={"position_m": [400.0, 0.0], "speed_mps": 30.0},  # far and fast: long transfers, short blocks
+                transmission={"mode": "digital", "fading_margin_db": 1.0, "max_retransmissions": 1})
+    cores = {b: Core(load_scenario("default", backend=b, **over)) for b in ("live", "profiled")}
+    for c in cores.values():
+        c.reset(5)
+    n = len(cores["live"].placements)
+    seen = []
+    for t in range(6):
+        res = {b: c.step([[t % n]], [[0.25]]) for b, c in cores.items()}
+        live, prof = res["live"], res["profiled"]
+        for key in ("latency_s", "energy_j", "retransmissions", "outage", "deadline_missed", "uplink_bits"):
+            assert getattr(live, key)[0, 0] == getattr(prof, key)[0, 0], key
+        if live.outage[0, 0]:
+            assert live.quality[0, 0] == prof.quality[0, 0] == 0.0 and live.deadline_missed[0, 0]
+        seen.append((int(live.retransmissions[0, 0]), bool(live.outage[0, 0])))
+    assert any(r > 0 for r, _ in seen)  # the fading did retransmit
+
+
 class _Fifo:
     """A FIFO ES as the timing walk reads it (backlog now, our jobs added at now): the reference
     for the queue row the world keeps as arrays."""
@@ -175,23 +201,27 @@ def test_step_equals_the_scalar_timing_and_table_per_request(world, channel):
             dl = [ch.snr_db(i, "dl", bw) if p.radio else 0.0 for i in p.es_ids]
             summary, _ = plan.timing(
                 ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=[sys_.es_flops_per_s[i] for i in p.es_ids],
-                snr_ul_db=ul, snr_dl_db=dl, bandwidth_hz=bw, mode=t.mode, efficiency=t.efficiency,
-                ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w, queues=[fifo[i] for i in p.es_ids],
-                start_s=now, trace=True)
+                snr_ul_db=ul, snr_dl_db=dl, bandwidth_hz=bw, mode=t.mode, digital=sys_.digital,
+                ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w, ue_rx_power_w=sys_.ue_rx_power_w,
+                queues=[fifo[i] for i in p.es_ids], start_s=now, trace=True,
+                link_state=[(ch.fading_db(i, "ul"), ch.fading_db(i, "dl"), float(ch.is_los(i))) if hasattr(
+                    ch, "fading_db") else (0.0, 0.0, 0.0) for i in p.es_ids], uniforms=ref._uni[k])
+            assert res["retransmissions"][k] == summary["retransmissions"]
+            assert res["outage"][k] == bool(summary["outage"])
             assert res["latency_s"][k] == pytest.approx(summary["latency_s"], rel=1e-12)
             assert res["energy_j"][k] == pytest.approx(summary["energy_j"], rel=1e-12)
             assert res["uplink_bits"][k] == summary["uplink_bits"]
             assert res["downlink_bits"][k] == summary["downlink_bits"]
             mean, std = ref.table.lookup(p.protocol, min(ul), min(dl), sys_.settings.steps, "quality")
             q = mean + std * z[k] if std > 0 else mean
+            q = 0.0 if summary["outage"] else q  # a failed request delivered nothing
             assert res["quality"][k] == pytest.approx(min(max(q, 0.0), 1.0), abs=1e-12)
         ref.queues.v[0] = [f.v for f in fifo]
         ref.queues.advance(now + ref._gap, ref._q_rng)
         np.testing.assert_allclose(w.backlog_s(), ref.backlog_s(), rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("override, field", [({"transmission": {"mode": "digital"}}, "transmission.mode"),
-                                             ({"transmission": {"bits_per_value": 8}}, "transmission.bits_per_value"),
+@pytest.mark.parametrize("override, field", [({"transmission": {"bits_per_value": 8}}, "transmission.bits_per_value"),
                                              ({"generation": {"ue_steps": 4}}, "generation.ue_steps")])
 def test_profiled_core_refuses_a_table_measured_under_other_settings(override, field):
     """Profiled quality comes from the calibration table: a scenario in another setting (digital links, other

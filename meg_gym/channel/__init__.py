@@ -5,10 +5,13 @@
 * :mod:`meg_gym.channel.mobility`: UE mobility (static, random waypoint, constant velocity).
 * :mod:`meg_gym.channel.models`: :data:`CHANNELS` (perfect, awgn, umi, uma), one
   :class:`ChannelModel` interface (``reset`` / ``advance`` / ``snr_db``), :func:`make_channel`.
+* :mod:`meg_gym.channel.digital`: the digital link (TR 36.942 rate, block fading, outage,
+  HARQ) that the timing walk runs for every digital send.
 * :mod:`meg_gym.channel.transmission`: :func:`transmit` a real tensor (analog or digital),
   :func:`transmit_text`, :func:`airtime_s`.
 """
 
+from meg_gym.channel.digital import DigitalLink, coherence_time_s, digital_transfer, outage_probability
 from meg_gym.channel.links import (
     FADINGS,
     SCENARIOS_38901,
@@ -42,7 +45,6 @@ from meg_gym.channel.transmission import (
     Transmission,
     airtime_s,
     analog_repetitions,
-    bpsk_ber,
     dequantize,
     quantize,
     shannon_rate_bps,
@@ -61,6 +63,7 @@ __all__ = [
     "SCENARIOS_38901",
     "AwgnChannel",
     "ChannelModel",
+    "DigitalLink",
     "PerfectChannel",
     "TextTransmission",
     "Tr38901Scenario",
@@ -69,14 +72,16 @@ __all__ = [
     "UmiChannel",
     "airtime_s",
     "analog_repetitions",
-    "bpsk_ber",
     "channel_params",
+    "coherence_time_s",
     "db_to_linear",
     "dequantize",
+    "digital_transfer",
     "linear_to_db",
     "los_probability_uma",
     "los_probability_umi",
     "make_channel",
+    "outage_probability",
     "pathloss_uma_los_db",
     "pathloss_uma_nlos_db",
     "pathloss_umi_los_db",

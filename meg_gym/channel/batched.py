@@ -67,6 +67,16 @@ class ChannelBatch:
         """True when a link's SNR falls by 10 log10(B) with the allocated bandwidth B."""
         return self._per_hz
 
+    @property
+    def link_state(self) -> np.ndarray:
+        """(UEs, ESs, 3): per link its current block's small-scale fading in dB (uplink,
+        downlink) and whether it is line of sight (1/0), as the digital link model
+        (:mod:`meg_gym.channel.digital`) takes them; no fading here (zeros)."""
+        z = self.__dict__.get("_zeros")
+        if z is None or z.shape[:2] != self.base_db.shape[:2]:
+            z = self._zeros = np.zeros(self.base_db.shape[:2] + (3,))
+        return z
+
     def snr_table_db(self, bandwidth_hz: float) -> np.ndarray:
         """Every UE's SNR to every ES over ``bandwidth_hz``, shape (num_ues, num_es, 2)."""
         self._check_reset_done()
@@ -223,6 +233,12 @@ class Tr38901Batch(ChannelBatch):
         self.fade_db, self.base_db = np.empty((m, n, 2)), np.empty((m, n, 2))
         _block(self._mob.pos, self._es_x, self._es_y, moved_m, u, g, self.los, self.z, self._los_law,
                self._pathloss_law, self._consts, self.d2d, self.pl, self.fade_db, self.base_db)
+        self._state = np.concatenate([self.fade_db, self.los[..., None].astype(np.float64)], axis=2)
+
+    @property
+    def link_state(self) -> np.ndarray:
+        """(UEs, ESs, 3): per link [uplink fading dB, downlink fading dB, LOS 1/0] of the current block."""
+        return self._state
 
     def _state_of(self, k: int) -> dict[str, Any]:
         return {"es_xy_m": self.es_xy_m, "es_tx_dbm": self._es_tx.tolist(),

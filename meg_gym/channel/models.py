@@ -6,7 +6,7 @@ Every model has the same small interface (:class:`ChannelModel`):
 >>> ch = make_channel("umi", fading="none", shadowing=False, los="los", mobility="static")
 >>> ch.reset(np.random.default_rng(0), num_es=2)
 >>> round(ch.snr_db(0, "ul", 20e6), 1)  # UE at (50, 0) m, ES 0 at the origin
-35.9
+39.9
 >>> ch.advance(0.1, np.random.default_rng(1))  # mobility, then a new fading block
 
 Kinds (:data:`CHANNELS`):
@@ -435,7 +435,8 @@ class _Tr38901Channel(ChannelModel):
 
     def __init__(self, *, carrier_hz: float = _TR["carrier_hz"], ue_tx_power_dbm: float = 23.0,
                  es_tx_power_dbm: float | Sequence[float] | None = None,
-                 noise_figure_db: float = _TR["noise_figure_db"], es_noise_figure_db: float | None = None,
+                 noise_figure_db: float = _TR["noise_figure_db"],
+                 es_noise_figure_db: float | None = _TR["es_noise_figure_db"],
                  fading: str = _TR["fading"], rician_k_db: float = _TR["rician_k_db"],
                  shadowing: bool = _TR["shadowing"], los: str = "random",
                  es_positions_m: Sequence[Sequence[float]] | None = None,
@@ -674,8 +675,8 @@ class UmiChannel(_Tr38901Channel):
     * ``carrier_hz``: carrier frequency, 0.5-100 GHz (default 3.5 GHz, band n78).
     * ``ue_tx_power_dbm``: UE transmit power (23 dBm: power class 3, TS 38.101-1).
     * ``es_tx_power_dbm``: ES transmit power, one number or one per ES (30 dBm: a small cell).
-    * ``noise_figure_db``: receiver noise figure of the UE and, unless ``es_noise_figure_db``
-      is given, of the ES (9 dB: the UE figure of the NR evaluations, TR 38.802).
+    * ``noise_figure_db``: receiver noise figure of the UE (9 dB), ``es_noise_figure_db`` of
+      the ES, which receives the uplink (5 dB; both 3GPP TR 36.814 Table A.2.1.1-3; None: the UE's).
     * ``fading``: 'rayleigh', 'rician' (K on LOS links, Rayleigh on NLOS) or 'none';
       ``rician_k_db``: K factor (9 dB: TR 38.901 Table 7.5-6, UMi LOS).
     * ``shadowing``: log-normal shadowing on or off; ``los``: 'random' (drawn from the LOS

@@ -17,21 +17,12 @@ Analog (:func:`transmit`, ``mode='analog'``)
 Digital (``mode='digital'``)
     The values are uniformly quantised to ``bits_per_value`` bits between the tensor's min
     and max (32 bits: the float32 words are sent as they are, so quantisation is the
-    identity for float32 input). The rate is the attenuated Shannon bound
-    R = efficiency x B log2(1 + SNR) (Shannon, "A mathematical theory of communication",
-    BSTJ 1948; the attenuation follows Mogensen et al., "LTE capacity compared to the
-    Shannon bound", IEEE VTC 2007-Spring, and 3GPP TR 36.942 Annex A.2, which fit real
-    link adaptation with a factor 0.6-0.75), and airtime = bits / R.
-
-    The transmitter picks its rate for ``rate_snr_db`` (its channel knowledge; default the
-    link SNR minus ``fading_margin_db``). A block whose SNR is below that rate's threshold
-    (the SNR at which R is the attenuated capacity, i.e. ``rate_snr_db`` itself) is in
-    outage and is sent again, each retransmission costing the same airtime and seeing a
-    fresh block SNR drawn by ``fading_sampler`` (the same SNR without one), up to
-    ``max_retransmissions``. If the last attempt still fails, the quantised words are
-    delivered with bit errors at the uncoded BPSK bit error rate Q(sqrt(2 SNR)) of that
-    block, which corrupts the tensor the way a failed decode would. With a fixed SNR and
-    no margin or a positive one, a digital transmission is error-free.
+    identity for float32 input) and arrive bit-exact: channel coding and HARQ either deliver
+    a transport block intact or lose it, and a lost block fails the request
+    (:mod:`meg_gym.channel.digital`, which also gives the airtime: the truncated attenuated
+    Shannon bound of 3GPP TR 36.942 A.2, repetitions below its minimum SNR, block fading and
+    retransmissions). ``airtime_s`` here is that model's for a link without fading
+    (``link``: its settings), and ``outage`` says that no rate reaches the receiver.
 
 Perfect (``noiseless=True``)
     The tensor arrives bit-identical (``torch.equal``); bits and airtime are still those of
@@ -46,7 +37,6 @@ falls back on torch's global generator.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,6 +44,7 @@ if TYPE_CHECKING:
     import torch
 
 from meg_gym.channel._validate import check_choice, check_int, check_number, show
+from meg_gym.channel.digital import DigitalLink, _se, digital_transfer, spectral_efficiency_tr
 
 __all__ = [
     "MODES",
@@ -61,7 +52,6 @@ __all__ = [
     "Transmission",
     "airtime_s",
     "analog_repetitions",
-    "bpsk_ber",
     "dequantize",
     "quantize",
     "shannon_rate_bps",
@@ -71,8 +61,6 @@ __all__ = [
 ]
 
 MODES = ("analog", "digital")
-_LN2 = math.log(2.0)
-_CHUNK_VALUES = 1 << 16  # bit flips are drawn this many values at a time (bounds memory)
 
 
 @dataclass(frozen=True)
@@ -83,11 +71,10 @@ class Transmission:
     payload_bits: int  # exactly numel x bits_per_value
     airtime_s: float  # all passes / attempts included
     snr_db: float  # the link SNR given
-    effective_snr_db: float  # analog: after combining r copies; digital: SNR of the delivered block
-    channel_uses: int  # real-valued channel uses (2 per complex symbol), all passes / attempts
-    retransmissions: int  # digital: attempts after the first; analog: 0
-    bit_errors: int  # digital: flipped bits delivered; analog: 0
+    effective_snr_db: float  # analog: after combining r copies; digital: the link SNR
+    channel_uses: int  # real-valued channel uses (2 per complex symbol), all passes
     repetitions: int = 1  # analog: copies sent and combined; digital: 1
+    outage: bool = False  # digital: no rate reaches the receiver (nothing arrives; received is a copy)
 
 
 @dataclass(frozen=True)
@@ -100,28 +87,20 @@ class TextTransmission:
     snr_db: float
     effective_snr_db: float
     channel_uses: int
-    retransmissions: int = 0
-    bit_errors: int = 0
+    outage: bool = False
 
 
 # ------------------------------------------------------------------------------------------
 # Rates and airtime
 # ------------------------------------------------------------------------------------------
 def spectral_efficiency(snr_db: float, efficiency: float = 1.0) -> float:
-    """efficiency x log2(1 + SNR) in bit/s/Hz (Shannon 1948, attenuated as Mogensen et al. 2007)."""
-    if snr_db > 300.0:  # 10^(snr/10) would overflow; log2(1 + s) = log2(s) to double precision
-        return efficiency * snr_db / (10.0 * math.log10(2.0))
-    return efficiency * math.log1p(10.0 ** (snr_db / 10.0)) / _LN2
+    """efficiency x log2(1 + SNR) in bit/s/Hz (Shannon 1948, attenuated as Mogensen et al. 2007), untruncated."""
+    return float(_se(float(snr_db), float(efficiency), -math.inf, math.inf))
 
 
 def shannon_rate_bps(snr_db: float, bandwidth_hz: float, efficiency: float = 1.0) -> float:
     """R = efficiency x B log2(1 + SNR), in bit/s."""
     return bandwidth_hz * spectral_efficiency(snr_db, efficiency)
-
-
-def bpsk_ber(snr_db: float) -> float:
-    """Uncoded BPSK bit error rate Q(sqrt(2 SNR)) = erfc(sqrt(SNR)) / 2 (SNR = Eb/N0 per bit)."""
-    return 0.5 * math.erfc(math.sqrt(10.0 ** (min(snr_db, 300.0) / 10.0)))
 
 
 def analog_repetitions(values: int, bandwidth_hz: float, airtime_budget_s: float | None) -> int:
@@ -133,15 +112,12 @@ def analog_repetitions(values: int, bandwidth_hz: float, airtime_budget_s: float
 
 
 def airtime_s(*, values: int, payload_bits: int, snr_db: float, bandwidth_hz: float, mode: str,
-              efficiency: float = 0.75, airtime_budget_s: float | None = None, fading_margin_db: float = 0.0,
-              rate_snr_db: float | None = None, max_retransmissions: int = 3) -> float:
-    """Airtime of one transmission, without sending anything (the timing model's fast path).
+              airtime_budget_s: float | None = None, link: DigitalLink | None = None) -> float:
+    """Airtime of one transmission on a link without fading, without sending anything.
 
     analog: r numel / (2B) (``values`` = numel; r from ``airtime_budget_s``, else 1).
-    digital: bits / R with R = efficiency B log2(1 + SNR_rate), SNR_rate = ``rate_snr_db`` or
-    ``snr_db - fading_margin_db``; if ``snr_db`` is below SNR_rate every attempt fails at a
-    fixed SNR, so the airtime is (1 + ``max_retransmissions``) attempts, as :func:`transmit`
-    would take without a fading sampler.
+    digital: :mod:`meg_gym.channel.digital`'s transfer of ``payload_bits`` (``link``: its
+    settings, None: the defaults); inf when no rate reaches the receiver.
     """
     if not 0.0 < bandwidth_hz < math.inf:
         raise ValueError(f"'bandwidth_hz' must be a finite number > 0 (got {show(bandwidth_hz)})")
@@ -155,12 +131,8 @@ def airtime_s(*, values: int, payload_bits: int, snr_db: float, bandwidth_hz: fl
         return 0.0
     if math.isnan(snr_db):
         raise ValueError(f"'snr_db' must be a number (got {show(snr_db)})")
-    rate_snr = snr_db - fading_margin_db if rate_snr_db is None else rate_snr_db
-    se = spectral_efficiency(rate_snr, efficiency)
-    if not se > 0.0:
-        raise ValueError(f"'snr_db' is too low for any rate (got {snr_db!r} dB)")
-    attempts = 1 + max_retransmissions if snr_db < rate_snr else 1
-    return attempts * payload_bits / (bandwidth_hz * se)
+    a, _, failed = digital_transfer(payload_bits, bandwidth_hz, snr_db, link or DigitalLink())
+    return math.inf if failed else a
 
 
 # ------------------------------------------------------------------------------------------
@@ -199,34 +171,15 @@ def dequantize(words: torch.Tensor, lo: float, hi: float, bits_per_value: int, d
     return (lo + words.to(torch.float64) * ((hi - lo) / levels)).to(dtype)
 
 
-def _flip_bits(words: torch.Tensor, bits_per_value: int, ber: float,
-               generator: torch.Generator | None) -> tuple[torch.Tensor, int]:
-    """Flip every bit of every word independently with probability ``ber``; returns (words, flips)."""
-    import torch
-    flat = words.reshape(-1).clone()
-    device = generator.device if generator is not None else torch.device("cpu")
-    weights = torch.ones(bits_per_value, dtype=torch.int64, device=device) << torch.arange(
-        bits_per_value, dtype=torch.int64, device=device)
-    flips = 0
-    for start in range(0, flat.numel(), _CHUNK_VALUES):
-        n = min(_CHUNK_VALUES, flat.numel() - start)
-        hit = torch.rand((n, bits_per_value), generator=generator, device=device) < ber
-        flips += int(hit.sum())
-        mask = (hit.to(torch.int64) * weights).sum(dim=1)
-        flat[start:start + n] ^= mask.to(flat.device)
-    return flat.view(words.shape), flips
-
-
 # ------------------------------------------------------------------------------------------
 # Transmission
 # ------------------------------------------------------------------------------------------
-def _check_common(snr_db: float, bandwidth_hz: float, efficiency: float) -> tuple[float, float, float]:
+def _check_common(snr_db: float, bandwidth_hz: float) -> tuple[float, float]:
     snr = check_number("snr_db", snr_db, finite=False)
     if snr == -math.inf:
         raise ValueError(f"'snr_db' must be a number > -inf, not NaN (got {show(snr_db)})")
     bw = check_number("bandwidth_hz", bandwidth_hz, lo=0.0, lo_open=True)
-    eff = check_number("efficiency", efficiency, lo=0.0, hi=1.0, lo_open=True)
-    return snr, bw, eff
+    return snr, bw
 
 
 def transmit(
@@ -239,32 +192,29 @@ def transmit(
     generator: torch.Generator | None = None,
     noiseless: bool = False,
     airtime_budget_s: float | None = None,
-    efficiency: float = 0.75,
-    max_retransmissions: int = 3,
-    fading_margin_db: float = 0.0,
-    rate_snr_db: float | None = None,
-    fading_sampler: Callable[[], float] | None = None,
+    repetitions: int | None = None,
+    link: DigitalLink | None = None,
 ) -> Transmission:
     """Send tensor ``x`` over a link at ``snr_db`` (dB) and ``bandwidth_hz``; see the module docstring.
 
     ``mode``: 'analog' or 'digital'. ``bits_per_value``: 1..32, sets ``payload_bits`` in both
     modes and the quantiser in digital mode. ``generator``: the source of all noise.
     ``noiseless``: the perfect channel (values arrive unchanged). ``airtime_budget_s``
-    (analog): repeat and combine when the budget allows 2 or more passes. ``efficiency``,
-    ``fading_margin_db``, ``rate_snr_db``, ``max_retransmissions``, ``fading_sampler``
-    (a callable returning a fresh block SNR in dB, e.g. :meth:`ChannelModel.block_sampler`):
-    digital rate and retransmissions.
+    (analog): repeat and combine when the budget allows 2 or more passes; ``repetitions``
+    (analog): send that many copies instead (a scenario's ``analog_repetitions``). ``link``: the
+    digital link's settings (:class:`~meg_gym.channel.digital.DigitalLink`; None: its defaults).
     """
     import torch
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"'x' must be a torch.Tensor (got {type(x).__name__})")
     check_choice("mode", mode, MODES)
     bits = check_int("bits_per_value", bits_per_value, lo=1, hi=32)
-    snr, bw, eff = _check_common(snr_db, bandwidth_hz, efficiency)
-    retx_max = check_int("max_retransmissions", max_retransmissions, lo=0)
-    margin = check_number("fading_margin_db", fading_margin_db)
+    snr, bw = _check_common(snr_db, bandwidth_hz)
     budget = None if airtime_budget_s is None else check_number("airtime_budget_s", airtime_budget_s, lo=0.0)
-    rate_snr = snr - margin if rate_snr_db is None else check_number("rate_snr_db", rate_snr_db)
+    if repetitions is not None:
+        check_int("repetitions", repetitions, lo=1)
+        if budget is not None:
+            raise ValueError("give 'repetitions' or 'airtime_budget_s', not both")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"'generator' must be a torch.Generator or None (got {type(generator).__name__})")
     if x.is_complex():
@@ -276,7 +226,7 @@ def transmit(
     payload = numel * bits
 
     if mode == "analog":
-        r = analog_repetitions(numel, bw, budget)
+        r = analog_repetitions(numel, bw, budget) if repetitions is None else int(repetitions)
         airtime = r * numel / (2.0 * bw)
         eff_snr = snr + 10.0 * math.log10(r)
         if is_meta:
@@ -285,39 +235,24 @@ def transmit(
             received = x.clone()
         else:
             received = _analog_noise(x, eff_snr, generator)
-        return Transmission(received, payload, airtime, snr, eff_snr, r * numel, 0, 0, r)
+        return Transmission(received, payload, airtime, snr, eff_snr, r * numel, r)
 
-    # digital
+    # digital: bit-exact after quantisation, or nothing at all (outage)
     if payload == 0:
         received = torch.empty_like(x) if is_meta else x.clone()
-        return Transmission(received, 0, 0.0, snr, snr, 0, 0, 0)
-    se = spectral_efficiency(rate_snr, eff)  # bit per complex channel use
-    if not se > 0.0:
-        raise ValueError(f"'snr_db' is too low for any rate (got {snr_db!r} dB)")
-    per_attempt_s = payload / (bw * se)
-    per_attempt_uses = math.ceil(2.0 * payload / se - 1e-9) if math.isfinite(se) else 0
-    block_snr, retx = snr, 0
-    while block_snr < rate_snr and retx < retx_max:
-        retx += 1
-        if fading_sampler is not None:
-            block_snr = check_number("fading_sampler()", fading_sampler(), finite=False)
-    failed = block_snr < rate_snr
-    airtime = (1 + retx) * per_attempt_s
-    uses = (1 + retx) * per_attempt_uses
+        return Transmission(received, 0, 0.0, snr, snr, 0)
+    lk = link or DigitalLink()
+    airtime, _, failed = digital_transfer(payload, bw, snr, lk)
+    se = spectral_efficiency_tr(snr - lk.margin_db, lk)
+    uses = math.ceil(2.0 * payload / se - 1e-9) if 0.0 < se < math.inf else 0
     if is_meta:
-        return Transmission(torch.empty_like(x), payload, airtime, snr, block_snr, uses, retx, 0)
-    if noiseless:
-        return Transmission(x.clone(), payload, airtime, snr, block_snr, uses, retx, 0)
-    words, lo, hi = quantize(x, bits)
-    flips = 0
-    if failed:
-        words, flips = _flip_bits(words, bits, bpsk_ber(block_snr), generator)
-    received = dequantize(words, lo, hi, bits, x.dtype)
-    if bits == 32 and flips:  # flipped exponent bits: the receiver clamps to the known range
-        xf = x.detach()
-        lo_v, hi_v = float(xf.min()), float(xf.max())
-        received = torch.nan_to_num(received, nan=(lo_v + hi_v) / 2, posinf=hi_v, neginf=lo_v).clamp_(lo_v, hi_v)
-    return Transmission(received, payload, airtime, snr, block_snr, uses, retx, flips)
+        received = torch.empty_like(x)
+    elif noiseless or failed:
+        received = x.clone()
+    else:
+        words, lo, hi = quantize(x, bits)
+        received = dequantize(words, lo, hi, bits, x.dtype)
+    return Transmission(received, payload, math.inf if failed else airtime, snr, snr, uses, 1, bool(failed))
 
 
 def _analog_noise(x: torch.Tensor, snr_db: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -333,16 +268,17 @@ def _analog_noise(x: torch.Tensor, snr_db: float, generator: torch.Generator | N
     return (xw + noise * std).to(x.dtype)
 
 
-def transmit_text(text: str, *, snr_db: float, bandwidth_hz: float, efficiency: float = 0.75) -> TextTransmission:
-    """Send ``text`` losslessly: payload 8 x len(UTF-8 bytes), airtime at the attenuated Shannon rate."""
+def transmit_text(text: str, *, snr_db: float, bandwidth_hz: float,
+                  link: DigitalLink | None = None) -> TextTransmission:
+    """Send ``text`` losslessly: payload 8 x len(UTF-8 bytes), airtime of the digital link (``link``)."""
     if not isinstance(text, str):
         raise ValueError(f"'text' must be a str (got {type(text).__name__})")
-    snr, bw, eff = _check_common(snr_db, bandwidth_hz, efficiency)
+    snr, bw = _check_common(snr_db, bandwidth_hz)
     payload = 8 * len(text.encode("utf-8"))
     if payload == 0:
         return TextTransmission(text, 0, 0.0, snr, snr, 0)
-    se = spectral_efficiency(snr, eff)
-    if not se > 0.0:
-        raise ValueError(f"'snr_db' is too low for any rate (got {snr_db!r} dB)")
-    uses = math.ceil(2.0 * payload / se - 1e-9) if math.isfinite(se) else 0
-    return TextTransmission(text, payload, payload / (bw * se), snr, snr, uses)
+    lk = link or DigitalLink()
+    airtime, _, failed = digital_transfer(payload, bw, snr, lk)
+    se = spectral_efficiency_tr(snr - lk.margin_db, lk)
+    uses = math.ceil(2.0 * payload / se - 1e-9) if 0.0 < se < math.inf else 0
+    return TextTransmission(text, payload, math.inf if failed else airtime, snr, snr, uses, bool(failed))

@@ -23,7 +23,8 @@ The table :data:`DEVICES` (one row per preset, the house style):
 ==============  ====  ===========  ==========  ==========================================
 name            kind  it/s (SD)    FLOP/s      measured on
 ==============  ====  ===========  ==========  ==========================================
-phone_npu       ue    4.95 (2.1)   7.96e12     Snapdragon 8 Gen 2 NPU, INT8 (Galaxy S23)
+phone_npu       ue    4.95 (2.1)   7.96e12     Snapdragon 8 Gen 2 NPU, INT8 (Galaxy S23), UNet only
+phone_npu_e2e   ue    1.39 (1.5)   2.23e12     Snapdragon 8 Gen 2, SD 1.5 INT8, end to end
 laptop_gpu      ue    6.9 (1.5)    1.11e13     T4-class proxy for an RTX 3060/4060 Laptop
 edge_gpu        es    17.25 (1.5)  2.77e13     NVIDIA L4 (estimate, see its source)
 datacenter_gpu  es    31.44 (1.5)  5.05e13     NVIDIA A100 80GB SXM
@@ -132,6 +133,10 @@ class DeviceProfile:
 # conditional and unconditional UNet one after the other, so one CFG step = 2 calls.
 _S23_UNET_CALL_S = 0.101094
 _PHONE_IT_PER_S = 1.0 / (2 * _S23_UNET_CALL_S)  # 4.946 it/s
+# Qualcomm's Feb 2023 demo (Qualcomm OnQ blog, "World's first on-device demonstration of Stable
+# Diffusion on an Android phone", 2023-02-23): SD 1.5, INT8, Snapdragon 8 Gen 2, 20 steps in
+# under 15 s end to end (text encoder, UNet, decoder), 14.4 s in the demo: 20 / 14.4 it/s
+_PHONE_E2E_IT_PER_S = 20 / 14.4  # 1.389 it/s
 
 # diffusers' "Torch 2.0" optimisation page (docs/source/en/optimization/torch2.0.md,
 # huggingface/diffusers): SD-1.5 txt2img, fp16, batch 1, torch 2.0 SDPA without compile:
@@ -156,6 +161,15 @@ DEVICES: dict[str, DeviceProfile] = {
                     "S23 Ultra GPU, 20 iterations in 11.5 s (~1.7 it/s)."),
             power_source=("assumption: 6 W sustained SoC power under NPU/GPU load (flagship phone SoCs "
                           "draw ~5-8 W sustained); 0.5 W idle with the screen on"),
+        ),
+        DeviceProfile.from_sd_it_per_s(
+            "phone_npu_e2e", kind="ue", sd_it_per_s=_PHONE_E2E_IT_PER_S, sd_model="sd15",
+            power_w=6.0, idle_power_w=0.5,
+            hardware="Qualcomm Snapdragon 8 Gen 2 (reference phone), SD 1.5 INT8, end to end",
+            source=("Qualcomm OnQ blog, 2023-02-23: Stable Diffusion 1.5 INT8 on a Snapdragon 8 Gen 2 "
+                    "phone, 20 steps in 14.4 s including text encoder and VAE decoder -> 1.39 it/s; the "
+                    "end-to-end published phone figure (phone_npu is the UNet-only one, 3.6x faster)"),
+            power_source="assumption, as phone_npu: 6 W sustained, 0.5 W idle",
         ),
         DeviceProfile.from_sd_it_per_s(
             "laptop_gpu", kind="ue", sd_it_per_s=_T4_IT_PER_S, sd_model="sd15",

@@ -26,6 +26,12 @@ from numba import njit
 __all__ = ["CALIBRATION_DIR", "METRICS", "CalibrationError", "GridDraw", "QualityTable", "load_table"]
 
 CALIBRATION_DIR = Path(__file__).resolve().parents[2] / "configs" / "calibration"
+
+
+def table_file_name(model_name: str, mode: str) -> str:
+    """The shipped table of a model (a safe file stem) and transmission mode: ``<model>.json`` for
+    analog, ``<model>-digital.json`` for digital (one table per mode: quality depends on it)."""
+    return f"{model_name}.json" if mode == "analog" else f"{model_name}-{mode}.json"
 METRICS = ("ssim", "psnr_db", "fidelity", "quality")
 
 

@@ -95,7 +95,8 @@ def test_snr_follows_the_link_budget(kind):
     ch = _det(kind, ue_position_m=(50.0, 0.0), es_positions_m=[(0.0, 0.0)])
     pl = (pathloss_umi_los_db if kind == "umi" else pathloss_uma_los_db)(50.0, FC)
     es_tx = 30.0 if kind == "umi" else 46.0
-    assert ch.snr_db(0, "ul", 20e6) == pytest.approx(23.0 - pl - thermal_noise_dbm(20e6, 9.0), abs=1e-9)
+    # the ES receives the uplink with its own noise figure (5 dB), the UE the downlink (9 dB)
+    assert ch.snr_db(0, "ul", 20e6) == pytest.approx(23.0 - pl - thermal_noise_dbm(20e6, 5.0), abs=1e-9)
     assert ch.snr_db(0, "dl", 20e6) == pytest.approx(es_tx - pl - thermal_noise_dbm(20e6, 9.0), abs=1e-9)
     # the whole power goes into the allocated band: half the bandwidth, +3 dB
     assert ch.snr_db(0, "ul", 10e6) - ch.snr_db(0, "ul", 20e6) == pytest.approx(10 * math.log10(2))
@@ -131,10 +132,13 @@ def test_per_es_transmit_power():
 
 
 def test_noise_figure_lowers_snr():
-    assert _det("umi").snr_db(0, "ul", 1e6) - _det("umi", noise_figure_db=12.0).snr_db(0, "ul", 1e6) == \
+    assert _det("umi").snr_db(0, "dl", 1e6) - _det("umi", noise_figure_db=12.0).snr_db(0, "dl", 1e6) == \
         pytest.approx(3.0)
-    assert _det("umi", es_noise_figure_db=5.0).snr_db(0, "ul", 1e6) - _det("umi").snr_db(0, "ul", 1e6) == \
+    assert _det("umi").snr_db(0, "ul", 1e6) - _det("umi", es_noise_figure_db=9.0).snr_db(0, "ul", 1e6) == \
         pytest.approx(4.0)
+    # None: the ES shares the UE's figure
+    assert _det("umi", es_noise_figure_db=None, noise_figure_db=7.0).snr_db(0, "ul", 1e6) == \
+        pytest.approx(_det("umi", es_noise_figure_db=7.0).snr_db(0, "ul", 1e6))
 
 
 @pytest.mark.parametrize("mobility", ["random_waypoint", "constant_velocity"])

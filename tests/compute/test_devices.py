@@ -10,9 +10,9 @@ from meg_gym.compute import CFG_STEP_FLOPS, DEVICES, ComputeError, DeviceProfile
 
 
 def test_table_has_the_presets_the_scenarios_name():
-    assert sorted(DEVICES) == ["datacenter_gpu", "edge_gpu", "laptop_gpu", "phone_npu"]
+    assert sorted(DEVICES) == ["datacenter_gpu", "edge_gpu", "laptop_gpu", "phone_npu", "phone_npu_e2e"]
     assert {n: p.kind for n, p in DEVICES.items()} == {
-        "phone_npu": "ue", "laptop_gpu": "ue", "edge_gpu": "es", "datacenter_gpu": "es"}
+        "phone_npu": "ue", "phone_npu_e2e": "ue", "laptop_gpu": "ue", "edge_gpu": "es", "datacenter_gpu": "es"}
     for name, p in DEVICES.items():
         assert p.name == name and p.source and p.power_source and p.hardware
 
@@ -29,6 +29,7 @@ def test_effective_rate_reproduces_the_published_it_per_s(name):
 def test_published_figures_and_powers():
     it = {n: p.sd_it_per_s for n, p in DEVICES.items()}
     assert it["phone_npu"] == pytest.approx(1 / (2 * 0.101094))  # AI Hub: 101.094 ms per UNet call, CFG = 2
+    assert it["phone_npu_e2e"] == pytest.approx(20 / 14.4)  # Qualcomm's 2023 demo: 20 steps in 14.4 s
     assert it["datacenter_gpu"] == 31.44  # fal-ai benchmark, A100
     assert it["phone_npu"] < it["laptop_gpu"] < it["edge_gpu"] < it["datacenter_gpu"]
     assert DEVICES["edge_gpu"].power_w == 72.0  # L4 TDP
@@ -43,7 +44,7 @@ def test_energy_of_compute():
 
 def test_unknown_device_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"'device' must be one of \['datacenter_gpu', 'edge_gpu', "
-                                         r"'laptop_gpu', 'phone_npu'\] \(got 'gpu'\)"):
+                                         r"'laptop_gpu', 'phone_npu', 'phone_npu_e2e'\] \(got 'gpu'\)"):
         device_profile("gpu")
     assert device_profile("edge_gpu") is DEVICES["edge_gpu"]
 

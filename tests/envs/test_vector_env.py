@@ -23,8 +23,19 @@ def test_make_vec_entry_point_spaces_and_steps(env_id):
         obs, rew, term, trunc, info = v.step(v.action_space.sample())
         assert v.observation_space.contains(obs)
         assert rew.shape == (8,) and np.isfinite(rew).all()
-        assert set(info["rewards"]) == {"quality", "latency", "overhead", "energy", "deadline"}
         assert not term.any()
+    # the info has SyncVectorEnv's layout (its _key masks inside the nested rewards dict too), which readers
+    # of Gymnasium vector infos (TorchRL's GymWrapper) rely on
+    sync = gym.make_vec(env_id, num_envs=8, vectorization_mode="sync")
+    sync.reset(seed=1)
+    assert _layout(info) == _layout(sync.step(sync.action_space.sample())[4])
+    assert set(info["rewards"]) == {"quality", "latency", "overhead", "energy", "deadline",
+                                    "_quality", "_latency", "_overhead", "_energy", "_deadline"}
+
+
+def _layout(info: dict) -> dict:
+    """The keys of a vector info, nested dicts as dicts, leaves as None."""
+    return {k: _layout(v) if isinstance(v, dict) else None for k, v in info.items()}
 
 
 @pytest.mark.parametrize("action_type", ["discrete", "box"])
