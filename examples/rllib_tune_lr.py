@@ -2,13 +2,14 @@
 
 Usage:
     python examples/rllib_tune_lr.py [--config configs/train/rllib_ppo_single_es.yaml]
-        [--lr 1e-4,3e-4,1e-3] [--n-timesteps 20000] [--out out/tune_lr] [--ray-address auto] [--tiny]
+        [--lr 1e-4,3e-4,1e-3] [--timesteps 20000] [--out out/tune_lr] [--ray-address auto] [--tiny]
 
 Each trial is the config's PPO with one learning rate (a grid search), stopped after
-``--n-timesteps`` env steps; the table printed at the end is each trial's last mean
-training-episode return. ``--tiny`` is a smoke budget (short episodes, a 40-step batch, two
-learning rates, 80 steps, sampling in the driver). The env creators, the shared policy of a
-multi-agent config and the rest of the glue come from ``agents.rllib``; this file holds none.
+``--timesteps`` env steps; it prints one line per trial and a ``result:`` line with each
+trial's last mean training-episode return. ``--tiny`` is a smoke setting (20-request episodes,
+a 40-step batch, the first two learning rates, sampling in the driver). The env creators, the
+shared policy of a multi-agent config and the rest of the glue come from ``agents.rllib``;
+this file holds none.
 """
 
 from __future__ import annotations
@@ -54,17 +55,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/train/rllib_ppo_single_es.yaml")
     ap.add_argument("--lr", default="1e-4,3e-4,1e-3", help="comma-separated learning rates")
-    ap.add_argument("--n-timesteps", type=int, default=20_000)
+    ap.add_argument("--timesteps", type=int, default=20_000, help="env steps per trial")
     ap.add_argument("--out", default="out/tune_lr")
     ap.add_argument("--ray-address", help="'auto' or host:port (default: a local Ray with this machine's cores)")
-    ap.add_argument("--tiny", action="store_true", help="a smoke budget: 2 learning rates, 80 env steps")
+    ap.add_argument("--tiny", action="store_true", help="smoke settings: short episodes, small batches, 2 rates")
     args = ap.parse_args()
     lrs = [float(x) for x in args.lr.split(",")]
-    n = args.n_timesteps
     if args.tiny:
-        lrs, n = lrs[:2], 80
-    for row in sweep(args.config, lrs, n, Path(args.out), args.ray_address, tiny=args.tiny):
+        lrs = lrs[:2]
+    rows = sweep(args.config, lrs, args.timesteps, Path(args.out), args.ray_address, tiny=args.tiny)
+    for row in rows:
         print(json.dumps(row))
+    env = load_rllib_config(args.config).env
+    trials = " ".join(f"lr={r['lr']:g}:episode_return_mean={r['episode_return_mean']:.3f}" for r in rows)
+    print(f"result: rllib Tune PPO lr sweep {env} trials={len(rows)} timesteps={min(r['timesteps'] for r in rows)} "
+          f"{trials}")
 
 
 if __name__ == "__main__":

@@ -138,13 +138,3 @@ def test_cli_names_misplaced_ray_options(capsys):
     assert main(["calibrate", "--workers", "2"]) == 2
     assert "'--workers' needs '--ray'" in capsys.readouterr().err
 
-
-@pytest.mark.slow
-def test_tune_example_sweeps_the_learning_rate(tmp_path, ray_local):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("rllib_tune_lr", "examples/rllib_tune_lr.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    rows = mod.sweep("configs/train/rllib_ppo_single_es.yaml", [1e-4, 1e-3], 80, tmp_path, None, tiny=True)
-    assert [r["lr"] for r in rows] == [1e-4, 1e-3] and all(r["timesteps"] >= 80 for r in rows)
