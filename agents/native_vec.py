@@ -82,6 +82,9 @@ class NativeVecEnv(VecEnv):
         return [int(r.integers(2**63 - 1)) for r in self._rngs]
 
     def reset(self) -> np.ndarray:
+        if any(self._options):
+            raise ValueError(f"'options' must be empty for the native vector env: its copies reset together, with no "
+                             f"per-copy reset options (got {self._options!r})")
         # the seeds given by seed() apply here only, as DummyVecEnv's do: SB3 seeds its env again when a model
         # loads (_setup_model), which must not reseed the episodes that autoreset starts
         obs, _ = self.vector_env.reset(seed=self._world_seeds(self._seeds))

@@ -98,6 +98,10 @@ def test_bad_arguments_name_the_field():
         v = native_vec_env("MEG/SingleES-v1", 2, reward_type="vector", **SHORT)
         v.reset()
         v.step(np.zeros((2, 2), dtype=np.int64))
+    v = native_vec_env("MEG/SingleES-v1", 2, **SHORT)
+    v.set_options({"reset_mask": [True, False]})
+    with pytest.raises(ValueError, match="'options' must be empty for the native vector env"):
+        v.reset()
     base = {"algo": "ppo", "env": "multi_ue_v1", "vec_env": "native"}
     with pytest.raises(TrainConfigError, match="'vec_env' native needs an env with a native vector env"):
         load_train_config(base)
