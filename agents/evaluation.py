@@ -206,7 +206,9 @@ def load_policy(spec: str, env: Any, seed: int = 0) -> tuple[str, Any]:
         if not Path(path).exists():
             raise EvaluationError(f"model path {path!r} does not exist (give a run folder, a .zip, or a baseline "
                                   f"name)")
-        return label, _ModelPolicy(path, env)
+        from agents.rllib import RllibPolicy, is_rllib_run
+
+        return label, (RllibPolicy(path, env) if is_rllib_run(path) else _ModelPolicy(path, env))
     try:
         return label, make_policy(path, env, seed=seed)
     except PolicyError as exc:
@@ -482,12 +484,19 @@ def plot_protocol_vs_snr(results: dict[str, list[EpisodeResult]], path: Path, bi
 
 def learning_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """(timesteps, mean return, source) of a training run: its periodic evaluations if any, else the
-    training episodes of its Monitor files."""
+    training episodes of its Monitor files, else (an RLlib run) its ``progress.csv`` iterations."""
     run_dir = Path(run_dir)
     ev = run_dir / "evaluations.npz"
     if ev.exists():
         data = np.load(ev)
         return data["timesteps"], data["results"].mean(axis=1), "evaluation on fixed seeds"
+    progress = run_dir / "progress.csv"
+    if progress.exists() and not list(run_dir.glob("monitor/*.monitor.csv")):
+        with progress.open(encoding="utf-8") as fh:
+            rows = [r for r in csv.DictReader(fh) if r["episode_return_mean"] not in ("", "nan")]
+        if rows:  # RLlib's mean return of the episodes each training iteration finished
+            return (np.array([int(r["timesteps"]) for r in rows]),
+                    np.array([float(r["episode_return_mean"]) for r in rows]), "training episodes (RLlib)")
     points: list[tuple[float, float]] = []
     for f in sorted(run_dir.glob("monitor/*.monitor.csv")):
         with f.open(encoding="utf-8") as fh:

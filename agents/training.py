@@ -14,6 +14,8 @@ A training config (rl-baselines3-zoo style; ``configs/train/*.yaml``)::
     checkpoint_freq: 20000     # timesteps between checkpoints
     eval_freq: 20000           # timesteps between evaluations on fixed seeds (0: none)
     eval_episodes: 2
+    vec_env: dummy             # dummy: SB3's DummyVecEnv of Monitor-wrapped envs; native: the batched core
+                               # (agents.native_vec, profiled ids only: same seeding, statistics and resume)
 
 ``train(config, out=...)`` writes into its run folder: ``config.yaml``, TensorBoard logs in
 ``tb/``, Monitor files in ``monitor/``, ``evaluations.npz``, ``checkpoints/`` and
@@ -28,9 +30,10 @@ and the random generators (Python, NumPy's global, torch's, the action space's).
 ``train(config, out=..., resume=True)`` restores the latest checkpoint and continues, and
 gives the same final parameters as an uninterrupted run with the same seed (bit for bit:
 checked for PPO with VecNormalize, A2C, DQN, SAC and MaskablePPO; the test suite checks PPO
-and, marked slow, DQN). It needs the in-process ``DummyVecEnv`` that ``train`` builds. Not exact: SAC or PPO with
-gSDE (``use_sde``), whose exploration noise is drawn before the checkpoint point, and the
-PettingZoo envs, whose vector env does not expose its envs' state (they restart from a reset).
+and, marked slow, DQN). It needs the in-process ``DummyVecEnv`` or native vector env (``vec_env: native``)
+that ``train`` builds. Not exact: SAC or PPO with gSDE (``use_sde``), whose exploration noise is drawn before
+the checkpoint point, and the PettingZoo envs, whose vector env does not expose its envs' state (they restart
+from a reset).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from meg_gym.config import _Loader as _Loader  # the project's safe YAML loader
 __all__ = ["ALGOS", "MARL_ENVS", "TrainConfig", "TrainConfigError", "load_model", "load_train_config", "train"]
 
 MARL_ENVS = ("multi_ue_v1", "es_coordination_v1")
+VEC_ENVS = ("dummy", "native")  # SB3's DummyVecEnv of single envs | agents.native_vec over the batched core
 TRAIN_CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs" / "train"
 
 # algo -> (module, class, the action_type it needs by default, the action_types it accepts)
@@ -92,6 +96,7 @@ class TrainConfig:
     eval_freq: int = 0
     eval_episodes: int = 2
     eval_seed: int = 10_000
+    vec_env: str = "dummy"
     source: str = ""
 
     @property
@@ -100,6 +105,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "source"}
+        if d["vec_env"] == "dummy":  # the default stays out of the saved config (run folders made before it match)
+            del d["vec_env"]
         return copy.deepcopy(d)
 
 
@@ -146,6 +153,10 @@ def load_train_config(source: str | Path | dict[str, Any], **overrides: Any) -> 
     if not isinstance(data, dict):
         raise TrainConfigError(f"training config {shown} must hold a mapping at top level (got {type(data).__name__})")
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+    library = data.pop("library", "sb3")
+    if library != "sb3":
+        raise TrainConfigError(f"'library' must be 'sb3' for an SB3 config (got {library!r}; an RLlib config "
+                               f"loads with agents.rllib.load_rllib_config, and meg-gym train runs either)")
     unknown = sorted(set(data) - _KEYS)
     if unknown:
         raise TrainConfigError(f"'{unknown[0]}' is not a known field of a training config; allowed: {sorted(_KEYS)}")
@@ -187,13 +198,20 @@ def load_train_config(source: str | Path | dict[str, Any], **overrides: Any) -> 
     policy = data.get("policy", "MlpPolicy")
     if policy not in ("MlpPolicy", "MultiInputPolicy"):
         raise TrainConfigError(f"'policy' must be one of ['MlpPolicy', 'MultiInputPolicy'] (got {policy!r})")
+    vec_env = data.get("vec_env", "dummy")
+    if vec_env not in VEC_ENVS:
+        raise TrainConfigError(f"'vec_env' must be one of {list(VEC_ENVS)} (got {vec_env!r})")
+    if vec_env == "native" and (env in MARL_ENVS or gym.registry[env].vector_entry_point is None):
+        native = sorted(k for k, s in gym.registry.items() if k.startswith("MEG/") and s.vector_entry_point)
+        raise TrainConfigError(f"'vec_env' native needs an env with a native vector env, one of {native} "
+                               f"(got env {env!r})")
     return TrainConfig(
         algo=algo, env=env, env_kwargs=env_kwargs, n_envs=_int_field(data, "n_envs", 1, 1),
         n_timesteps=_int_field(data, "n_timesteps", 100_000, 1), seed=_int_field(data, "seed", 0, 0),
         policy=policy, normalize=normalize, hyperparams=dict(hyper),
         checkpoint_freq=_int_field(data, "checkpoint_freq", 10_000, 1), eval_freq=_int_field(data, "eval_freq", 0, 0),
         eval_episodes=_int_field(data, "eval_episodes", 2, 1), eval_seed=_int_field(data, "eval_seed", 10_000, 0),
-        source=str(path) if path is not None else "")
+        vec_env=vec_env, source=str(path) if path is not None else "")
 
 
 # --------------------------------------------------------------------------------------
@@ -264,6 +282,10 @@ def _make_vec_env(cfg: TrainConfig, run_dir: Path, append: bool) -> Any:
                                    f"import: {exc}") from None
         venv = make_sb3_vec_env(cfg.env, dict(cfg.env_kwargs), cfg.n_envs, cfg.seed)
         return VecMonitor(venv, filename=str(mon / "vec"))
+    if cfg.vec_env == "native":
+        from agents.native_vec import native_vec_env
+
+        return native_vec_env(cfg.env, cfg.n_envs, seed=cfg.seed, monitor_dir=mon, append=append, **cfg.env_kwargs)
     return DummyVecEnv([_make_env_fn(cfg.env, cfg.env_kwargs, str(mon / str(i)), append) for i in range(cfg.n_envs)])
 
 
@@ -346,6 +368,29 @@ def _load_env(gym_env: Any, blob: bytes) -> None:
         for k, v in w.items():
             setattr(e, k, v)
         e = e.env
+
+
+def _dump_envs(inner: Any) -> list[bytes] | None:
+    """The training envs' states: each of DummyVecEnv's envs, or the native vector env and its adapter's
+    counters; None where they are not reachable (SuperSuit's vector env)."""
+    from agents.native_vec import NativeVecEnv
+
+    if isinstance(inner, NativeVecEnv):
+        return [_dump_env(inner.vector_env), pickle.dumps(inner.get_counters())]
+    if hasattr(inner, "envs"):
+        return [_dump_env(e) for e in inner.envs]
+    return None
+
+
+def _load_envs(inner: Any, blobs: list[bytes]) -> None:
+    from agents.native_vec import NativeVecEnv
+
+    if isinstance(inner, NativeVecEnv):
+        _load_env(inner.vector_env, blobs[0])
+        inner.set_counters(pickle.loads(blobs[1]))  # noqa: S301 - our own checkpoint
+        return
+    for e, blob in zip(inner.envs, blobs):
+        _load_env(e, blob)
 
 
 def _inner_venv(venv: Any) -> Any:
@@ -469,9 +514,7 @@ def save_checkpoint(model: Any, cfg: TrainConfig, ckpt_dir: Path, evaluator: Any
     if norm is not None:
         norm.save(str(stem) + "_vecnormalize.pkl")
         state["vecnormalize_returns"] = norm.returns.copy()
-    inner = _inner_venv(venv)
-    if hasattr(inner, "envs"):
-        state["envs"] = [_dump_env(e) for e in inner.envs]
+    state["envs"] = _dump_envs(_inner_venv(venv))
     tmp = Path(str(stem) + "_state.pkl.tmp")
     with tmp.open("wb") as f:
         pickle.dump(state, f)
@@ -563,10 +606,8 @@ def train(config: TrainConfig | str | Path | dict[str, Any], out: str | Path | N
 
             venv = VecNormalize.load(str(ckpt) + "_vecnormalize.pkl", venv)
             venv.returns = state["vecnormalize_returns"]
-        inner = _inner_venv(venv)
-        if state["envs"] is not None and hasattr(inner, "envs"):
-            for e, blob in zip(inner.envs, state["envs"]):
-                _load_env(e, blob)
+        if state["envs"] is not None:
+            _load_envs(_inner_venv(venv), state["envs"])
         model = cls.load(str(ckpt) + ".zip", env=venv, tensorboard_log=tb, device=hp["device"], force_reset=False,
                          verbose=verbose)  # the saved model's verbosity otherwise: --verbose was ignored on resume
         if cfg.algo in _OFF_POLICY:

@@ -88,7 +88,9 @@ class MegVectorEnv(VectorEnv):
     # -- API ------------------------------------------------------------------------------
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         if isinstance(seed, (list, tuple)):
-            seed = int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
+            # the copies' seeds together are the core's SeedSequence entropy (all of each seed's bits kept); one
+            # seed [s] is the single env's world seed s
+            seed = [int(s) for s in seed]
         mask = (options or {}).get("reset_mask")
         if mask is not None:
             mask = np.asarray(mask, dtype=bool)

@@ -143,8 +143,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     grid = [float(x) for x in args.snr_grid.split(",")] if args.snr_grid else None
     steps = [int(x) for x in args.steps.split(",")] if args.steps else None
     protocols = args.protocols.split(",") if args.protocols else None
+    if args.workers is not None and args.ray is None:
+        from meg_gym.config import ConfigError
+
+        raise ConfigError(f"'--workers' needs '--ray' (local, auto or host:port) (got --workers {args.workers})")
+    if args.workers is not None and args.workers < 1:
+        from meg_gym.config import ConfigError
+
+        raise ConfigError(f"'--workers' must be >= 1 (got {args.workers})")
     table = calibrate(system, out, snr_grid_db=grid, steps_grid=steps, requests=args.requests, seed=args.seed,
-                      protocols=protocols)
+                      protocols=protocols, ray_address=args.ray, workers=args.workers)
     print(f"calibration table: {out} ({len(table.tables)} protocols, {len(table.snr_grid_db)} SNR points, "
           f"steps {table.steps_grid}, {table.requests_per_point} requests per point)")
     return 0
@@ -223,14 +231,29 @@ DEFAULT_POLICIES = "random,round_robin,crash_avoid,greedy,fixed:*,oracle"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train an SB3 agent from a YAML config (PPO, A2C, DQN, SAC, MaskablePPO); --resume continues a run."""
-    from agents.progress import TrainProgressBar
-    from agents.training import train
+    """Train an SB3 agent (PPO, A2C, DQN, SAC, MaskablePPO) or, for a config with ``library: rllib``, an RLlib
+    one from a YAML config; --resume continues a run."""
+    from agents.rllib import is_rllib_config
 
     again = " ".join(shlex.quote(a) for a in args.argv) + ("" if args.resume else " --resume")
     args.on_interrupt = f"continue from the last checkpoint with: meg-gym {again}"
+    kwargs: dict[str, Any] = {}
+    if is_rllib_config(args.config):
+        from agents.rllib import train
+
+        kwargs["ray_address"] = args.ray_address
+    else:
+        from agents.progress import TrainProgressBar
+        from agents.training import train
+
+        if args.ray_address is not None:
+            from meg_gym.config import ConfigError
+
+            raise ConfigError(f"'--ray-address' applies to RLlib configs (library: rllib) only; {args.config} "
+                              f"is an SB3 config")
+        kwargs["callbacks"] = [TrainProgressBar()]
     summary = train(args.config, out=args.out, resume=args.resume, verbose=args.verbose,
-                    n_timesteps=args.n_timesteps, seed=args.seed, callbacks=[TrainProgressBar()])
+                    n_timesteps=args.n_timesteps, seed=args.seed, **kwargs)
     print(json.dumps(summary))
     return 0
 
@@ -402,6 +425,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="table path (default out/calibration/<model>.json; --install: the shipped "
                                  "configs/calibration/<model>.json)")
     c.add_argument("--install", action="store_true", help="write (and top up) the shipped table in configs/")
+    c.add_argument("--ray", metavar="ADDRESS", help="serve the grid points on Ray workers: local (a local Ray with "
+                                                    "this machine's cores), auto (a running cluster) or host:port")
+    c.add_argument("--workers", type=int, help="with --ray: how many workers, each loading the model once "
+                                               "(default: one per CPU of the cluster)")
     c.add_argument("--check", action="store_true", help="measure profiled-vs-live error on held-out settings")
     c.add_argument("--same-requests", action="store_true",
                    help="with --check: serve the requests the table was measured with (the interpolation error alone)")
@@ -435,7 +462,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--install", action="store_true", help="also store the numbers in the shipped meta.json")
     ev.add_argument("--grid", help="also save the first 8 requests as a PNG grid here")
 
-    tn = sub.add_parser("train", help="train an SB3 agent from a YAML config", description=cmd_train.__doc__)
+    tn = sub.add_parser("train", help="train an SB3 or RLlib agent from a YAML config", description=cmd_train.__doc__)
     tn.add_argument("--config", required=True, help="training config (configs/train/*.yaml)")
     tn.add_argument("--out", help="run folder (default runs/<config name>)")
     tn.add_argument("--resume", action="store_true", help="continue the run folder from its latest checkpoint")
@@ -444,6 +471,8 @@ def _parser() -> argparse.ArgumentParser:
     tn.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2],
                     help="0: a progress bar (default); 1: also SB3's table of training statistics; 2: SB3's debug "
                          "output (also on --resume)")
+    tn.add_argument("--ray-address", help="RLlib configs: the Ray cluster ('auto', host:port; default: a local "
+                                          "Ray with this machine's cores)")
     tn.set_defaults(fn=cmd_train)
 
     def eval_args(sp: argparse.ArgumentParser) -> None:

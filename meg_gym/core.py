@@ -244,9 +244,10 @@ class Core:
         return list(self.channel.walk_area(self.num_es, self.ue_positions_m))
 
     # -- episode --------------------------------------------------------------------------
-    def reset(self, seed: int | None = None) -> None:
-        """New episodes of every copy: queues, channels, request streams, all from ``seed``
-        (None: the next state of the streams already seeded, or fresh entropy before the first)."""
+    def reset(self, seed: int | list[int] | None = None) -> None:
+        """New episodes of every copy: queues, channels, request streams, all from ``seed`` (an int or a
+        list of ints: ``numpy.random.SeedSequence`` entropy; None: the next state of the streams already
+        seeded, or fresh entropy before the first)."""
         if seed is not None or not self._started:
             # six streams: the first four as before the caching and retry features (their own streams, so a
             # scenario without them draws what it drew)

@@ -64,3 +64,52 @@ def test_check_reports_error_and_sampling_floor(system, tmp_path):
     out = check_fidelity(system, load_table(path), points=2, requests=2, progress=False)
     assert set(out) >= {"ssim_mae", "quality_mae", "ssim_sampling_floor"}
     assert 0.0 <= out["ssim_sampling_floor"] and 0.0 <= out["ssim_mae"] <= 1.0
+
+
+def _table_without_meta(path):
+    data = json.loads(path.read_text())
+    data.pop("meta")
+    return data
+
+
+@pytest.mark.slow
+def test_ray_sweep_equals_the_serial_one_and_resumes_a_serial_partial(system, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    import ray
+
+    import meg_gym.quality.calibrate as cal
+
+    serial = tmp_path / "serial.json"
+    _sweep(system, serial, 2)
+    distributed = tmp_path / "ray.json"
+    calibrate(system, distributed, snr_grid_db=GRID, steps_grid=[4], requests=2, protocols=["ciag", "full_ue"],
+              progress=False, ray_address="local", workers=2)
+    assert _table_without_meta(distributed) == _table_without_meta(serial)  # identical JSON apart from meta
+
+    # a serial sweep stopped after two points, resumed on Ray: the missing points only, the same table
+    real, calls = cal._serve_job, []
+
+    def stop_after_two(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(args[2:])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cal, "_serve_job", stop_after_two)
+    resumed = tmp_path / "resumed.json"
+    with pytest.raises(KeyboardInterrupt):
+        _sweep(system, resumed, 2)
+    partial = json.loads((tmp_path / "resumed.partial.json").read_text())
+    assert len(partial["points"]) == 2
+    monkeypatch.setattr(cal, "_serve_job", real)
+    calibrate(system, resumed, snr_grid_db=GRID, steps_grid=[4], requests=2, protocols=["ciag", "full_ue"],
+              progress=False, ray_address="local", workers=2)
+    assert _table_without_meta(resumed) == _table_without_meta(serial)
+    assert not (tmp_path / "resumed.partial.json").exists()
+    ray.shutdown()
+
+
+def test_workers_need_ray(system, tmp_path):
+    with pytest.raises(ValueError, match="'workers' needs 'ray_address'"):
+        calibrate(system, tmp_path / "t.json", snr_grid_db=GRID, steps_grid=[4], requests=1, protocols=["ciag"],
+                  progress=False, workers=2)

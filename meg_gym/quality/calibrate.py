@@ -13,6 +13,13 @@ sweep tops the table up: each point serves only the requests it lacks (the next 
 the same stream; channel noise is seeded per request, so the result equals a sweep run
 with the larger count from the start) and merges them with the stored mean and spread.
 A sweep over some ``protocols`` keeps the stored table's other protocols as they were.
+
+``ray_address`` ("local", "auto" or ``host:port``; see :mod:`meg_gym.cluster`) fans the points
+out to ``workers`` Ray actors (default: one per CPU of the cluster), each building the
+system from the scenario, and so loading the model, once. A point is the same computation
+wherever it runs (the requests are the driver's, the channel noise is seeded per request), so
+the table equals the serial one; progress is saved as each point comes back, and a resumed
+sweep (serial or not) serves only the points missing.
 """
 
 from __future__ import annotations
@@ -78,8 +85,12 @@ def _serve_point(system: Any, requests: list, protocol: str, snr_ul: float, snr_
 
 def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = None,
               steps_grid: list[int] | None = None, requests: int = 4, seed: int = 0,
-              protocols: list[str] | None = None, progress: bool = True) -> QualityTable:
-    """Run the sweep (resuming from ``out_path``'s partial file if there is one) and save the table."""
+              protocols: list[str] | None = None, progress: bool = True, ray_address: str | None = None,
+              workers: int | None = None) -> QualityTable:
+    """Run the sweep (resuming from ``out_path``'s partial file if there is one) and save the table.
+
+    ``ray_address``: serve the points on Ray actors (``workers`` of them) instead of in this process.
+    """
     from meg_gym.workload import sample_request
 
     grid = list(snr_grid_db or DEFAULT_SNR_GRID_DB)
@@ -113,21 +124,26 @@ def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = 
         dls = grid if "dl" in axes else [grid[-1]]
         for steps, ul, dl in itertools.product(steps_grid, uls, dls):
             jobs.append((protocol, steps, ul, dl))
-    base_settings = system.settings
-    bar = tqdm(total=len(jobs), desc="calibrate", unit="point", disable=not progress)
-    for protocol, steps, ul, dl in jobs:
-        k = _key(protocol, steps, ul, dl)
-        if k not in points:
-            have = prior[k]["n"] if k in prior else 0
-            system.settings = replace(base_settings, steps=steps)
-            points[k] = _serve_point(system, reqs[have:], protocol, ul, dl)
-            partial_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = partial_path.with_name(partial_path.name + ".tmp")  # Ctrl-C mid-write leaves the last good file
-            tmp.write_text(json.dumps(done))
-            tmp.replace(partial_path)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"'workers' must be an integer >= 1 (got {workers!r})")
+    if workers is not None and ray_address is None:
+        raise ValueError("'workers' needs 'ray_address' ('local', 'auto' or host:port): the serial sweep has none")
+    todo = [(k, (protocol, steps, ul, dl, prior[k]["n"] if k in prior else 0))
+            for protocol, steps, ul, dl in jobs for k in [_key(protocol, steps, ul, dl)] if k not in points]
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="calibrate", unit="point",
+               disable=not progress)
+
+    def save_point(k: str, result: dict[str, list[float]]) -> None:
+        points[k] = result
+        _write_atomic(partial_path, json.dumps(done))
         bar.update(1)
+
+    if ray_address is None:
+        for k, job in todo:
+            save_point(k, _serve_job(system, reqs, *job))
+    elif todo:
+        _serve_on_ray(system, reqs, todo, ray_address, workers, save_point)
     bar.close()
-    system.settings = base_settings
     tables: dict[str, dict[str, dict[str, Any]]] = {}
     axes_of = {p: noisy_axes(p) for p in protocols}
     for protocol in protocols:
@@ -161,6 +177,73 @@ def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = 
     table.save(Path(out_path))
     partial_path.unlink(missing_ok=True)
     return table
+
+
+def _serve_job(system: Any, reqs: list, protocol: str, steps: int, ul: float, dl: float,
+               have: int) -> dict[str, list[float]]:
+    """One grid point: the requests from ``have`` on served at ``steps`` denoising steps."""
+    base = system.settings
+    system.settings = replace(base, steps=steps)
+    try:
+        return _serve_point(system, reqs[have:], protocol, ul, dl)
+    finally:
+        system.settings = base
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file renamed over it (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _serve_on_ray(system: Any, reqs: list, todo: list, address: str, workers: int | None, save_point: Any) -> None:
+    """Serve ``todo``'s points on Ray actors (each builds the system once), saving each as it returns."""
+    from meg_gym.cluster import init_ray
+    from meg_gym.config import scenario_to_dict
+
+    init_ray(address)
+    import ray
+
+    @ray.remote(num_cpus=1)
+    class PointWorker:
+        """Builds the scenario's system (and loads its model) once, then serves grid points."""
+
+        def __init__(self, scenario: dict[str, Any]) -> None:
+            from meg_gym.config import load_scenario
+            from meg_gym.system import MegSystem
+
+            self.system = MegSystem(load_scenario(scenario))
+
+        def serve(self, reqs: list, job: tuple) -> dict[str, list[float]]:
+            return _serve_job(self.system, reqs, *job)
+
+    n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    n = min(n, len(todo))
+    scenario = scenario_to_dict(system.scenario)
+    actors = [PointWorker.remote(scenario) for _ in range(n)]
+    reqs_ref = ray.put(reqs)
+    queue = list(todo)
+    running: dict[Any, tuple[str, Any]] = {}
+
+    def submit(actor: Any) -> None:
+        k, job = queue.pop(0)
+        running[actor.serve.remote(reqs_ref, job)] = (k, actor)
+
+    for a in actors:
+        if queue:
+            submit(a)
+    try:
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1)
+            k, actor = running.pop(ready[0])
+            save_point(k, ray.get(ready[0]))
+            if queue:
+                submit(actor)
+    finally:
+        for a in actors:
+            ray.kill(a)
 
 
 def _key(protocol: str, steps: int, ul: float, dl: float) -> str:

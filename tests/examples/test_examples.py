@@ -40,6 +40,9 @@ CASES = {
                                              "--native-vector"], "ray.rllib",
                             "result: rllib PPO MEG/SingleES-v1 (native vector x4, 1 remote EnvRunner)",
                             "episode_return_mean"),
+    # agents/rllib.py's glue under Ray Tune: a learning-rate grid from a shipped RLlib training config
+    "rllib_tune_lr": ("rllib_tune_lr.py", ["--tiny", "--timesteps", "80"], "ray.rllib",
+                      "result: rllib Tune PPO lr sweep MEG/SingleES-v1 trials=2", "episode_return_mean"),
     "rllib_multi_agent": ("rllib_multi_agent.py", ["--timesteps", "256", "--batch", "256"], "ray.rllib",
                           "result: rllib PPO multi_ue_v1 agents=4 (shared policy)", "episode_return_mean"),
 }
