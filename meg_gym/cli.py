@@ -32,8 +32,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["channel"] = channel
     if getattr(args, "bits_per_value", None) is not None:
         out["transmission"] = {"bits_per_value": args.bits_per_value}
-    if getattr(args, "torch_threads", None) is not None:
-        out["torch_threads"] = args.torch_threads
+    for key in ("torch_threads", "torch_device", "torch_dtype"):
+        if getattr(args, key, None) is not None:
+            out[key] = getattr(args, key)
     return out
 
 
@@ -318,6 +319,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", help="scenario YAML file (any subset of keys)")
         sp.add_argument("--torch-threads", type=int, help="torch intra-op threads when the model runs "
                                                           "(default: 1 for the tiny model, torch's own otherwise)")
+        sp.add_argument("--torch-device", help="where the model runs: cpu, cuda, cuda:N, mps (default: the scenario's)")
+        sp.add_argument("--torch-dtype", help="the model's dtype: fp32, fp16, bf16 (default: the scenario's)")
         sp.set_defaults(fn=fn)
         return sp
 
