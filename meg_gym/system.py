@@ -126,7 +126,9 @@ class MegSystem:
         if self._comps is None:
             from meg_gym.ldm.components import load_model
 
-            self._comps = load_model(self.scenario.model, self.scenario.torch_device, self.scenario.torch_dtype)
+            sc = self.scenario
+            live = sc.backend == "live"  # a profiled world runs no model: it reads shapes, on the CPU
+            self._comps = load_model(sc.model, sc.torch_device if live else "cpu", sc.torch_dtype if live else "fp32")
         return self._comps
 
     @property

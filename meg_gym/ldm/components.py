@@ -351,6 +351,9 @@ def _part_class(folder: Path, part: str, shown: str) -> tuple[str, dict[str, Any
         raise ModelError(f"'model' folder {shown}: {part}/ holds a {name!r}; the stages run {list(accepted)}")
     if name == "AutoencoderKL":  # the class default when the config predates the key (SD 1.x)
         config.setdefault("force_upcast", True)
+    if config.get("latents_mean") is not None:  # a per-channel latent normalisation the stages do not apply
+        raise ModelError(f"'model' folder {shown}: vae/ normalises latents by latents_mean/latents_std, "
+                         f"which the stages do not run (they scale by scaling_factor only)")
     return name, config
 
 
@@ -423,6 +426,11 @@ def load_sd_folder(path: str | Path, device: str = "cpu", dtype: str = "fp32") -
         tokenizers = [transformers.CLIPTokenizer.from_pretrained(folder / sub, local_files_only=True)
                       for sub in (("tokenizer", "tokenizer_2") if sdxl else ("tokenizer",))]
         scheduler = getattr(diffusers, sched_name).from_pretrained(folder, subfolder="scheduler")
+        if not sdxl:  # the fix-ups StableDiffusion(Img2Img)Pipeline.__init__ applies to outdated SD configs
+            fixed = {k: v for k, v in (("steps_offset", 1), ("clip_sample", False))
+                     if k in scheduler.config and scheduler.config[k] != v}
+            if fixed:
+                scheduler = type(scheduler).from_config({**scheduler.config, **fixed})
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"'model' folder {shown} could not be loaded: {str(exc).splitlines()[0]}") from exc
     for m in modules.values():

@@ -123,9 +123,9 @@ def _encode_image(ctx: StageContext, image: torch.Tensor) -> dict[str, torch.Ten
 
     comps = ctx.comps
     vae = comps.vae
-    # normalised in the image's own dtype, then cast to the VAE's (VaeImageProcessor.preprocess, then
-    # prepare_latents' image.to(device, dtype)); an upcast VAE (fp16 model) encodes in fp32
-    x = (image * 2.0 - 1.0).to(device=comps.device, dtype=vae.dtype)
+    # normalised in the image's own dtype (VaeImageProcessor.preprocess), cast to the model's dtype
+    # (prepare_latents' image.to(device, dtype)), then to the VAE's: an upcast VAE (fp16) encodes in fp32
+    x = (image * 2.0 - 1.0).to(device=comps.device, dtype=comps.dtype).to(vae.dtype)
     latents = retrieve_latents(vae.encode(x), generator=ctx.generator).to(comps.dtype)
     return {"seed": vae.config.scaling_factor * latents}
 
