@@ -33,6 +33,7 @@ __all__ = [
     "WordTokenizer",
     "build_from_card",
     "build_tiny",
+    "img2img_pipeline",
     "load_model",
     "load_sd_folder",
     "load_shipped",
@@ -476,6 +477,30 @@ def load_model(model: str, device: str = "cpu", dtype: str = "fp32") -> Componen
     if key not in _LOADED:
         _LOADED[key] = load_shipped(model).to(device, dtype)
     return _LOADED[key]
+
+
+def img2img_pipeline(comps: Components) -> Any:
+    """diffusers' monolithic img2img pipeline over these components (``StableDiffusionXLImg2ImgPipeline``
+    for SDXL, ``StableDiffusionImg2ImgPipeline`` otherwise): the reference the split stages equal.
+
+    A model without a CLIP tokenizer (the tiny one, a card with random weights) gets none: give the
+    pipeline ``prompt_embeds``. It shares the modules (an fp16 SDXL pipeline casts its VAE while it runs).
+    """
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
+
+    tokenizer = getattr(comps.tokenizer, "tokenizer", None)  # the CLIPTokenizer inside ClipTokenizerAdapter
+    if comps.family == "sdxl":
+        pipe = StableDiffusionXLImg2ImgPipeline(
+            vae=comps.vae, text_encoder=comps.text_encoder, text_encoder_2=comps.text_encoder_2,
+            tokenizer=tokenizer, tokenizer_2=comps.tokenizer_2.tokenizer, unet=comps.unet,
+            scheduler=comps.scheduler, force_zeros_for_empty_prompt=comps.force_zeros_for_empty_prompt,
+            add_watermarker=False)
+    else:
+        pipe = StableDiffusionImg2ImgPipeline(
+            vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=tokenizer, unet=comps.unet,
+            scheduler=comps.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def _init_kwargs(module: Any) -> dict[str, Any]:

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from meg_gym.executor import LinkConditions, NodeCompute, execute
-from meg_gym.ldm.components import SCHEDULERS, ModelError, load_model, load_sd_folder
+from meg_gym.ldm.components import SCHEDULERS, ModelError, img2img_pipeline, load_model, load_sd_folder
 from meg_gym.ldm.stages import GenerationSettings
 from meg_gym.protocols import place
-from tests.ldm.tiny_folders import FAMILIES, FAMILY_SETTINGS, build_folder, pipeline
+from tests.ldm.tiny_folders import FAMILIES, FAMILY_SETTINGS, build_folder
 
 PROMPT = "a red fish"
 
@@ -31,7 +31,7 @@ def _split(comps, protocol, settings, seed=3):
 
 def _monolithic(comps, settings, seed=3):
     with torch.no_grad():
-        return pipeline(comps)(prompt=PROMPT, image=_image(), strength=settings.strength,
+        return img2img_pipeline(comps)(prompt=PROMPT, image=_image(), strength=settings.strength,
                                num_inference_steps=settings.steps, guidance_scale=settings.guidance_scale,
                                generator=torch.Generator().manual_seed(seed), output_type="pt").images
 
@@ -122,6 +122,9 @@ def test_scenario_places_the_model_and_outputs_reach_the_user_as_fp32_cpu(tmp_pa
     assert system.comps.dtype == torch.bfloat16 and system.comps.device.type == "cpu"
     o = system.serve(Request(_image(), PROMPT, seed=5), Decision("ciag", (0,)))
     assert o.output.dtype == torch.float32 and o.output.device.type == "cpu" and o.ssim == 1.0
+    noisy = MegSystem(load_scenario(sc, channel={"kind": "awgn", "snr_db": 0.0}), judge=None)
+    o = noisy.serve(Request(_image(), PROMPT, seed=5), Decision("ciag", (0,)))  # bf16 latents through the noise
+    assert o.output.dtype == torch.float32 and torch.isfinite(o.output).all() and o.ssim < 0.99
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="^'torch_device' is 'cuda:1' but torch"):
             MegSystem(load_scenario(sc, torch_device="cuda:1"), judge=None)
@@ -137,3 +140,24 @@ def test_shipped_tiny_model_in_bf16_equals_its_monolithic_run():
     image = _image().repeat(1, 1, 4, 4)  # 64 x 64
     assert torch.equal(split(tiny, "ciag", image, "a red circle", 2), monolithic(tiny, image, "a red circle", 2))
     assert SETTINGS.steps == 6
+
+
+def test_gpu_check_runs_and_writes_json(tmp_path, monkeypatch):
+    """benchmarks/gpu_check.py end to end on a tiny SD folder (on the CPU: the device path is the same code)."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    folder = build_folder(tmp_path, "sd1")
+    out = tmp_path / "check.json"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--model", str(folder), "--dtype", "bf16", "--repeats", "1",
+                                      "--calib-requests", "1", "--out", str(out)])
+    runpy.run_path(str(script), run_name="__main__")
+    result = json.loads(out.read_text())
+    assert result["device"] == "cpu" and result["dtype"] == "bf16" and result["family"] == "sd"
+    assert all(result["protocols"][p]["equals_monolithic"] for p in ("full_es", "uieg", "eiug", "ciag"))
+    assert len(result["protocols"]) == 11 and all(r["wall_s"] > 0 for r in result["protocols"].values())
+    assert result["split_over_monolithic"] > 0 and result["calibration_point_s"] > 0
+    assert 0 < result["vs_cpu_fp32_max_abs"] < 0.25  # bf16 against the CPU fp32 run: rounding only
+    assert not list(tmp_path.glob("*.tmp"))  # written to a temporary file, then renamed

@@ -113,21 +113,3 @@ def build_folder(root: Path, family: str, scheduler: str | None = None, *, fp16_
         index["force_zeros_for_empty_prompt"] = True
     (folder / "model_index.json").write_text(json.dumps(index))
     return folder
-
-
-def pipeline(comps: Any) -> Any:
-    """diffusers' monolithic img2img pipeline over the same components (the reference)."""
-    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
-
-    if comps.family == "sdxl":
-        pipe = StableDiffusionXLImg2ImgPipeline(
-            vae=comps.vae, text_encoder=comps.text_encoder, text_encoder_2=comps.text_encoder_2,
-            tokenizer=comps.tokenizer.tokenizer, tokenizer_2=comps.tokenizer_2.tokenizer, unet=comps.unet,
-            scheduler=comps.scheduler, force_zeros_for_empty_prompt=comps.force_zeros_for_empty_prompt,
-            add_watermarker=False)
-    else:
-        pipe = StableDiffusionImg2ImgPipeline(
-            vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=comps.tokenizer.tokenizer, unet=comps.unet,
-            scheduler=comps.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
