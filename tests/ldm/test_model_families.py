@@ -50,6 +50,7 @@ def test_family_split_equals_monolithic(tmp_path, family):
     assert not torch.equal(_split(comps, "ciag", settings, seed=4), ref)  # the generator matters
 
 
+@pytest.mark.slow  # ~2-4 min for all eight under load; DDIM, Euler, Euler ancestral and LCM run in the families
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
 def test_every_listed_scheduler_split_equals_monolithic(tmp_path, scheduler):
     comps = load_sd_folder(build_folder(tmp_path, "sd1", scheduler))
@@ -131,6 +132,7 @@ def test_scenario_places_the_model_and_outputs_reach_the_user_as_fp32_cpu(tmp_pa
     MegSystem(load_scenario(sc, torch_device="cuda:1", backend="profiled"), judge=None)  # no model runs there
 
 
+@pytest.mark.slow  # the 64 x 64 shipped model in bf16 on the CPU (sd1-bf16 covers the dtype path by default)
 def test_shipped_tiny_model_in_bf16_equals_its_monolithic_run():
     from tests.ldm.test_split_equals_monolithic import SETTINGS, monolithic, split
 
@@ -142,6 +144,7 @@ def test_shipped_tiny_model_in_bf16_equals_its_monolithic_run():
     assert SETTINGS.steps == 6
 
 
+@pytest.mark.slow  # every protocol, the pipeline and a calibration point: ~100 s under load
 def test_gpu_check_runs_and_writes_json(tmp_path, monkeypatch):
     """benchmarks/gpu_check.py end to end on a tiny SD folder (on the CPU: the device path is the same code)."""
     import runpy
