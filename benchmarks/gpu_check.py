@@ -19,7 +19,8 @@ warm-up (CUDA work is synchronised before a clock is read):
   ``--calib-requests`` requests over an AWGN channel: each request served and its perfect-channel
   reference generated);
 * ``vs_cpu_fp32_max_abs``: on another device or dtype, CIAG's output against the same request run on
-  the CPU in fp32 (randomness comes from CPU generators, so only rounding differs).
+  the CPU in fp32 (randomness comes from CPU generators, so only rounding differs); for models of at
+  most 128 px, or with ``--compare-cpu``.
 
 The JSON goes to ``--out`` (written to a temporary file, then renamed).
 """
@@ -102,6 +103,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--calib-requests", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
+    ap.add_argument("--compare-cpu", action="store_true",
+                    help="also run CIAG on the CPU in fp32 for vs_cpu_fp32_max_abs (default: only for models of "
+                         "at most 128 px; an SD-size generation on a CPU takes minutes)")
     ap.add_argument("--out", default="gpu_check.json")
     args = ap.parse_args()
 
@@ -145,7 +149,8 @@ def main() -> None:
             row["max_abs_vs_monolithic"] = float((out - mono_out).abs().max())
         protocols[protocol] = row
     vs_cpu = None
-    if (device.type, args.dtype) != ("cpu", "fp32") and args.model != "sd15-random":
+    compare = args.compare_cpu or comps.image_size <= 128
+    if (device.type, args.dtype) != ("cpu", "fp32") and args.model != "sd15-random" and compare:
         cpu_comps = _components(args.model, "cpu", "fp32")
         ref = split("ciag", cpu_comps)().to(torch.float32)
         vs_cpu = float((split("ciag")().to("cpu", torch.float32) - ref).abs().max())
@@ -171,7 +176,7 @@ def main() -> None:
         "calibration_ciag_ssim_10db": table.tables["ciag"]["ssim"]["mean"][0][0][0],
         "vs_cpu_fp32_max_abs": vs_cpu,
         "command": "python benchmarks/gpu_check.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v not in (None, False)),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -524,6 +524,11 @@ def meta_copy(comps: Components) -> Components:
         text_encoder = type(comps.text_encoder)(comps.text_encoder.config)
         text_encoder_2 = None if comps.text_encoder_2 is None else type(comps.text_encoder_2)(
             comps.text_encoder_2.config).eval()
+    # all in fp32: shapes and FLOPs do not depend on the dtype, and a text encoder built from the config
+    # of one loaded in fp16 would otherwise be fp16 beside an fp32 UNet
+    vae, unet, text_encoder = (m.to(torch.float32) for m in (vae, unet, text_encoder))
+    if text_encoder_2 is not None:
+        text_encoder_2 = text_encoder_2.to(torch.float32)
     return Components(
         name=comps.name, vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=comps.tokenizer, unet=unet.eval(),
         scheduler=type(comps.scheduler).from_config(comps.scheduler.config), image_size=comps.image_size,

@@ -191,14 +191,15 @@ def denoise_latents(
     # a guidance-distilled UNet takes the scale as an embedding instead of a second, unconditional pass
     cond_dim = unet.config.get("time_cond_proj_dim")
     cfg = guidance > 1.0 and cond_dim is None
-    emb = text_emb["hidden"] if cfg else text_emb["hidden"][1:]
+    # in the UNet's dtype (the text encoders run in it too; a meta copy's may differ)
+    emb = (text_emb["hidden"] if cfg else text_emb["hidden"][1:]).to(unet.dtype)
     timestep_cond = None
     if cond_dim is not None:
         w = torch.tensor(guidance - 1).repeat(seed.shape[0])
         timestep_cond = guidance_embedding(w, int(cond_dim), torch.float32).to(device=seed.device, dtype=seed.dtype)
     added = None
     if "pooled" in text_emb:
-        pooled = text_emb["pooled"] if cfg else text_emb["pooled"][1:]
+        pooled = (text_emb["pooled"] if cfg else text_emb["pooled"][1:]).to(unet.dtype)
         added = {"text_embeds": pooled, "time_ids": _add_time_ids(comps, seed, pooled, cfg)}
     extra = {"eta": 0.0, "generator": ctx.generator} if not meta else {"eta": 0.0}
     for t in timesteps:

@@ -164,3 +164,18 @@ def test_gpu_check_runs_and_writes_json(tmp_path, monkeypatch):
     assert result["split_over_monolithic"] > 0 and result["calibration_point_s"] > 0
     assert 0 < result["vs_cpu_fp32_max_abs"] < 0.25  # bf16 against the CPU fp32 run: rounding only
     assert not list(tmp_path.glob("*.tmp"))  # written to a temporary file, then renamed
+
+
+def test_costs_of_an_fp16_sdxl_folder_count_on_its_meta_copy(tmp_path):
+    """Step costs come from a meta copy of the placed model: fp32 whatever the model's dtype (an fp16
+    text encoder beside an fp32 meta UNet once made the attention's dtypes disagree)."""
+    from meg_gym.config import load_scenario
+    from meg_gym.system import MegSystem
+
+    sc = load_scenario(model=str(build_folder(tmp_path, "sdxl")), torch_dtype="fp16", num_es=1,
+                       channel={"kind": "perfect"})
+    system = MegSystem(sc, judge=None)
+    assert system.meta.device.type == "meta" and system.meta.text_encoder_2.dtype == torch.float32
+    costs = system.costs("ciag", (0,))
+    assert sum(c.flops for c in costs if c.kind == "run") > 0
+    assert [c.name for c in costs if c.kind == "send"] == ["seed", "text", "gen_seed"]
