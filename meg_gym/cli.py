@@ -36,8 +36,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["channel"] = channel
     if getattr(args, "bits_per_value", None) is not None:
         out["transmission"] = {"bits_per_value": args.bits_per_value}
-    if getattr(args, "torch_threads", None) is not None:
-        out["torch_threads"] = args.torch_threads
+    for key in ("torch_threads", "torch_device", "torch_dtype"):
+        if getattr(args, key, None) is not None:
+            out[key] = getattr(args, key)
     return out
 
 
@@ -386,6 +387,8 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--config", help="scenario YAML file, or a shipped scenario's name (case_study); any "
                                              "subset of keys, the rest from configs/scenarios/default.yaml")
         sp.add_argument("--torch-threads", type=int, help=f"torch intra-op threads when the model runs ({threads})")
+        sp.add_argument("--torch-device", help="where the model runs: cpu, cuda, cuda:N, mps (default: the scenario's)")
+        sp.add_argument("--torch-dtype", help="the model's dtype: fp32, fp16, bf16 (default: the scenario's)")
         sp.set_defaults(fn=fn)
         return sp
 

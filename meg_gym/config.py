@@ -476,6 +476,10 @@ class Scenario(_Frozen):
     # that competes with other processes makes a step 3-4x slower; README, "Threads"), torch's own
     # default otherwise
     torch_threads: PositiveInt | None = None
+    # the torch device and dtype the model runs on in live mode and in ``calibrate`` (docs/models.md);
+    # an unavailable device is an error when a live system is built (meg_gym.ldm.runtime)
+    torch_device: Text = "cpu"  # cpu | cuda | cuda:N | mps
+    torch_dtype: Text = "fp32"  # fp32 | fp16 | bf16
     num_es: PositiveInt = 2
     bandwidth_hz: Positive = 20.0e6
     transmission: TransmissionConfig = Field(default_factory=TransmissionConfig)
@@ -516,6 +520,25 @@ class Scenario(_Frozen):
     def _backend(cls, v: str) -> str:
         if v not in BACKENDS:
             raise _FieldError((), _one_of(BACKENDS, v))
+        return v
+
+    @field_validator("torch_device")
+    @classmethod
+    def _torch_device(cls, v: str) -> str:
+        from meg_gym.ldm.runtime import device_error
+
+        err = device_error(v)
+        if err is not None:
+            raise _FieldError((), err)
+        return v
+
+    @field_validator("torch_dtype")
+    @classmethod
+    def _torch_dtype(cls, v: str) -> str:
+        from meg_gym.ldm.runtime import DTYPES
+
+        if v not in DTYPES:
+            raise _FieldError((), _one_of(list(DTYPES), v))
         return v
 
     @field_validator("cost_model")

@@ -165,11 +165,12 @@ def execute(
             costs.append(StepCost("send", step.tensor, step.src, step.dst, payload_bits=tx.payload_bits,
                                   lossless=True))
             continue
+        sent = _on_air(value)
         for d in receivers:  # a broadcast: one transmission, each receiver with its own noise
-            tx = transmit(value, snr_db=_snr(links, step.src, [d]), bandwidth_hz=links.bandwidth_hz,
+            tx = transmit(sent, snr_db=_snr(links, step.src, [d]), bandwidth_hz=links.bandwidth_hz,
                           mode=links.mode, bits_per_value=links.bits_per_value, generator=channel_generator,
                           noiseless=links.noiseless, repetitions=links.analog_repetitions, link=link)
-            stores[d][arrive_as] = tx.received
+            stores[d][arrive_as] = tx.received.to(device=value.device, dtype=value.dtype)
         costs.append(StepCost("send", step.tensor, step.src, step.dst, payload_bits=tx.payload_bits,
                               values=value.numel()))
     # the airtimes, and whether a digital send failed, are the timing walk's (one link model)
@@ -180,6 +181,23 @@ def execute(
         output=ue["output"], stores=stores, costs=costs, trace=trace, summary=summary,
         selected_index=ue.get("selected_index"), candidates=candidates,
     )
+
+
+def _on_air(value: torch.Tensor) -> torch.Tensor:
+    """What the simulated channel carries: the tensor's values in fp32 on the CPU.
+
+    fp32, because the noise is added there: in fp16 the signal power (a mean of squares) overflows
+    above |x| ~ 256 (CLIP and SDXL activations reach that) and noise at high SNR falls below half a
+    unit in the last place of the values it is added to (fp16 keeps 11 significant bits, bf16 8),
+    so it would be rounded away; the receiver casts back to the model's dtype. The CPU, because the
+    noise is drawn from the CPU generator of the request and the arithmetic is then the same on
+    every device (and MPS has no float64 for the quantiser). Meta tensors stay meta (shapes only).
+    """
+    import torch
+
+    if value.device.type == "meta":
+        return value
+    return value.detach().to(device="cpu", dtype=torch.float32)
 
 
 def _snr(links: LinkConditions, src: str, receivers: list[str]) -> float:

@@ -97,6 +97,10 @@ class MegSystem:
         self.flop_cache = shared_flop_cache()
         self._references: dict[tuple, Any] = {}
         self._meta_costs: dict[tuple, list[StepCost]] = {}
+        if sc.backend == "live" and components is None:  # an unavailable torch device fails here, not mid-episode
+            from meg_gym.ldm.runtime import resolve_device
+
+            resolve_device(sc.torch_device)
         self.judge = self._load_judge() if judge == "auto" else judge
         self._init_devices()
         self.now_s = 0.0
@@ -125,7 +129,9 @@ class MegSystem:
         if self._comps is None:
             from meg_gym.ldm.components import load_model
 
-            self._comps = load_model(self.scenario.model)
+            sc = self.scenario
+            live = sc.backend == "live"  # a profiled world runs no model: it reads shapes, on the CPU
+            self._comps = load_model(sc.model, sc.torch_device if live else "cpu", sc.torch_dtype if live else "fp32")
         return self._comps
 
     @property
@@ -339,7 +345,7 @@ class MegSystem:
             ref_out = res.output
         else:  # what a perfect channel would have delivered: same request, same generator
             ref_out = self._reference_for(plan, request, links)
-        out, reference = res.output[0], ref_out[0]
+        out, reference = _host(res.output[0]), _host(ref_out[0])  # metrics and the judge run on the CPU, in fp32
         fid = self.judge.score(out, request.prompt) if self.judge is not None else None
         s = ssim(out, reference)
         summary, trace = res.summary, res.trace
@@ -385,7 +391,7 @@ class MegSystem:
         plan = place("full_es", (0,))
         res = self._run(plan, self.comps, request.image, request.prompt, request.seed,
                         _noiseless(self._links(self.scenario.bandwidth_hz)), queues=False)
-        return res.output[0]
+        return _host(res.output[0])
 
     def advance(self, dt_s: float) -> None:
         """Move the world on by ``dt_s``: mobility, a new fading block."""
@@ -459,6 +465,13 @@ _DEFAULT_ES_POSITION = (0.0, 0.0)  # EsConfig.position_m's default: "no position
 
 def _noiseless(links: LinkConditions) -> LinkConditions:
     return replace(links, noiseless=True)
+
+
+def _host(image: torch.Tensor) -> torch.Tensor:
+    """An output image as the user gets it: fp32 on the CPU, whatever device and dtype the model ran in."""
+    import torch
+
+    return image.to(device="cpu", dtype=torch.float32)
 
 
 def _digest(image: torch.Tensor) -> int:

@@ -163,6 +163,11 @@ BAD = [
     ({"reward": {"weights": {"latency": -1.0}}}, "reward.weights.latency", "-1.0", ">= 0"),
     ({"reward": {"weights": {"joy": 1.0}}}, "reward.weights.joy", "not a known field", "quality"),
     ({"seed": -1}, "seed", "-1", ">= 0"),
+    ({"torch_device": "gpu"}, "torch_device", "'gpu'", "['cpu', 'cuda', 'cuda:N', 'mps']"),
+    ({"torch_device": "cuda:first"}, "torch_device", "'cuda:first'", "'cuda:N'"),
+    ({"torch_device": 0}, "torch_device", "0", "must be a string"),
+    ({"torch_dtype": "half"}, "torch_dtype", "'half'", "['fp32', 'fp16', 'bf16']"),
+    ({"torch_dtype": "float32"}, "torch_dtype", "'float32'", "['fp32', 'fp16', 'bf16']"),
 ]
 
 
@@ -306,3 +311,19 @@ def test_es_transmit_power_defaults_to_the_channel_kinds_base_station():
     params = channel_params(load_scenario("default", num_es=2, channel={"kind": "uma"},
                                           es=[{"tx_power_dbm": 40.0}, {}]))
     assert params["es_tx_power_dbm"] == [40.0, 46.0]
+
+
+@pytest.mark.parametrize(("device", "dtype"), [("cpu", "fp32"), ("cuda", "fp16"), ("cuda:3", "bf16"), ("mps", "fp16")])
+def test_torch_device_and_dtype_are_validated_without_a_gpu(device, dtype):
+    # the names are checked here; whether this machine has the device is checked when a live system is built
+    sc = load_scenario(torch_device=device, torch_dtype=dtype)
+    assert (sc.torch_device, sc.torch_dtype) == (device, dtype)
+    assert load_scenario(scenario_to_dict(sc)) == sc
+
+
+def test_cli_torch_flags_override_the_scenario():
+    from meg_gym.cli import _parser, _scenario
+
+    args = _parser().parse_args(["calibrate", "--torch-device", "cuda:1", "--torch-dtype", "bf16"])
+    sc = _scenario(args)
+    assert (sc.torch_device, sc.torch_dtype) == ("cuda:1", "bf16")

@@ -4,11 +4,13 @@ Three sources, one result (:class:`Components`):
 
 * ``load_model("tiny")``: the shipped default model, trained by ``meg-gym train-ldm`` on the
   procedural scenes of :mod:`meg_gym.ldm.data`, loaded from safetensors files in the repo;
-* ``load_model("/path/to/sd-folder")``: a local diffusers Stable Diffusion folder
-  (``vae/``, ``unet/``, ``text_encoder/``, ``tokenizer/``, ``scheduler/``), safetensors only;
+* ``load_model("/path/to/folder")``: a local diffusers folder (``vae/``, ``unet/``,
+  ``text_encoder/``, ``tokenizer/``, ``scheduler/``; SDXL adds ``text_encoder_2/`` and
+  ``tokenizer_2/``): SD 1.x / 2.x, SDXL and their few-step variants, safetensors only;
 * ``load_model("sd15")``: a config-only model card: the real architecture built on the
   ``meta`` device, with no weights, so shapes and FLOP counts work with nothing on disk.
 
+``load_model(model, device, dtype)`` places the weights (``Components.to``; ``docs/models.md``).
 ``build_tiny(seed)`` builds seeded random components with the tiny geometry, the way
 diffusers' tests build ``get_dummy_components()``.
 """
@@ -16,6 +18,7 @@ diffusers' tests build ``get_dummy_components()``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,17 +27,20 @@ import torch
 
 __all__ = [
     "Components",
+    "FOLDER_PARTS",
     "MODEL_CARDS",
     "ModelError",
     "WordTokenizer",
     "build_from_card",
     "build_tiny",
+    "img2img_pipeline",
     "load_model",
     "load_sd_folder",
     "load_shipped",
     "meta_copy",
     "model_card",
     "save_shipped",
+    "SCHEDULERS",
 ]
 
 from meg_gym.ldm.cards import MODEL_CARDS, MODELS_DIR, REPO_ROOT, ModelError, model_card  # noqa: E402,F401
@@ -102,7 +108,11 @@ class GeometryTokenizer:
 
 @dataclass
 class Components:
-    """The parts of a latent diffusion model, plus the geometry the stages need."""
+    """The parts of a latent diffusion model, plus the geometry the stages need.
+
+    SD 1.x / 2.x have one CLIP text encoder; SDXL adds ``text_encoder_2`` (a CLIP text model with
+    a projection, whose pooled output conditions the UNet with the size ids) and ``tokenizer_2``.
+    """
 
     name: str
     vae: Any
@@ -113,10 +123,53 @@ class Components:
     image_size: int
     has_weights: bool = True
     card: dict[str, Any] = field(default_factory=dict)
+    text_encoder_2: Any = None
+    tokenizer_2: Any = None
+    # SDXL: the unconditional embedding of an empty negative prompt is zeros (model_index.json's
+    # force_zeros_for_empty_prompt, True in StableDiffusionXLPipeline unless the folder says otherwise)
+    force_zeros_for_empty_prompt: bool = False
 
     @property
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the UNet and the text encoders run in (the VAE may be upcast: :meth:`to`)."""
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def family(self) -> str:
+        """``sdxl`` (two text encoders, pooled embeddings and size ids) or ``sd`` (SD 1.x / 2.x, the tiny model)."""
+        return "sdxl" if self.text_encoder_2 is not None else "sd"
+
+    @property
+    def modules(self) -> dict[str, Any]:
+        """The parts with weights, by name."""
+        parts = {"vae": self.vae, "unet": self.unet, "text_encoder": self.text_encoder,
+                 "text_encoder_2": self.text_encoder_2}
+        return {k: v for k, v in parts.items() if v is not None}
+
+    def to(self, device: str | torch.device = "cpu", dtype: str | torch.dtype = "fp32") -> Components:
+        """Move the modules to ``device`` and cast them to ``dtype`` (names as in :mod:`meg_gym.ldm.runtime`),
+        in place (as ``nn.Module.to``), and return ``self``.
+
+        In fp16 a VAE whose config sets ``force_upcast`` (AutoencoderKL's default; SDXL's VAE
+        overflows in fp16) stays in fp32, as diffusers' SDXL pipelines upcast it for encoding and
+        decoding; the stages cast latents to each module's own dtype.
+        """
+        import torch
+
+        from meg_gym.ldm.runtime import resolve_device, resolve_dtype
+
+        dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        dt = resolve_dtype(dtype) if isinstance(dtype, str) else dtype
+        for name, module in self.modules.items():
+            want = _runs_in(name, module.config, dt)
+            current = next(module.parameters()).dtype
+            # cast only when the dtype changes (diffusers warns on every dtype-casting .to())
+            module.to(device=dev) if current == want else module.to(device=dev, dtype=want)
+        return self
 
     @property
     def vae_scale_factor(self) -> int:
@@ -255,62 +308,199 @@ def load_shipped(name: str = "tiny", folder: Path | None = None) -> Components:
     return comps
 
 
-def load_sd_folder(path: str | Path) -> Components:
-    """Load a local diffusers Stable Diffusion folder, through safetensors only."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+# The parts of a diffusers folder the stages run: subfolder -> (library, the classes accepted).
+# SDXL's first text encoder is a plain CLIPTextModel, its second one has the projection (pooled embeds).
+FOLDER_PARTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "unet": ("diffusers", ("UNet2DConditionModel",)),
+    "vae": ("diffusers", ("AutoencoderKL", "AutoencoderTiny")),
+    "text_encoder": ("transformers", ("CLIPTextModel",)),
+    "text_encoder_2": ("transformers", ("CLIPTextModelWithProjection",)),
+}
+#: schedulers whose img2img loop the denoise stage runs as diffusers' pipelines do; each is tested
+#: split == monolithic on a tiny folder (tests/ldm/test_model_families.py). LCM and Euler ancestral
+#: (with ``timestep_spacing: trailing``) are the few-step ones of LCM and SD/SDXL-Turbo.
+SCHEDULERS = ("DDIMScheduler", "DDPMScheduler", "DPMSolverMultistepScheduler", "EulerAncestralDiscreteScheduler",
+              "EulerDiscreteScheduler", "LCMScheduler", "PNDMScheduler", "UniPCMultistepScheduler")
+_REQUIRED = ("vae", "unet", "text_encoder", "tokenizer", "scheduler")
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_VARIANT_RE = re.compile(r"\.(fp16|bf16|fp32)(?=[.-])")  # diffusion_pytorch_model.fp16.safetensors
+
+
+def _runs_in(part: str, config: Any, dtype: torch.dtype) -> torch.dtype:
+    """The dtype a part runs in: ``dtype``, except a VAE that asks for fp32 in fp16 (``force_upcast``)."""
+    import torch
+
+    upcast = part == "vae" and dtype == torch.float16 and bool(config.get("force_upcast", False))
+    return torch.float32 if upcast else dtype
+
+
+def _read_json(path: Path, shown: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"'model' folder {shown}: {path.name} could not be read ({str(exc).splitlines()[0]})") \
+            from exc
+    return data if isinstance(data, dict) else {}
+
+
+def _part_class(folder: Path, part: str, shown: str) -> tuple[str, dict[str, Any]]:
+    """The class a part's ``config.json`` names (diffusers: ``_class_name``; transformers: ``architectures``)."""
+    library, accepted = FOLDER_PARTS[part]
+    config = _read_json(folder / part / "config.json", shown)
+    name = config.get("_class_name") if library == "diffusers" else (config.get("architectures") or [None])[0]
+    if name not in accepted:
+        raise ModelError(f"'model' folder {shown}: {part}/ holds a {name!r}; the stages run {list(accepted)}")
+    if name == "AutoencoderKL":  # the class default when the config predates the key (SD 1.x)
+        config.setdefault("force_upcast", True)
+    if config.get("latents_mean") is not None:  # a per-channel latent normalisation the stages do not apply
+        raise ModelError(f"'model' folder {shown}: vae/ normalises latents by latents_mean/latents_std, "
+                         f"which the stages do not run (they scale by scaling_factor only)")
+    return name, config
+
+
+def _variant(folder: Path, part: str, shown: str, dtype: torch.dtype) -> str | None:
+    """The weight files' variant (``fp16`` in ``*.fp16.safetensors``), or None for plain files.
+
+    Only safetensors are loaded: a part with pickled weights alone (``.bin``, ``.ckpt``...) is
+    refused, since unpickling can run arbitrary code (https://huggingface.co/docs/safetensors).
+    """
+    import torch
+
+    files = [p.name for p in (folder / part).iterdir() if p.is_file()]
+    tensors = [n for n in files if n.endswith(".safetensors")]
+    if not tensors:
+        pickled = [n for n in files if n.endswith(_PICKLE_SUFFIXES)]
+        found = f" (found {pickled}: pickle files are refused, unpickling can run code)" if pickled else ""
+        raise ModelError(f"'model' folder {shown}: {part}/ holds no .safetensors weights{found}; "
+                         f"convert them to safetensors")
+    if any(not _VARIANT_RE.search(n) for n in tensors):
+        return None
+    variants = sorted({m.group(1) for n in tensors if (m := _VARIANT_RE.search(n))})
+    wanted = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
+    return wanted if wanted in variants else variants[0]
+
+
+def load_sd_folder(path: str | Path, device: str = "cpu", dtype: str = "fp32") -> Components:
+    """Load a local diffusers folder (SD 1.x / 2.x, SDXL, their few-step variants), through safetensors only.
+
+    The parts and their classes: :data:`FOLDER_PARTS` (``text_encoder_2`` and ``tokenizer_2``
+    make it SDXL); the scheduler is the folder's own, one of :data:`SCHEDULERS`. Weights load
+    in ``dtype`` and move to ``device`` (:meth:`Components.to`); nothing is downloaded.
+    """
+    import diffusers
+    import transformers
+
+    from meg_gym.ldm.runtime import resolve_device, resolve_dtype
 
     folder = Path(path)
+    shown = repr(str(folder))
     if not folder.is_dir():
-        raise ModelError(f"'model' folder {str(folder)!r} does not exist")
-    missing = [sub for sub in ("vae", "unet", "text_encoder", "tokenizer", "scheduler") if not (folder / sub).is_dir()]
+        raise ModelError(f"'model' folder {shown} does not exist")
+    sdxl = (folder / "text_encoder_2").is_dir()
+    needed = _REQUIRED + (("text_encoder_2", "tokenizer_2") if sdxl else ())
+    missing = [sub for sub in needed if not (folder / sub).is_dir()]
     if missing:
-        raise ModelError(f"'model' folder {str(folder)!r} lacks the diffusers subfolders {missing}")
+        raise ModelError(f"'model' folder {shown} lacks the diffusers subfolders {missing}")
+    resolve_device(device)  # an unavailable device fails before gigabytes load
+    dt = resolve_dtype(dtype)
+    index = _read_json(folder / "model_index.json", shown) if (folder / "model_index.json").is_file() else {}
+    sched_name = _read_json(folder / "scheduler" / "scheduler_config.json", shown).get("_class_name")
+    if sched_name not in SCHEDULERS:
+        raise ModelError(f"'model' folder {shown}: scheduler/ holds a {sched_name!r}; "
+                         f"the stages run {list(SCHEDULERS)}")
+    modules: dict[str, Any] = {}
     try:
-        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", use_safetensors=True)
-        unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", use_safetensors=True)
-        text_encoder = CLIPTextModel.from_pretrained(folder / "text_encoder", use_safetensors=True)
-        tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
-        scheduler = DDIMScheduler.from_pretrained(folder, subfolder="scheduler")
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"'model' folder {str(folder)!r} could not be loaded: {str(exc).splitlines()[0]}") from exc
-    for m in (vae, unet, text_encoder):
+        for part in FOLDER_PARTS:
+            if part == "text_encoder_2" and not sdxl:
+                continue
+            cls_name, config = _part_class(folder, part, shown)
+            library = diffusers if FOLDER_PARTS[part][0] == "diffusers" else transformers
+            common = {"use_safetensors": True, "local_files_only": True,
+                      "variant": _variant(folder, part, shown, dt)}
+            part_dtype = _runs_in(part, config, dt)
+            if library is diffusers:
+                modules[part] = getattr(diffusers, cls_name).from_pretrained(folder, subfolder=part,
+                                                                             torch_dtype=part_dtype, **common)
+            else:
+                modules[part] = getattr(transformers, cls_name).from_pretrained(folder / part, dtype=part_dtype,
+                                                                                **common)
+        tokenizers = [transformers.CLIPTokenizer.from_pretrained(folder / sub, local_files_only=True)
+                      for sub in (("tokenizer", "tokenizer_2") if sdxl else ("tokenizer",))]
+        scheduler = getattr(diffusers, sched_name).from_pretrained(folder, subfolder="scheduler")
+        if not sdxl:  # the fix-ups StableDiffusion(Img2Img)Pipeline.__init__ applies to outdated SD configs
+            fixed = {k: v for k, v in (("steps_offset", 1), ("clip_sample", False))
+                     if k in scheduler.config and scheduler.config[k] != v}
+            if fixed:
+                scheduler = type(scheduler).from_config({**scheduler.config, **fixed})
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"'model' folder {shown} could not be loaded: {str(exc).splitlines()[0]}") from exc
+    for m in modules.values():
         m.eval().requires_grad_(False)
-    image_size = int(unet.config.sample_size) * 2 ** (len(vae.config.block_out_channels) - 1)
-    return Components(
-        name=str(folder),
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=ClipTokenizerAdapter(tokenizer),
-        unet=unet,
-        scheduler=scheduler,
-        image_size=image_size,
-        card={"name": str(folder), "source": "local diffusers folder"},
+    comps = Components(
+        name=str(folder), vae=modules["vae"], text_encoder=modules["text_encoder"],
+        tokenizer=ClipTokenizerAdapter(tokenizers[0]), unet=modules["unet"], scheduler=scheduler, image_size=0,
+        card={"name": str(folder), "source": "local diffusers folder", "family": "sdxl" if sdxl else "sd",
+              "scheduler": sched_name},
+        text_encoder_2=modules.get("text_encoder_2"),
+        tokenizer_2=ClipTokenizerAdapter(tokenizers[1]) if sdxl else None,
+        force_zeros_for_empty_prompt=bool(index.get("force_zeros_for_empty_prompt", True)) if sdxl else False,
     )
+    comps.image_size = int(comps.unet.config.sample_size) * comps.vae_scale_factor
+    return comps.to(device, dtype)
 
 
 _LOADED: dict[tuple, Components] = {}
 
 
-def load_model(model: str) -> Components:
-    """Components for a scenario's ``model`` value: a card name or a local folder.
+def load_model(model: str, device: str = "cpu", dtype: str = "fp32") -> Components:
+    """Components for a scenario's ``model`` value (a card name or a local folder) on ``device`` in ``dtype``
+    (:mod:`meg_gym.ldm.runtime` names; config-only cards stay on the ``meta`` device).
 
-    Loaded once per process and shared (the stages never modify a model's weights), so many
-    environments in one process, e.g. a ``SyncVectorEnv``, hold one copy.
+    Loaded once per process and placement, and shared (the stages never modify a model's
+    weights), so many environments in one process, e.g. a ``SyncVectorEnv``, hold one copy.
     """
     if "/" in model or Path(model).is_dir():
         folder = Path(model).resolve()
         stamp = max((f.stat().st_mtime_ns for f in folder.rglob("*") if f.is_file()), default=0) \
             if folder.is_dir() else 0
-        key = ("folder", str(folder), stamp)
+        key = ("folder", str(folder), stamp, device, dtype)
         if key not in _LOADED:
-            _LOADED[key] = load_sd_folder(model)
+            _LOADED[key] = load_sd_folder(model, device, dtype)
         return _LOADED[key]
-    key = ("card", model)
+    card = model_card(model)
+    if card.get("weights") != "shipped":
+        key = ("card", model)
+        if key not in _LOADED:
+            _LOADED[key] = build_from_card(card, meta=True)
+        return _LOADED[key]
+    key = ("card", model, device, dtype)
     if key not in _LOADED:
-        card = model_card(model)
-        _LOADED[key] = load_shipped(model) if card.get("weights") == "shipped" else build_from_card(card, meta=True)
+        _LOADED[key] = load_shipped(model).to(device, dtype)
     return _LOADED[key]
+
+
+def img2img_pipeline(comps: Components) -> Any:
+    """diffusers' monolithic img2img pipeline over these components (``StableDiffusionXLImg2ImgPipeline``
+    for SDXL, ``StableDiffusionImg2ImgPipeline`` otherwise): the reference the split stages equal.
+
+    A model without a CLIP tokenizer (the tiny one, a card with random weights) gets none: give the
+    pipeline ``prompt_embeds``. It shares the modules (an fp16 SDXL pipeline casts its VAE while it runs).
+    """
+    from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
+
+    tokenizer = getattr(comps.tokenizer, "tokenizer", None)  # the CLIPTokenizer inside ClipTokenizerAdapter
+    if comps.family == "sdxl":
+        pipe = StableDiffusionXLImg2ImgPipeline(
+            vae=comps.vae, text_encoder=comps.text_encoder, text_encoder_2=comps.text_encoder_2,
+            tokenizer=tokenizer, tokenizer_2=comps.tokenizer_2.tokenizer, unet=comps.unet,
+            scheduler=comps.scheduler, force_zeros_for_empty_prompt=comps.force_zeros_for_empty_prompt,
+            add_watermarker=False)
+    else:
+        pipe = StableDiffusionImg2ImgPipeline(
+            vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=tokenizer, unet=comps.unet,
+            scheduler=comps.scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def _init_kwargs(module: Any) -> dict[str, Any]:
@@ -332,8 +522,16 @@ def meta_copy(comps: Components) -> Components:
         vae = type(comps.vae).from_config(_init_kwargs(comps.vae))
         unet = type(comps.unet).from_config(_init_kwargs(comps.unet))
         text_encoder = type(comps.text_encoder)(comps.text_encoder.config)
+        text_encoder_2 = None if comps.text_encoder_2 is None else type(comps.text_encoder_2)(
+            comps.text_encoder_2.config).eval()
+    # all in fp32: shapes and FLOPs do not depend on the dtype, and a text encoder built from the config
+    # of one loaded in fp16 would otherwise be fp16 beside an fp32 UNet
+    vae, unet, text_encoder = (m.to(torch.float32) for m in (vae, unet, text_encoder))
+    if text_encoder_2 is not None:
+        text_encoder_2 = text_encoder_2.to(torch.float32)
     return Components(
         name=comps.name, vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=comps.tokenizer, unet=unet.eval(),
         scheduler=type(comps.scheduler).from_config(comps.scheduler.config), image_size=comps.image_size,
-        has_weights=False, card=comps.card,
+        has_weights=False, card=comps.card, text_encoder_2=text_encoder_2, tokenizer_2=comps.tokenizer_2,
+        force_zeros_for_empty_prompt=comps.force_zeros_for_empty_prompt,
     )

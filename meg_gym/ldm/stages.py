@@ -9,7 +9,8 @@ same generator draws), so a split run equals the monolithic one bit for bit.
 
 Tensor names used by the protocols:
 ``image`` (input image, (1,3,H,W) in [0,1]), ``text`` (the prompt, a str),
-``text_emb`` ([unconditional; conditional] embeddings), ``seed`` (the input's latent),
+``text_emb`` ([unconditional; conditional] embeddings: ``{"hidden": ...}``, SDXL adds ``"pooled"``),
+``seed`` (the input's latent),
 ``gen_seed`` (the generated latent), ``output`` (the generated image),
 ``sketch`` (the output at 1/``sketch_scale`` resolution per side), tiles ``*_tile{k}``.
 """
@@ -75,19 +76,57 @@ def _randn(shape: tuple[int, ...], ctx: StageContext, like: torch.Tensor) -> tor
     return randn_tensor(shape, generator=ctx.generator, device=like.device, dtype=like.dtype)
 
 
-def _encode_text(ctx: StageContext, text: str) -> dict[str, torch.Tensor]:
-    tok, te = ctx.comps.tokenizer, ctx.comps.text_encoder
-    ids = tok(["", text]).to(ctx.comps.device)
-    emb = te(ids)[0]  # last_hidden_state; [unconditional; conditional] as the pipeline concatenates them
-    return {"text_emb": emb}
+def _encode_prompt(ctx: StageContext, text: str, tokenizer: Any, text_encoder: Any,
+                   penultimate: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(hidden states, pooled projection or None) of one prompt, as the pipelines' ``encode_prompt``:
+    SD takes the last hidden state, SDXL the penultimate one and the projection's pooled output."""
+    ids = tokenizer([text]).to(ctx.comps.device)
+    out = text_encoder(ids, output_hidden_states=penultimate)
+    pooled = out[0] if penultimate and out[0].ndim == 2 else None  # CLIPTextModelWithProjection's text_embeds
+    return (out.hidden_states[-2] if penultimate else out[0]), pooled
+
+
+def _encode_text(ctx: StageContext, text: str) -> dict[str, Any]:
+    """The prompt's embeddings ``text_emb``: ``{"hidden": [unconditional; conditional]}``, plus SDXL's
+    ``"pooled"`` ([unconditional; conditional] pooled projections).
+
+    The prompt and the empty negative prompt are encoded in separate calls, as the pipelines do
+    (``StableDiffusionImg2ImgPipeline`` / ``StableDiffusionXLImg2ImgPipeline.encode_prompt``); SDXL
+    with ``force_zeros_for_empty_prompt`` takes zeros for the unconditional embeddings instead of
+    encoding the empty prompt. ``text_emb`` never crosses the air (every protocol encodes the prompt
+    on the node that denoises), so it may hold more than one tensor.
+    """
+    import torch
+
+    comps = ctx.comps
+    if comps.text_encoder_2 is None:
+        pairs = [_encode_prompt(ctx, t, comps.tokenizer, comps.text_encoder, False) for t in ("", text)]
+        return {"text_emb": {"hidden": torch.cat([h for h, _ in pairs])}}
+    encoders = ((comps.tokenizer, comps.text_encoder), (comps.tokenizer_2, comps.text_encoder_2))
+
+    def both(t: str) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [_encode_prompt(ctx, t, tok, te, True) for tok, te in encoders]
+        return torch.cat([h for h, _ in parts], dim=-1), parts[-1][1]  # the last encoder's pooled output
+
+    hidden, pooled = both(text)
+    if comps.force_zeros_for_empty_prompt:
+        neg_hidden, neg_pooled = torch.zeros_like(hidden), torch.zeros_like(pooled)
+    else:
+        neg_hidden, neg_pooled = both("")
+    dtype = comps.text_encoder_2.dtype
+    return {"text_emb": {"hidden": torch.cat([neg_hidden, hidden]).to(dtype),
+                         "pooled": torch.cat([neg_pooled, pooled]).to(dtype)}}
 
 
 def _encode_image(ctx: StageContext, image: torch.Tensor) -> dict[str, torch.Tensor]:
     from diffusers.pipelines.stable_diffusion.pipeline_stable_diffusion_img2img import retrieve_latents
 
-    vae = ctx.comps.vae
-    x = image.to(device=ctx.comps.device) * 2.0 - 1.0  # VaeImageProcessor.normalize
-    latents = retrieve_latents(vae.encode(x), generator=ctx.generator)
+    comps = ctx.comps
+    vae = comps.vae
+    # normalised in the image's own dtype (VaeImageProcessor.preprocess), cast to the model's dtype
+    # (prepare_latents' image.to(device, dtype)), then to the VAE's: an upcast VAE (fp16) encodes in fp32
+    x = (image * 2.0 - 1.0).to(device=comps.device, dtype=comps.dtype).to(vae.dtype)
+    latents = retrieve_latents(vae.encode(x), generator=ctx.generator).to(comps.dtype)
     return {"seed": vae.config.scaling_factor * latents}
 
 
@@ -102,10 +141,42 @@ def _img2img_timesteps(scheduler: Any, steps: int, strength: float, device: torc
     return timesteps
 
 
+def guidance_embedding(w: torch.Tensor, dim: int, dtype: torch.dtype) -> torch.Tensor:
+    """Sinusoidal embedding of guidance scales ``w`` (shape (n,)) -> (n, dim): the ``timestep_cond`` of
+    guidance-distilled UNets (LCM; ``time_cond_proj_dim``), as diffusers' LCM pipelines'
+    ``get_guidance_scale_embedding`` after VDM (Kingma et al. 2021, google-research/vdm model_vdm.py)."""
+    import torch
+
+    w = w * 1000.0
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, dtype=dtype) * -(torch.log(torch.tensor(10000.0)) / (half - 1)))
+    emb = w.to(dtype)[:, None] * freq[None, :]
+    emb = torch.cat([torch.sin(emb), torch.cos(emb)], dim=1)
+    return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 == 1 else emb
+
+
+def _add_time_ids(comps: Components, latents: torch.Tensor, pooled: torch.Tensor, cfg: bool) -> torch.Tensor:
+    """SDXL's size conditioning: original size, crop corner (0, 0), target size, each the latent's size in
+    pixels (``StableDiffusionXLImg2ImgPipeline._get_add_time_ids`` with its defaults); one row per UNet input."""
+    import torch
+
+    unet = comps.unet
+    size = (int(latents.shape[-2]) * comps.vae_scale_factor, int(latents.shape[-1]) * comps.vae_scale_factor)
+    ids = [*size, 0, 0, *size]
+    passed = int(unet.config.addition_time_embed_dim) * len(ids) + int(pooled.shape[-1])
+    expected = int(unet.add_embedding.linear_1.in_features)
+    if passed != expected:  # an SDXL refiner (aesthetic-score ids) or a broken config
+        raise StageError(f"the UNet expects {expected} added-embedding values but the size ids and the pooled "
+                         f"prompt give {passed} (aesthetic-score conditioning is not run by the stages)")
+    rows = 2 * latents.shape[0] if cfg else latents.shape[0]
+    return torch.tensor([ids], dtype=pooled.dtype).repeat(rows, 1).to(latents.device)
+
+
 def denoise_latents(
-    ctx: StageContext, seed: torch.Tensor, text_emb: torch.Tensor, steps: int, strength: float
+    ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], steps: int, strength: float
 ) -> torch.Tensor:
-    """Img2img denoising of a latent, exactly as diffusers' img2img pipeline does it."""
+    """Img2img denoising of a latent, exactly as diffusers' img2img pipelines do it (SD; SDXL with its
+    pooled embeddings and size ids; guidance-distilled LCM UNets with the guidance embedding)."""
     import torch
     comps = ctx.comps
     unet, scheduler = comps.unet, comps.scheduler
@@ -117,16 +188,27 @@ def denoise_latents(
     noise = _randn(tuple(seed.shape), ctx, seed)
     latent_t = timesteps[:1].repeat(seed.shape[0])
     latents = seed if meta else scheduler.add_noise(seed, noise, latent_t)
-    cfg = guidance > 1.0
-    emb = text_emb if cfg else text_emb[1:]
+    # a guidance-distilled UNet takes the scale as an embedding instead of a second, unconditional pass
+    cond_dim = unet.config.get("time_cond_proj_dim")
+    cfg = guidance > 1.0 and cond_dim is None
+    # in the UNet's dtype (the text encoders run in it too; a meta copy's may differ)
+    emb = (text_emb["hidden"] if cfg else text_emb["hidden"][1:]).to(unet.dtype)
+    timestep_cond = None
+    if cond_dim is not None:
+        w = torch.tensor(guidance - 1).repeat(seed.shape[0])
+        timestep_cond = guidance_embedding(w, int(cond_dim), torch.float32).to(device=seed.device, dtype=seed.dtype)
+    added = None
+    if "pooled" in text_emb:
+        pooled = (text_emb["pooled"] if cfg else text_emb["pooled"][1:]).to(unet.dtype)
+        added = {"text_embeds": pooled, "time_ids": _add_time_ids(comps, seed, pooled, cfg)}
     extra = {"eta": 0.0, "generator": ctx.generator} if not meta else {"eta": 0.0}
     for t in timesteps:
         model_in = torch.cat([latents] * 2) if cfg else latents
         if not meta:
             model_in = scheduler.scale_model_input(model_in, t)
         t_in = t if not meta else t.to("meta")
-        noise_pred = unet(model_in, t_in, encoder_hidden_states=emb, timestep_cond=None,
-                          cross_attention_kwargs=None, added_cond_kwargs=None, return_dict=False)[0]
+        noise_pred = unet(model_in, t_in, encoder_hidden_states=emb, timestep_cond=timestep_cond,
+                          cross_attention_kwargs=None, added_cond_kwargs=added, return_dict=False)[0]
         if cfg:
             uncond, cond = noise_pred.chunk(2)
             noise_pred = uncond + guidance * (cond - uncond)
@@ -145,7 +227,8 @@ def _step_kwargs(scheduler: Any, extra: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in extra.items() if k in params}
 
 
-def _denoise(ctx: StageContext, seed: torch.Tensor, text_emb: torch.Tensor, weak: bool = False) -> dict[str, Any]:
+def _denoise(ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor],
+             weak: bool = False) -> dict[str, Any]:
     s = ctx.settings
     steps = s.ue_steps if weak else s.steps
     return {"gen_seed": denoise_latents(ctx, seed, text_emb, steps, s.strength)}
@@ -153,7 +236,8 @@ def _denoise(ctx: StageContext, seed: torch.Tensor, text_emb: torch.Tensor, weak
 
 def _decode_latents(ctx: StageContext, latents: torch.Tensor) -> torch.Tensor:
     vae = ctx.comps.vae
-    image = vae.decode(latents / vae.config.scaling_factor, return_dict=False, generator=ctx.generator)[0]
+    z = latents.to(vae.dtype) / vae.config.scaling_factor  # an upcast VAE decodes in fp32 (the SDXL pipelines)
+    image = vae.decode(z, return_dict=False, generator=ctx.generator)[0]
     if image.device.type == "meta":
         return image
     return (image / 2 + 0.5).clamp(0, 1)  # VaeImageProcessor.postprocess(output_type="pt")
@@ -172,11 +256,13 @@ def _sketch(ctx: StageContext, gen_seed: torch.Tensor) -> dict[str, Any]:
     return {"sketch": _downsample(_decode_latents(ctx, gen_seed), ctx.settings.sketch_scale)}
 
 
-def _complete(ctx: StageContext, sketch: torch.Tensor, text_emb: torch.Tensor) -> dict[str, Any]:
+def _complete(ctx: StageContext, sketch: torch.Tensor, text_emb: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Sketch -> full resolution on the UE: bicubic upsampling, then a short img2img pass."""
+    import torch
     import torch.nn.functional as F
     s = ctx.settings
-    up = F.interpolate(sketch, scale_factor=s.sketch_scale, mode="bicubic", align_corners=False)
+    # upsampled in fp32 (an image's values; not every device has bicubic kernels for half types)
+    up = F.interpolate(sketch.to(torch.float32), scale_factor=s.sketch_scale, mode="bicubic", align_corners=False)
     if up.device.type != "meta":
         up = up.clamp(0, 1)
     seed = _encode_image(ctx, up)["seed"]
@@ -203,22 +289,23 @@ def _blend(tiles: list[torch.Tensor], layout: list[tuple[int, int]], width: int)
     """Merge strips into one tensor, with linear cross-fades where strips overlap."""
     import torch
     first = tiles[0]
+    dev = first.device
     shape = (*first.shape[:-1], width)
     if first.device.type == "meta":
         return torch.empty(shape, device="meta", dtype=first.dtype)
     acc = torch.zeros(shape, dtype=first.dtype, device=first.device)
     wsum = torch.zeros(width, dtype=first.dtype, device=first.device)
     for i, (tile, (start, w)) in enumerate(zip(tiles, layout)):
-        weight = torch.ones(w, dtype=first.dtype)
+        weight = torch.ones(w, dtype=first.dtype, device=dev)
         if i > 0:  # ramp up over the overlap with the previous strip
             prev_end = layout[i - 1][0] + layout[i - 1][1]
             ov = max(0, prev_end - start)
             if ov:
-                weight[:ov] = torch.linspace(0, 1, ov + 2)[1:-1]
+                weight[:ov] = torch.linspace(0, 1, ov + 2, device=dev)[1:-1]
         if i < len(tiles) - 1:
             ov = max(0, start + w - layout[i + 1][0])
             if ov:
-                weight[w - ov:] = torch.minimum(weight[w - ov:], torch.linspace(1, 0, ov + 2)[1:-1])
+                weight[w - ov:] = torch.minimum(weight[w - ov:], torch.linspace(1, 0, ov + 2, device=dev)[1:-1])
         acc[..., start:start + w] += tile * weight
         wsum[start:start + w] += weight
     return acc / wsum

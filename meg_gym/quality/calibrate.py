@@ -173,7 +173,11 @@ def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = 
                 served[protocol] = int(old["meta"]["requests_per_point"][protocol])
     table = QualityTable(model=system.scenario.model, settings=key, snr_grid_db=grid, steps_grid=steps_grid,
                          tables=tables, axes=axes_of, requests_per_point=min(served.values()),
-                         meta={"seed": seed, "num_es_multi": 2, "requests_per_point": served})
+                         meta={"seed": seed, "num_es_multi": 2, "requests_per_point": served,
+                               # where it ran (provenance; quality does not depend on the device, the dtype
+                               # rounds differently: docs/models.md)
+                               "torch_device": system.scenario.torch_device,
+                               "torch_dtype": system.scenario.torch_dtype})
     table.save(Path(out_path))
     partial_path.unlink(missing_ok=True)
     return table

@@ -30,7 +30,9 @@ class FidelityJudge:
         if not wanted:
             return 1.0
         x = image[None] if image.dim() == 3 else image
-        seen = self.classifier.predict(x.float())[0]
+        # candidates (multi-ES protocols) come on the model's device and dtype; the judge runs in fp32 on its own
+        device = next(self.classifier.parameters()).device
+        seen = self.classifier.predict(x.to(device=device, dtype=torch.float32))[0]
         return sum(seen[k] == v for k, v in wanted.items()) / len(wanted)
 
     def __call__(self, candidates: list[torch.Tensor], prompt: str) -> int:

@@ -11,16 +11,12 @@ SETTINGS = GenerationSettings(steps=6, strength=0.6, guidance_scale=4.0)
 
 
 def monolithic(comps, image, prompt, seed):
-    from diffusers import StableDiffusionImg2ImgPipeline
+    from meg_gym.ldm.components import img2img_pipeline
 
-    pipe = StableDiffusionImg2ImgPipeline(
-        vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=None, unet=comps.unet, scheduler=comps.scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    ids = comps.tokenizer(["", prompt])
-    with torch.no_grad():
-        emb = comps.text_encoder(ids)[0]
-    return pipe(prompt_embeds=emb[1:], negative_prompt_embeds=emb[:1], image=image, strength=SETTINGS.strength,
+    pipe = img2img_pipeline(comps)
+    with torch.no_grad():  # one call per prompt, as the pipeline's encode_prompt
+        neg, pos = (comps.text_encoder(comps.tokenizer([t]))[0] for t in ("", prompt))
+    return pipe(prompt_embeds=pos, negative_prompt_embeds=neg, image=image, strength=SETTINGS.strength,
                 num_inference_steps=SETTINGS.steps, guidance_scale=SETTINGS.guidance_scale,
                 generator=torch.Generator().manual_seed(seed), output_type="pt").images
 
