@@ -1,8 +1,30 @@
-"""The errors a user's input can cause; the CLI prints them as one line."""
+"""The errors a user's input can cause (the CLI prints them as one line), and the short excerpt
+of a given value that their messages show."""
 
 from __future__ import annotations
 
-__all__ = ["USER_ERRORS"]
+import reprlib
+from typing import Any
+
+__all__ = ["USER_ERRORS", "show"]  # noqa: F822 - USER_ERRORS is built on first use (__getattr__)
+
+# reprlib cuts every level (a few items of a list or mapping, a few levels deep, long strings and
+# numbers shortened), so an excerpt costs the same however large the input: a YAML alias bomb's
+# full repr would be gigabytes (issue 21)
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 3, 6, 6, 6, 6
+_REPR.maxstring, _REPR.maxlong, _REPR.maxother = 60, 40, 60
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """A short excerpt of ``value`` for an error message: its ``repr`` on one line, at most ``limit``
+    characters, built without ever forming the ``repr`` of the whole of a large value."""
+    try:
+        text = _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a value whose repr fails is still shown as something
+        text = f"<{type(value).__name__}>"
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -16,4 +38,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (ConfigError, ModelError, ProtocolError, StageError, CalibrationError, ComputeError)
 
 
-USER_ERRORS = _user_errors()
+def __getattr__(name: str) -> Any:
+    # built on first use: the error classes' modules import torch, and show() is imported by light modules
+    if name == "USER_ERRORS":
+        globals()["USER_ERRORS"] = value = _user_errors()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
