@@ -405,14 +405,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``meg-gym``."""
-    from meg_gym.errors import USER_ERRORS  # noqa: I001
+    """Entry point of ``meg-gym``: a user error (:func:`meg_gym.errors.user_error`) is one line on
+    stderr and exit status 2, an interrupt status 130; anything else is a bug and keeps its traceback."""
+    from meg_gym.errors import user_error
 
     args = _parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except USER_ERRORS as exc:
-        print(f"meg-gym {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"meg-gym {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        line = user_error(exc)
+        if line is None:
+            raise
+        print(f"meg-gym {args.command}: error: {line}", file=sys.stderr)
         return 2
 
 

@@ -238,7 +238,8 @@ def _flatten(ann: Any) -> list[Any]:
 # rewards and observations no agent can learn from. Each bound says where it comes from.
 MAX_ES = 64  # the ES sets a multi-ES protocol may use grow as 2**num_es (core.MAX_PLACEMENTS caps them)
 OBS_LIMIT = 1e4  # |observation| and |reward term| bound (envs.common.BIG): ratios the config sets stay below it
-SnrDb = _in(-50.0, 100.0)  # the case study's -20..30 dB with margin; SNR / 30 observations stay within +-10
+SNR_RANGE_DB = (-50.0, 100.0)  # the case study's -20..30 dB with margin; SNR / 30 observations stay within +-10
+SnrDb = _in(*SNR_RANGE_DB)
 CarrierHz = _in(0.5e9, 100e9)  # TR 38.901 Table 7.4.1-1 holds for 0.5 GHz <= f_c <= 100 GHz
 NoiseFigureDb = _in(0.0, 30.0)  # TR 38.802: UE 9 dB, gNB 5 dB; 30 dB leaves a wide margin
 RicianKDb = _in(-30.0, 40.0)  # TR 38.901 Table 7.5-6: LOS K means 7-9 dB, spreads 3.5-8 dB (+-6 sigma and more)

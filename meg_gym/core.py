@@ -652,8 +652,11 @@ def check_table_matches(scenario: Any, table: Any) -> None:
         obj = scenario
         for part in field.split("."):
             obj = getattr(obj, part)
-        measured = table.settings.get(key)
-        if measured is not None and measured != obj:
+        if key not in table.settings:  # a table that does not say what it was measured with cannot be trusted
+            raise ValueError(f"the calibration table of model {table.model!r} does not record its '{key}' setting: "
+                             f"re-run meg-gym calibrate")
+        measured = table.settings[key]
+        if measured != obj:
             raise ValueError(f"'{field}' is {obj!r} but the calibration table of model {table.model!r} was measured "
                              f"with {measured!r}: profiled quality would be that setting's; calibrate this setting "
                              f"(meg-gym calibrate --config ...) and name it in 'calibration', or use {measured!r}")

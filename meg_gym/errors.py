@@ -4,9 +4,10 @@ of a given value that their messages show."""
 from __future__ import annotations
 
 import reprlib
+from pathlib import Path
 from typing import Any
 
-__all__ = ["USER_ERRORS", "show"]  # noqa: F822 - USER_ERRORS is built on first use (__getattr__)
+__all__ = ["USER_ERRORS", "show", "user_error"]  # noqa: F822 - USER_ERRORS is built on first use (__getattr__)
 
 # reprlib cuts every level (a few items of a list or mapping, a few levels deep, long strings and
 # numbers shortened), so an excerpt costs the same however large the input: a YAML alias bomb's
@@ -36,6 +37,37 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from meg_gym.quality.calibration import CalibrationError
 
     return (ConfigError, ModelError, ProtocolError, StageError, CalibrationError, ComputeError)
+
+
+_PACKAGES = tuple(str(Path(__file__).resolve().parents[1] / pkg) + "/" for pkg in ("meg_gym", "envs", "agents"))
+
+
+def user_error(exc: BaseException) -> str | None:
+    """The one line to show for an error the user's input caused, or None for a bug.
+
+    A user error is one of :data:`USER_ERRORS`; a ``ValueError`` / ``TypeError`` / ``KeyError`` that the
+    project's own code raised on purpose (its innermost frame is in ``meg_gym``, ``envs`` or
+    ``agents``: the argument checks, whose messages name the field); a file that cannot be read or
+    written (``OSError``); or memory that ran out. A ``ValueError`` that numpy or torch raised from
+    inside their own code is a bug of ours (we passed them something unchecked) and gets None.
+    """
+    if isinstance(exc, (*__getattr__("USER_ERRORS"), OSError, MemoryError)):
+        pass
+    elif isinstance(exc, (ValueError, TypeError, KeyError)):
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = str(Path(tb.tb_frame.f_code.co_filename).resolve()) if tb is not None else ""
+        if not where.startswith(_PACKAGES):
+            return None
+    else:
+        return None
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        text = f"out of memory ({text}): use a smaller configuration"
+    lines = text.strip().splitlines() or [type(exc).__name__]
+    line = lines[0]
+    return line if len(line) <= 600 else line[:597] + "..."
 
 
 def __getattr__(name: str) -> Any:

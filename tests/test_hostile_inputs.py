@@ -145,3 +145,197 @@ def test_yaml_bomb_error_shows_a_short_excerpt(tmp_path, key):
     assert time.perf_counter() - t0 < 5.0
     msg = str(info.value)
     assert len(msg) < 400 and f"'{key}" in msg, msg[:400]
+
+
+# -- corrupted data files: refused on load, never used silently ---------------------------
+def _table_json():
+    import json
+
+    from meg_gym.quality.calibration import CALIBRATION_DIR
+
+    return json.loads((CALIBRATION_DIR / "tiny.json").read_text())
+
+
+def _set(path, value):
+    def edit(d):
+        obj = d
+        for part in path[:-1]:
+            obj = obj[part]
+        obj[path[-1]] = value(obj[path[-1]]) if callable(value) else value
+        return d
+    return edit
+
+
+TABLE_CORRUPTIONS = [
+    ("nan mean", _set(("tables", "ciag", "quality", "mean"), lambda g: [[[float("nan")] * 9] * 9]), "must be finite"),
+    ("negative spread", _set(("tables", "ciag", "ssim", "std"), lambda g: [[[-0.1] * 9] * 9]), ">= 0"),
+    ("mean above 1", _set(("tables", "uieg", "quality", "mean"), lambda g: [[[1.5] * 9] * 9]), "[0, 1]"),
+    ("reversed grid", _set(("snr_grid_db",), lambda g: g[::-1]), "increasing"),
+    ("repeated grid point", _set(("snr_grid_db",), lambda g: [g[0]] + g[:-1]), "increasing"),
+    ("grid of another size", _set(("snr_grid_db",), lambda g: g[:-1]), "shape"),
+    ("steps grid mismatch", _set(("steps_grid",), [10, 20]), "shape"),
+    ("ragged grid", _set(("tables", "ciag", "quality", "mean"), [[[0.5]]]), "shape"),
+    ("unknown protocol", lambda d: {**d, "tables": {**d["tables"], "teleport": d["tables"]["ciag"]}}, "teleport"),
+    ("bad axes", _set(("axes", "ciag"), ["sideways"]), "axes.ciag"),
+    ("no quality grid", lambda d: _set(("tables", "ciag"), {"ssim": d["tables"]["ciag"]["ssim"]})(d), "quality"),
+    ("zero requests", _set(("requests_per_point",), 0), "requests_per_point"),
+    ("another model", _set(("model",), "sd15"), "model"),
+    ("settings of another model", _set(("settings", "model"), "sd15"), "model"),
+    ("settings left out", _set(("settings",), {}), "does not record"),
+    ("other bits per value", _set(("settings", "bits_per_value"), 8), "bits_per_value"),
+    ("top level a list", lambda d: [d], "malformed"),
+    ("truncated", None, "malformed"),
+]
+
+
+@pytest.mark.parametrize(("edit", "needle"), [c[1:] for c in TABLE_CORRUPTIONS], ids=[c[0] for c in TABLE_CORRUPTIONS])
+def test_corrupted_calibration_table_is_refused(tmp_path, edit, needle):
+    import json
+
+    path = tmp_path / "table.json"
+    text = json.dumps(edit(_table_json())) if edit else json.dumps(_table_json())[:5000]
+    path.write_text(text)
+    with pytest.raises(ValueError) as info:
+        Core(load_scenario(None, **PROFILED, calibration=str(path)))
+    msg = str(info.value)
+    assert "\n" not in msg and needle in msg, msg
+
+
+def _cost_entries(folder):
+    import json
+
+    return json.loads((folder / "costs" / "tiny.json").read_text())
+
+
+COST_CORRUPTIONS = [
+    ("1000x flops", lambda e: [{**r, "flops": r["flops"] * 1000} for r in e["rows"]], "SHA-256"),
+    ("negative payload", lambda e: [{**r, "payload_bits": -r["payload_bits"]} for r in e["rows"]], "SHA-256"),
+    ("rows not a list", lambda e: "many", "rows"),
+]
+
+
+@pytest.mark.parametrize("edit", [c[1] for c in COST_CORRUPTIONS] + ["truncated", "digest recomputed"],
+                         ids=[c[0] for c in COST_CORRUPTIONS] + ["truncated", "digest recomputed"])
+def test_corrupt_user_cost_cache_is_recounted_with_a_warning(tmp_path, monkeypatch, edit):
+    import json
+
+    from meg_gym import costs
+    from meg_gym.system import MegSystem
+
+    monkeypatch.setenv("MEG_GYM_CACHE", str(tmp_path))
+    monkeypatch.setattr(costs, "SHIPPED_DIR", tmp_path / "none")  # only the user cache
+    fresh = MegSystem(load_scenario(None, **PROFILED), judge=None).costs("ciag", (0,))
+    path = tmp_path / "costs" / "tiny.json"
+    data = json.loads(path.read_text())
+    key = next(iter(data))
+    if edit == "truncated":
+        path.write_text(path.read_text()[:200])
+    elif edit == "digest recomputed":  # a consistent-looking entry whose tensor payload is not values x bits
+        rows = [{**r, "payload_bits": r["payload_bits"] + 1} if r["kind"] == "send" and r["values"] else r
+                for r in data[key]["rows"]]
+        data[key] = {"rows": rows, "sha256": costs._digest(key, rows)}
+        path.write_text(json.dumps(data))
+    else:
+        data[key] = {"rows": edit(data[key]), "sha256": data[key]["sha256"]}
+        path.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="counted again"):
+        again = MegSystem(load_scenario(None, **PROFILED), judge=None).costs("ciag", (0,))
+    assert again == fresh
+    assert not costs._read(path) or costs._problem(key, json.loads(path.read_text())[key]) is None  # rewritten
+
+
+def test_corrupt_shipped_cost_file_is_an_error_naming_it(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from meg_gym import costs
+    from meg_gym.system import MegSystem
+
+    monkeypatch.setenv("MEG_GYM_CACHE", str(tmp_path / "cache"))
+    shutil.copytree(costs.SHIPPED_DIR, tmp_path / "shipped")
+    path = tmp_path / "shipped" / "tiny.json"
+    data = json.loads(path.read_text())
+    key = next(iter(data))
+    data[key]["rows"][0]["flops"] *= 1000
+    path.write_text(json.dumps(data))
+    monkeypatch.setattr(costs, "SHIPPED_DIR", tmp_path / "shipped")
+    with pytest.raises(costs.CostCacheError, match="tiny.json"):
+        Core(load_scenario(None, **PROFILED))
+    assert MegSystem  # the shipped file is never recounted silently
+
+
+def _weights_copy(tmp_path):
+    import shutil
+
+    from meg_gym.ldm.components import SHIPPED_DIR
+
+    folder = tmp_path / "tiny"
+    shutil.copytree(SHIPPED_DIR / "tiny", folder)
+    return folder
+
+
+def _randomise_region(path):
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    start = len(data) // 2
+    data[start:start + 4096] = rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+
+
+WEIGHT_CORRUPTIONS = [
+    ("unet data randomised", "unet.safetensors", _randomise_region, "unet.safetensors does not match"),
+    ("vae truncated", "vae.safetensors", lambda p: p.write_bytes(p.read_bytes()[:1000]), "vae.safetensors"),
+    ("text encoder emptied", "text_encoder.safetensors", lambda p: p.write_bytes(b""), "text_encoder.safetensors"),
+    ("digest list gone", "SHA256SUMS", lambda p: p.write_text("not a digest line\n"), "SHA256SUMS"),
+    ("meta truncated", "meta.json", lambda p: p.write_text(p.read_text()[:30]), "meta.json is not readable JSON"),
+    ("meta scaling NaN", "meta.json", lambda p: p.write_text('{"name": "tiny", "scaling_factor": NaN}'),
+     "scaling_factor"),
+    ("meta a list", "meta.json", lambda p: p.write_text("[1, 2]"), "meta.json must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("name", "corrupt", "needle"), [c[1:] for c in WEIGHT_CORRUPTIONS],
+                         ids=[c[0] for c in WEIGHT_CORRUPTIONS])
+def test_corrupted_weights_and_meta_are_errors_naming_the_file(tmp_path, name, corrupt, needle):
+    from meg_gym.ldm.components import ModelError, load_shipped
+
+    folder = _weights_copy(tmp_path)
+    corrupt(folder / name)
+    with pytest.raises((ModelError, ValueError)) as info:
+        load_shipped("tiny", folder)
+    assert needle in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("corrupt", ["truncated", "randomised"])
+def test_a_corrupted_classifier_is_an_error_not_fidelity_turned_off(tmp_path, corrupt):
+    from meg_gym.ldm.components import ModelError
+    from meg_gym.quality.fidelity import load_judge
+
+    folder = _weights_copy(tmp_path)
+    path = folder / "classifier.safetensors"
+    if corrupt == "truncated":
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    else:
+        _randomise_region(path)
+    with pytest.raises(ModelError, match="classifier.safetensors"):
+        load_judge(folder)
+
+
+CARD_CORRUPTIONS = [
+    ("not yaml", "image_size: [64\n", "not readable YAML"),
+    ("a list", "- 1\n- 2\n", "must be a mapping"),
+    ("huge image", None, "image_size"),
+    ("no vae", "name: tiny\nimage_size: 64\narchitecture: {}\n", "architecture.vae.config"),
+]
+
+
+@pytest.mark.parametrize(("text", "needle"), [c[1:] for c in CARD_CORRUPTIONS], ids=[c[0] for c in CARD_CORRUPTIONS])
+def test_corrupted_model_card_is_an_error(tmp_path, monkeypatch, text, needle):
+    from meg_gym.ldm import cards
+
+    original = (cards.MODELS_DIR / "tiny.yaml").read_text()
+    (tmp_path / "tiny.yaml").write_text(text if text is not None else original.replace("image_size: 64",
+                                                                                        "image_size: 1000000000"))
+    monkeypatch.setattr(cards, "MODELS_DIR", tmp_path)
+    with pytest.raises(cards.ModelError, match=needle):
+        cards.model_card("tiny")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,7 +231,12 @@ def train_classifier(s: TrainSettings) -> dict:
     preds = clf.predict(x)
     acc = {n: float(np.mean([p[n] == getattr(sc, n) for p, sc in zip(preds, scenes)])) for n in names}
     s.out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in clf.state_dict().items()}, str(s.out_dir / "classifier.safetensors"))
+    from meg_gym.files import record_sha256
+
+    tmp = s.out_dir / ".classifier.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in clf.state_dict().items()}, str(tmp))
+    os.replace(tmp, s.out_dir / "classifier.safetensors")
+    record_sha256(s.out_dir, "classifier.safetensors")
     result = {"classifier_heldout_accuracy": acc, "classifier_steps": s.steps}
     meta_path = s.out_dir / "meta.json"
     meta = json.loads(meta_path.read_text())
