@@ -550,10 +550,12 @@ def latest_checkpoint(run_dir: Path, report: bool = False) -> Path | None:
     mid-write, a truncated file) is skipped, with a warning when ``report``."""
     import warnings
 
-    manifests = sorted((Path(run_dir) / "checkpoints").glob("ckpt_*_manifest.json"))
-    for m in reversed(manifests):
-        problem, _ = _checkpoint_problem(m)
-        stem = Path(str(m)[: -len("_manifest.json")])
+    folder = Path(run_dir) / "checkpoints"
+    names = {p.name[:17] for p in folder.glob("ckpt_*") if re.match(r"ckpt_\d{12}", p.name)}
+    for name in sorted(names, reverse=True):
+        stem = folder / name
+        m = Path(str(stem) + "_manifest.json")
+        problem = _checkpoint_problem(m)[0] if m.exists() else "it has no manifest (a kill while it was written)"
         if problem is None:
             return stem
         if report:

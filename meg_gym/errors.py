@@ -48,10 +48,12 @@ def user_error(exc: BaseException) -> str | None:
     A user error is one of :data:`USER_ERRORS`; a ``ValueError`` / ``TypeError`` / ``KeyError`` that the
     project's own code raised on purpose (its innermost frame is in ``meg_gym``, ``envs`` or
     ``agents``: the argument checks, whose messages name the field); a file that cannot be read or
-    written (``OSError``); or memory that ran out. A ``ValueError`` that numpy or torch raised from
+    written (``OSError``), or a YAML file that does not parse; or memory that ran out. A ``ValueError`` that numpy or torch raised from
     inside their own code is a bug of ours (we passed them something unchecked) and gets None.
     """
-    if isinstance(exc, (*__getattr__("USER_ERRORS"), OSError, MemoryError)):
+    import yaml
+
+    if isinstance(exc, (*__getattr__("USER_ERRORS"), OSError, MemoryError, yaml.YAMLError)):
         pass
     elif isinstance(exc, (ValueError, TypeError, KeyError)):
         tb = exc.__traceback__

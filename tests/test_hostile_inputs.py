@@ -339,3 +339,181 @@ def test_corrupted_model_card_is_an_error(tmp_path, monkeypatch, text, needle):
     monkeypatch.setattr(cards, "MODELS_DIR", tmp_path)
     with pytest.raises(cards.ModelError, match=needle):
         cards.model_card("tiny")
+
+
+# -- crafted state files: data only, never code ------------------------------------------
+class _Marker:
+    """Unpickling this writes a file: the proof that something was unpickled."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+CRAFTED_STATES = [
+    ("a module function", {"obj": "os:system", "attrs": {}}),
+    ("a non-dataclass", {"obj": "subprocess:Popen", "attrs": {"args": "touch x"}}),
+    ("a project non-dataclass missing", {"obj": "meg_gym.core:Core", "attrs": {}}),
+    ("a foreign bit generator", {"rng": {"d": [["bit_generator", "os.system"]]}}),
+    ("an object array", {"np": "|O", "v": 1}),
+    ("a dangling reference", {"ref": 12345}),
+    ("a missing array", {"a": "nope"}),
+    ("an unknown tag", {"exec": "print(1)"}),
+]
+
+
+@pytest.mark.parametrize("node", [c[1] for c in CRAFTED_STATES], ids=[c[0] for c in CRAFTED_STATES])
+def test_crafted_state_is_refused_without_running_code(node):
+    from meg_gym.state import StateError, decode
+
+    with pytest.raises(StateError):
+        decode(node, {}, None)
+
+
+def test_state_round_trip_restores_an_env_and_a_fresh_one_differs():
+    import json
+
+    import gymnasium as gym
+
+    import envs  # noqa: F401
+    from agents.training import _env_state, _set_env_state
+    from meg_gym.state import decode, encode
+
+    def rollout(env, rng, n=60):
+        out = []
+        for _ in range(n):
+            obs, r, term, trunc, _ = env.step(rng.integers(env.action_space.nvec))
+            out.append((obs.tobytes(), r))
+            if term or trunc:
+                env.reset()
+        return out
+
+    a, b, c = (gym.make("MEG/MultiES-v1", config="multi_es", backend="profiled") for _ in range(3))
+    a.reset(seed=3)
+    rollout(a, np.random.default_rng(0), 37)
+    tree, arrays = encode(_env_state(a))
+    b.reset(seed=99)
+    c.reset(seed=99)
+    _set_env_state(b, decode(json.loads(json.dumps(tree)), arrays, _env_state(b)))
+    ra, rb, rc = (rollout(e, np.random.default_rng(1)) for e in (a, b, c))
+    assert ra == rb and ra != rc
+
+
+def _train_cfg(**kw):
+    cfg = {"algo": "ppo", "env": "MEG/SingleES-v1", "env_kwargs": {"workload": {"requests_per_episode": 40}},
+           "n_envs": 1, "n_timesteps": 96, "seed": 1, "checkpoint_freq": 32, "eval_freq": 0,
+           "hyperparams": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}}
+    cfg.update(kw)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One short PPO run with VecNormalize and its checkpoints, copied by the run-folder cases."""
+    from agents.training import train
+
+    run = tmp_path_factory.mktemp("run") / "r"
+    train(_train_cfg(normalize=True), out=run)
+    return run
+
+
+def _copy_run(run, tmp_path):
+    import shutil
+
+    dst = tmp_path / "r"
+    shutil.copytree(run, dst)
+    (dst / "summary.json").unlink()
+    (dst / "final_model.zip").unlink()
+    return dst
+
+
+def _ckpts(run):
+    return sorted((run / "checkpoints").glob("ckpt_*_manifest.json"))
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 2)])
+
+
+def _newest(run, suffix):
+    return next(p for p in sorted((run / "checkpoints").glob(f"ckpt_*{suffix}"))[::-1])
+
+
+RUN_DAMAGE = [
+    ("newest zip truncated", lambda r: _truncate(_newest(r, ".zip")), "ckpt_000000000032"),
+    ("newest state truncated", lambda r: _truncate(_newest(r, "_state.npz")), "ckpt_000000000032"),
+    ("newest state json edited", lambda r: _newest(r, "_state.json").write_text("{}"), "ckpt_000000000032"),
+    ("newest manifest missing (killed mid-checkpoint)", lambda r: _newest(r, "_manifest.json").unlink(),
+     "ckpt_000000000032"),
+    ("newest manifest garbage", lambda r: _newest(r, "_manifest.json").write_text("[1"), "ckpt_000000000032"),
+]
+
+
+@pytest.mark.parametrize(("damage", "expect"), [c[1:] for c in RUN_DAMAGE], ids=[c[0] for c in RUN_DAMAGE])
+def test_resume_falls_back_to_the_newest_complete_checkpoint(trained_run, tmp_path, capsys, damage, expect):
+    from agents.training import latest_checkpoint, train
+
+    run = _copy_run(trained_run, tmp_path)
+    assert [m.name[:17] for m in _ckpts(run)] == ["ckpt_000000000032", "ckpt_000000000064"]
+    damage(run)
+    with pytest.warns(UserWarning, match="ckpt_000000000064 is skipped"):
+        assert latest_checkpoint(run, report=True).name == expect
+    config_before = (run / "config.yaml").stat()
+    summary = train(_train_cfg(normalize=True), out=run, resume=True)
+    assert summary["timesteps"] == 96
+    err = capsys.readouterr().err
+    assert f"from checkpoint {expect}" in err, err
+    after = (run / "config.yaml").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (config_before.st_ino, config_before.st_mtime_ns)  # written once
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["restart", "resume"])
+def test_a_run_killed_before_its_first_checkpoint_can_go_on(tmp_path, resume):
+    from agents.training import train
+
+    run = tmp_path / "r"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "ckpt_000000000032.zip").write_bytes(b"PK\x03\x04 half a zip")  # killed mid-write
+    (run / "checkpoints" / ".ckpt_000000000032.tmp.zip").write_bytes(b"PK")
+    summary = train(_train_cfg(n_timesteps=64), out=run, resume=resume)
+    assert summary["timesteps"] == 64 and summary["resumed_from"] is None
+
+
+def test_no_file_of_a_run_folder_is_a_pickle(trained_run):
+    files = [p for p in trained_run.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix == ".pkl"]
+    for p in files:
+        if p.suffix in (".json", ".npz", ".yaml", ".csv"):
+            assert not p.read_bytes().startswith(b"\x80"), p  # a pickle's protocol opcode
+
+
+def test_crafted_pickles_in_a_run_folder_are_never_loaded(trained_run, tmp_path):
+    import pickle
+
+    from agents.training import load_model, train
+
+    run = _copy_run(trained_run, tmp_path)
+    marker = tmp_path / "pwned"
+    for name in ("vecnormalize.pkl", "checkpoints/ckpt_000000000064_state.pkl",
+                 "checkpoints/ckpt_000000000064_vecnormalize.pkl", "checkpoints/ckpt_000000000064_replay_buffer.pkl"):
+        (run / name).write_bytes(pickle.dumps(_Marker(marker)))
+    train(_train_cfg(normalize=True), out=run, resume=True)
+    load_model(run)
+    load_model(run / "checkpoints" / "ckpt_000000000064.zip")
+    assert not marker.exists()
+
+
+def test_ldm_checkpoint_with_a_pickled_payload_is_refused(tmp_path):
+    import pickle
+
+    from meg_gym.ldm.components import ModelError
+    from meg_gym.ldm.train import _load_ckpt
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "vae.pt"
+    path.write_bytes(pickle.dumps({"step": 1, "rng": _Marker(marker)}))
+    with pytest.raises(ModelError, match="cannot be resumed"):
+        _load_ckpt(path)
+    assert not marker.exists()
