@@ -45,11 +45,12 @@ _PACKAGES = tuple(str(Path(__file__).resolve().parents[1] / pkg) + "/" for pkg i
 def user_error(exc: BaseException) -> str | None:
     """The one line to show for an error the user's input caused, or None for a bug.
 
-    A user error is one of :data:`USER_ERRORS`; a ``ValueError`` / ``TypeError`` / ``KeyError`` that the
-    project's own code raised on purpose (its innermost frame is in ``meg_gym``, ``envs`` or
+    A user error is one of :data:`USER_ERRORS`; a ``ValueError`` / ``TypeError`` / ``KeyError`` that
+    the project's own code raised on purpose (its innermost frame is in ``meg_gym``, ``envs`` or
     ``agents``: the argument checks, whose messages name the field); a file that cannot be read or
-    written (``OSError``), or a YAML file that does not parse; or memory that ran out. A ``ValueError`` that numpy or torch raised from
-    inside their own code is a bug of ours (we passed them something unchecked) and gets None.
+    written (``OSError``) or a YAML file that does not parse; memory that ran out. A ``ValueError``
+    that numpy or torch raised from inside their own code is a bug of ours (we passed them
+    something unchecked) and gets None.
     """
     import yaml
 
