@@ -704,6 +704,20 @@ def _same_config(run_dir: Path, cfg: TrainConfig) -> bool:
     return f.exists() and yaml.safe_load(f.read_text(encoding="utf-8")) == yaml_ready(cfg.to_dict())
 
 
+def run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run folder's ``config.yaml`` as a mapping ({} if there is none); unreadable: TrainConfigError."""
+    cfg_file = Path(run_dir) / "config.yaml"
+    if not cfg_file.exists():
+        return {}
+    try:
+        saved = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise TrainConfigError(f"{cfg_file} is not readable YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(saved, dict):
+        raise TrainConfigError(f"{cfg_file} must hold a mapping (got {type(saved).__name__})")
+    return saved
+
+
 class _Stats:
     """VecNormalize's running mean and variance as loaded from data (``.mean``, ``.var``, ``.count``)."""
 
@@ -722,14 +736,7 @@ def load_model(path: str | Path) -> tuple[Any, Any]:
     if not zip_path.exists():
         raise TrainConfigError(f"model {str(zip_path)!r} does not exist (train first, or give a checkpoint .zip)")
     run_dir = zip_path.parent.parent if zip_path.parent.name == "checkpoints" else zip_path.parent
-    algo = None
-    cfg_file = run_dir / "config.yaml"
-    if cfg_file.exists():
-        try:
-            saved = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise TrainConfigError(f"{cfg_file} is not readable YAML ({str(exc).splitlines()[0]})") from None
-        algo = saved.get("algo") if isinstance(saved, dict) else None
+    algo = run_config(run_dir).get("algo")
     candidates = [algo] if algo in ALGOS else list(ALGOS)
     model, errors = None, []
     for a in candidates:

@@ -101,6 +101,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numbers(flag: str, text: str, kind: type) -> list[Any]:
+    """A comma-separated flag value as numbers, or a one-line error naming the flag."""
+    try:
+        return [kind(x) for x in text.split(",")]
+    except ValueError:
+        from meg_gym.errors import show
+
+        raise ValueError(f"'{flag}' must be comma-separated {kind.__name__}s (got {show(text)})") from None
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Sweep the live engine into profiled mode's quality table (resumable), or check its fidelity."""
     from meg_gym.quality.calibrate import calibrate, check_fidelity
@@ -122,8 +132,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                                 same_requests=args.same_requests, seed=args.seed + 1)
         print(json.dumps(result))
         return 0
-    grid = [float(x) for x in args.snr_grid.split(",")] if args.snr_grid else None
-    steps = [int(x) for x in args.steps.split(",")] if args.steps else None
+    grid = _numbers("--snr-grid", args.snr_grid, float) if args.snr_grid else None
+    steps = _numbers("--steps", args.steps, int) if args.steps else None
     protocols = args.protocols.split(",") if args.protocols else None
     table = calibrate(system, out, snr_grid_db=grid, steps_grid=steps, requests=args.requests, seed=args.seed,
                       protocols=protocols)
@@ -273,8 +283,7 @@ def _print_result(res: dict[str, Any], as_json: bool) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate trained models (and baselines) on held-out seeds: tables and plots."""
-    import yaml
-
+    from agents.training import run_config
     from meg_gym.config import ConfigError
 
     models = args.model
@@ -285,7 +294,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     base: dict[str, Any] = {}
     env_id = args.env
     if cfg.exists():
-        saved = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+        saved = run_config(run_dir)
         env_id = env_id or saved.get("env")
         kept = ("action_type", "observation_type")  # the model's own; baselines take the env's defaults
         base = {k: v for k, v in (saved.get("env_kwargs") or {}).items() if k not in kept}

@@ -517,3 +517,61 @@ def test_ldm_checkpoint_with_a_pickled_payload_is_refused(tmp_path):
     with pytest.raises(ModelError, match="cannot be resumed"):
         _load_ckpt(path)
     assert not marker.exists()
+
+
+# -- the CLI: every user error is one line and exit status 2 ------------------------------
+def _cli_files(tmp_path):
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00garbage")
+    (tmp_path / "bomb.yaml").write_text(f"name: {_bomb()}\n")
+    (tmp_path / "badalgo.yaml").write_text("algo: foo\nenv: MEG/SingleES-v1\n")
+    run = tmp_path / "fakerun"
+    run.mkdir()
+    (run / "final_model.zip").write_bytes(b"not a zip")
+    (run / "config.yaml").write_text("algo: ppo\\nenv: [\n")
+
+
+CLI_CASES = [
+    (["table", "--num-es", "100"], "'num_es'"),
+    (["table", "--config", "{tmp}"], "is not a file"),
+    (["table", "--config", "{tmp}/bin.yaml"], "could not be read"),
+    (["table", "--config", "{tmp}/bomb.yaml"], "'name'"),
+    (["table", "--torch-threads", "0"], "'torch_threads'"),
+    (["demo", "--snr-db", "1e308"], "'channel.snr_db'"),
+    (["costs", "--max-es", "100"], "'num_es'"),
+    (["train", "--config", "{tmp}/nonexistent.yaml"], "does not exist"),
+    (["train", "--config", "{tmp}/badalgo.yaml"], "'algo'"),
+    (["evaluate", "--model", "{tmp}/fakerun", "--env", "MEG/SingleES-v1", "--seeds", "1"], "config.yaml"),
+    (["benchmark", "--env", "MEG/SingleES-v1", "--policies", "random", "--seeds", "1", "--env-kwargs",
+      '{"num_es": 100}'], "'num_es'"),
+    (["benchmark", "--env", "MEG/SingleES-v1", "--policies", "random", "--seeds", "1", "--env-kwargs", "{bad"],
+     "'--env-kwargs'"),
+    (["calibrate", "--snr-grid", "a,b", "--out", "{tmp}/c.json"], "'--snr-grid'"),
+    (["calibrate", "--snr-grid", "10,-10", "--out", "{tmp}/c.json"], "'snr_grid_db'"),
+    (["calibrate", "--steps", "0", "--out", "{tmp}/c.json"], "'steps_grid'"),
+    (["calibrate", "--requests", "0", "--out", "{tmp}/c.json"], "'requests'"),
+    (["train-ldm", "--phase", "vae", "--steps", "-1", "--checkpoint-dir", "{tmp}/ck", "--out", "{tmp}/o"], "'steps'"),
+    (["train-ldm", "--phase", "vae", "--lr", "1e308", "--checkpoint-dir", "{tmp}/ck", "--out", "{tmp}/o"], "'lr'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "needle"), CLI_CASES, ids=[" ".join(c[0][:3]) for c in CLI_CASES])
+def test_cli_user_errors_are_one_line_and_status_2(tmp_path, capsys, argv, needle):
+    from meg_gym.cli import main
+
+    _cli_files(tmp_path)
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in err if "Warning" not in line and not line.startswith(" ")]
+    assert len(err) == 1 and needle in err[0] and len(err[0]) < 700, err
+    assert not (tmp_path / "c.json").exists()  # nothing written by a refused command
+
+
+def test_cli_keeps_the_traceback_of_a_real_bug(monkeypatch):
+    from meg_gym import cli
+
+    def buggy(args):  # a numpy error from inside numpy: our bug, not the user's input
+        return np.arange(3).reshape(2, 2)
+
+    monkeypatch.setattr(cli, "cmd_table", buggy)
+    with pytest.raises(ValueError, match="reshape"):
+        cli.main(["table"])
