@@ -58,6 +58,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from meg_gym.config import ConfigError, yaml_ready
 from meg_gym.config import _Loader as _Loader  # the project's safe YAML loader
+from meg_gym.errors import show
 from meg_gym.files import atomic_write
 
 __all__ = ["ALGOS", "MARL_ENVS", "TrainConfig", "TrainConfigError", "load_model", "load_train_config", "train"]
@@ -117,7 +118,7 @@ def _int_field(data: dict[str, Any], key: str, default: int, minimum: int) -> in
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise TrainConfigError(f"'{key}' must be an integer >= {minimum} (got {v!r})")
+        raise TrainConfigError(f"'{key}' must be an integer >= {minimum} (got {show(v)})")
     return v
 
 
@@ -156,29 +157,29 @@ def load_train_config(source: str | Path | dict[str, Any], **overrides: Any) -> 
     if unknown:
         raise TrainConfigError(f"'{unknown[0]}' is not a known field of a training config; allowed: {sorted(_KEYS)}")
     algo = data.get("algo")
-    if algo not in ALGOS:
-        raise TrainConfigError(f"'algo' must be one of {list(ALGOS)} (got {algo!r})")
+    if not isinstance(algo, str) or algo not in ALGOS:
+        raise TrainConfigError(f"'algo' must be one of {list(ALGOS)} (got {show(algo)})")
     env = data.get("env")
     import gymnasium as gym
 
     import envs  # noqa: F401  (registers the MEG ids)
 
     known_envs = sorted(k for k in gym.registry if k.startswith("MEG/")) + list(MARL_ENVS)
-    if env not in known_envs:
-        raise TrainConfigError(f"'env' must be one of {known_envs} (got {env!r})")
+    if not isinstance(env, str) or env not in known_envs:
+        raise TrainConfigError(f"'env' must be one of {known_envs} (got {show(env)})")
     env_kwargs = data.get("env_kwargs") or {}
     if not isinstance(env_kwargs, dict):
-        raise TrainConfigError(f"'env_kwargs' must be a mapping (got {env_kwargs!r})")
+        raise TrainConfigError(f"'env_kwargs' must be a mapping (got {show(env_kwargs)})")
     env_kwargs = dict(env_kwargs)
     _, _, default_action, allowed_actions = ALGOS[algo]
     if env not in MARL_ENVS:
         action_type = env_kwargs.setdefault("action_type", default_action)
-        if action_type not in allowed_actions:
+        if not isinstance(action_type, str) or action_type not in allowed_actions:
             raise TrainConfigError(f"'env_kwargs.action_type' must be one of {list(allowed_actions)} for {algo} "
-                                   f"(got {action_type!r})")
+                                   f"(got {show(action_type)})")
     hyper = data.get("hyperparams") or {}
     if not isinstance(hyper, dict):
-        raise TrainConfigError(f"'hyperparams' must be a mapping (got {hyper!r})")
+        raise TrainConfigError(f"'hyperparams' must be a mapping (got {show(hyper)})")
     cls = _algo_class(algo)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env", "seed", "tensorboard_log",
                                                                    "_init_setup_model"}
@@ -189,10 +190,10 @@ def load_train_config(source: str | Path | dict[str, Any], **overrides: Any) -> 
     normalize = data.get("normalize", False)
     if not isinstance(normalize, (bool, dict)):
         raise TrainConfigError(f"'normalize' must be true, false or a mapping of VecNormalize arguments "
-                               f"(got {normalize!r})")
+                               f"(got {show(normalize)})")
     policy = data.get("policy", "MlpPolicy")
-    if policy not in ("MlpPolicy", "MultiInputPolicy"):
-        raise TrainConfigError(f"'policy' must be one of ['MlpPolicy', 'MultiInputPolicy'] (got {policy!r})")
+    if not isinstance(policy, str) or policy not in ("MlpPolicy", "MultiInputPolicy"):
+        raise TrainConfigError(f"'policy' must be one of ['MlpPolicy', 'MultiInputPolicy'] (got {show(policy)})")
     return TrainConfig(
         algo=algo, env=env, env_kwargs=env_kwargs, n_envs=_int_field(data, "n_envs", 1, 1),
         n_timesteps=_int_field(data, "n_timesteps", 100_000, 1), seed=_int_field(data, "seed", 0, 0),
@@ -224,18 +225,18 @@ def _hyperparams(cfg: TrainConfig) -> dict[str, Any]:
         if isinstance(v, str):
             m = re.fullmatch(r"lin_([0-9.eE+-]+)", v)
             if not m:
-                raise TrainConfigError(f"'hyperparams.{key}' must be a number or 'lin_<number>' (got {v!r})")
+                raise TrainConfigError(f"'hyperparams.{key}' must be a number or 'lin_<number>' (got {show(v)})")
             hp[key] = LinearSchedule(float(m.group(1)))
     pk = hp.get("policy_kwargs")
     if pk is not None:
         if not isinstance(pk, dict):
-            raise TrainConfigError(f"'hyperparams.policy_kwargs' must be a mapping (got {pk!r})")
+            raise TrainConfigError(f"'hyperparams.policy_kwargs' must be a mapping (got {show(pk)})")
         pk = dict(pk)
         act = pk.get("activation_fn")
         if isinstance(act, str):
             if act not in _ACTIVATIONS:
                 raise TrainConfigError(f"'hyperparams.policy_kwargs.activation_fn' must be one of "
-                                       f"{sorted(_ACTIVATIONS)} (got {act!r})")
+                                       f"{sorted(_ACTIVATIONS)} (got {show(act)})")
             pk["activation_fn"] = getattr(torch.nn, _ACTIVATIONS[act])
         hp["policy_kwargs"] = pk
     hp.setdefault("device", "cpu")  # small MLPs: the CPU is faster than a GPU round trip

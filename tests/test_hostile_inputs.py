@@ -575,3 +575,17 @@ def test_cli_keeps_the_traceback_of_a_real_bug(monkeypatch):
     monkeypatch.setattr(cli, "cmd_table", buggy)
     with pytest.raises(ValueError, match="reshape"):
         cli.main(["table"])
+
+
+@pytest.mark.parametrize("key", ["algo", "env", "env_kwargs", "hyperparams", "normalize", "policy", "seed", "n_envs"])
+def test_training_config_bomb_error_shows_a_short_excerpt(tmp_path, key):
+    from agents.training import TrainConfigError, load_train_config
+
+    base = {"algo": "ppo", "env": "MEG/SingleES-v1"}
+    path = tmp_path / "train.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in base.items() if k != key) + f"{key}: {_bomb()}\n")
+    t0 = time.perf_counter()
+    with pytest.raises(TrainConfigError) as info:
+        load_train_config(path)
+    assert time.perf_counter() - t0 < 5.0
+    assert len(str(info.value)) < 400 and f"'{key}'" in str(info.value), str(info.value)[:400]
