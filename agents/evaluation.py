@@ -265,14 +265,13 @@ def make_eval_env(env_id: str, env_kwargs: dict | None = None) -> Any:
 
 def _model_env_kwargs(path: str) -> dict[str, Any]:
     """The action and observation types a trained model's run was configured with."""
-    import yaml
+    from agents.training import run_config
 
     p = Path(path)
     run_dir = p if p.is_dir() else (p.parent.parent if p.parent.name == "checkpoints" else p.parent)
-    cfg = run_dir / "config.yaml"
-    if not cfg.exists():
+    kw = run_config(run_dir).get("env_kwargs") or {}
+    if not isinstance(kw, dict):
         return {}
-    kw = (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("env_kwargs") or {}
     return {k: kw[k] for k in ("action_type", "observation_type") if k in kw}
 
 

@@ -19,7 +19,10 @@ A training config (rl-baselines3-zoo style; ``configs/train/*.yaml``)::
 
 ``train(config, out=...)`` writes into its run folder: ``config.yaml``, TensorBoard logs in
 ``tb/``, Monitor files in ``monitor/``, ``evaluations.npz``, ``checkpoints/`` and
-``final_model.zip`` (with ``vecnormalize.pkl`` when normalising).
+``final_model.zip`` (with ``vecnormalize.json`` + ``.npz`` when normalising); every file is written
+atomically (a temporary file, fsync, rename), and ``config.yaml`` once, when the run begins.
+Nothing of the project's own is pickled (:mod:`meg_gym.state`); the model zips are SB3's own
+format, whose loading unpickles parts of them: load run folders from trusted sources only.
 
 Resume. A checkpoint is taken where an update has just finished and the next rollout begins
 (SB3's ``on_rollout_start``), and holds everything the rest of the run depends on: the model
@@ -27,7 +30,10 @@ Resume. A checkpoint is taken where an update has just finished and the next rol
 (DQN, SAC), the VecNormalize statistics and running returns, the state of every training env
 (the MEG world: channel, queues, request stream and their generators; the wrappers' counters)
 and the random generators (Python, NumPy's global, torch's, the action space's).
-``train(config, out=..., resume=True)`` restores the latest checkpoint and continues, and
+A checkpoint counts once its manifest, written last, lists its files with matching SHA-256s.
+``train(config, out=..., resume=True)`` restores the newest complete checkpoint (it says which;
+newer ones that a kill or a truncation left incomplete are skipped with a warning; a folder
+with none begins the run again) and continues, and
 gives the same final parameters as an uninterrupted run with the same seed (bit for bit:
 checked for PPO with VecNormalize, A2C, DQN, SAC and MaskablePPO; the test suite checks PPO
 and, marked slow, DQN). It needs the in-process ``DummyVecEnv`` or native vector env (``vec_env: native``)
@@ -40,12 +46,11 @@ from __future__ import annotations
 
 import copy
 import inspect
-import io
 import json
 import os
-import pickle
 import random
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +61,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from meg_gym.config import ConfigError, yaml_ready
 from meg_gym.config import _Loader as _Loader  # the project's safe YAML loader
+from meg_gym.errors import show
+from meg_gym.files import atomic_write
 
 __all__ = ["ALGOS", "MARL_ENVS", "TrainConfig", "TrainConfigError", "load_model", "load_train_config", "train"]
 
@@ -118,7 +125,7 @@ def _int_field(data: dict[str, Any], key: str, default: int, minimum: int) -> in
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
-        raise TrainConfigError(f"'{key}' must be an integer >= {minimum} (got {v!r})")
+        raise TrainConfigError(f"'{key}' must be an integer >= {minimum} (got {show(v)})")
     return v
 
 
@@ -161,29 +168,29 @@ def load_train_config(source: str | Path | dict[str, Any], **overrides: Any) -> 
     if unknown:
         raise TrainConfigError(f"'{unknown[0]}' is not a known field of a training config; allowed: {sorted(_KEYS)}")
     algo = data.get("algo")
-    if algo not in ALGOS:
-        raise TrainConfigError(f"'algo' must be one of {list(ALGOS)} (got {algo!r})")
+    if not isinstance(algo, str) or algo not in ALGOS:
+        raise TrainConfigError(f"'algo' must be one of {list(ALGOS)} (got {show(algo)})")
     env = data.get("env")
     import gymnasium as gym
 
     import envs  # noqa: F401  (registers the MEG ids)
 
     known_envs = sorted(k for k in gym.registry if k.startswith("MEG/")) + list(MARL_ENVS)
-    if env not in known_envs:
-        raise TrainConfigError(f"'env' must be one of {known_envs} (got {env!r})")
+    if not isinstance(env, str) or env not in known_envs:
+        raise TrainConfigError(f"'env' must be one of {known_envs} (got {show(env)})")
     env_kwargs = data.get("env_kwargs") or {}
     if not isinstance(env_kwargs, dict):
-        raise TrainConfigError(f"'env_kwargs' must be a mapping (got {env_kwargs!r})")
+        raise TrainConfigError(f"'env_kwargs' must be a mapping (got {show(env_kwargs)})")
     env_kwargs = dict(env_kwargs)
     _, _, default_action, allowed_actions = ALGOS[algo]
     if env not in MARL_ENVS:
         action_type = env_kwargs.setdefault("action_type", default_action)
-        if action_type not in allowed_actions:
+        if not isinstance(action_type, str) or action_type not in allowed_actions:
             raise TrainConfigError(f"'env_kwargs.action_type' must be one of {list(allowed_actions)} for {algo} "
-                                   f"(got {action_type!r})")
+                                   f"(got {show(action_type)})")
     hyper = data.get("hyperparams") or {}
     if not isinstance(hyper, dict):
-        raise TrainConfigError(f"'hyperparams' must be a mapping (got {hyper!r})")
+        raise TrainConfigError(f"'hyperparams' must be a mapping (got {show(hyper)})")
     cls = _algo_class(algo)
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "policy", "env", "seed", "tensorboard_log",
                                                                    "_init_setup_model"}
@@ -194,13 +201,13 @@ def load_train_config(source: str | Path | dict[str, Any], **overrides: Any) -> 
     normalize = data.get("normalize", False)
     if not isinstance(normalize, (bool, dict)):
         raise TrainConfigError(f"'normalize' must be true, false or a mapping of VecNormalize arguments "
-                               f"(got {normalize!r})")
+                               f"(got {show(normalize)})")
     policy = data.get("policy", "MlpPolicy")
-    if policy not in ("MlpPolicy", "MultiInputPolicy"):
-        raise TrainConfigError(f"'policy' must be one of ['MlpPolicy', 'MultiInputPolicy'] (got {policy!r})")
+    if not isinstance(policy, str) or policy not in ("MlpPolicy", "MultiInputPolicy"):
+        raise TrainConfigError(f"'policy' must be one of ['MlpPolicy', 'MultiInputPolicy'] (got {show(policy)})")
     vec_env = data.get("vec_env", "dummy")
-    if vec_env not in VEC_ENVS:
-        raise TrainConfigError(f"'vec_env' must be one of {list(VEC_ENVS)} (got {vec_env!r})")
+    if not isinstance(vec_env, str) or vec_env not in VEC_ENVS:
+        raise TrainConfigError(f"'vec_env' must be one of {list(VEC_ENVS)} (got {show(vec_env)})")
     if vec_env == "native" and (env in MARL_ENVS or gym.registry[env].vector_entry_point is None):
         native = sorted(k for k, s in gym.registry.items() if k.startswith("MEG/") and s.vector_entry_point)
         raise TrainConfigError(f"'vec_env' native needs an env with a native vector env, one of {native} "
@@ -236,18 +243,18 @@ def _hyperparams(cfg: TrainConfig) -> dict[str, Any]:
         if isinstance(v, str):
             m = re.fullmatch(r"lin_([0-9.eE+-]+)", v)
             if not m:
-                raise TrainConfigError(f"'hyperparams.{key}' must be a number or 'lin_<number>' (got {v!r})")
+                raise TrainConfigError(f"'hyperparams.{key}' must be a number or 'lin_<number>' (got {show(v)})")
             hp[key] = LinearSchedule(float(m.group(1)))
     pk = hp.get("policy_kwargs")
     if pk is not None:
         if not isinstance(pk, dict):
-            raise TrainConfigError(f"'hyperparams.policy_kwargs' must be a mapping (got {pk!r})")
+            raise TrainConfigError(f"'hyperparams.policy_kwargs' must be a mapping (got {show(pk)})")
         pk = dict(pk)
         act = pk.get("activation_fn")
         if isinstance(act, str):
             if act not in _ACTIVATIONS:
                 raise TrainConfigError(f"'hyperparams.policy_kwargs.activation_fn' must be one of "
-                                       f"{sorted(_ACTIVATIONS)} (got {act!r})")
+                                       f"{sorted(_ACTIVATIONS)} (got {show(act)})")
             pk["activation_fn"] = getattr(torch.nn, _ACTIVATIONS[act])
         hp["policy_kwargs"] = pk
     hp.setdefault("device", "cpu")  # small MLPs: the CPU is faster than a GPU round trip
@@ -304,93 +311,44 @@ def _wrap_normalize(cfg: TrainConfig, venv: Any) -> Any:
 # --------------------------------------------------------------------------------------
 # The state of the training envs (what a resume needs besides the model)
 # --------------------------------------------------------------------------------------
-def _static_objects(base: Any) -> dict[int, tuple[str, ...]]:
-    """Heavy objects a fresh env of the same config rebuilds identically: the model components
-    (and any torch module) held by the env's system. Pickled as references, not copied."""
-    import torch
-
-    out: dict[int, tuple[str, ...]] = {}
-    system = getattr(getattr(base, "world", None), "system", None)
-    if system is None:
-        return out
-    for k, v in vars(system).items():
-        if type(v).__name__ == "Components" or isinstance(v, torch.nn.Module):
-            out[id(v)] = ("world", "system", k)
-    return out
+def _env_chain(gym_env: Any) -> list[Any]:
+    """A training env and the envs it wraps, outermost first (the MEG env last)."""
+    chain = [gym_env]
+    while hasattr(chain[-1], "env") and chain[-1] is not chain[-1].unwrapped:
+        chain.append(chain[-1].env)
+    return chain
 
 
-def _resolve(base: Any, path: tuple[str, ...]) -> Any:
-    obj = base
-    for part in path:
-        obj = getattr(obj, part)
-    return obj
+def _env_state(gym_env: Any) -> dict[str, Any]:
+    """The state of one training env, as data (:mod:`meg_gym.state`): the attributes of the MEG env
+    (the world: channel, queues, request stream and their generators) and of every wrapper
+    (Monitor's and TimeLimit's counters); the model and the frozen configs are rebuilt from the config."""
+    from meg_gym.state import attrs_of
+
+    return {"chain": [attrs_of(e) for e in _env_chain(gym_env)]}
 
 
-def _dump_env(gym_env: Any) -> bytes:
-    """The state of one training env (the MEG env and its wrappers' counters) as bytes."""
-    base = gym_env.unwrapped
-    static = _static_objects(base)
+def _set_env_state(gym_env: Any, state: dict[str, Any]) -> None:
+    chain = _env_chain(gym_env)
+    if not isinstance(state, dict) or len(state.get("chain", ())) != len(chain):
+        from meg_gym.state import StateError
 
-    class _P(pickle.Pickler):
-        def persistent_id(self, obj: Any) -> Any:
-            return static.get(id(obj))
-
-    wrappers = []
-    e = gym_env
-    while e is not base:
-        state = {}
-        for k, v in vars(e).items():
-            if k in ("env", "results_writer") or k.startswith("_cached"):
-                continue
-            try:
-                pickle.dumps(v)
-            except Exception:  # noqa: BLE001 - file handles and the like: not state
-                continue
-            state[k] = v
-        wrappers.append(state)
-        e = e.env
-    buf = io.BytesIO()
-    _P(buf).dump({"base": base.__dict__, "wrappers": wrappers})
-    return buf.getvalue()
+        raise StateError("the checkpoint's env state does not fit this env (other wrappers?)")
+    for env, attrs in zip(chain, state["chain"]):
+        for k, v in attrs.items():
+            object.__setattr__(env, k, v)
 
 
-def _load_env(gym_env: Any, blob: bytes) -> None:
-    base = gym_env.unwrapped
-
-    class _U(pickle.Unpickler):
-        def persistent_load(self, pid: Any) -> Any:
-            return _resolve(base, pid)
-
-    state = _U(io.BytesIO(blob)).load()
-    base.__dict__.update(state["base"])
-    e = gym_env
-    for w in state["wrappers"]:
-        for k, v in w.items():
-            setattr(e, k, v)
-        e = e.env
-
-
-def _dump_envs(inner: Any) -> list[bytes] | None:
-    """The training envs' states: each of DummyVecEnv's envs, or the native vector env and its adapter's
-    counters; None where they are not reachable (SuperSuit's vector env)."""
+def _envs_state(inner: Any) -> Any:
+    """The training envs' states as data: each of DummyVecEnv's envs, or the native vector env and its
+    adapter's counters; None where they are not reachable (SuperSuit's vector env)."""
     from agents.native_vec import NativeVecEnv
 
     if isinstance(inner, NativeVecEnv):
-        return [_dump_env(inner.vector_env), pickle.dumps(inner.get_counters())]
+        return {"native": _env_state(inner.vector_env), "counters": inner.get_counters()}
     if hasattr(inner, "envs"):
-        return [_dump_env(e) for e in inner.envs]
+        return [_env_state(e) for e in inner.envs]
     return None
-
-
-def _load_envs(inner: Any, blobs: list[bytes]) -> None:
-    from agents.native_vec import NativeVecEnv
-
-    if isinstance(inner, NativeVecEnv):
-        _load_env(inner.vector_env, blobs[0])
-        inner.set_counters(pickle.loads(blobs[1]))  # noqa: S301 - our own checkpoint
-        return
-    for e, blob in zip(inner.envs, blobs):
-        _load_env(e, blob)
 
 
 def _inner_venv(venv: Any) -> Any:
@@ -496,40 +454,151 @@ def _ckpt_name(steps: int) -> str:
     return f"ckpt_{steps:012d}"
 
 
+def _rms_state(rms: Any) -> Any:
+    if isinstance(rms, dict):  # a Dict observation space: one per key
+        return {k: _rms_state(v) for k, v in rms.items()}
+    return {"mean": rms.mean, "var": rms.var, "count": rms.count}
+
+
+def _set_rms(rms: Any, state: Any) -> None:
+    if isinstance(rms, dict):
+        for k, v in rms.items():
+            _set_rms(v, state[k])
+        return
+    rms.mean, rms.var, rms.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
+
+
+def _norm_state(norm: Any) -> dict[str, Any]:
+    """VecNormalize's statistics and settings as data (SB3 pickles the whole wrapper)."""
+    return {"obs_rms": _rms_state(norm.obs_rms), "ret_rms": _rms_state(norm.ret_rms), "returns": norm.returns,
+            "clip_obs": norm.clip_obs, "clip_reward": norm.clip_reward, "gamma": norm.gamma, "epsilon": norm.epsilon,
+            "norm_obs": norm.norm_obs, "norm_reward": norm.norm_reward, "training": norm.training}
+
+
+def _set_norm(norm: Any, state: dict[str, Any]) -> None:
+    _set_rms(norm.obs_rms, state["obs_rms"])
+    _set_rms(norm.ret_rms, state["ret_rms"])
+    norm.returns = np.asarray(state["returns"])
+    norm.training = bool(state["training"])
+
+
+def _save_zip(model: Any, path: Path) -> None:
+    """``model.save`` whole or not at all (SB3 writes the zip in place)."""
+    from meg_gym.files import fsync_dir
+
+    tmp = path.with_name(f".{path.stem}.tmp.zip")
+    model.save(str(tmp))
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _save_norm(norm: Any, stem: Path) -> list[Path]:
+    from meg_gym.state import encode, save_state
+
+    tree, arrays = encode(_norm_state(norm))
+    return list(save_state(stem, tree, arrays))
+
+
+def _load_norm(stem: Path) -> dict[str, Any]:
+    from meg_gym.state import decode, load_state
+
+    tree, arrays = load_state(stem)
+    return decode(tree, arrays)
+
+
 def save_checkpoint(model: Any, cfg: TrainConfig, ckpt_dir: Path, evaluator: Any = None) -> Path:
     """Model, replay buffer, VecNormalize, env states and random generators at ``model.num_timesteps``.
 
-    The state file is written last (atomically): a checkpoint without it is incomplete and ignored.
+    Files: ``<stem>.zip`` (SB3's model), ``<stem>_state.json`` + ``<stem>_state.npz`` (everything
+    else, as data: :mod:`meg_gym.state`), each written atomically, then ``<stem>_manifest.json``,
+    written last, listing the files and their SHA-256: a checkpoint counts only when its manifest
+    checks out (:func:`latest_checkpoint`).
     """
+    from meg_gym.files import atomic_write, sha256_file
+    from meg_gym.state import encode, save_state
+
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     stem = ckpt_dir / _ckpt_name(model.num_timesteps)
-    model.save(str(stem) + ".zip")
-    if cfg.algo in _OFF_POLICY:
-        model.save_replay_buffer(str(stem) + "_replay_buffer.pkl")
+    files = [Path(str(stem) + ".zip")]
+    _save_zip(model, files[0])
     venv = model.get_env()
     norm = model.get_vec_normalize_env()
-    state: dict[str, Any] = {"num_timesteps": model.num_timesteps, "rng": _rng_state(model), "envs": None,
-                             "vecnormalize_returns": None,
-                             "evaluations": copy.deepcopy(evaluator.history) if evaluator is not None else None}
-    if norm is not None:
-        norm.save(str(stem) + "_vecnormalize.pkl")
-        state["vecnormalize_returns"] = norm.returns.copy()
-    state["envs"] = _dump_envs(_inner_venv(venv))
-    tmp = Path(str(stem) + "_state.pkl.tmp")
-    with tmp.open("wb") as f:
-        pickle.dump(state, f)
-    os.replace(tmp, str(stem) + "_state.pkl")
+    inner = _inner_venv(venv)
+    state: dict[str, Any] = {
+        "num_timesteps": model.num_timesteps, "rng": _rng_state(model), "envs": _envs_state(inner),
+        "vecnormalize": _norm_state(norm) if norm is not None else None,
+        "replay_buffer": _buffer_state(model) if cfg.algo in _OFF_POLICY else None,
+        "evaluations": copy.deepcopy(evaluator.history) if evaluator is not None else None}
+    trees, arrays = {}, {}
+    for key, value in state.items():  # each part on its own: decoded apart on resume
+        trees[key], part = encode(value)
+        arrays.update({f"{key}.{k}": v for k, v in part.items()})
+        trees[key] = _prefix(trees[key], f"{key}.")
+    files += save_state(Path(str(stem) + "_state"), trees, arrays)
+    manifest = {"num_timesteps": int(model.num_timesteps), "files": {f.name: sha256_file(f) for f in files}}
+    atomic_write(Path(str(stem) + "_manifest.json"), json.dumps(manifest, indent=1))
     return stem
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The stem of the newest complete checkpoint in ``run_dir/checkpoints``, or None."""
-    states = sorted((Path(run_dir) / "checkpoints").glob("ckpt_*_state.pkl"))
-    for s in reversed(states):
-        stem = Path(str(s)[: -len("_state.pkl")])
-        if Path(str(stem) + ".zip").exists():
+def _prefix(tree: Any, prefix: str) -> Any:
+    """``tree`` with its array keys prefixed (the parts of a checkpoint share one .npz)."""
+    if isinstance(tree, list):
+        return [_prefix(x, prefix) for x in tree]
+    if isinstance(tree, dict):
+        return {k: (prefix + v if k in ("a", "tensor") and isinstance(v, str) else _prefix(v, prefix))
+                for k, v in tree.items()}
+    return tree
+
+
+def _buffer_state(model: Any) -> dict[str, Any]:
+    from meg_gym.state import attrs_of
+
+    return attrs_of(model.replay_buffer)
+
+
+def _checkpoint_problem(manifest_path: Path) -> tuple[str | None, dict[str, Any]]:
+    """What keeps a checkpoint from counting (None: it is complete), and its manifest."""
+    from meg_gym.files import sha256_file
+
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+        if not isinstance(files, dict) or not files or not isinstance(manifest["num_timesteps"], int):
+            raise ValueError("no file list")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"its manifest is unreadable ({exc})", {}
+    for name, digest in files.items():
+        path = manifest_path.parent / str(name)
+        if Path(str(name)).name != name or not path.is_file():
+            return f"{name} is missing", manifest
+        if sha256_file(path) != digest:
+            return f"{name} does not match the SHA-256 its manifest records", manifest
+    return None, manifest
+
+
+def latest_checkpoint(run_dir: Path, report: bool = False) -> Path | None:
+    """The stem of the newest complete checkpoint in ``run_dir/checkpoints`` (its manifest lists
+    its files and they match their SHA-256), or None. A newer one that does not check out (a kill
+    mid-write, a truncated file) is skipped, with a warning when ``report``."""
+    import warnings
+
+    folder = Path(run_dir) / "checkpoints"
+    names = {p.name[:17] for p in folder.glob("ckpt_*") if re.match(r"ckpt_\d{12}", p.name)}
+    for name in sorted(names, reverse=True):
+        stem = folder / name
+        m = Path(str(stem) + "_manifest.json")
+        problem = _checkpoint_problem(m)[0] if m.exists() else "it has no manifest (a kill while it was written)"
+        if problem is None:
             return stem
+        if report:
+            warnings.warn(f"checkpoint {stem.name} is skipped: {problem}", stacklevel=2)
     return None
+
+
+def _has_complete_run(run_dir: Path) -> bool:
+    return (run_dir / "final_model.zip").exists() or latest_checkpoint(run_dir) is not None
 
 
 def _truncate_monitors(run_dir: Path, steps_per_env: int) -> None:
@@ -544,7 +613,7 @@ def _truncate_monitors(run_dir: Path, steps_per_env: int) -> None:
             if total > steps_per_env:
                 break
             keep.append(line)
-        f.write_text("".join(keep), encoding="utf-8")
+        atomic_write(f, "".join(keep))
 
 
 # --------------------------------------------------------------------------------------
@@ -563,60 +632,56 @@ def train(config: TrainConfig | str | Path | dict[str, Any], out: str | Path | N
         stem = Path(cfg.source).stem if cfg.source else f"{cfg.algo}_{cfg.env.replace('/', '_')}"
         out = Path("runs") / stem
     run_dir = Path(out)
-    ckpt = latest_checkpoint(run_dir) if resume else None
+    cfg_file = run_dir / "config.yaml"
+    ckpt = latest_checkpoint(run_dir, report=True) if resume else None
+    complete = ckpt is not None or _has_complete_run(run_dir)
+    if complete and cfg_file.exists() and not _same_config(run_dir, cfg):
+        raise TrainConfigError(f"the config differs from the one run folder {str(run_dir)!r} was started with "
+                               f"({cfg_file}): resume with the same config, or choose another --out")
     done_file = run_dir / "summary.json"
-    if resume and done_file.exists() and (run_dir / "config.yaml").exists():
-        finished = json.loads(done_file.read_text(encoding="utf-8"))
+    if resume and done_file.exists() and cfg_file.exists():
+        finished = _read_json(done_file)
         if finished.get("timesteps", -1) >= cfg.n_timesteps and _same_config(run_dir, cfg):
             return {**finished, "already_complete": True}
-    if resume and (run_dir / "config.yaml").exists() and not _same_config(run_dir, cfg):
-        raise TrainConfigError(f"the config differs from the one run folder {str(run_dir)!r} was started with "
-                               f"({run_dir / 'config.yaml'}): resume with the same config")
-    if resume and ckpt is None:
-        raise TrainConfigError(f"run folder {str(run_dir)!r} has no complete checkpoint to resume from: "
-                               f"start without --resume")
-    started = (run_dir / "final_model.zip").exists() or ((run_dir / "checkpoints").exists()
-                                                         and any((run_dir / "checkpoints").iterdir()))
-    if not resume and started:
+    if not resume and complete:
         raise TrainConfigError(f"run folder {str(run_dir)!r} already holds checkpoints or a model: pass --resume "
                                f"to continue it, or choose another --out")
+    if resume:  # say where the run goes on from: the newest complete checkpoint, or the start
+        where = (f"checkpoint {ckpt.name}" if ckpt is not None
+                 else "the start (no complete checkpoint: the run is begun again)")
+        print(f"meg-gym train: resuming {run_dir} from {where}", file=sys.stderr)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(yaml_ready(cfg.to_dict()), sort_keys=False),
-                                         encoding="utf-8")
+    if not cfg_file.exists() or not _same_config(run_dir, cfg):  # written once (again only for a run never begun)
+        atomic_write(cfg_file, yaml.safe_dump(yaml_ready(cfg.to_dict()), sort_keys=False))
     cls = _algo_class(cfg.algo)
     hp = _hyperparams(cfg)
     tb = str(run_dir / "tb")
-    state: dict[str, Any] | None = None
+    trees: dict[str, Any] | None = None
+    arrays: dict[str, Any] = {}
     if ckpt is not None:
-        with open(str(ckpt) + "_state.pkl", "rb") as f:
-            state = pickle.load(f)
-        _truncate_monitors(run_dir, state["num_timesteps"] // cfg.n_envs)
+        from meg_gym.state import decode, load_state
+
+        trees, arrays = load_state(Path(str(ckpt) + "_state"))
+        if not isinstance(trees, dict):
+            raise TrainConfigError(f"checkpoint {ckpt} holds no state mapping")
+        steps = int(decode(trees["num_timesteps"], arrays))
+        _truncate_monitors(run_dir, steps // cfg.n_envs)
     venv = _make_vec_env(cfg, run_dir, append=ckpt is not None)
     evaluator = None
     if cfg.eval_freq > 0 and not cfg.marl:
-        evaluator = _Evaluator(cfg, run_dir, state["evaluations"] if state else None)
+        history = decode(trees["evaluations"], arrays) if trees else None
+        evaluator = _Evaluator(cfg, run_dir, history)
+    venv = _wrap_normalize(cfg, venv)
+    restore = None
     if ckpt is None:
-        venv = _wrap_normalize(cfg, venv)
         model = cls(cfg.policy, venv, seed=cfg.seed, tensorboard_log=tb, verbose=verbose, **hp)
         last = 0
     else:
-        assert state is not None
-        if cfg.normalize:
-            from stable_baselines3.common.vec_env import VecNormalize
-
-            venv = VecNormalize.load(str(ckpt) + "_vecnormalize.pkl", venv)
-            venv.returns = state["vecnormalize_returns"]
-        if state["envs"] is not None:
-            _load_envs(_inner_venv(venv), state["envs"])
+        assert trees is not None
         model = cls.load(str(ckpt) + ".zip", env=venv, tensorboard_log=tb, device=hp["device"], force_reset=False,
                          verbose=verbose)  # the saved model's verbosity otherwise: --verbose was ignored on resume
-        if cfg.algo in _OFF_POLICY:
-            model.load_replay_buffer(str(ckpt) + "_replay_buffer.pkl")
-        if state["envs"] is None:  # the env state is not restorable: start the envs afresh
-            model._last_obs = None
-        last = state["num_timesteps"]
-    checkpointer = _Checkpointer(cfg, run_dir, last=last, restore=state["rng"] if state else None,
-                                 evaluator=evaluator)
+        last, restore = _restore_checkpoint(model, cfg, trees, arrays)
+    checkpointer = _Checkpointer(cfg, run_dir, last=last, restore=restore, evaluator=evaluator)
     remaining = cfg.n_timesteps - model.num_timesteps
     if remaining > 0:
         from stable_baselines3.common.callbacks import CallbackList
@@ -624,20 +689,82 @@ def train(config: TrainConfig | str | Path | dict[str, Any], out: str | Path | N
         model.learn(remaining, callback=CallbackList([checkpointer, *(callbacks or [])]),
                     reset_num_timesteps=ckpt is None, tb_log_name="run")
     final = run_dir / "final_model.zip"
-    model.save(str(final))
+    _save_zip(model, final)
     norm = model.get_vec_normalize_env()
     if norm is not None:
-        norm.save(str(run_dir / "vecnormalize.pkl"))
+        _save_norm(norm, run_dir / "vecnormalize")
     venv.close()
+    steps_from = int(decode(trees["num_timesteps"], arrays)) if trees else None
     summary = {"run_dir": str(run_dir), "algo": cfg.algo, "env": cfg.env, "timesteps": int(model.num_timesteps),
-               "final_model": str(final), "resumed_from": int(state["num_timesteps"]) if state else None}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+               "final_model": str(final), "resumed_from": steps_from}
+    atomic_write(done_file, json.dumps(summary, indent=2))
     return summary
+
+
+def _restore_checkpoint(model: Any, cfg: TrainConfig, trees: dict[str, Any], arrays: Any) -> tuple[int, Any]:
+    """Write a checkpoint's state into a model loaded from its zip and its fresh envs: VecNormalize,
+    the envs' worlds, the replay buffer. Returns (timesteps, the random generators' state)."""
+    from meg_gym.state import attrs_of, decode
+
+    norm = model.get_vec_normalize_env()
+    if norm is not None and trees.get("vecnormalize") is not None:
+        _set_norm(norm, decode(trees["vecnormalize"], arrays))
+    from agents.native_vec import NativeVecEnv
+
+    inner = _inner_venv(model.get_env())
+    env_trees = trees.get("envs")
+    if env_trees is not None and isinstance(inner, NativeVecEnv):
+        inner.vector_env.reset(seed=0)  # what a reset builds is there to write into
+        st = decode(env_trees, arrays, _envs_state(inner))
+        _set_env_state(inner.vector_env, st["native"])
+        inner.set_counters(st["counters"])
+    elif env_trees is not None and hasattr(inner, "envs"):
+        for e in inner.envs:  # a fresh env is reset first, so that what a reset builds is there to write into
+            e.reset(seed=0)
+        current = [_env_state(e) for e in inner.envs]
+        for e, st in zip(inner.envs, decode(env_trees, arrays, current)):
+            _set_env_state(e, st)
+    else:  # the env state is not restorable (the PettingZoo vector envs): start the envs afresh
+        model._last_obs = None
+    if cfg.algo in _OFF_POLICY and trees.get("replay_buffer") is not None:
+        buf = model.replay_buffer
+        for k, v in decode(trees["replay_buffer"], arrays, attrs_of(buf)).items():
+            object.__setattr__(buf, k, v)
+    return int(decode(trees["num_timesteps"], arrays)), decode(trees["rng"], arrays)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TrainConfigError(f"{path} is not readable JSON ({exc})") from None
+    return data if isinstance(data, dict) else {}
 
 
 def _same_config(run_dir: Path, cfg: TrainConfig) -> bool:
     f = run_dir / "config.yaml"
     return f.exists() and yaml.safe_load(f.read_text(encoding="utf-8")) == yaml_ready(cfg.to_dict())
+
+
+def run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run folder's ``config.yaml`` as a mapping ({} if there is none); unreadable: TrainConfigError."""
+    cfg_file = Path(run_dir) / "config.yaml"
+    if not cfg_file.exists():
+        return {}
+    try:
+        saved = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise TrainConfigError(f"{cfg_file} is not readable YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(saved, dict):
+        raise TrainConfigError(f"{cfg_file} must hold a mapping (got {type(saved).__name__})")
+    return saved
+
+
+class _Stats:
+    """VecNormalize's running mean and variance as loaded from data (``.mean``, ``.var``, ``.count``)."""
+
+    def __init__(self, state: dict[str, Any]) -> None:
+        self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])
 
 
 def load_model(path: str | Path) -> tuple[Any, Any]:
@@ -651,10 +778,7 @@ def load_model(path: str | Path) -> tuple[Any, Any]:
     if not zip_path.exists():
         raise TrainConfigError(f"model {str(zip_path)!r} does not exist (train first, or give a checkpoint .zip)")
     run_dir = zip_path.parent.parent if zip_path.parent.name == "checkpoints" else zip_path.parent
-    algo = None
-    cfg_file = run_dir / "config.yaml"
-    if cfg_file.exists():
-        algo = (yaml.safe_load(cfg_file.read_text(encoding="utf-8")) or {}).get("algo")
+    algo = run_config(run_dir).get("algo")
     candidates = [algo] if algo in ALGOS else list(ALGOS)
     model, errors = None, []
     for a in candidates:
@@ -665,12 +789,18 @@ def load_model(path: str | Path) -> tuple[Any, Any]:
             errors.append(f"{a}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     if model is None:
         raise TrainConfigError(f"model {str(zip_path)!r} could not be loaded as any of {candidates} ({errors[0]})")
-    norm_file = (Path(str(zip_path)[: -len(".zip")] + "_vecnormalize.pkl") if zip_path.parent.name == "checkpoints"
-                 else run_dir / "vecnormalize.pkl")
+    norm_stem = (Path(str(zip_path)[: -len(".zip")] + "_state") if zip_path.parent.name == "checkpoints"
+                 else run_dir / "vecnormalize")
     obs_rms = None
-    if norm_file.exists():
-        with norm_file.open("rb") as f:
-            norm = pickle.load(f)
-        if norm.norm_obs:
-            obs_rms = (norm.obs_rms, norm.epsilon, norm.clip_obs)
+    if zip_path.parent.name == "checkpoints" and norm_stem.with_name(norm_stem.name + ".json").exists():
+        from meg_gym.state import decode, load_state
+
+        trees, arrays = load_state(norm_stem)
+        norm = decode(trees.get("vecnormalize"), arrays) if isinstance(trees, dict) else None
+    elif norm_stem.with_name(norm_stem.name + ".json").exists():
+        norm = _load_norm(norm_stem)
+    else:
+        norm = None
+    if norm and norm["norm_obs"]:
+        obs_rms = (_Stats(norm["obs_rms"]), float(norm["epsilon"]), float(norm["clip_obs"]))
     return model, obs_rms

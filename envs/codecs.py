@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from meg_gym.errors import show
+
 __all__ = ["CODECS", "ActionCodec", "InvalidAction", "make_codec"]
 
 
@@ -57,9 +59,7 @@ class ActionCodec:
 
 def _show(value: Any) -> str:
     """A short repr for an error message (a huge or nested input is abbreviated, not printed whole)."""
-    import reprlib
-
-    return reprlib.repr(value)
+    return show(value)
 
 
 def _array(action: Any, expected: str, what: str = "action") -> np.ndarray:

@@ -9,11 +9,15 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from meg_gym.config import OBS_LIMIT
+
 __all__ = ["BIG", "REWARD_TYPES", "check_overrides", "check_reward_type", "obs_bounds", "reward_space"]
 
 REWARD_TYPES = ("scalar", "vector")
 
-BIG = 1e4  # bounds far outside what the models produce (backlogs below hours, SNRs within +-300 dB)
+# bounds far outside what the models produce (backlogs below hours, SNRs within +-300 dB); the config
+# bounds and the core's build-time checks keep every observation and cost term within them
+BIG = OBS_LIMIT
 
 
 def obs_bounds(num_es: int) -> tuple[np.ndarray, np.ndarray]:

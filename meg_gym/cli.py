@@ -116,6 +116,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _numbers(flag: str, text: str, kind: type) -> list[Any]:
+    """A comma-separated flag value as numbers, or a one-line error naming the flag."""
+    try:
+        return [kind(x) for x in text.split(",")]
+    except ValueError:
+        from meg_gym.errors import show
+
+        raise ValueError(f"'{flag}' must be comma-separated {kind.__name__}s (got {show(text)})") from None
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Sweep the live engine into profiled mode's quality table (resumable), or check its fidelity."""
     from meg_gym.quality.calibrate import calibrate, check_fidelity
@@ -141,8 +151,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                                 same_requests=args.same_requests, seed=args.seed + 1)
         print(json.dumps(result))
         return 0
-    grid = [float(x) for x in args.snr_grid.split(",")] if args.snr_grid else None
-    steps = [int(x) for x in args.steps.split(",")] if args.steps else None
+    grid = _numbers("--snr-grid", args.snr_grid, float) if args.snr_grid else None
+    steps = _numbers("--steps", args.steps, int) if args.steps else None
     protocols = args.protocols.split(",") if args.protocols else None
     if args.workers is not None and args.ray is None:
         from meg_gym.config import ConfigError
@@ -334,8 +344,7 @@ def _print_result(res: dict[str, Any], as_json: bool) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate trained models (and baselines) on held-out seeds: tables and plots."""
-    import yaml
-
+    from agents.training import run_config
     from meg_gym.config import ConfigError
 
     models = args.model
@@ -346,7 +355,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     base: dict[str, Any] = {}
     env_id = args.env
     if cfg.exists():
-        saved = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+        saved = run_config(run_dir)
         env_id = env_id or saved.get("env")
         kept = ("action_type", "observation_type")  # the model's own; baselines take the env's defaults
         base = {k: v for k, v in (saved.get("env_kwargs") or {}).items() if k not in kept}
@@ -550,16 +559,23 @@ def _interrupted(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``meg-gym``."""
+    """Entry point of ``meg-gym``: a user error (:func:`meg_gym.errors.user_error`) is one line on
+    stderr and exit status 2, Ctrl-C one line saying how to resume and status 130; anything else is a
+    bug and keeps its traceback."""
     args = _parser().parse_args(argv)  # first: --help and usage errors need none of the heavy imports below
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        from meg_gym.errors import USER_ERRORS  # noqa: I001
+        from meg_gym.errors import user_error  # noqa: I001
 
         try:
             return int(args.fn(args) or 0)
-        except USER_ERRORS as exc:
-            print(f"meg-gym {args.command}: error: {exc}", file=sys.stderr)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            line = user_error(exc)
+            if line is None:
+                raise
+            print(f"meg-gym {args.command}: error: {line}", file=sys.stderr)
             return 2
     except KeyboardInterrupt:
         return _interrupted(args)

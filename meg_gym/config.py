@@ -28,7 +28,7 @@ Sources and overrides (:func:`load_scenario`):
 
 Every bad value raises :class:`ConfigError` with a one-line message that names the dotted
 field, what is allowed and what was given, e.g.
-``'es[1].flops_per_s' must be > 0 (got -3.0)``.
+``'es[1].flops_per_s' must be in [1e+06, 1e+17] (got -3.0)``.
 
 The tables of known names (channel kinds, protocols, device presets) are the owning modules'
 (``meg_gym.channel.CHANNELS``, ``meg_gym.protocols.PROTOCOLS``, ``meg_gym.compute.DEVICES``); the
@@ -41,8 +41,9 @@ import copy
 import inspect
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
@@ -161,9 +162,10 @@ class _FieldError(ValueError):
 
 
 def _show(value: Any, limit: int = 80) -> str:
-    """``repr`` of a given value, on one line and not too long."""
-    text = repr(value).replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """A short excerpt of a given value (:func:`meg_gym.errors.show`: never the ``repr`` of a whole large input)."""
+    from meg_gym.errors import show
+
+    return show(value, limit)
 
 
 def _path(loc: tuple[str | int, ...]) -> str:
@@ -185,7 +187,82 @@ Fraction = Annotated[float, Strict(), Field(gt=0, le=1, allow_inf_nan=False)]  #
 PositiveInt = Annotated[int, Strict(), Field(ge=1)]
 NonNegativeInt = Annotated[int, Strict(), Field(ge=0)]
 Text = Annotated[str, Strict()]
-Position = tuple[Number, Number]
+
+
+@dataclass(frozen=True)
+class _Range:
+    """A field's allowed range, kept in its type so that an error can state the whole range."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __str__(self) -> str:
+        lo, hi = (str(v) if isinstance(v, int) else f"{v:g}" for v in (self.lo, self.hi))
+        return f"{'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}"
+
+
+def _in(lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> Any:
+    """A finite number in [lo, hi] (``lo_open``/``hi_open``: that end excluded)."""
+    return Annotated[float, Strict(), Field(allow_inf_nan=False, **{"gt" if lo_open else "ge": lo},
+                                            **{"lt" if hi_open else "le": hi}), _Range(lo, hi, lo_open, hi_open)]
+
+
+def _int_in(lo: int, hi: int) -> Any:
+    return Annotated[int, Strict(), Field(ge=lo, le=hi), _Range(lo, hi)]
+
+
+def _range_of(loc: tuple[str | int, ...]) -> _Range | None:
+    """The :class:`_Range` of the field at a pydantic error's location, if its type has one."""
+    model: Any = Scenario
+    ann: Any = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in getattr(model, "model_fields", {}):
+            return None
+        ann = model.model_fields[part].annotation
+        meta = model.model_fields[part].metadata
+        model = next((t for t in _flatten(ann) if isinstance(t, type) and issubclass(t, BaseModel)), None)
+    found = [m for m in [*_flatten(ann), *(meta if ann is not None else [])] if isinstance(m, _Range)]
+    return found[0] if found else None
+
+
+def _flatten(ann: Any) -> list[Any]:
+    """A type and everything inside it (Optional, tuple elements, Annotated metadata)."""
+    out = [ann]
+    for arg in get_args(ann):
+        out += _flatten(arg) if not isinstance(arg, _Range) else [arg]
+    return out
+
+
+# Physically meaningful ranges of the numeric fields (issue 21): a value outside one is a typo or
+# a unit slip, and beyond them the models overflow (10 ** (1e308 / 10)), divide by zero or give
+# rewards and observations no agent can learn from. Each bound says where it comes from.
+MAX_ES = 64  # the ES sets a multi-ES protocol may use grow as 2**num_es (core.MAX_PLACEMENTS caps them)
+OBS_LIMIT = 1e4  # |observation| and |reward term| bound (envs.common.BIG): ratios the config sets stay below it
+SNR_RANGE_DB = (-50.0, 100.0)  # the case study's -20..30 dB with margin; SNR / 30 observations stay within +-10
+SnrDb = _in(*SNR_RANGE_DB)
+CarrierHz = _in(0.5e9, 100e9)  # TR 38.901 Table 7.4.1-1 holds for 0.5 GHz <= f_c <= 100 GHz
+NoiseFigureDb = _in(0.0, 30.0)  # TR 38.802: UE 9 dB, gNB 5 dB; 30 dB leaves a wide margin
+RicianKDb = _in(-30.0, 40.0)  # TR 38.901 Table 7.5-6: LOS K means 7-9 dB, spreads 3.5-8 dB (+-6 sigma and more)
+# TS 38.101-1: -40 dBm minimum output power (6.3.1), 31 dBm the highest FR1 power class (Table 6.2.1-1), +2 dB
+UeTxDbm = _in(-40.0, 33.0)
+# TS 38.104 6.2: a local-area BS <= 24 dBm, a medium-range one <= 38 dBm; macro cells 46-49 dBm
+# (TR 38.901 Table 7.8-1); 60 dBm (1 kW) is the margin
+EsTxDbm = _in(0.0, 60.0)
+Coord = _in(-5e3, 5e3)  # metres: TR 38.901's path loss holds for d2D <= 5 km (Table 7.4.1-1)
+Position = tuple[Coord, Coord]
+SpeedMps = _in(0.0, 140.0)  # TR 38.913 7.17: NR serves UEs up to 500 km/h (138.9 m/s, high-speed train)
+# from a microcontroller (1 MFLOP/s) to an 8-GPU server (8 x 989 TFLOP/s dense FP16 on H100, ~8e15) with margin
+FlopsPerS = _in(1e6, 1e17)
+PowerW = _in(1e-3, 1e4)  # from a 1 mW microcontroller to a 10 kW 8-GPU server (DGX H100: 10.2 kW)
+MIN_BANDWIDTH_HZ = 1e3  # below one NB-IoT tone (3.75 kHz, TS 36.211 10.1)
+BandwidthHz = _in(MIN_BANDWIDTH_HZ, 2e9)  # up to FR2-2's widest channel, 2 GHz (TS 38.101-2)
+Steps = _int_in(1, 1000)  # a sampler takes at most the 1000 timesteps of the DDPM schedule (Ho et al. 2020)
+Seconds = _in(1e-3, 3600.0)  # a millisecond (an NR slot at 15 kHz, TS 38.211) to an hour
+Weight = _in(0.0, 1e6)  # a weight ratio beyond 1e6 is lost in float32 (SB3's reward buffers: 7 digits)
 
 
 class _Frozen(BaseModel):
@@ -218,19 +295,20 @@ class TransmissionConfig(_Frozen):
     # [uplink, downlink] (one number: both): attenuation alpha 0.4 / 0.6, SNR_MIN -10 dB,
     # Thr_MAX 2.0 / 4.4 bit/s/Hz (16QAM 3/4 up, 64QAM 4/5 down)
     efficiency: tuple[Fraction, Fraction] = (0.4, 0.6)
-    snr_min_db: Number = -10.0
-    max_spectral_efficiency: tuple[Positive, Positive] = (2.0, 4.4)
+    snr_min_db: SnrDb = -10.0
+    # 30 bit/s/Hz: beyond 8 MIMO layers of 1024QAM (TS 38.214's largest spectral efficiency is 9.26 per layer)
+    max_spectral_efficiency: tuple[_in(0.01, 100.0), _in(0.01, 100.0)] = (2.0, 4.4)
     # below SNR_MIN, repetitions of each code block combined (LTE-M / NB-IoT coverage
     # enhancement: up to 2048, 3GPP TS 36.211 10.2.3 / TS 36.213 16.4.1.3); 1: none (an outage)
-    max_repetitions: PositiveInt = 2048
+    max_repetitions: _int_in(1, 2048) = 2048
     # the rate's back-off below the observed SNR; None: the margin at which a fresh fading block
     # fails with probability 0.1 (the BLER target of LTE's CQI, TS 36.213 7.2.3): 9.8 dB under
     # Rayleigh fading, 0 dB without fading
-    fading_margin_db: NonNegative | None = None
-    max_retransmissions: NonNegativeInt = 3  # HARQ: LTE's default of 4 transmissions
+    fading_margin_db: _in(0.0, 40.0) | None = None
+    max_retransmissions: _int_in(0, 32) = 3  # HARQ: LTE's default of 4 transmissions; up to 28 (TS 36.331 maxHARQ-Tx)
     # analog: copies of every tensor sent and combined (maximal-ratio combining on AWGN): r times
     # the airtime for SNR + 10 log10 r (bandwidth expansion by repetition)
-    analog_repetitions: Annotated[int, Strict(), Field(ge=1, le=1024)] = 1
+    analog_repetitions: _int_in(1, 1024) = 1
 
     @field_validator("efficiency", "max_spectral_efficiency", mode="before")
     @classmethod
@@ -257,13 +335,13 @@ class ChannelConfig(_Frozen):
     """
 
     kind: Text = "awgn"
-    snr_db: Number | None = None
-    snr_range_db: tuple[Number, Number] | None = None
-    carrier_hz: Positive | None = None
-    noise_figure_db: NonNegative | None = None
-    es_noise_figure_db: NonNegative | None = None
+    snr_db: SnrDb | None = None
+    snr_range_db: tuple[SnrDb, SnrDb] | None = None
+    carrier_hz: CarrierHz | None = None
+    noise_figure_db: NoiseFigureDb | None = None
+    es_noise_figure_db: NoiseFigureDb | None = None
     fading: Text | None = None
-    rician_k_db: Number | None = None
+    rician_k_db: RicianKDb | None = None
     shadowing: Annotated[bool, Strict()] | None = None
 
     @model_validator(mode="before")
@@ -306,12 +384,12 @@ class UeConfig(_Frozen):
     """The user equipment (phone). ``flops_per_s``/``power_w`` ``None``: the device preset's."""
 
     device: Text = "phone_npu"
-    flops_per_s: Positive | None = None
-    power_w: Positive | None = None
-    tx_power_dbm: Number = 23.0  # 3GPP power class 3 UE
-    rx_power_w: NonNegative = 1.0  # drawn while receiving (meg_gym.compute.energy.UE_RX_POWER_W, cited there)
+    flops_per_s: FlopsPerS | None = None
+    power_w: PowerW | None = None
+    tx_power_dbm: UeTxDbm = 23.0  # 3GPP power class 3 UE
+    rx_power_w: _in(0.0, 100.0) = 1.0  # drawn while receiving (meg_gym.compute.energy.UE_RX_POWER_W, cited there)
     position_m: Position = (50.0, 0.0)
-    speed_mps: NonNegative = 1.0  # pedestrian
+    speed_mps: SpeedMps = 1.0  # pedestrian
 
     @field_validator("device")
     @classmethod
@@ -328,12 +406,12 @@ class EsConfig(_Frozen):
     """One edge server. ``load``: the share of its compute that other users keep busy, in [0, 1)."""
 
     device: Text = "edge_gpu"
-    flops_per_s: Positive | None = None
-    power_w: Positive | None = None
+    flops_per_s: FlopsPerS | None = None
+    power_w: PowerW | None = None
     load: Annotated[float, Strict(), Field(ge=0, lt=1, allow_inf_nan=False)] = 0.3
     # None: the channel kind's base station (umi 30 dBm small cell, uma 46 dBm macro cell:
     # meg_gym.channel.models' default_es_tx_power_dbm); awgn/perfect ignore it
-    tx_power_dbm: Number | None = None
+    tx_power_dbm: EsTxDbm | None = None
     position_m: Position = (0.0, 0.0)
 
     @field_validator("device")
@@ -350,24 +428,24 @@ class EsConfig(_Frozen):
 class GenerationConfig(_Frozen):
     """How a generation runs (mirrors ``meg_gym.ldm.stages.GenerationSettings``)."""
 
-    steps: PositiveInt = 20
+    steps: Steps = 20
     strength: Fraction = 0.6
-    guidance_scale: NonNegative = 4.0
-    ue_steps: PositiveInt = 8  # Full UE: the phone runs fewer denoising steps
-    sketch_scale: PositiveInt = 2  # a sketch has 1/sketch_scale of the resolution per side
-    complete_steps: PositiveInt = 10
+    guidance_scale: _in(0.0, 50.0) = 4.0  # diffusers' default is 7.5; CFG papers sweep up to ~20
+    ue_steps: Steps = 8  # Full UE: the phone runs fewer denoising steps
+    sketch_scale: _int_in(1, 8) = 2  # a sketch has 1/sketch_scale of the resolution per side (8: one latent pixel)
+    complete_steps: Steps = 10
     complete_strength: Fraction = 0.3
-    tile_overlap: NonNegativeInt = 2  # latent pixels each side of a cooperative tile
+    tile_overlap: _int_in(0, 64) = 2  # latent pixels each side of a cooperative tile (SD 1.5's latent is 64 wide)
 
 
 class RewardWeights(_Frozen):
     """Weights of the reward terms (magnitudes: the sign of a cost lives in its term)."""
 
-    quality: NonNegative = 1.0
-    latency: NonNegative = 0.5
-    overhead: NonNegative = 0.1
-    energy: NonNegative = 0.1
-    deadline: NonNegative = 1.0
+    quality: Weight = 1.0
+    latency: Weight = 0.5
+    overhead: Weight = 0.1
+    energy: Weight = 0.1
+    deadline: Weight = 1.0
 
 
 class RewardConfig(_Frozen):
@@ -380,16 +458,16 @@ class RewardConfig(_Frozen):
 class WorkloadConfig(_Frozen):
     """The request stream: Poisson arrivals, a deadline and a quality weight per request."""
 
-    arrival_rate_hz: Positive = 1.0
-    deadline_s: tuple[Positive, Positive] = (0.3, 2.0)  # drawn uniformly per request
-    quality_weight: tuple[NonNegative, NonNegative] = (0.5, 1.5)  # drawn uniformly per request
-    requests_per_episode: PositiveInt = 200
-    latency_scale_s: Positive = 1.0  # the latency term is -latency_s / latency_scale_s
+    arrival_rate_hz: _in(1e-4, 1e4) = 1.0  # one request in ~3 hours to one per 0.1 ms (an NR mini-slot)
+    deadline_s: tuple[Seconds, Seconds] = (0.3, 2.0)  # drawn uniformly per request
+    quality_weight: tuple[_in(0.0, 1e3), _in(0.0, 1e3)] = (0.5, 1.5)  # drawn uniformly per request
+    requests_per_episode: _int_in(1, 10**7) = 200  # 1e7: longer than any training run of this project
+    latency_scale_s: Seconds = 1.0  # the latency term is -latency_s / latency_scale_s
     # the user model (MEG paper, motivation: "the user may need to repeat the request multiple times until
     # they receive satisfying results"): a result of quality below the threshold is asked again (same request,
     # new noise draw), up to max_attempts in all; None: every first result is accepted
     satisfaction_threshold: Fraction | None = None
-    max_attempts: PositiveInt = 3
+    max_attempts: _int_in(1, 100) = 3
 
     @field_validator("deadline_s", "quality_weight")
     @classmethod
@@ -397,6 +475,16 @@ class WorkloadConfig(_Frozen):
         if v[0] > v[1]:
             raise _FieldError((), f"must be [low, high] with low <= high (got {list(v)})")
         return v
+
+    @model_validator(mode="after")
+    def _observable(self) -> WorkloadConfig:
+        # the observation holds deadline / latency_scale_s: it must stay within the observation bound
+        ratio = self.deadline_s[1] / self.latency_scale_s
+        if ratio > OBS_LIMIT:
+            raise _FieldError(("latency_scale_s",), f"must be >= deadline_s[1] / {OBS_LIMIT:g} = "
+                                                    f"{self.deadline_s[1] / OBS_LIMIT:g} s (observations hold "
+                                                    f"deadline / latency_scale_s; got {self.latency_scale_s:g})")
+        return self
 
 
 ON_MISS = ("wait", "cloud", "fallback")
@@ -465,7 +553,7 @@ class Scenario(_Frozen):
     """A whole scenario, validated and frozen. ``es`` always holds exactly ``num_es`` entries."""
 
     name: Annotated[str, Strict(), Field(min_length=1)] = "default"
-    seed: NonNegativeInt = 0
+    seed: _int_in(0, 2**63 - 1) = 0  # an int64, as numpy's and torch's generators take seeds
     model: Text = "tiny"
     # FLOPs and payload sizes from another model's geometry (e.g. sd15), content from ``model``:
     # the tiny LDM then stands in for Stable Diffusion at its real scale. None: ``model`` itself.
@@ -475,13 +563,13 @@ class Scenario(_Frozen):
     # at most 128 px (the shipped tiny one: its ops are too small to split, and a second thread
     # that competes with other processes makes a step 3-4x slower; README, "Threads"), torch's own
     # default otherwise
-    torch_threads: PositiveInt | None = None
+    torch_threads: _int_in(1, 1024) | None = None
     # the torch device and dtype the model runs on in live mode and in ``calibrate`` (docs/models.md);
     # an unavailable device is an error when a live system is built (meg_gym.ldm.runtime)
     torch_device: Text = "cpu"  # cpu | cuda | cuda:N | mps
     torch_dtype: Text = "fp32"  # fp32 | fp16 | bf16
-    num_es: PositiveInt = 2
-    bandwidth_hz: Positive = 20.0e6
+    num_es: _int_in(1, MAX_ES) = 2
+    bandwidth_hz: BandwidthHz = 20.0e6
     transmission: TransmissionConfig = Field(default_factory=TransmissionConfig)
     channel: ChannelConfig = Field(default_factory=ChannelConfig)
     ue: UeConfig = Field(default_factory=UeConfig)
@@ -490,7 +578,8 @@ class Scenario(_Frozen):
     reward: RewardConfig = Field(default_factory=RewardConfig)
     workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
     protocols: tuple[Text, ...] = Field(default_factory=lambda: tuple(protocol_names()))
-    bandwidth_shares: tuple[Fraction, ...] = (0.25, 0.5, 1.0)  # of bandwidth_hz, offered to agents
+    # of bandwidth_hz, offered to agents (each share is an action: a few dozen at most)
+    bandwidth_shares: Annotated[tuple[Fraction, ...], Field(min_length=1, max_length=64)] = (0.25, 0.5, 1.0)
     calibration: Text | None = None  # profiled mode's table; None: configs/calibration/<model>.json
     caching: CachingConfig | None = None  # model caching at the ESs (meg_gym.caching); None: one model, always there
 
@@ -501,7 +590,7 @@ class Scenario(_Frozen):
             return data
         data = dict(data)
         n = data.get("num_es", 2)
-        valid_n = isinstance(n, int) and not isinstance(n, bool) and n >= 1
+        valid_n = isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_ES
         if valid_n and "protocols" not in data:
             multi = set(multi_es_protocols())
             data["protocols"] = [p for p in protocol_names() if n >= 2 or p not in multi]
@@ -590,6 +679,16 @@ class Scenario(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _smallest_band(self) -> Scenario:
+        # the narrowest band an agent can ask for must still be a band (BandwidthHz's lower bound)
+        lo = MIN_BANDWIDTH_HZ
+        share = min(self.bandwidth_shares)
+        if self.bandwidth_hz * share < lo:
+            raise _FieldError(("bandwidth_shares",), f"must keep bandwidth_hz * share >= {lo:g} Hz (got share "
+                                                     f"{share:g} of bandwidth_hz {self.bandwidth_hz:g})")
+        return self
+
+    @model_validator(mode="after")
     def _multi_es_needs_es(self) -> Scenario:
         if self.num_es < 2:
             multi = [p for p in self.protocols if p in set(multi_es_protocols())]
@@ -654,9 +753,17 @@ def _describe(err: Mapping[str, Any]) -> str:
            "less_than": ("<", "lt"), "less_than_equal": ("<=", "le")}
     if kind in ops:
         op, key = ops[kind]
+        rng = _range_of(loc)
+        if rng is not None:
+            return f"{field} must be in {rng} (got {given})"
         return f"{field} must be {op} {_bound(ctx, key)} (got {given})"
     if kind == "string_too_short":
         return f"{field} must not be empty (got {given})"
+    if kind in ("too_short", "too_long"):
+        lo, hi = ctx.get("min_length"), ctx.get("max_length")
+        n = lo if kind == "too_short" else hi
+        size = f"{'at least' if kind == 'too_short' else 'at most'} {n} entr{'y' if n == 1 else 'ies'}"
+        return f"{field} must hold {size} (got {given})"
     if kind == "missing":
         return f"{field} is required"
     if kind == "frozen_instance":

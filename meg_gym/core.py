@@ -39,6 +39,11 @@ REWARD_TERMS = ("quality", "latency", "overhead", "energy", "deadline")
 OBS_FEATURES_PER_ES = 4  # uplink SNR, downlink SNR, backlog, last bandwidth demand
 _OBS_REQUEST = 4  # deadline, quality weight, UE energy so far, episode progress
 MAX_PLACEMENTS = 10_000  # beyond this the ES sets are a combinatorial blow-up, not a choice an agent learns
+MAX_UES = 4096  # UEs per copy: each has its links to every ES and its request rows
+MAX_REQUESTS = 2**20  # copies x UEs: the rows an epoch serves (each a few KB of arrays)
+# background jobs the queue walk simulates per request gap (load / (service time x arrival rate)):
+# beyond this a step spends seconds in the queues' background (a fast ES with rare requests)
+MAX_BACKGROUND_JOBS = 1e5
 
 
 def obs_size(num_es: int) -> int:
@@ -86,10 +91,12 @@ def placements(scenario: Any, max_es_per_request: int | None = None) -> list[Pla
     a protocol that runs on the UE alone once."""
     n = scenario.num_es
     top = n if max_es_per_request is None else min(int(max_es_per_request), n)
-    count = sum(math.comb(n, k) for k in range(2, top + 1))
+    # every subset of 2 or more (closed form: a sum of binomials would itself take long for many ESs)
+    count = 2**n - 1 - n if top == n else sum(math.comb(n, k) for k in range(2, top + 1))
     if count * sum(PROTOCOLS[p].multi_es for p in scenario.protocols) > MAX_PLACEMENTS:
-        raise ValueError(f"'max_es_per_request' must keep the placements below {MAX_PLACEMENTS} "
-                         f"(got {max_es_per_request!r} with num_es={n}: {count} ES sets per multi-ES protocol)")
+        raise ValueError(f"'max_es_per_request' must keep the placements below {MAX_PLACEMENTS} (got "
+                         f"{max_es_per_request!r} with 'num_es' = {n}: {count:.3g} ES sets per multi-ES protocol); "
+                         f"limit the ES set size or use fewer ESs")
     out: list[Placement] = []
     for name in scenario.protocols:
         proto = PROTOCOLS[name]
@@ -123,8 +130,11 @@ class Core:
 
         sc = scenario if hasattr(scenario, "model_dump") else load_scenario(scenario)
         self.scenario = sc
-        self.copies = _check_int("copies", copies, 1)
-        self.ues = _check_int("num_ues", ues, 1)
+        self.copies = _check_int("copies", copies, 1, MAX_REQUESTS)
+        self.ues = _check_int("num_ues", ues, 1, MAX_UES)
+        if self.copies * self.ues > MAX_REQUESTS:  # before anything is allocated
+            raise ValueError(f"'copies' x 'num_ues' must be <= {MAX_REQUESTS} requests per epoch "
+                             f"(got {self.copies} x {self.ues})")
         if max_es_per_request is not None:
             _check_int("max_es_per_request", max_es_per_request, 2)
         self.max_es_per_request = max_es_per_request
@@ -158,6 +168,7 @@ class Core:
         self.scales = reward_scales(system)
         self._consts = reward_consts(self.scales, sc.reward.weights)
         self._arrays()
+        check_scales(self)
         self.queues = system.queue_batch(self.copies)
         self.channel = make_channel_batch(self.kind, self.copies * self.ues, **channel_params(sc))
         self._area = self._walk_area()
@@ -780,8 +791,11 @@ def check_table_matches(scenario: Any, table: Any) -> None:
         obj = scenario
         for part in field.split("."):
             obj = getattr(obj, part)
-        measured = table.settings.get(key)
-        if measured is not None and measured != obj:
+        if key not in table.settings:  # a table that does not say what it was measured with cannot be trusted
+            raise ValueError(f"the calibration table of model {table.model!r} does not record its '{key}' setting: "
+                             f"re-run meg-gym calibrate")
+        measured = table.settings[key]
+        if measured != obj:
             raise ValueError(f"'{field}' is {obj!r} but the calibration table of model {table.model!r} was measured "
                              f"with {measured!r}: profiled quality would be that setting's; calibrate this setting "
                              f"(meg-gym calibrate --config ...) and name it in 'calibration', or use {measured!r}")
@@ -796,7 +810,82 @@ def load_table_for(scenario: Any) -> Any:
     return load_table(path)
 
 
-def _check_int(name: str, value: Any, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo:
-        raise ValueError(f"'{name}' must be an integer >= {lo} (got {value!r})")
+def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi and value > hi):
+        what = f"in [{lo}, {hi}]" if hi else f">= {lo}"
+        raise ValueError(f"'{name}' must be an integer {what} (got {value!r})")
     return int(value)
+
+
+def check_scales(core: Core) -> None:
+    """The derived quantities the config bounds do not pin down on their own, checked once when a
+    core is built: the reward scales, every placement's reward terms for a request on idle ESs at
+    the smallest and the whole bandwidth share (awgn/perfect at the scenario's SNR, the lowest of
+    ``snr_range_db``; umi/uma at 0 dB, a cell-edge SNR), and the ES queues' background work per
+    request. A non-finite result, a term beyond ``config.OBS_LIMIT`` in size, or a step that would
+    simulate more than :data:`MAX_BACKGROUND_JOBS` background jobs is a ConfigError naming the
+    config fields behind it, with their values."""
+    from meg_gym.config import OBS_LIMIT, ConfigError
+
+    sc, system = core.scenario, core.system
+    ue = f"'ue.flops_per_s' = {system.ue_flops_per_s:g}, 'ue.power_w' = {system.ue_power_w:g}"
+    for key, value in core.scales.items():
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"the reward's {key} scale is {value!r} (must be a finite number > 0): {ue}")
+    p = len(core.placements)
+    hi_weight = float(sc.workload.quality_weight[1])
+    for share in sorted({min(sc.bandwidth_shares), 1.0}):
+        bw = share * core.bandwidth_hz
+        snr, where = _reference_snr_db(sc, bw)
+        ul, dl = snr[core._ids, 0], snr[core._ids, 1]
+        out = core.plan_table.walk(np.arange(p), np.arange(p), np.zeros(p), np.zeros((p, core.num_es)), ul, dl,
+                                   np.full(p, bw))
+        terms, _ = reward_terms(1.0, hi_weight, out[:, 0], (core.uplink_bits + core.downlink_bits).astype(float),
+                                out[:, 1], False, core.scales, sc.reward.weights)
+        for name, fields in _TERM_FIELDS.items():
+            values = terms[name]
+            bad = ~(np.isfinite(values) & (np.abs(values) <= OBS_LIMIT))
+            if bad.any():
+                k = int(np.argmax(bad))
+                pl = core.placements[k]
+                es = ", ".join(f"'es[{i}].flops_per_s' = {system.es_flops_per_s[i]:g}" for i in pl.es_ids)
+                given = {"latency": f"'workload.latency_scale_s' = {sc.workload.latency_scale_s:g}, {ue}, {es}, "
+                                    f"'bandwidth_hz' x share = {bw:g} Hz, {where}",
+                         "energy": f"{ue}, 'ue.tx_power_dbm' = {sc.ue.tx_power_dbm:g}, "
+                                   f"'bandwidth_hz' x share = {bw:g} Hz, {where}",
+                         "overhead": f"'transmission.bits_per_value' = {sc.transmission.bits_per_value}",
+                         "quality": f"'workload.quality_weight' = {list(sc.workload.quality_weight)}"}[name]
+                raise ConfigError(f"the {name} term of {pl.protocol} on ESs {list(pl.es_ids)} would be "
+                                  f"{float(values[k]):.3g} (must be finite and within +-{OBS_LIMIT:g}; {fields}): "
+                                  f"{given}")
+    job = system.background_job_flops()
+    for i, es in enumerate(sc.es):
+        jobs = es.load * system.es_flops_per_s[i] / job / sc.workload.arrival_rate_hz if es.load > 0 else 0.0
+        if jobs > MAX_BACKGROUND_JOBS:
+            raise ConfigError(f"ES {i}'s queue would simulate {jobs:.3g} background jobs per request (at most "
+                              f"{MAX_BACKGROUND_JOBS:g}): raise 'workload.arrival_rate_hz' "
+                              f"({sc.workload.arrival_rate_hz:g}) or lower 'es[{i}].load' ({es.load:g}) or "
+                              f"'es[{i}].flops_per_s' ({system.es_flops_per_s[i]:g})")
+
+
+def _reference_snr_db(sc: Any, bandwidth_hz: float) -> tuple[np.ndarray, str]:
+    """(num_es, 2) uplink and downlink SNRs check_scales serves at, and where they come from:
+    awgn/perfect the scenario's SNR (the low end of ``snr_range_db``); umi/uma the link budget at the
+    UE's start position in NLOS without shadowing or fading (its median cell-edge case)."""
+    ch = sc.channel
+    if ch.kind in ("awgn", "perfect"):
+        snr = ch.snr_range_db[0] if ch.snr_range_db else ch.snr_db
+        return np.full((sc.num_es, 2), float(snr)), f"'channel.snr_db' = {snr:g} dB"
+    from meg_gym.channel.models import make_channel
+
+    params = {**channel_params(sc), "fading": "none", "shadowing": False, "los": "nlos", "mobility": "static"}
+    model = make_channel(ch.kind, **params)
+    model.reset(np.random.default_rng(0), sc.num_es)
+    snr = np.array([[model.snr_db(i, link, bandwidth_hz) for link in ("ul", "dl")] for i in range(sc.num_es)])
+    return snr, (f"NLOS at 'ue.position_m' {list(sc.ue.position_m)} with 'ue.tx_power_dbm' = {sc.ue.tx_power_dbm:g} "
+                 f"(uplink SNRs {np.round(snr[:, 0], 1).tolist()} dB)")
+
+
+# what sets each reward term's size (check_scales' messages)
+_TERM_FIELDS = {"quality": "set by the quality weights", "latency": "latency_s / latency scale",
+                "energy": "energy_j / Full UE's energy", "overhead": "bits / Full ES's bits"}

@@ -10,22 +10,30 @@ settings, so they are stored as JSON, keyed by all of these:
 * ``~/.cache/meg_gym/costs/<model>.json`` (``MEG_GYM_CACHE`` overrides the folder): what a
   user's own settings add, written on first use.
 
-A missing or stale entry is simply counted again; a corrupt file is ignored.
+Each entry holds its rows and the SHA-256 of its key and rows, and is checked when read: the
+schema of :class:`~meg_gym.timing.StepCost`, non-negative integer counts, a tensor's payload equal
+to its values times the bits per value, and the digest. A missing or stale entry is counted again;
+a corrupt entry or file in the user cache is counted again with a warning (and rewritten); one in
+the shipped folder is an error naming the file (it ships with the code and must not be edited).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from meg_gym.errors import show
 from meg_gym.timing import StepCost
 
-__all__ = ["SHIPPED_DIR", "cache_dir", "cached_costs", "entry_key", "rename", "save_shipped", "transmission_key"]
+__all__ = ["SHIPPED_DIR", "CostCacheError", "cache_dir", "cached_costs", "entry_key", "rename", "save_shipped",
+           "transmission_key"]
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "configs" / "costs"
 
@@ -47,12 +55,77 @@ def entry_key(comps: Any, protocol: str, num_es: int, settings: Any, transmissio
                        "settings": asdict(settings), "transmission": transmission}, sort_keys=True)
 
 
-def _read(path: Path) -> dict[str, Any]:
+class CostCacheError(ValueError):
+    """A shipped step-cost file that does not check out (its entries are used without recounting)."""
+
+
+_FIELDS = {"kind": str, "name": str, "node": str, "dst": str, "flops": int, "payload_bits": int, "values": int,
+           "lossless": bool}
+
+
+def _digest(key: str, rows: Any) -> str:
+    return hashlib.sha256(json.dumps([key, rows], sort_keys=True).encode()).hexdigest()
+
+
+def _entry(key: str, costs: list[StepCost]) -> dict[str, Any]:
+    rows = [asdict(c) for c in costs]
+    return {"rows": rows, "sha256": _digest(key, rows)}
+
+
+def _problem(key: str, entry: Any) -> str | None:
+    """What is wrong with one entry of a cost file, or None."""
+    if isinstance(entry, list):
+        return "legacy"  # written before entries carried a digest: counted again, without a warning
+    if not isinstance(entry, dict) or set(entry) != {"rows", "sha256"} or not isinstance(entry["rows"], list):
+        return "is not {'rows': [...], 'sha256': ...}"
+    if entry["sha256"] != _digest(key, entry["rows"]):
+        return "does not match its SHA-256 (edited or corrupted)"
     try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+        bits = json.loads(key)["transmission"]["bits_per_value"]
+    except (ValueError, KeyError, TypeError):
+        return "has a key that is not an entry key"
+    for i, row in enumerate(entry["rows"]):
+        if not isinstance(row, dict) or set(row) != set(_FIELDS):
+            return f"row {i} must hold exactly {sorted(_FIELDS)} (got {show(row)})"
+        for field, kind in _FIELDS.items():
+            v = row[field]
+            if not isinstance(v, kind) or (kind is int and (isinstance(v, bool) or v < 0)):
+                want = "an integer >= 0" if kind is int else kind.__name__
+                return f"row {i} '{field}' must be {want} (got {show(v)})"
+        if row["kind"] not in ("run", "send"):
+            return f"row {i} 'kind' must be 'run' or 'send' (got {show(row['kind'])})"
+        if row["kind"] == "send" and not row["lossless"] and row["payload_bits"] != row["values"] * bits:
+            return (f"row {i} sends {row['values']} values as {row['payload_bits']} bits "
+                    f"(must be values x bits_per_value = {row['values'] * bits})")
+    return None
+
+
+def _read(path: Path, shipped: bool = False) -> dict[str, Any]:
+    """A cost file's valid entries. Shipped: a bad file or entry raises; the user cache: a warning,
+    and the bad entries are left out (they are counted again and the file rewritten)."""
+    if not path.exists():
         return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError(f"the top level must be a JSON object (got {type(data).__name__})")
+    except (OSError, ValueError) as exc:
+        problems = {"": f"is not readable JSON ({show(exc)})"}
+        data = {}
+    else:
+        problems = {k: p for k, v in data.items() if (p := _problem(k, v)) is not None}
+    legacy = {k for k, p in problems.items() if p == "legacy" and not shipped}
+    data = {k: v for k, v in data.items() if k not in legacy}
+    problems = {k: p for k, p in problems.items() if k not in legacy}
+    if problems:
+        key, what = next(iter(problems.items()))
+        where = f"entry {show(json.loads(key).get('protocol') if key else '')}" if key else "the file"
+        msg = f"step-cost file {str(path)!r}: {where} {what}"
+        if shipped:
+            raise CostCacheError(msg + " (restore it from the repository, or recount with 'meg-gym costs --install')")
+        warnings.warn(f"{msg}; {len(problems)} bad entr{'y' if len(problems) == 1 else 'ies'} will be counted "
+                      f"again", stacklevel=3)
+    return {k: v for k, v in data.items() if k not in problems}
 
 
 def _decode(rows: list[dict[str, Any]]) -> list[StepCost]:
@@ -64,16 +137,13 @@ def cached_costs(comps: Any, protocol: str, num_es: int, settings: Any, transmis
     """The step costs from a cache file, or ``measure(protocol, num_es)`` (then cached)."""
     key = entry_key(comps, protocol, num_es, settings, transmission)
     fname = _file_name(comps)
-    for folder in (SHIPPED_DIR, cache_dir()):
-        rows = _read(folder / fname).get(key)
-        if rows is not None:
-            try:
-                return _decode(rows)
-            except TypeError:
-                pass  # an entry from another version of StepCost: count again
+    for folder, shipped in ((SHIPPED_DIR, True), (cache_dir(), False)):
+        entry = _read(folder / fname, shipped).get(key)
+        if entry is not None:
+            return _decode(entry["rows"])
     costs = measure(protocol, num_es)
     try:
-        _write(cache_dir() / fname, {key: [asdict(c) for c in costs]})
+        _write(cache_dir() / fname, {key: _entry(key, costs)})
     except OSError:
         pass  # a read-only home: the counts stay in memory
     return costs
@@ -81,7 +151,9 @@ def cached_costs(comps: Any, protocol: str, num_es: int, settings: Any, transmis
 
 def _write(path: Path, entries: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = _read(path)
+    with warnings.catch_warnings():  # what is wrong with the file was said when it was read
+        warnings.simplefilter("ignore")
+        data = _read(path)
     data.update(entries)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=0, sort_keys=True) + "\n")
@@ -101,8 +173,8 @@ def save_shipped(system: Any, protocols: list[str], max_es: int, folder: Path | 
     entries = {}
     for protocol, k in tqdm(jobs, desc="costs", unit="count", disable=not progress, leave=False):
         costs = system._measure_costs(protocol, k)
-        entries[entry_key(system.cost_comps, protocol, k, system.settings, transmission_key(system.scenario))] = \
-            [asdict(c) for c in costs]
+        key = entry_key(system.cost_comps, protocol, k, system.settings, transmission_key(system.scenario))
+        entries[key] = _entry(key, costs)
     path = (SHIPPED_DIR if folder is None else Path(folder)) / _file_name(system.cost_comps)
     _write(path, entries)
     return path

@@ -19,7 +19,7 @@ import numpy as np
 
 from meg_gym.channel.digital import DigitalLink, coherence_time_s, fading_cdf
 from meg_gym.executor import ExecutionResult, LinkConditions, NodeCompute, execute, link_timing, shared_flop_cache
-from meg_gym.ldm.cards import ModelError, model_geometry
+from meg_gym.ldm.cards import model_geometry
 from meg_gym.ldm.settings import GenerationSettings
 from meg_gym.protocols import PlacedProtocol, ProtocolError, place
 from meg_gym.timing import StepCost
@@ -156,14 +156,20 @@ class MegSystem:
         return self._cost_comps
 
     def _load_judge(self) -> Any:
+        """The tiny model's prompt-fidelity judge. Not shipped: none (quality is SSIM alone), with a
+        warning; shipped but unreadable or not matching its SHA-256: an error, never a silent downgrade."""
         if not self.comps.name.startswith("tiny") or not self.comps.has_weights:
             return None
+        from meg_gym.ldm.components import SHIPPED_DIR
         from meg_gym.quality.fidelity import load_judge
 
-        try:
-            return load_judge()
-        except ModelError:
+        if not (SHIPPED_DIR / "tiny" / "classifier.safetensors").is_file():
+            import warnings
+
+            warnings.warn("the attribute classifier is not installed: quality is SSIM alone, prompt fidelity is "
+                          "off (run 'meg-gym train-ldm --phase classifier')", stacklevel=3)
             return None
+        return load_judge()
 
     def _init_devices(self) -> None:
         from meg_gym.compute import device_profile

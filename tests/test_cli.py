@@ -73,7 +73,7 @@ def test_bad_config_file_one_line_error(tmp_path):
     bad.write_text("es:\n  - {flops_per_s: -3.0}\n")
     res = run_cli("table", "--config", str(bad))
     assert res.returncode == 2
-    assert res.stderr.strip() == "meg-gym table: error: 'es[0].flops_per_s' must be > 0 (got -3.0)"
+    assert res.stderr.strip() == "meg-gym table: error: 'es[0].flops_per_s' must be in [1e+06, 1e+17] (got -3.0)"
 
 
 # -- agents: train, evaluate, benchmark ---------------------------------------------------------

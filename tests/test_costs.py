@@ -21,7 +21,7 @@ def test_shipped_counts_equal_a_fresh_count(protocol, es_ids):
     shipped = json.loads((costs.SHIPPED_DIR / "tiny.json").read_text())
     assert key in shipped, "run 'meg-gym costs --model tiny --max-es 4' to ship the counts"
     fresh = system._measure_costs(protocol, len(es_ids))
-    assert costs._decode(shipped[key]) == fresh
+    assert costs._decode(shipped[key]["rows"]) == fresh
 
 
 def test_costs_on_other_es_ids_are_renamed(tmp_path, monkeypatch):

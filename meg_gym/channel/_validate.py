@@ -6,13 +6,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from meg_gym.errors import show  # the one short excerpt of a given value
+
 __all__ = ["check_choice", "check_int", "check_number", "check_position", "show"]
-
-
-def show(value: Any, limit: int = 80) -> str:
-    """``repr`` of a given value on one line, cut to ``limit`` characters."""
-    text = repr(value).replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_number(value: Any) -> bool:

@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from meg_gym.errors import show
+
 __all__ = ["ComputeError", "check_finite", "check_one_of", "check_positive", "check_range"]
 
 
@@ -23,13 +25,13 @@ def _number(field: str, value: Any, rule: str) -> float:
     rule = f" {rule}" if rule else ""
     # bool is an int in Python, but True flops per second is a bug, not a number
     if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
-        raise ComputeError(f"'{field}' must be a finite number{rule} (got {value!r})")
+        raise ComputeError(f"'{field}' must be a finite number{rule} (got {show(value)})")
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise ComputeError(f"'{field}' must be a finite number{rule} (got {value!r})") from None
+        raise ComputeError(f"'{field}' must be a finite number{rule} (got {show(value)})") from None
     if not math.isfinite(out):
-        raise ComputeError(f"'{field}' must be a finite number{rule} (got {value!r})")
+        raise ComputeError(f"'{field}' must be a finite number{rule} (got {show(value)})")
     return out
 
 
@@ -43,7 +45,7 @@ def check_positive(field: str, value: Any, *, allow_zero: bool = False) -> float
     rule = ">= 0" if allow_zero else "> 0"
     out = _number(field, value, rule)
     if out < 0 or (out == 0 and not allow_zero):
-        raise ComputeError(f"'{field}' must be {rule} (got {value!r})")
+        raise ComputeError(f"'{field}' must be {rule} (got {show(value)})")
     return out
 
 
@@ -52,7 +54,7 @@ def check_range(field: str, value: Any, low: float, high: float, *, high_open: b
     rule = f"in [{low:g}, {high:g}{')' if high_open else ']'}"
     out = _number(field, value, rule)
     if out < low or out > high or (high_open and out == high):
-        raise ComputeError(f"'{field}' must be {rule} (got {value!r})")
+        raise ComputeError(f"'{field}' must be {rule} (got {show(value)})")
     return out
 
 
@@ -60,5 +62,5 @@ def check_one_of(field: str, value: Any, allowed: Iterable[str]) -> str:
     """``value`` itself; it must be one of ``allowed``."""
     known = sorted(allowed)
     if not isinstance(value, str) or value not in known:
-        raise ComputeError(f"'{field}' must be one of {known} (got {value!r})")
+        raise ComputeError(f"'{field}' must be one of {known} (got {show(value)})")
     return value

@@ -48,8 +48,36 @@ def model_card(name: str) -> dict[str, Any]:
     path = MODELS_DIR / f"{name}.yaml"
     if not path.is_file():
         raise ModelError(f"'model' must be one of {MODEL_CARDS()} or a local folder (got {name!r})")
-    with path.open() as fh:
-        return yaml.safe_load(fh)
+    try:
+        card = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ModelError(f"model card {path} is not readable YAML ({str(exc).splitlines()[0]})") from None
+    _check_card(card, path)
+    return card
+
+
+def _check_card(card: Any, path: Path) -> None:
+    """The parts of a card the geometry and the model builder read: a mapping with an ``image_size``
+    (a multiple of 8 in [8, 2048]: SD's VAE downsamples by 8; SDXL's largest is 1024) and the VAE's
+    ``latent_channels`` (an integer in [1, 64]) and block widths."""
+    def fail(what: str) -> None:
+        raise ModelError(f"model card {path}: {what}")
+
+    if not isinstance(card, dict):
+        fail(f"must be a mapping (got {type(card).__name__})")
+    size = card.get("image_size")
+    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= 2048 or size % 8:
+        fail(f"'image_size' must be a multiple of 8 in [8, 2048] (got {size!r:.40})")
+    try:
+        vae = card["architecture"]["vae"]["config"]
+        channels = vae["latent_channels"]
+        blocks = vae.get("block_out_channels") or vae.get("encoder_block_out_channels")
+    except (KeyError, TypeError):
+        fail("must hold architecture.vae.config with latent_channels and the block widths")
+    if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= 64:
+        fail(f"'architecture.vae.config.latent_channels' must be an integer in [1, 64] (got {channels!r:.40})")
+    if not isinstance(blocks, list) or not 1 <= len(blocks) <= 8 or size >> (len(blocks) - 1) < 1:
+        fail(f"'architecture.vae.config' block widths must be a list of 1 to 8 entries (got {blocks!r:.60})")
 
 
 def MODEL_CARDS() -> list[str]:  # noqa: N802 - a table, read like a constant

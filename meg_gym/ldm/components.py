@@ -18,6 +18,8 @@ diffusers' tests build ``get_dummy_components()``.
 from __future__ import annotations
 
 import json
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,7 @@ __all__ = [
     "SCHEDULERS",
 ]
 
+from meg_gym.errors import show  # noqa: E402
 from meg_gym.ldm.cards import MODEL_CARDS, MODELS_DIR, REPO_ROOT, ModelError, model_card  # noqa: E402,F401
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
@@ -267,12 +270,17 @@ def save_shipped(comps: Components, folder: Path, extra: dict[str, Any] | None =
     """
     from safetensors.torch import save_file
 
+    from meg_gym.files import atomic_write, record_sha256
+
     folder.mkdir(parents=True, exist_ok=True)
     for part, filename in _WEIGHT_FILES.items():
         state = {k: v.detach().to(dtype).contiguous().cpu() for k, v in getattr(comps, part).state_dict().items()}
-        save_file(state, str(folder / filename))
+        tmp = folder / f".{filename}.tmp"
+        save_file(state, str(tmp))
+        os.replace(tmp, folder / filename)
+        record_sha256(folder, filename)
     meta = {"name": comps.name, "scaling_factor": comps.scaling_factor, **(extra or {})}
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write(folder / "meta.json", json.dumps(meta, indent=2) + "\n")
 
 
 def load_shipped(name: str = "tiny", folder: Path | None = None) -> Components:
@@ -286,12 +294,13 @@ def load_shipped(name: str = "tiny", folder: Path | None = None) -> Components:
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
         raise ModelError(f"model {name!r}: no trained weights in {folder} (run 'meg-gym train-ldm')")
-    meta = json.loads(meta_path.read_text())
-    comps.vae.register_to_config(scaling_factor=float(meta["scaling_factor"]))
+    meta = read_meta(meta_path)
+    comps.vae.register_to_config(scaling_factor=meta["scaling_factor"])
     for part, filename in _WEIGHT_FILES.items():
         path = folder / filename
         if not path.is_file():
             raise ModelError(f"model {name!r}: weight file {path} is missing")
+        check_weights(path, shipped=folder == SHIPPED_DIR / name)
         try:
             state = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
@@ -378,6 +387,39 @@ def _variant(folder: Path, part: str, shown: str, dtype: torch.dtype) -> str | N
     variants = sorted({m.group(1) for n in tensors if (m := _VARIANT_RE.search(n))})
     wanted = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
     return wanted if wanted in variants else variants[0]
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """A weights folder's ``meta.json``: a JSON object with the model's ``name`` and a finite
+    ``scaling_factor`` > 0 (the VAE latents' scale); anything else is a :class:`ModelError`."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{path} is not readable JSON ({str(exc).splitlines()[0]}): restore it or re-run "
+                         f"'meg-gym train-ldm'") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        raise ModelError(f"{path} must be a JSON object with the model's 'name' (got {show(meta)})")
+    factor = meta.get("scaling_factor")
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not (math.isfinite(factor) and factor > 0):
+        raise ModelError(f"{path}: 'scaling_factor' must be a finite number > 0 (got {show(factor)})")
+    meta["scaling_factor"] = float(factor)
+    return meta
+
+
+def check_weights(path: Path, shipped: bool) -> None:
+    """``path`` must match the SHA-256 recorded beside it (``SHA256SUMS``): a flipped or randomised
+    region of a weight file still loads and gives NaN or wrong images with exit 0. A folder with no
+    record is refused when it is the shipped one, and loaded with a warning otherwise."""
+    from meg_gym.files import SUMS_FILE, FileCheckError, verify_sha256
+
+    try:
+        verify_sha256(path, required=shipped)
+    except FileCheckError as exc:
+        raise ModelError(str(exc)) from None
+    if not (path.parent / SUMS_FILE).is_file():
+        import warnings
+
+        warnings.warn(f"{path.parent} has no {SUMS_FILE}: its weights are loaded unchecked", stacklevel=3)
 
 
 def load_sd_folder(path: str | Path, device: str = "cpu", dtype: str = "fp32") -> Components:

@@ -15,8 +15,10 @@ then the latent scaling
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from meg_gym.ldm.components import SHIPPED_DIR, Components, build_tiny, load_shipped, save_shipped
+from meg_gym.ldm.components import SHIPPED_DIR, Components, ModelError, build_tiny, load_shipped, save_shipped
 from meg_gym.ldm.data import ATTRIBUTES, caption, render, sample_scenes
 from meg_gym.quality.classifier import AttributeClassifier
 
@@ -49,6 +51,15 @@ class TrainSettings:
     checkpoint_every: int = 200
     threads: int = 2
 
+    def __post_init__(self) -> None:
+        from meg_gym.channel._validate import check_choice, check_int, check_number
+
+        check_choice("phase", self.phase, ("vae", "unet", "classifier"))
+        for name, lo, hi in (("steps", 1, 10**7), ("batch_size", 1, 4096), ("export_every", 1, 10**7),
+                             ("checkpoint_every", 1, 10**7), ("threads", 1, 1024), ("seed", 0, 2**63 - 1)):
+            check_int(name, getattr(self, name), lo=lo, hi=hi)
+        check_number("lr", self.lr, lo=0.0, hi=1.0, lo_open=True)
+
 
 def _batch(rng: np.random.Generator, n: int) -> tuple[torch.Tensor, list[str], list]:
     scenes = sample_scenes(rng, n)
@@ -61,10 +72,34 @@ def psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _save_ckpt(path: Path, step: int, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"step": step, **state}, tmp)
-    tmp.replace(path)
+    """A training checkpoint as tensors, numbers and strings only (the NumPy generator as its state
+    in JSON), so that :func:`_load_ckpt` reads it with ``torch.load(weights_only=True)``: a crafted
+    checkpoint cannot run code. Written whole or not at all."""
+    from meg_gym.files import atomic_write
+
+    state = {**state, "rng": json.dumps(state["rng"].bit_generator.state)}
+    buf = io.BytesIO()
+    torch.save({"step": step, **state}, buf)
+    atomic_write(path, buf.getvalue())
+
+
+def _load_ckpt(path: Path) -> dict:
+    """A checkpoint of :func:`_save_ckpt` (weights_only: no code runs), its generator rebuilt."""
+    from meg_gym.state import BIT_GENERATORS
+
+    try:
+        st = torch.load(path, weights_only=True)
+        rng_state = json.loads(st["rng"])
+        name = rng_state["bit_generator"]
+        if name not in BIT_GENERATORS or not isinstance(st["step"], int):
+            raise ValueError(f"bit generator {name!r}")
+        rng = np.random.Generator(getattr(np.random, name)())
+        rng.bit_generator.state = rng_state
+    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same clear message
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(f"training checkpoint {path} cannot be resumed ({first[:200]}): delete it to start the "
+                         f"phase again") from None
+    return {**st, "rng": rng}
 
 
 def _load_components(s: TrainSettings) -> Components:
@@ -91,7 +126,7 @@ def train_vae(s: TrainSettings) -> dict:
     step = 0
     rng_state = np.random.default_rng(s.seed)
     if ckpt.is_file():
-        st = torch.load(ckpt, weights_only=False)
+        st = _load_ckpt(ckpt)
         vae.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
         step = st["step"]
@@ -148,7 +183,7 @@ def train_unet(s: TrainSettings) -> dict:
     rng = np.random.default_rng(s.seed + 1)
     gen = torch.Generator().manual_seed(s.seed + 1)
     if ckpt.is_file():
-        st = torch.load(ckpt, weights_only=False)
+        st = _load_ckpt(ckpt)
         unet.load_state_dict(st["unet"])
         te.load_state_dict(st["te"])
         opt.load_state_dict(st["opt"])
@@ -230,7 +265,12 @@ def train_classifier(s: TrainSettings) -> dict:
     preds = clf.predict(x)
     acc = {n: float(np.mean([p[n] == getattr(sc, n) for p, sc in zip(preds, scenes)])) for n in names}
     s.out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in clf.state_dict().items()}, str(s.out_dir / "classifier.safetensors"))
+    from meg_gym.files import record_sha256
+
+    tmp = s.out_dir / ".classifier.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in clf.state_dict().items()}, str(tmp))
+    os.replace(tmp, s.out_dir / "classifier.safetensors")
+    record_sha256(s.out_dir, "classifier.safetensors")
     result = {"classifier_heldout_accuracy": acc, "classifier_steps": s.steps}
     meta_path = s.out_dir / "meta.json"
     meta = json.loads(meta_path.read_text())

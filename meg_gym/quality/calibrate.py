@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from meg_gym.errors import show
 from meg_gym.protocols import PROTOCOLS, Send, place
 from meg_gym.quality import DEFAULT_SNR_GRID_DB
 from meg_gym.quality.calibration import METRICS, QualityTable
@@ -83,6 +85,21 @@ def _serve_point(system: Any, requests: list, protocol: str, snr_ul: float, snr_
     return out
 
 
+def _check_sweep(grid: list[float], steps_grid: list[int], requests: Any) -> None:
+    """The sweep's axes and size, before anything runs: a one-line error naming the argument."""
+    from meg_gym.config import SNR_RANGE_DB
+
+    lo, hi = SNR_RANGE_DB
+    if not all(isinstance(x, (int, float)) and lo <= x <= hi for x in grid) or sorted(set(grid)) != list(grid):
+        raise ValueError(f"'snr_grid_db' must be distinct SNRs in [{lo:g}, {hi:g}] dB in increasing order "
+                         f"(got {show(grid)})")
+    if not all(isinstance(s, int) and 1 <= s <= 1000 for s in steps_grid) or sorted(set(steps_grid)) != steps_grid:
+        raise ValueError(f"'steps_grid' must be distinct step counts in [1, 1000] in increasing order "
+                         f"(got {show(steps_grid)})")
+    if isinstance(requests, bool) or not isinstance(requests, int) or not 1 <= requests <= 10_000:
+        raise ValueError(f"'requests' must be an integer in [1, 10000] (got {show(requests)})")
+
+
 def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = None,
               steps_grid: list[int] | None = None, requests: int = 4, seed: int = 0,
               protocols: list[str] | None = None, progress: bool = True, ray_address: str | None = None,
@@ -105,10 +122,20 @@ def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = 
     bad = [p for p in protocols if p not in allowed]
     if bad:
         raise ValueError(f"calibrate: protocols {bad} are not calibratable; allowed: {allowed}")
+    _check_sweep(grid, steps_grid, requests)
     rng = np.random.default_rng(seed)
     reqs = [sample_request(rng, system.comps.image_size) for _ in range(requests)]
     partial_path = Path(out_path).with_suffix(".partial.json")
-    done: dict[str, Any] = json.loads(partial_path.read_text()) if partial_path.is_file() else {}
+    done: dict[str, Any] = {}
+    if partial_path.is_file():
+        try:
+            done = json.loads(partial_path.read_text(encoding="utf-8"))
+            if not isinstance(done, dict) or not isinstance(done.get("points", {}), dict):
+                raise ValueError("not a mapping of points")
+        except (ValueError, UnicodeDecodeError) as exc:  # a sweep killed mid-write, or a foreign file
+            warnings.warn(f"calibrate: partial sweep {str(partial_path)!r} is unreadable ({show(exc)}); "
+                          f"starting the sweep afresh", stacklevel=2)
+            done = {}
     key = settings_key(system)
     if done and done.get("settings") != key:
         done = {}

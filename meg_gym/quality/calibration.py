@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from meg_gym.errors import show
+
 __all__ = ["CALIBRATION_DIR", "METRICS", "CalibrationError", "GridDraw", "QualityTable", "load_table"]
 
 CALIBRATION_DIR = Path(__file__).resolve().parents[2] / "configs" / "calibration"
@@ -230,18 +232,73 @@ def _grid_draw(flat, grid, inner, span, index, snr, z, q_out, ssim_out):
 
 
 def load_table(path: str | Path) -> QualityTable:
-    """Load a calibration table; a missing or malformed file raises :class:`CalibrationError`."""
+    """Load a calibration table; a missing, malformed or implausible file raises :class:`CalibrationError`
+    (:func:`check_table`: nothing in it is used unchecked)."""
     p = Path(path)
     if not p.is_file():
         raise CalibrationError(f"calibration table {str(p)!r} does not exist (run 'meg-gym calibrate')")
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError(f"the top level must be a JSON object (got {type(data).__name__})")
         table = QualityTable.from_json(data)
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise CalibrationError(f"calibration table {str(p)!r} is malformed ({exc})") from exc
-    for name, metrics in table.tables.items():
-        for metric, stats in metrics.items():
-            for v in np.asarray(stats["mean"], dtype=float).ravel():
-                if not math.isfinite(v):
-                    raise CalibrationError(f"calibration table {str(p)!r}: {name}.{metric} holds {v}")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CalibrationError(f"calibration table {str(p)!r} is malformed ({show(exc, 200)})") from None
+    check_table(table, repr(str(p)))
     return table
+
+
+_UNIT_METRICS = ("quality", "ssim", "fidelity")  # metrics that are fractions in [0, 1]
+
+
+def check_table(table: QualityTable, shown: str = "") -> None:
+    """A table's schema and values: a model name and settings, strictly increasing finite grids,
+    at least one request per point, known protocols with their noisy axes, and per protocol a
+    quality and an SSIM grid, every grid of shape (steps, SNRs, SNRs) with finite values, the
+    spreads >= 0 and the quality, SSIM and fidelity means in [0, 1]. A table that fails would give
+    wrong or NaN returns with exit 0, so this raises :class:`CalibrationError` naming the entry."""
+    from meg_gym.protocols import PROTOCOLS
+
+    def fail(what: str) -> None:
+        raise CalibrationError(f"calibration table {shown or table.model!r}: {what}")
+
+    if not isinstance(table.model, str) or not table.model:
+        fail(f"'model' must be a model name (got {show(table.model)})")
+    if not isinstance(table.settings, dict):
+        fail(f"'settings' must be a mapping of the settings it was measured with (got {show(table.settings)})")
+    if table.settings.get("model", table.model) != table.model:
+        fail(f"'settings.model' {show(table.settings['model'])} differs from 'model' {show(table.model)}")
+    grid, steps = table.snr_grid_db, table.steps_grid
+    if not grid or not all(math.isfinite(x) for x in grid) or any(b <= a for a, b in zip(grid, grid[1:])):
+        fail(f"'snr_grid_db' must be finite SNRs in strictly increasing order (got {show(grid)})")
+    if not steps or any(s < 1 for s in steps) or any(b <= a for a, b in zip(steps, steps[1:])):
+        fail(f"'steps_grid' must be step counts >= 1 in strictly increasing order (got {show(steps)})")
+    if table.requests_per_point < 1:
+        fail(f"'requests_per_point' must be >= 1 (got {table.requests_per_point})")
+    if not isinstance(table.tables, dict) or not isinstance(table.axes, dict) or not table.tables:
+        fail("'tables' and 'axes' must be mappings by protocol, with at least one protocol")
+    shape = (len(steps), len(grid), len(grid))
+    for name, metrics in table.tables.items():
+        if name not in PROTOCOLS:
+            fail(f"protocol {show(name)} is not one of {list(PROTOCOLS)}")
+        axes = table.axes.get(name)
+        if not isinstance(axes, list) or not set(axes) <= {"ul", "dl"}:
+            fail(f"'axes.{name}' must be a subset of ['ul', 'dl'] (got {show(axes)})")
+        if not isinstance(metrics, dict) or not {"quality", "ssim"} <= set(metrics):
+            fail(f"'tables.{name}' must hold 'quality' and 'ssim' grids (got {show(metrics)})")
+        for metric, stats in metrics.items():
+            for stat in ("mean", "std"):
+                where = f"'tables.{name}.{metric}.{stat}'"
+                try:
+                    a = np.asarray(stats[stat], dtype=np.float64)
+                except (KeyError, TypeError, ValueError):
+                    fail(f"{where} must be a {shape} grid of numbers")
+                if a.shape != shape:
+                    fail(f"{where} must have shape (steps, SNRs, SNRs) = {shape} (got {a.shape})")
+                if not np.all(np.isfinite(a)):
+                    fail(f"{where} holds {a[~np.isfinite(a)][0]} (must be finite)")
+                if stat == "std" and np.any(a < 0):
+                    fail(f"{where} holds {a.min()} (a spread must be >= 0)")
+                if stat == "mean" and metric in _UNIT_METRICS and (np.any(a < 0) or np.any(a > 1)):
+                    v = a.min() if np.any(a < 0) else a.max()
+                    fail(f"{where} holds {v} (must be in [0, 1])")

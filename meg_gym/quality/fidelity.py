@@ -47,6 +47,9 @@ def load_judge(folder: Path | None = None) -> FidelityJudge:
     path = (folder or SHIPPED_DIR / "tiny") / "classifier.safetensors"
     if not path.is_file():
         raise ModelError(f"attribute classifier {path} is missing (run 'meg-gym train-ldm --phase classifier')")
+    from meg_gym.ldm.components import check_weights
+
+    check_weights(path, shipped=folder is None)
     clf = AttributeClassifier()
     try:
         clf.load_state_dict(load_file(str(path)), strict=True)

@@ -108,9 +108,10 @@ def test_resume_honours_verbose_and_the_bar_shows_progress_and_return(tmp_path, 
     assert bar.bar.n == 128
 
 
-def test_resume_refuses_a_missing_checkpoint_and_a_changed_config(tmp_path):
-    with pytest.raises(TrainConfigError, match="no complete checkpoint"):
-        train(_cfg(), out=tmp_path / "none", resume=True)
+def test_resume_without_a_checkpoint_begins_again_and_refuses_a_changed_config(tmp_path, capsys):
+    summary = train(_cfg(n_timesteps=64, eval_freq=0), out=tmp_path / "none", resume=True)
+    assert summary["resumed_from"] is None and summary["timesteps"] == 64
+    assert "no complete checkpoint" in capsys.readouterr().err
     train(_cfg(n_timesteps=64, eval_freq=0), out=tmp_path / "r")
     with pytest.raises(TrainConfigError, match="already holds checkpoints or a model"):
         train(_cfg(n_timesteps=64, eval_freq=0), out=tmp_path / "r")

@@ -96,6 +96,11 @@ def test_shipped_weights_round_trip_and_bad_files(tmp_path, tiny):
     for a, b in zip(loaded.unet.parameters(), tiny.unet.parameters()):
         assert torch.equal(a, b.half().float())
     (tmp_path / "vae.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError, match="does not match its recorded SHA-256"):
+        load_shipped("tiny", tmp_path)
+    from meg_gym.files import record_sha256
+
+    record_sha256(tmp_path, "vae.safetensors")  # the digest matches: the format check still refuses it
     with pytest.raises(ModelError, match="not a valid safetensors file"):
         load_shipped("tiny", tmp_path)
     (tmp_path / "vae.safetensors").unlink()

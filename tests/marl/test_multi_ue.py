@@ -174,7 +174,7 @@ def test_bad_action_es_coordination():
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="'num_ues' must be an integer >= 1"):
+    with pytest.raises(ValueError, match=r"'num_ues' must be an integer in \[1, 4096\]"):
         envs.multi_ue_v1.parallel_env(num_ues=0, **FAST)
     with pytest.raises(ValueError, match="'local_ratio' must be a number in"):
         envs.multi_ue_v1.parallel_env(local_ratio=1.5, **FAST)
