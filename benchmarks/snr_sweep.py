@@ -58,6 +58,7 @@ def plot(results: dict, snrs: list[float], path: Path) -> None:
             axes[1, col].semilogy(snrs, results[mode][name]["latency_s"], marker="o", ms=3, label=name)
         axes[0, col].set_title(f"{mode} transmission")
         axes[0, col].set_ylabel("mean quality")
+        axes[0, col].set_ylim(0.0, 1.02)
         axes[1, col].set_ylabel("mean latency (s)")
         axes[1, col].set_xlabel("SNR (dB)")
         axes[0, col].grid(alpha=0.3)
