@@ -53,9 +53,23 @@ EXTREME = [
     ({"es": [{"flops_per_s": 1e6}]}, "es[0].flops_per_s"),  # a Full-ES generation of hours: latency term
     ({"es": [{"flops_per_s": 1e17}]}, "es[0].flops_per_s"),  # millions of background jobs per request
     ({"workload": {"arrival_rate_hz": 1e-3}}, "workload.arrival_rate_hz"),  # the same from rare requests
-    ({"channel": {"kind": "umi", "carrier_hz": 100e9}, "ue": {"tx_power_dbm": -40.0, "position_m": [5e3, 5e3]},
-      "es": [{"position_m": [-5e3, -5e3]}, {"position_m": [-4e3, -5e3]}]}, "ue.position_m"),  # no usable link
 ]
+
+
+def test_a_ue_out_of_coverage_fails_its_offloads_instead_of_taking_hours():
+    """No usable link (100 GHz, -40 dBm, 10 km away) is an outage of the digital link (meg_gym.channel.digital):
+    every offloading request fails at once (quality 0, deadline missed, finite terms), Full UE still serves."""
+    sc = load_scenario("default", backend="profiled", channel={"kind": "umi", "carrier_hz": 100e9},
+                       ue={"tx_power_dbm": -40.0, "position_m": [5e3, 5e3]},
+                       es=[{"position_m": [-5e3, -5e3]}, {"position_m": [-4e3, -5e3]}])
+    core = Core(sc)
+    core.reset(0)
+    for p in core.placements:
+        res = core.step(np.array([[p.index]]), np.ones((1, 1)))
+        assert np.isfinite(res.reward).all() and np.isfinite(res.latency_s).all()
+        assert bool(res.outage[0, 0]) == p.radio
+        if p.radio:
+            assert res.quality[0, 0] == 0.0 and res.deadline_missed[0, 0]
 
 
 @pytest.mark.parametrize(("overrides", "field"), EXTREME, ids=[f"{f}:{i}" for i, (_, f) in enumerate(EXTREME)])

@@ -101,7 +101,7 @@ def test_attempts_in_every_view():
 def test_user_model_config_errors():
     with pytest.raises(ConfigError, match=r"'workload.satisfaction_threshold' must be <= 1 \(got 1.5\)"):
         load_scenario("default", backend="profiled", workload={"satisfaction_threshold": 1.5})
-    with pytest.raises(ConfigError, match=r"'workload.max_attempts' must be >= 1 \(got 0\)"):
+    with pytest.raises(ConfigError, match=r"'workload.max_attempts' must be in \[1, 100\] \(got 0\)"):
         load_scenario("default", backend="profiled", workload={"max_attempts": 0})
     with pytest.raises(ConfigError, match=r"'workload.satisfaction_threshold' needs backend 'profiled'"):
         load_scenario("default", backend="live", workload={"satisfaction_threshold": 0.5})
