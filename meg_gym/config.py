@@ -431,7 +431,7 @@ class GenerationConfig(_Frozen):
     steps: Steps = 20
     strength: Fraction = 0.6
     guidance_scale: _in(0.0, 50.0) = 4.0  # diffusers' default is 7.5; CFG papers sweep up to ~20
-    ue_steps: Steps = 8  # Full UE: the phone runs fewer denoising steps
+    ue_steps: Steps = 20  # Full UE: the MEG paper's 20 steps, as the ES (see GenerationSettings)
     sketch_scale: _int_in(1, 8) = 2  # a sketch has 1/sketch_scale of the resolution per side (8: one latent pixel)
     complete_steps: Steps = 10
     complete_strength: Fraction = 0.3

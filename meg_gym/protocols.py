@@ -114,7 +114,7 @@ PROTOCOLS: dict[str, Protocol] = {
     for p in (
         Protocol("full_ue", "Full UE (local)", (
             Run("encode_text", UE), Run("encode_image", UE), Run("denoise", UE, params=_WEAK), Run("decode", UE),
-        ), description="whole pipeline on the UE with its weaker setting (fewer steps); no traffic"),
+        ), description="whole pipeline on the UE (generation.ue_steps steps, 20 by default); no traffic"),
         Protocol("full_es", "Full ES (centralized)", (
             *_REQ_TO_ES, Run("encode_text", ES), Run("encode_image", ES), Run("denoise", ES), Run("decode", ES),
             Send("output", ES, UE),
