@@ -51,6 +51,7 @@ EXTREME = [
     ({"transmission": {"max_retransmissions": 10**9}}, "transmission.max_retransmissions"),
     # within each field's range, but the combination breaks a derived quantity (checked when the core is built)
     ({"es": [{"flops_per_s": 1e6}]}, "es[0].flops_per_s"),  # a Full-ES generation of hours: latency term
+    ({"ue": {"flops_per_s": 1e6}}, "ue.flops_per_s"),  # the same for Full UE on the phone
     ({"es": [{"flops_per_s": 1e17}]}, "es[0].flops_per_s"),  # millions of background jobs per request
     ({"workload": {"arrival_rate_hz": 1e-3}}, "workload.arrival_rate_hz"),  # the same from rare requests
 ]
@@ -85,7 +86,7 @@ def test_extreme_values_are_one_line_errors_naming_the_field(overrides, field):
 # actions keeps rewards finite and observations inside the env's observation space
 EDGES = [
     {"ue": {"flops_per_s": 1e17}},
-    {"ue": {"flops_per_s": 1e6}},
+    {"ue": {"flops_per_s": 1e7}},  # at 1e6 FLOP/s Full UE's 20 steps take 5 hours: refused (EXTREME)
     {"ue": {"power_w": 1e-3}},
     {"bandwidth_hz": 4e3},
     {"bandwidth_hz": 2e9},
