@@ -95,23 +95,9 @@ class RllibConfig:
 # Config
 # --------------------------------------------------------------------------------------
 def _read_yaml(source: str | Path) -> tuple[dict[str, Any], Path]:
-    from agents.training import TRAIN_CONFIGS_DIR
-    from meg_gym.config import _Loader
+    from agents.training import read_train_yaml
 
-    path = Path(source)
-    if not path.exists() and isinstance(source, str) and not path.suffix and len(path.parts) == 1:
-        path = TRAIN_CONFIGS_DIR / f"{source}.yaml"  # a shipped config's bare name
-    if not path.is_file():
-        raise RllibConfigError(f"training config {source} does not exist (shipped: "
-                               f"{sorted(p.stem for p in TRAIN_CONFIGS_DIR.glob('*.yaml'))})")
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}  # noqa: S506 - the safe loader
-    except yaml.YAMLError as exc:
-        raise RllibConfigError(f"training config {source} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise RllibConfigError(f"training config {source} must hold a mapping at top level "
-                               f"(got {type(data).__name__})")
-    return data, path
+    return read_train_yaml(source, RllibConfigError)
 
 
 def is_rllib_config(source: str | Path | dict[str, Any]) -> bool:

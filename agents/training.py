@@ -59,8 +59,7 @@ import numpy as np
 import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 
-from meg_gym.config import ConfigError, yaml_ready
-from meg_gym.config import _Loader as _Loader  # the project's safe YAML loader
+from meg_gym.config import ConfigError, read_yaml, yaml_ready
 from meg_gym.errors import show
 from meg_gym.files import atomic_write
 
@@ -135,30 +134,35 @@ def _algo_class(algo: str) -> type:
     return getattr(mod, name)
 
 
+def read_train_yaml(source: str | Path, error: type[ConfigError] = TrainConfigError) -> tuple[dict[str, Any], Path]:
+    """A training config file's top-level mapping and its path (a shipped config by its bare name), for
+    the SB3 and the RLlib loader; a missing file, bad YAML or no mapping is an ``error`` naming it."""
+    path = Path(source)
+    if not path.exists() and isinstance(source, str) and not path.suffix and len(path.parts) == 1:
+        path = TRAIN_CONFIGS_DIR / f"{source}.yaml"  # a shipped config's bare name
+    if not path.is_file():
+        raise error(f"training config {source} does not exist (shipped: "
+                    f"{sorted(p.stem for p in TRAIN_CONFIGS_DIR.glob('*.yaml'))})")
+    try:
+        # the scenario loader's YAML: safe, reads 3e-4 as a number (YAML 1.1 wants 3.0e-4), no duplicate keys
+        data = read_yaml(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise error(f"training config {source} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise error(f"training config {source} must hold a mapping at top level (got {type(data).__name__})")
+    return data, path
+
+
 def load_train_config(source: str | Path | dict[str, Any], **overrides: Any) -> TrainConfig:
     """A validated :class:`TrainConfig` from a YAML path or a mapping; ``overrides`` replace top-level keys.
 
     Raises :class:`TrainConfigError` naming the field, what is allowed and what was given.
     """
-    shown = ""
     path: Path | None = None
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        shown = str(source)
-        if not path.exists() and isinstance(source, str) and not path.suffix and len(path.parts) == 1:
-            path = TRAIN_CONFIGS_DIR / f"{source}.yaml"  # a shipped config's bare name
-        if not path.is_file():
-            raise TrainConfigError(f"training config {shown} does not exist (shipped: "
-                                   f"{sorted(p.stem for p in TRAIN_CONFIGS_DIR.glob('*.yaml'))})")
-        try:
-            # the scenario loader's YAML: safe, reads 3e-4 as a number (YAML 1.1 wants 3.0e-4), no duplicate keys
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}  # noqa: S506
-        except yaml.YAMLError as exc:
-            raise TrainConfigError(f"training config {shown} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        data, path = read_train_yaml(source)
     else:
         data = dict(source)
-    if not isinstance(data, dict):
-        raise TrainConfigError(f"training config {shown} must hold a mapping at top level (got {type(data).__name__})")
     data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
     library = data.pop("library", "sb3")
     if library != "sb3":

@@ -800,6 +800,16 @@ _Loader.add_implicit_resolver(
 )
 
 
+def read_yaml(text: str) -> Any:
+    """The project's YAML: safe (plain data only, no tags that build objects), ``20e6`` a float and no
+    duplicate keys; the one reader of scenarios and training configs. Raises ``yaml.YAMLError``."""
+    loader = _Loader(text)  # a SafeLoader: it constructs only YAML's standard types
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"config file {shown} does not exist (shipped scenarios: {shipped_scenarios()})")
@@ -807,7 +817,7 @@ def _read_yaml(path: Path, shown: str) -> dict[str, Any]:
         raise ConfigError(f"config file {shown} is not a file")
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        data = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
