@@ -152,14 +152,18 @@ class MegEnv(gym.Env):
                                  "es_mask": self._no_info["es_mask"].copy()}
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
+        self._check_steppable()
+        placement, share = self.codec.decode(action)  # raises before any state changes
+        return self._step(placement, share, None)
+
+    def _check_steppable(self) -> None:
+        """A step needs a reset first, and none after the episode was truncated."""
         w = self.world
         if not w._started:
             raise RuntimeError("step() called before reset()")
         if w.served.item() >= w.workload.requests_per_episode:
             raise RuntimeError(f"step() after the episode was truncated ({w.workload.requests_per_episode} requests "
                                f"served): call reset()")
-        placement, share = self.codec.decode(action)  # raises before any state changes
-        return self._step(placement, share, None)
 
     def _step(self, placement: int, share: int, cache: np.ndarray | None) -> tuple[Any, Any, bool, bool, dict]:
         """One request served with a decoded action (``cache``: the cache sets, ModelCaching's)."""

@@ -109,12 +109,7 @@ class ModelCachingEnv(MegEnv):
         return np.array([placement, share, *np.asarray(cache_sets).reshape(-1).tolist()], dtype=np.int64)
 
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict]:
-        w = self.world
-        if not w._started:
-            raise RuntimeError("step() called before reset()")
-        if w.served.item() >= w.workload.requests_per_episode:
-            raise RuntimeError(f"step() after the episode was truncated ({w.workload.requests_per_episode} requests "
-                               f"served): call reset()")
+        self._check_steppable()
         placement, share, sets = self.decode(action)  # raises before any state changes
         self._cache_action[0] = sets
         return self._step(placement, share, self._cache_action)
