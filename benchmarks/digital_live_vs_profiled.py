@@ -81,7 +81,7 @@ def main() -> None:
         path = Path(args.json)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps({"command": "python benchmarks/digital_live_vs_profiled.py " + " ".join(
-            f"--{k} {v}" for k, v in vars(args).items() if v is not None and k != "json"), "results": results},
+            f"--{k}={v}" for k, v in vars(args).items() if v is not None and k != "json"), "results": results},
             indent=1))
 
 
