@@ -253,15 +253,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         from agents.rllib import train
 
         kwargs["ray_address"] = args.ray_address
+        if args.num_env_runners is not None:
+            kwargs["num_env_runners"] = args.num_env_runners
     else:
         from agents.progress import TrainProgressBar
         from agents.training import train
 
-        if args.ray_address is not None:
-            from meg_gym.config import ConfigError
+        for flag, value in (("--ray-address", args.ray_address), ("--num-env-runners", args.num_env_runners)):
+            if value is not None:
+                from meg_gym.config import ConfigError
 
-            raise ConfigError(f"'--ray-address' applies to RLlib configs (library: rllib) only; {args.config} "
-                              f"is an SB3 config")
+                raise ConfigError(f"'{flag}' applies to RLlib configs (library: rllib) only; {args.config} "
+                                  f"is an SB3 config")
         kwargs["callbacks"] = [TrainProgressBar()]
     summary = train(args.config, out=args.out, resume=args.resume, verbose=args.verbose,
                     n_timesteps=args.n_timesteps, seed=args.seed, **kwargs)
@@ -485,6 +488,9 @@ def _parser() -> argparse.ArgumentParser:
                          "output (also on --resume)")
     tn.add_argument("--ray-address", help="RLlib configs: the Ray cluster ('auto', host:port; default: a local "
                                           "Ray with this machine's cores)")
+    tn.add_argument("--num-env-runners", type=int, help="RLlib configs: override the config's num_env_runners (0: "
+                                                        "sample in the driver, which a loaded machine needs: remote "
+                                                        "runners there miss RLlib's sample timeout)")
     tn.set_defaults(fn=cmd_train)
 
     def eval_args(sp: argparse.ArgumentParser) -> None:

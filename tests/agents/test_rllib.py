@@ -135,6 +135,10 @@ def test_cli_names_misplaced_ray_options(capsys):
 
     assert main(["train", "--config", "configs/train/ppo_single_es.yaml", "--ray-address", "auto"]) == 2
     assert "'--ray-address' applies to RLlib configs (library: rllib) only" in capsys.readouterr().err
+    assert main(["train", "--config", "configs/train/ppo_single_es.yaml", "--num-env-runners", "0"]) == 2
+    assert "'--num-env-runners' applies to RLlib configs (library: rllib) only" in capsys.readouterr().err
+    assert main(["train", "--config", "configs/train/rllib_ppo_single_es.yaml", "--num-env-runners", "-1"]) == 2
+    assert "'num_env_runners' must be an integer >= 0 (got -1)" in capsys.readouterr().err
     assert main(["calibrate", "--workers", "2"]) == 2
     assert "'--workers' needs '--ray'" in capsys.readouterr().err
 
