@@ -112,3 +112,10 @@ def test_bad_exchange_settings_are_one_line_errors(section, value, needle):
     with pytest.raises(ConfigError) as err:
         load_scenario(section)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tiles_that_do_not_overlap_exchange_nothing_and_wait_for_nothing(tiny, request_):
+    """Two strips of half the latent each (halo 0) share no column: no exchange, no backhaul wait."""
+    res = run(tiny, request_, "uidcg", 2, replace(SETTINGS, tile_overlap=0), backhaul=(1e3, 1.0))
+    assert [c.exchanges for c in res.costs if c.name == "denoise_tiles"] == [0, 0]
+    assert res.summary["backhaul_s"] == 0.0 and res.summary["backhaul_bits"] == 0

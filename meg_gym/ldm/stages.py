@@ -368,9 +368,11 @@ def owned_columns(layout: list[tuple[int, int]], width: int) -> list[tuple[int, 
 
 
 def _exchange(latents: list[torch.Tensor], layout: list[tuple[int, int]], owned: list[tuple[int, int]],
-              sent: list[int]) -> None:
+              sent: list[int]) -> int:
     """One border exchange: every tile's columns owned by another tile are overwritten with the
-    owner's current values (sent over the backhaul); ``sent[k]`` grows by the values tile ``k`` sent."""
+    owner's current values (sent over the backhaul); ``sent[k]`` grows by the values tile ``k`` sent.
+    Returns the values sent in all (0: tiles that do not overlap have nothing to exchange)."""
+    total = 0
     for j, (sj, wj) in enumerate(layout):
         for k, (c0, c1) in enumerate(owned):
             a, b = max(c0, sj), min(c1, sj + wj)
@@ -379,6 +381,8 @@ def _exchange(latents: list[torch.Tensor], layout: list[tuple[int, int]], owned:
             piece = latents[k][..., a - layout[k][0]:b - layout[k][0]]
             latents[j][..., a - sj:b - sj] = piece
             sent[k] += piece.numel()
+            total += piece.numel()
+    return total
 
 
 def _denoise_tiles(ctx: StageContext, members: list[dict[str, Any]], k: int, final: bool = False) -> list[dict]:
@@ -418,8 +422,8 @@ def _denoise_tiles(ctx: StageContext, members: list[dict[str, Any]], k: int, fin
         latents = [step(x, t) for (_, step), x in zip(loops, latents)]
         last = i == len(timesteps) - 1
         if (not last and (i + 1) % s.exchange_every == 0) or (last and final):
-            _exchange(latents, layout, owned, sent)
-            exchanges += 1
+            if _exchange(latents, layout, owned, sent):  # nothing to send, nothing to wait for
+                exchanges += 1
     return [{"gen_seed": x, "exchange_values": v, "exchanges": exchanges} for x, v in zip(latents, sent)]
 
 
