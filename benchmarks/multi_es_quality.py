@@ -1,6 +1,6 @@
 """Multi-ES protocols as the MEG paper means them, measured live on the shipped tiny model.
 
-Usage: python benchmarks/multi_es_quality.py tiles [--requests 20] [--es 2,3] [--json FILE]
+Usage: python benchmarks/multi_es_quality.py tiles [--requests 20] [--es 2,3] [--variants 2:0,2:1] [--json FILE]
        python benchmarks/multi_es_quality.py selection [--requests 30] [--es 3] [--json FILE]
 
 ``tiles``: cooperative tiles against one image. UIDCG's prompt fidelity and SSIM beside CIAG's under a
@@ -31,8 +31,8 @@ import numpy as np
 
 import meg_gym  # noqa: F401  (first: it quiets transformers' import-time warnings)
 
-# (halo, exchange period): 0 is today's strips denoised alone and cross-faded
-VARIANTS = ((2, 0), (0, 1), (2, 1), (2, 2), (2, 4), (4, 1))
+# halo:exchange period (0: the strips denoised alone and cross-faded), the tiles part's default
+VARIANTS = "2:0,0:1,2:1,2:2,4:1"
 
 
 def tiles(args: argparse.Namespace) -> dict:
@@ -49,7 +49,7 @@ def tiles(args: argparse.Namespace) -> dict:
              "fidelity": statistics.fmean(o.fidelity for o in ciag), "ssim_vs_ciag": 1.0,
              "backhaul_bits": 0, "backhaul_s": 0.0, "downlink_bits": ciag[0].downlink_bits}]
     for k in (int(x) for x in args.es.split(",")):
-        for halo, every in VARIANTS:
+        for halo, every in (tuple(int(x) for x in v.split(":")) for v in args.variants.split(",")):
             system = MegSystem({**base, "num_es": k, "generation": {"tile_overlap": halo, "exchange_every": every}},
                                judge=ciag_sys.judge)
             outs = [system.serve(r, Decision("uidcg", tuple(range(k))), use_queues=False) for r in requests]
@@ -60,7 +60,8 @@ def tiles(args: argparse.Namespace) -> dict:
                          "downlink_bits": outs[0].downlink_bits})
             print(json.dumps(rows[-1]), flush=True)
     return {"requests": args.requests, "rows": rows,
-            "command": f"python benchmarks/multi_es_quality.py tiles --requests {args.requests} --es {args.es}"
+            "command": f"python benchmarks/multi_es_quality.py tiles --requests {args.requests} --es {args.es} "
+                       f"--variants {args.variants}"
             + (f" --json {args.json}" if args.json else "")}
 
 
@@ -110,6 +111,7 @@ def main() -> None:
     ap.add_argument("part", choices=("tiles", "selection"))
     ap.add_argument("--requests", type=int, default=None, help="requests (default: tiles 20, selection 30)")
     ap.add_argument("--es", default=None, help="ESs (tiles: counts, comma-separated, default 2,3; selection: 3)")
+    ap.add_argument("--variants", default=VARIANTS, help="tiles: halo:exchange_every pairs (default %(default)s)")
     ap.add_argument("--json", type=Path, default=None, help="write the results here (atomically)")
     args = ap.parse_args()
     tiles_part = args.part == "tiles"
