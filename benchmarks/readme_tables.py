@@ -193,10 +193,10 @@ def _decision_problem(d: dict) -> list[str]:
 
 # -- the model and the protocols ------------------------------------------------------------
 def _payload(rows: list[dict]) -> list[str]:
-    lines = _head("protocol", "ESs", "uplink bits", "downlink bits", "total bits", "GFLOP")
+    lines = _head("protocol", "ESs", "uplink bits", "downlink bits", "total bits", "backhaul bits", "GFLOP")
     for r in rows:
         lines.append(_row([r["protocol"], r["num_es"], f"{r['uplink_bits']:,}", f"{r['downlink_bits']:,}",
-                           f"{r['total_bits']:,}", f"{r['flops'] / 1e9:.1f}"]))
+                           f"{r['total_bits']:,}", f"{r['backhaul_bits']:,}", f"{r['flops'] / 1e9:.1f}"]))
     return lines
 
 

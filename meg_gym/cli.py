@@ -77,6 +77,7 @@ def cmd_table(args: argparse.Namespace) -> int:
         dl = sum(c.payload_bits for c in costs if c.kind == "send" and c.node != "ue")
         rows.append({"protocol": name, "num_es": len(_es_ids(name, num_es)), "uplink_bits": ul,
                      "downlink_bits": dl, "total_bits": ul + dl,
+                     "backhaul_bits": sum(c.backhaul_bits for c in costs),  # ES to ES: exchanged tile borders
                      "flops": sum(c.flops for c in costs if c.kind == "run")})
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -85,10 +86,11 @@ def cmd_table(args: argparse.Namespace) -> int:
           f"{comps.latent_size}x{comps.latent_size}), {sc.transmission.bits_per_value} bits per value, "
           f"multi-ES protocols on {num_es} ESs; text sent as UTF-8 ({8 * len(TYPICAL_PROMPT)} bits: "
           f"{TYPICAL_PROMPT!r})")
-    print(f"{'protocol':<9} {'ES':>3} {'uplink bits':>14} {'downlink bits':>14} {'total bits':>14} {'GFLOP':>10}")
+    print(f"{'protocol':<9} {'ES':>3} {'uplink bits':>14} {'downlink bits':>14} {'total bits':>14} "
+          f"{'backhaul bits':>14} {'GFLOP':>10}")
     for r in rows:
         print(f"{r['protocol']:<9} {r['num_es']:>3} {r['uplink_bits']:>14,} {r['downlink_bits']:>14,} "
-              f"{r['total_bits']:>14,} {r['flops'] / 1e9:>10.1f}")
+              f"{r['total_bits']:>14,} {r['backhaul_bits']:>14,} {r['flops'] / 1e9:>10.1f}")
     return 0
 
 

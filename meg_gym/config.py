@@ -52,6 +52,7 @@ __all__ = [
     "CHANNEL_DEFAULTS",
     "DEFAULT_SCENARIO",
     "SCENARIOS_DIR",
+    "BackhaulConfig",
     "CachingConfig",
     "ChannelConfig",
     "ConfigError",
@@ -436,6 +437,20 @@ class GenerationConfig(_Frozen):
     complete_steps: Steps = 10
     complete_strength: Fraction = 0.3
     tile_overlap: _int_in(0, 64) = 2  # latent pixels each side of a cooperative tile (SD 1.5's latent is 64 wide)
+    # cooperative tiles exchange their borders every this many denoising steps (0: never, strips alone)
+    exchange_every: _int_in(0, 1000) = 1
+
+
+class BackhaulConfig(_Frozen):
+    """The ES-to-ES link (Xn between base stations) that cooperating ESs exchange tile borders over:
+    each ES sends its messages of one exchange one after another at ``rate_bps``, and each exchange
+    waits ``latency_s`` more. Defaults: a non-ideal fibre backhaul, the best rate and lowest latency of
+    3GPP TR 36.932 Table 6.1-1's "fiber access 2" (100-1000 Mbit/s, 5-10 ms one way; restated in "Small cell
+    backhaul: challenges and prospective solutions", EURASIP JWCN 2015, doi:10.1186/s13638-015-0426-y,
+    Table 3); an ideal fibre backhaul is up to 10 Gbit/s at under 2.5 us (the same tables)."""
+
+    rate_bps: _in(1e3, 1e13) = 1.0e9  # from a 1 kbit/s control link to a 10 Tbit/s fibre bundle
+    latency_s: _in(0.0, 10.0) = 5.0e-3  # 0 (an ideal link) to 10 s (a satellite hop with margin)
 
 
 class RewardWeights(_Frozen):
@@ -468,6 +483,20 @@ class WorkloadConfig(_Frozen):
     # new noise draw), up to max_attempts in all; None: every first result is accepted
     satisfaction_threshold: Fraction | None = None
     max_attempts: _int_in(1, 100) = 3
+    # how the user picks among the parallel protocols' candidates (meg_gym.quality.user): by eye, without
+    # the classifier that scores fidelity ("glance"), by that classifier ("scorer": an oracle on the
+    # metric, biased upward; the default while the shipped calibration tables are measured with it), or
+    # the first candidate ("first")
+    selection: Text = "scorer"
+
+    @field_validator("selection")
+    @classmethod
+    def _selection(cls, v: str) -> str:
+        from meg_gym.quality.user import SELECTIONS
+
+        if v not in SELECTIONS:
+            raise _FieldError((), _one_of(list(SELECTIONS), v))
+        return v
 
     @field_validator("deadline_s", "quality_weight")
     @classmethod
@@ -575,6 +604,7 @@ class Scenario(_Frozen):
     ue: UeConfig = Field(default_factory=UeConfig)
     es: tuple[EsConfig, ...] = Field(default_factory=lambda: (EsConfig(),) * 2)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    backhaul: BackhaulConfig = Field(default_factory=BackhaulConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     workload: WorkloadConfig = Field(default_factory=WorkloadConfig)
     protocols: tuple[Text, ...] = Field(default_factory=lambda: tuple(protocol_names()))
@@ -708,6 +738,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "ue": UeConfig,
     "es": EsConfig,
     "generation": GenerationConfig,
+    "backhaul": BackhaulConfig,
     "reward": RewardConfig,
     "reward.weights": RewardWeights,
     "workload": WorkloadConfig,

@@ -159,7 +159,7 @@ class Core:
         t = sc.transmission
         self.plan_table = PlanTable(self.plans, [[system.es_flops_per_s[i] for i in p.es_ids] for p in self.plans],
                                     system.ue_flops_per_s, t.mode, system.digital, system.ue_power_w,
-                                    system.ue_tx_power_w, system.ue_rx_power_w, t.analog_repetitions)
+                                    system.ue_tx_power_w, system.ue_rx_power_w, t.analog_repetitions, system.backhaul)
         # the quality table is indexed by the SNR a tensor meets: r analog copies combined add 10 log10 r
         self._combining_db = 10.0 * math.log10(t.analog_repetitions) if t.mode == "analog" else 0.0
         # the walk's tables, its scratch and its output rows, as the compiled epoch takes them
@@ -780,7 +780,9 @@ def terms_per_request(terms: dict[str, Any]) -> list[dict[str, float]]:
 # what a calibration table's quality depends on besides the SNRs and the step count (its axes)
 _TABLE_SETTINGS = {"model": "model", "mode": "transmission.mode", "bits_per_value": "transmission.bits_per_value",
                    **{k: f"generation.{k}" for k in ("strength", "guidance_scale", "ue_steps", "sketch_scale",
-                                                     "complete_steps", "complete_strength", "tile_overlap")}}
+                                                     "complete_steps", "complete_strength", "tile_overlap",
+                                                     "exchange_every")},
+                   "selection": "workload.selection"}
 
 
 def check_table_matches(scenario: Any, table: Any) -> None:

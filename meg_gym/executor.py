@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from meg_gym.ldm.stages import STAGES, GenerationSettings, StageContext, run_stage
-from meg_gym.protocols import UE, PlacedProtocol, Run, _stage_names
+from meg_gym.ldm.stages import STAGES, GenerationSettings, StageContext, run_joint_stage, run_stage
+from meg_gym.protocols import UE, PlacedProtocol, Run, _stage_names, joint_groups
 from meg_gym.timing import StepCost, StepTiming, compile_plan
 
 if TYPE_CHECKING:  # torch and the model code load when a stage runs
@@ -53,6 +53,7 @@ class NodeCompute:
     ue_power_w: float = 6.0
     queues: dict[int, Any] | None = None  # es_id -> meg_gym.compute.EsQueue
     start_s: float = 0.0
+    backhaul: tuple[float, float] | None = None  # the ES-to-ES link (rate bit/s, latency s); None: the default
 
 
 #: output shapes of stages run on the meta device, by FLOP-cache key: a meta run of a stage
@@ -98,7 +99,7 @@ def link_timing(plan: PlacedProtocol, costs: list[StepCost], links: LinkConditio
         snr_ul_db=[links.snr_db[(i, "ul")] for i in ids], snr_dl_db=[links.snr_db[(i, "dl")] for i in ids],
         bandwidth_hz=links.bandwidth_hz, mode=links.mode, digital=links.digital,
         ue_power_w=compute.ue_power_w, ue_tx_power_w=links.ue_tx_power_w, ue_rx_power_w=links.ue_rx_power_w,
-        analog_repetitions=links.analog_repetitions,
+        analog_repetitions=links.analog_repetitions, backhaul=compute.backhaul,
         queues=None if compute.queues is None else [compute.queues[i] for i in ids],
         start_s=compute.start_s, link_state=state, uniforms=links.uniforms, trace=trace,
     )
@@ -130,7 +131,13 @@ def execute(
     ctx = StageContext(comps=comps, settings=settings, generator=generator, judge=judge, prompt=prompt)
     costs: list[StepCost] = []
     up, down = links.digital if links.digital is not None else (None, None)
-    for step in plan.steps:
+    groups = joint_groups(plan.steps)
+    for i, step in enumerate(plan.steps):
+        if i in groups:
+            costs.extend(_run_joint([plan.steps[j] for j in groups[i]], ctx, stores, cache, links.bits_per_value))
+            continue
+        if isinstance(step, Run) and STAGES[step.stage].joint:
+            continue  # a later member of a joint stage: run with its group
         if isinstance(step, Run):
             stage = STAGES[step.stage]
             rename = dict(step.rename)
@@ -181,6 +188,36 @@ def execute(
         output=ue["output"], stores=stores, costs=costs, trace=trace, summary=summary,
         selected_index=ue.get("selected_index"), candidates=candidates,
     )
+
+
+def _run_joint(group: list[Run], ctx: StageContext, stores: dict[str, dict[str, Any]], cache: Any,
+               bits_per_value: int) -> list[StepCost]:
+    """Run a joint stage on its nodes at once; one :class:`StepCost` per node: its share of the FLOPs
+    (the nodes run tiles of one width, so equal shares) and the bits it sent over the backhaul
+    (values x ``bits_per_value``: the ES-to-ES link is wired and digital, the tensors arrive exact)."""
+    from meg_gym.compute import count_flops
+
+    stage = STAGES[group[0].stage]
+    members = []
+    for step in group:
+        back = {mapped: own for own, mapped in step.rename}
+        members.append({back.get(n, n): stores[step.on][n] for n in _stage_names(step, "in")})
+    params = dict(group[0].params)
+    key = cache.key(ctx.comps.name, stage.name, (group[0].params, ctx.settings), members)
+    flops = cache.get(key)
+    if flops is None:
+        outs, flops = count_flops(run_joint_stage, stage, ctx, members, params)
+        cache.put(key, flops)
+    else:
+        outs = run_joint_stage(stage, ctx, members, params)
+    costs = []
+    for step, out in zip(group, outs):
+        rename = dict(step.rename)
+        values, exchanges = int(out.pop("exchange_values")), int(out.pop("exchanges"))
+        stores[step.on].update({rename.get(k, k): v for k, v in out.items()})
+        costs.append(StepCost("run", stage.name, step.on, flops=int(flops) // len(group),
+                              backhaul_bits=values * bits_per_value, exchanges=exchanges))
+    return costs
 
 
 def _on_air(value: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ __all__ = [
     "Run",
     "Send",
     "get_protocol",
+    "joint_groups",
     "place",
 ]
 
@@ -103,6 +104,7 @@ def _rn(**pairs: str) -> tuple[tuple[str, str], ...]:
 
 
 _K = (("k", "{K}"),)  # a stage parameter filled with the number of ESs at placement
+_TILE = (*_K, ("index", "{k}"))  # ... and with the ES's place among them (its tile)
 _WEAK = (("weak", True),)
 
 # Request to the ES: the input image and the prompt text (text always lossless).
@@ -156,16 +158,23 @@ PROTOCOLS: dict[str, Protocol] = {
         Protocol("uidcg", "UE inference, distributed cooperative generation", (
             Run("encode_image", UE), Run("split_seed", UE, params=_K),
             Send("seed_tile{k}", UE, EACH, as_="seed"), Send("text", UE, EACH, broadcast=True),
-            Run("encode_text", EACH), Run("denoise", EACH), Send("gen_seed", EACH, UE, as_="gen_tile{k}"),
+            Run("encode_text", EACH), Run("denoise_tiles", EACH, params=_K),
+            Run("crop_seed", EACH, rename=_rn(tile="gen_seed"), params=_TILE),
+            Send("gen_seed", EACH, UE, as_="gen_tile{k}"),
             Run("merge_seed", UE, params=_K), Run("decode", UE),
-        ), multi_es=True, description="the seed split into strips, one per ES; the UE merges and decodes"),
+        ), multi_es=True, description="the seed split into strips, one per ES, denoised together (borders exchanged "
+                                      "over the backhaul every generation.exchange_every steps); the UE merges "
+                                      "and decodes"),
         Protocol("dcsuc", "Distributed cooperative sketching, UE completion", (
             Run("split_image", UE, params=_K),
             Send("image_tile{k}", UE, EACH, as_="image"), Send("text", UE, EACH, broadcast=True),
-            Run("encode_text", EACH), Run("encode_image", EACH), Run("denoise", EACH), Run("sketch", EACH),
+            Run("encode_text", EACH), Run("encode_image", EACH),
+            Run("denoise_tiles", EACH, params=(*_K, ("final", True))),
+            Run("sketch", EACH), Run("crop_sketch", EACH, rename=_rn(tile="sketch"), params=_TILE),
             Send("sketch", EACH, UE, as_="sketch_tile{k}"),
             Run("merge_sketch", UE, params=_K), Run("encode_text", UE), Run("complete", UE),
-        ), multi_es=True, description="each ES sketches a strip; the UE merges and completes"),
+        ), multi_es=True, description="each ES sketches a strip (the strips' latents denoised together, as UIDCG's); "
+                                      "the UE merges and completes"),
     )
 }
 
@@ -203,12 +212,14 @@ def _expand(step: Run | Send, es_ids: tuple[int, ...]) -> list[Run | Send]:
         ks = range(K) if per_es else [None]
         return [Send(_fmt(step.tensor, k), _node(step.src, es_ids, k), _node(step.dst, es_ids, k), _fmt(step.as_, k))
                 for k in ks]
-    params = tuple((key, K if val == "{K}" else val) for key, val in step.params)
+    def params(k: int | None) -> tuple[tuple[str, object], ...]:
+        return tuple((key, K if val == "{K}" else k if val == "{k}" else val) for key, val in step.params)
+
     templ = any("{k}" in new for _, new in step.rename)
     if step.on == EACH or templ:
-        return [Run(step.stage, _node(step.on, es_ids, k), tuple((a, _fmt(b, k)) for a, b in step.rename), params)
+        return [Run(step.stage, _node(step.on, es_ids, k), tuple((a, _fmt(b, k)) for a, b in step.rename), params(k))
                 for k in range(K)]
-    return [Run(step.stage, _node(step.on, es_ids, None), step.rename, params)]
+    return [Run(step.stage, _node(step.on, es_ids, None), step.rename, params(None))]
 
 
 def _stage_names(step: Run, which: str) -> list[str]:
@@ -221,6 +232,22 @@ def _stage_names(step: Run, which: str) -> list[str]:
         expanded = [n.format(k=i) for i in range(k)] if "{k}" in n else [n]
         out.extend(rename.get(e, e) for e in expanded)
     return out
+
+
+def joint_groups(steps: tuple) -> dict[int, list[int]]:
+    """The joint stages of a placed protocol: first step -> the steps of its group (consecutive
+    runs of the same joint stage, one per node)."""
+    groups: dict[int, list[int]] = {}
+    first = None
+    for i, step in enumerate(steps):
+        joint = isinstance(step, Run) and STAGES[step.stage].joint
+        if joint and first is not None and steps[first].stage == step.stage:
+            groups[first].append(i)
+            continue
+        first = i if joint else None
+        if joint:
+            groups[i] = [i]
+    return groups
 
 
 def validate(steps: tuple[Run | Send, ...], name: str) -> None:

@@ -73,6 +73,7 @@ class Outcome:
     trace: tuple
     candidates: tuple = ()
     selected_index: int | None = None
+    backhaul_bits: int = 0  # ES to ES: the borders cooperating tiles exchanged
     retransmissions: int = 0  # digital: code blocks sent again (HARQ)
     outage: bool = False  # digital: a send failed, and the request with it
 
@@ -101,7 +102,10 @@ class MegSystem:
             from meg_gym.ldm.runtime import resolve_device
 
             resolve_device(sc.torch_device)
-        self.judge = self._load_judge() if judge == "auto" else judge
+        self.judge = self._load_judge() if judge == "auto" else judge  # scores prompt fidelity
+        from meg_gym.quality.user import make_user
+
+        self.user = make_user(sc.workload.selection, self.judge)  # picks among candidates (the user)
         self._init_devices()
         self.now_s = 0.0
         from meg_gym.channel.batched import make_channel_batch
@@ -180,6 +184,7 @@ class MegSystem:
         self.ue_power_w = float(sc.ue.power_w or ue.power_w)
         self.ue_tx_power_w = 10 ** ((sc.ue.tx_power_dbm - 30) / 10)
         self.ue_rx_power_w = float(sc.ue.rx_power_w)
+        self.backhaul = (float(sc.backhaul.rate_bps), float(sc.backhaul.latency_s))  # the ES-to-ES link
         self.es_flops_per_s = {}
         for i, es in enumerate(sc.es):
             prof = device_profile(es.device)
@@ -288,7 +293,7 @@ class MegSystem:
         """The nodes' compute: against the system's queues and clock, or ``other`` queues at ``start_s``."""
         return NodeCompute(self.ue_flops_per_s, dict(self.es_flops_per_s), self.ue_power_w,
                            queues=(self.queues if other is None else other) if queues else None,
-                           start_s=self.now_s if start_s is None else start_s)
+                           start_s=self.now_s if start_s is None else start_s, backhaul=self.backhaul)
 
     @cached_property
     def torch_threads(self) -> int | None:
@@ -312,7 +317,7 @@ class MegSystem:
         ch_gen = torch.Generator().manual_seed(seed + 7_919) if seed is not None else None
         return execute(plan, comps, image, prompt, settings=self.settings, links=links,
                        compute=self._compute(queues, other_queues, start_s), generator=gen, channel_generator=ch_gen,
-                       judge=self.judge, flop_cache=self.flop_cache)
+                       judge=self.user, flop_cache=self.flop_cache)
 
     # -- serving --------------------------------------------------------------------------
     def bandwidth(self, decision: Decision) -> float:
@@ -377,7 +382,8 @@ class MegSystem:
                  fid: float | None, out: Any, ref: Any, candidates: list, selected: int | None) -> Outcome:
         w_ssim = self.scenario.reward.ssim_weight
         quality = s if fid is None else w_ssim * s + (1 - w_ssim) * fid
-        breakdown = {k: summary[k] for k in ("ue_compute_s", "es_compute_s", "queue_s", "uplink_s", "downlink_s")}
+        breakdown = {k: summary[k] for k in ("ue_compute_s", "es_compute_s", "queue_s", "uplink_s", "downlink_s",
+                                             "backhaul_s")}
         for r in trace:
             if r.kind == "run":
                 key = f"{r.node}.{r.name}_s"
@@ -386,7 +392,8 @@ class MegSystem:
             protocol=plan.protocol, es_ids=plan.es_ids, output=out, reference=ref, quality=float(quality),
             ssim=float(s), psnr_db=float(p), fidelity=fid, latency_s=float(summary["latency_s"]),
             latency_breakdown=breakdown, uplink_bits=int(summary["uplink_bits"]),
-            downlink_bits=int(summary["downlink_bits"]), energy_j=float(summary["energy_j"]),
+            downlink_bits=int(summary["downlink_bits"]), backhaul_bits=int(summary["backhaul_bits"]),
+            energy_j=float(summary["energy_j"]),
             retransmissions=int(summary.get("retransmissions", 0)), outage=bool(summary.get("outage", 0.0)),
             trace=tuple(trace),
             candidates=tuple(candidates), selected_index=selected,

@@ -33,9 +33,9 @@ import numpy as np
 from numba import njit
 
 from meg_gym.channel.digital import DigitalLink, _transfer
-from meg_gym.protocols import UE, PlacedProtocol, Run, Send, _stage_names
+from meg_gym.protocols import UE, PlacedProtocol, Run, Send, _stage_names, joint_groups
 
-__all__ = ["CompiledPlan", "PlanTable", "StepCost", "StepTiming", "compile_plan", "join_queues"]
+__all__ = ["CompiledPlan", "PlanTable", "StepCost", "StepTiming", "compile_plan", "exchange_s", "join_queues"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class StepCost:
     payload_bits: int = 0
     values: int = 0  # tensor elements sent (0 for text)
     lossless: bool = False  # text: sent digitally, error-free
+    backhaul_bits: int = 0  # a joint stage's run: the bits this ES sent to the others over the backhaul
+    exchanges: int = 0  # ... in this many exchanges, each a synchronisation of the group
 
 
 @dataclass(frozen=True)
@@ -87,15 +89,19 @@ class CompiledPlan:
     lossless: tuple[bool, ...]
     uplink_bits: int
     downlink_bits: int
+    # per step: the members of the synchronised joint group it starts (tiles that exchange borders),
+    # -1 for a later member (walked with the group), 0 otherwise
+    joint: tuple[int, ...] = ()
+    backhaul_bits: int = 0  # over the ES-to-ES backhaul, every ES's exchanges together
     # the plan compiled for the timing fast path, per (device rates, mode, powers): see table()
     _tables: dict = field(default_factory=dict, compare=False, repr=False)
 
     def table(self, ue_flops_per_s: float, es_flops_per_s: Sequence[float], mode: str, digital: Any,
               ue_power_w: float, ue_tx_power_w: float, ue_rx_power_w: float = 0.0,
-              analog_repetitions: int = 1) -> PlanTable:
+              analog_repetitions: int = 1, backhaul: tuple[float, float] | None = None) -> PlanTable:
         """This plan alone as a :class:`PlanTable` for these device rates, link and powers (made once)."""
         key = (ue_flops_per_s, tuple(es_flops_per_s), mode, _link_pair(digital), ue_power_w, ue_tx_power_w,
-               ue_rx_power_w, analog_repetitions)
+               ue_rx_power_w, analog_repetitions, _backhaul(backhaul))
         t = self._tables.get(key)
         if t is None:
             t = self._tables[key] = PlanTable([self], [key[1]], *key[:1], *key[2:])
@@ -115,6 +121,7 @@ class CompiledPlan:
         ue_tx_power_w: float,
         ue_rx_power_w: float = 0.0,
         analog_repetitions: int = 1,
+        backhaul: tuple[float, float] | None = None,
         queues: Sequence[Any] | None = None,
         start_s: float = 0.0,
         link_state: Any = None,
@@ -125,7 +132,8 @@ class CompiledPlan:
         ``outage``); ``es_*`` and ``snr_*`` are indexed like ``es_ids``.
 
         ``analog_repetitions``: copies of each analog tensor (combined at the receiver: r times
-        the airtime, SNR + 10 log10 r). ``digital``: the
+        the airtime, SNR + 10 log10 r). ``backhaul``: the ES-to-ES link's (rate bit/s, latency s)
+        that tiles exchanging borders wait for (None: ``meg_gym.config.BackhaulConfig``'s). ``digital``: the
         :class:`~meg_gym.channel.digital.DigitalLink` (one for both directions, or an
         (uplink, downlink) pair; None: its defaults) that digital sends (every send in
         digital mode, text in both) run on. ``link_state``: per ES of the plan [uplink fading
@@ -134,18 +142,19 @@ class CompiledPlan:
         (:class:`~meg_gym.compute.EsQueue` per ES, or None for idle ESs) are read at
         ``start_s`` and given the request's job.
         """
+        backhaul = _backhaul(backhaul)
         table = self.table(ue_flops_per_s, es_flops_per_s, mode, digital, ue_power_w, ue_tx_power_w, ue_rx_power_w,
-                           analog_repetitions)
+                           analog_repetitions, backhaul)
         n_es = len(self.es_ids)
         state = np.zeros((n_es, 3)) if link_state is None else np.asarray(link_state, dtype=np.float64)
         uni = table.median_uniforms(1)[0] if uniforms is None else np.asarray(uniforms, dtype=np.float64)
         if not trace:
-            lat, energy, ue_c, es_c, queue, up, down, retx, failed = table.serve(
+            lat, energy, ue_c, es_c, queue, up, down, retx, failed, bh = table.serve(
                 0, queues, start_s, snr_ul_db, snr_dl_db, bandwidth_hz, state, uni)
             return {"latency_s": lat, "ue_compute_s": ue_c, "es_compute_s": es_c, "queue_s": queue,
                     "uplink_s": up, "downlink_s": down, "uplink_bits": self.uplink_bits,
                     "downlink_bits": self.downlink_bits, "energy_j": energy, "retransmissions": retx,
-                    "outage": failed}, []
+                    "outage": failed, "backhaul_s": bh, "backhaul_bits": self.backhaul_bits}, []
         before = None if queues is None else [q.backlog_s(start_s) for q in queues]
         turn = [start_s] + ([start_s] * n_es if before is None else [start_s + b for b in before])
         consts = table._link
@@ -162,7 +171,7 @@ class CompiledPlan:
 
         records: list[StepTiming] | None = [] if trace else None
         summary, busy = self._walk(turn, start_s, ue_flops_per_s, es_flops_per_s, snr_ul_db, snr_dl_db, airtime,
-                                   ue_power_w, ue_tx_power_w, ue_rx_power_w, records)
+                                   ue_power_w, ue_tx_power_w, ue_rx_power_w, records, backhaul)
         if queues is not None:  # the ES was ours from its turn to our last stage on it
             join_queues(queues, range(len(queues)), start_s, before,
                         [b if c is None else c - start_s for b, c in zip(before, busy[1:])])
@@ -170,18 +179,57 @@ class CompiledPlan:
 
     def _walk(self, turn: list, start_s: Any, ue_flops_per_s: float, es_flops_per_s: Sequence[Any],
               snr_ul_db: Sequence[Any], snr_dl_db: Sequence[Any], airtime: Any, ue_power_w: float,
-              ue_tx_power_w: float, ue_rx_power_w: float, records: list | None) -> tuple[dict[str, Any], list]:
+              ue_tx_power_w: float, ue_rx_power_w: float, records: list | None,
+              backhaul: tuple[float, float] = (math.inf, 0.0)) -> tuple[dict[str, Any], list]:
         """The timing walk, step by step: the definition :class:`PlanTable` compiles, and the
         path that records a trace. A digital send that fails ends the request there: the UE
-        gives up, nothing after it runs (the ESs keep the work they already did)."""
+        gives up, nothing after it runs (the ESs keep the work they already did).
+
+        A joint group (tiles that exchange borders, :func:`meg_gym.ldm.stages._denoise_tiles`) runs
+        synchronised: it starts when its last ES is free and has its inputs, and holds every ES of
+        the group for the slowest ES's compute plus the exchanges' backhaul time (:func:`exchange_s`),
+        since each exchange waits for every tile (synchronous patch parallelism)."""
         mx = _max
         n = len(self.costs)
         end: list[Any] = [start_s] * n
         clock = list(turn)
         first = [True] * len(clock)
         tx_free = rx_free = start_s
-        ue_compute = es_compute = queue = up = down = retx = failed = 0.0
+        ue_compute = es_compute = queue = up = down = retx = failed = backhaul_s = 0.0
+        joint = self.joint or (0,) * n
         for i in range(n):
+            if joint[i] < 0:
+                continue  # a later member of a joint group: walked with the group's first step
+            if joint[i] > 0:
+                members = range(i, i + joint[i])
+                g = longest = None
+                waits = []
+                for q in members:
+                    ready = start_s
+                    for d in self.deps[q]:
+                        ready = mx(ready, end[d])
+                    node = self.node[q]
+                    service = self.flops[q] / es_flops_per_s[node - 1]
+                    es_compute = es_compute + service
+                    wait = 0.0
+                    if first[node]:
+                        first[node] = False
+                        wait = mx(turn[node] - ready, 0.0)
+                        queue = queue + wait
+                    waits.append(wait)
+                    st = mx(clock[node], ready)
+                    g = st if g is None else mx(g, st)
+                    longest = service if longest is None else mx(longest, service)
+                ex = exchange_s([self.costs[q] for q in members], backhaul)
+                backhaul_s = backhaul_s + ex
+                stop = g + (longest + ex)
+                for q, wait in zip(members, waits):
+                    end[q] = clock[self.node[q]] = stop
+                    if records is not None:
+                        c = self.costs[q]
+                        records.append(StepTiming("run", c.name, c.node, "", g - wait, stop, c.flops, wait,
+                                                  c.backhaul_bits, ex, float("nan"), "backhaul"))
+                continue
             ready = start_s
             for d in self.deps[i]:
                 ready = mx(ready, end[d])
@@ -248,6 +296,8 @@ class CompiledPlan:
             "energy_j": ue_compute * ue_power_w + up * ue_tx_power_w + down * ue_rx_power_w,
             "retransmissions": retx,
             "outage": failed,
+            "backhaul_s": backhaul_s,
+            "backhaul_bits": self.backhaul_bits,
         }
         return summary, [None if f else c for f, c in zip(first, clock)]
 
@@ -265,7 +315,8 @@ class PlanTable:
 
     def __init__(self, plans: Sequence[CompiledPlan], es_flops_per_s: Sequence[Sequence[float]],
                  ue_flops_per_s: float, mode: str, digital: Any, ue_power_w: float,
-                 ue_tx_power_w: float, ue_rx_power_w: float = 0.0, analog_repetitions: int = 1) -> None:
+                 ue_tx_power_w: float, ue_rx_power_w: float = 0.0, analog_repetitions: int = 1,
+                 backhaul: tuple[float, float] | None = None) -> None:
         from meg_gym.channel.transmission import MODES
 
         if mode not in MODES:
@@ -277,11 +328,12 @@ class PlanTable:
         self.width = w
         self.digital = _link_pair(digital)
         self.analog_repetitions = int(analog_repetitions)  # copies of every analog tensor sent and combined
+        self.backhaul = _backhaul(backhaul)  # the ES-to-ES link (rate bit/s, latency s) joint groups wait for
         self._link = np.stack([d.consts for d in self.digital])  # (uplink, downlink) x DigitalLink.consts
         self.levels = max(d.levels for d in self.digital)
         self.max_sends = max(1, max(sum(pl.is_send) for pl in plans))
         n_steps = np.zeros(p, dtype=np.int64)
-        kind = np.zeros((p, s), dtype=np.int64)  # 0 run, 1 send
+        kind = np.zeros((p, s), dtype=np.int64)  # 0 run, 1 send, 2 a joint group's first run, 3 its later runs
         node = np.zeros((p, s), dtype=np.int64)
         service = np.zeros((p, s))
         air = np.zeros((p, s), dtype=np.int64)  # 0 no airtime, 1 analog numel / (2B), 2 digital bits / (B se)
@@ -293,11 +345,17 @@ class PlanTable:
         for k, (pl, rates) in enumerate(zip(plans, es_flops_per_s)):
             n_steps[k] = len(pl.costs)
             es_id[k, :len(pl.es_ids)] = pl.es_ids
+            joint = pl.joint or (0,) * len(pl.costs)
             for i in range(len(pl.costs)):
                 nd = pl.node[i]
                 node[k, i] = nd
                 deps[k, i, 0] = len(pl.deps[i])
                 deps[k, i, 1:1 + len(pl.deps[i])] = pl.deps[i]
+                if joint[i] > 0:  # the group's members and its exchanges' backhaul time
+                    kind[k, i], links[k, i, 0] = 2, joint[i]
+                    amount[k, i] = exchange_s(pl.costs[i:i + joint[i]], self.backhaul)
+                elif joint[i] < 0:
+                    kind[k, i] = 3
                 if not pl.is_send[i]:
                     if nd == 0:
                         service[k, i] = pl.flops[i] / ue_flops_per_s
@@ -359,9 +417,9 @@ class PlanTable:
 
         Returns (requests, :data:`OUT_COLS` + widest ES set): latency, energy, UE compute, ES
         compute, queue, uplink, downlink seconds, retransmitted blocks, outage (1: a digital
-        send failed and the request with it), then per ES of the plan when our job leaves it
-        (NaN if the request ran nothing there). Raises ``ValueError`` for a bandwidth that is
-        not a finite number > 0, as the walk does."""
+        send failed and the request with it), the backhaul's seconds (tiles exchanging borders),
+        then per ES of the plan when our job leaves it (NaN if the request ran nothing there).
+        Raises ``ValueError`` for a bandwidth that is not a finite number > 0, as the walk does."""
         m = len(plan)
         out = np.empty((m, OUT_COLS + self.width))
         if rows is None:
@@ -386,7 +444,7 @@ class PlanTable:
         """One request on plan ``k`` (SNRs, ``link_state`` rows indexed like its ES ids) against
         ``queues`` (one :class:`~meg_gym.compute.EsQueue` per ES of the plan; None: idle ESs),
         read at ``start_s`` and given the request's job (:func:`join_queues`): (latency, energy,
-        UE compute, ES compute, queue, uplink, downlink seconds, retransmissions, outage)."""
+        UE compute, ES compute, queue, uplink, downlink seconds, retransmissions, outage, backhaul seconds)."""
         order, plan, start, bw, ul, dl, backlog, state, uni, out = self._one  # filled in place
         plan[0], start[0], bw[0] = k, start_s, bandwidth_hz
         ids = self.plans[k].es_ids
@@ -410,7 +468,33 @@ class PlanTable:
         return tuple(out[0, :OUT_COLS].tolist())
 
 
-OUT_COLS = 9  # PlanTable.walk's columns before the per-ES ones
+OUT_COLS = 10  # PlanTable.walk's columns before the per-ES ones
+
+
+def _backhaul(backhaul: tuple[float, float] | None) -> tuple[float, float]:
+    """(rate bit/s, latency s) of the ES-to-ES backhaul; None: the scenario default's
+    (:class:`meg_gym.config.BackhaulConfig`, which cites its figures)."""
+    if backhaul is None:
+        from meg_gym.config import BackhaulConfig
+
+        b = BackhaulConfig()
+        return (float(b.rate_bps), float(b.latency_s))
+    rate, latency = (float(v) for v in backhaul)
+    if not (0.0 < rate < math.inf and 0.0 <= latency < math.inf):
+        raise ValueError(f"'backhaul' must be (rate_bps > 0, latency_s >= 0), both finite (got {backhaul!r})")
+    return (rate, latency)
+
+
+def exchange_s(members: Sequence[StepCost], backhaul: tuple[float, float]) -> float:
+    """Seconds a joint group's border exchanges take: each exchange waits for the backhaul's latency
+    and for the ES with the most to send, which sends its messages one after another at the rate
+    (one backhaul port per ES); every exchange moves the same columns, so all of them together take
+    ``exchanges x latency + max bits / rate``."""
+    rate, latency = backhaul
+    exchanges = max(c.exchanges for c in members)
+    if exchanges == 0:
+        return 0.0
+    return exchanges * latency + max(c.backhaul_bits for c in members) / rate
 
 
 def _link_pair(digital: Any) -> tuple[DigitalLink, DigitalLink]:
@@ -448,16 +532,35 @@ def _walk_requests(order, plan, start_all, backlog, rows, snr_ul, snr_dl, bw_all
         for j in range(width):
             clock[j + 1] = start + backlog[row, es_id[p, j]]
         tx = rx = start
-        ue_c = es_c = up = down = queue = retx = failed = 0.0
+        ue_c = es_c = up = down = queue = retx = failed = bh = 0.0
         done = n_steps[p]
         sent = 0
         for i in range(n_steps[p]):
-            ready = start
-            for d in range(deps[p, i, 0]):
-                e = end[deps[p, i, 1 + d]]
-                if not ready > e:
-                    ready = e
+            ready = _ready(start, deps, end, p, i)
             nd = node[p, i]
+            if kind[p, i] == 3:
+                continue  # a later member of a joint group: walked with the group's first step
+            if kind[p, i] == 2:  # a joint group, synchronised (CompiledPlan._walk)
+                g = longest = 0.0
+                for q in range(i, i + links[p, i, 0]):
+                    ready = _ready(start, deps, end, p, q)
+                    nq = node[p, q]
+                    es_c = es_c + service[p, q]
+                    if first_run[p, nq] == q:
+                        wait = clock[nq] - ready
+                        queue = queue + (wait if wait > 0.0 else 0.0)
+                    c = clock[nq]
+                    st = c if c > ready else ready
+                    if q == i:
+                        g, longest = st, service[p, q]
+                    else:
+                        g = g if g > st else st
+                        longest = longest if longest > service[p, q] else service[p, q]
+                bh = bh + amount[p, i]
+                stop = g + (longest + amount[p, i])
+                for q in range(i, i + links[p, i, 0]):
+                    end[q] = clock[node[p, q]] = stop
+                continue
             if kind[p, i] == 0:
                 if nd == 0:
                     ue_c = ue_c + service[p, i]
@@ -520,10 +623,22 @@ def _walk_requests(order, plan, start_all, backlog, rows, snr_ul, snr_dl, bw_all
         out[r, 6] = down
         out[r, 7] = retx
         out[r, 8] = failed
+        out[r, 9] = bh
     return -1
 
 
 OUT_COLS_JIT = OUT_COLS  # a global the compiled walk freezes at compile time
+
+
+@njit(cache=True)
+def _ready(start, deps, end, p, i):
+    """When step ``i`` of plan ``p`` has its inputs: the latest end of the steps it needs (from ``start``)."""
+    ready = start
+    for d in range(deps[p, i, 0]):
+        e = end[deps[p, i, 1 + d]]
+        if not ready > e:
+            ready = e
+    return ready
 
 
 def join_queues(queues: Sequence[Any], es_ids: Sequence[int], start_s: float, before: Sequence[float],
@@ -571,10 +686,17 @@ def compile_plan(plan: PlacedProtocol, costs: Sequence[StepCost]) -> CompiledPla
                 producer[(d, step.as_ or step.tensor)] = i
     is_send = tuple(c.kind == "send" for c in costs)
     bits = tuple(c.payload_bits for c in costs)
+    joint = [0] * len(costs)
+    for first, members in joint_groups(plan.steps).items():
+        if any(costs[q].exchanges > 0 for q in members):  # synchronised only when the tiles exchange borders
+            joint[first] = len(members)
+            for q in members[1:]:
+                joint[q] = -1
     return CompiledPlan(
         protocol=plan.protocol, es_ids=plan.es_ids, costs=tuple(costs), is_send=is_send, node=tuple(nodes),
         dst=tuple(dsts), deps=tuple(deps), flops=tuple(float(c.flops) for c in costs),
         values=tuple(c.values for c in costs), bits=bits, lossless=tuple(c.lossless for c in costs),
         uplink_bits=sum(b for b, s, n in zip(bits, is_send, nodes) if s and n == 0),
         downlink_bits=sum(b for b, s, n in zip(bits, is_send, nodes) if s and n != 0),
+        joint=tuple(joint), backhaul_bits=sum(c.backhaul_bits for c in costs),
     )

@@ -23,10 +23,10 @@ PLACEMENT = {
     "uidg": {"encode_image": {"ue"}, "denoise": {"es"}, "decode": {"es"}, "select": {"ue"}},
     "diug": {"encode_image": {"es"}, "denoise": {"es"}, "decode": {"ue"}, "select": {"ue"}},
     "dsuc": {"denoise": {"es"}, "sketch": {"es"}, "select": {"ue"}, "complete": {"ue"}},
-    "uidcg": {"encode_image": {"ue"}, "split_seed": {"ue"}, "denoise": {"es"}, "merge_seed": {"ue"},
-              "decode": {"ue"}},
-    "dcsuc": {"split_image": {"ue"}, "denoise": {"es"}, "sketch": {"es"}, "merge_sketch": {"ue"},
-              "complete": {"ue"}},
+    "uidcg": {"encode_image": {"ue"}, "split_seed": {"ue"}, "denoise_tiles": {"es"}, "crop_seed": {"es"},
+              "merge_seed": {"ue"}, "decode": {"ue"}},
+    "dcsuc": {"split_image": {"ue"}, "denoise_tiles": {"es"}, "sketch": {"es"}, "crop_sketch": {"es"},
+              "merge_sketch": {"ue"}, "complete": {"ue"}},
 }
 
 
@@ -52,7 +52,7 @@ def test_full_ue_sends_nothing():
 
 def test_multi_es_uses_every_es_once_per_stage():
     plan = place("uidcg", (0, 1, 2))
-    denoise = [s.on for s in plan.steps if isinstance(s, Run) and s.stage == "denoise"]
+    denoise = [s.on for s in plan.steps if isinstance(s, Run) and s.stage == "denoise_tiles"]
     assert sorted(denoise) == ["es0", "es1", "es2"]
     tiles = [s for s in plan.steps if isinstance(s, Send) and s.tensor.startswith("seed_tile")]
     assert [(s.tensor, s.dst) for s in tiles] == [("seed_tile0", "es0"), ("seed_tile1", "es1"), ("seed_tile2", "es2")]

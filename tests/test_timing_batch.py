@@ -46,7 +46,7 @@ def test_plan_table_walk_equals_the_walk_for_every_placement(mode):
             digital=FADING, ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w, ue_rx_power_w=0.9,
             link_state=state[r, :n], uniforms=uni[r])
         keys = ("latency_s", "energy_j", "ue_compute_s", "es_compute_s", "queue_s", "uplink_s", "downlink_s",
-                "retransmissions", "outage")
+                "retransmissions", "outage", "backhaul_s")
         assert out[r, :OUT_COLS].tolist() == [one[key] for key in keys], d
         for j, i in enumerate(d.es_ids):
             occupied = out[r, OUT_COLS + j] - (start[r] + backlog[r, i])
@@ -123,9 +123,11 @@ def test_compiled_timing_equals_the_walk_bit_for_bit(mode):
     for d in world.placements:
         plan = world.plans[d.index]
         n = len(d.es_ids)
-        es = [sys_.es_flops_per_s[i] for i in d.es_ids]
+        # ESs of unequal speed and a slow backhaul: a joint group waits for its slowest ES and its exchanges
+        es = [sys_.es_flops_per_s[i] * float(rng.uniform(0.3, 3.0)) for i in d.es_ids]
         common = dict(ue_flops_per_s=sys_.ue_flops_per_s, es_flops_per_s=es, mode=mode, digital=FADING,
-                      ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w, ue_rx_power_w=0.9)
+                      ue_power_w=sys_.ue_power_w, ue_tx_power_w=sys_.ue_tx_power_w, ue_rx_power_w=0.9,
+                      backhaul=(float(rng.uniform(1e6, 1e9)), float(rng.uniform(0.0, 0.01))))
         for _ in range(5):
             kw = dict(snr_ul_db=list(rng.uniform(-20, 30, n)), snr_dl_db=list(rng.uniform(-20, 30, n)),
                       bandwidth_hz=float(rng.choice([5e6, 10e6, 20e6])), start_s=float(rng.uniform(0, 10)),

@@ -22,7 +22,12 @@ class GenerationSettings:
     sketch_scale: int = 2  # a sketch has 1/sketch_scale of the resolution per side
     complete_steps: int = 10  # UE completion: a short img2img pass over the upsampled sketch
     complete_strength: float = 0.3
-    tile_overlap: int = 2  # latent pixels of overlap on each side of a cooperative tile
+    tile_overlap: int = 2  # latent pixels of overlap on each side of a cooperative tile (the halo)
+    # cooperative tiles (UIDCG, DCSUC) exchange their borders every this many denoising steps over the
+    # ES-to-ES backhaul, so they denoise as one image (patch-parallel diffusion: MultiDiffusion, Bar-Tal
+    # et al. 2023; DistriFusion, Li et al. 2024); 0: every ES denoises its strip alone and the UE
+    # cross-fades the strips (no ES-to-ES traffic, seams)
+    exchange_every: int = 1
 
     @classmethod
     def from_any(cls, obj: Any) -> GenerationSettings:

@@ -35,6 +35,8 @@ __all__ = [
     "Stage",
     "StageContext",
     "StageError",
+    "owned_columns",
+    "run_joint_stage",
     "run_stage",
     "tile_layout",
 ]
@@ -65,6 +67,9 @@ class Stage:
     components: tuple[str, ...]
     fn: Callable[..., dict[str, Any]] = field(repr=False)
     doc: str = ""
+    # a joint stage runs on K nodes at once: ``fn(ctx, members=[inputs of each node], ...)`` returns
+    # one output dict per node (run_joint_stage)
+    joint: bool = False
 
 
 def _randn(shape: tuple[int, ...], ctx: StageContext, like: torch.Tensor) -> torch.Tensor:
@@ -172,22 +177,20 @@ def _add_time_ids(comps: Components, latents: torch.Tensor, pooled: torch.Tensor
     return torch.tensor([ids], dtype=pooled.dtype).repeat(rows, 1).to(latents.device)
 
 
-def denoise_latents(
-    ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], steps: int, strength: float
-) -> torch.Tensor:
-    """Img2img denoising of a latent, exactly as diffusers' img2img pipelines do it (SD; SDXL with its
-    pooled embeddings and size ids; guidance-distilled LCM UNets with the guidance embedding)."""
+def _denoiser(ctx: StageContext, scheduler: Any, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], steps: int,
+              strength: float) -> tuple[torch.Tensor, Callable[[torch.Tensor, Any], torch.Tensor]]:
+    """(timesteps, step) of one latent's img2img loop on ``scheduler``: ``step(latents, t)`` is one
+    denoising step, exactly as diffusers' img2img pipelines take it (SD; SDXL with its pooled
+    embeddings and size ids; guidance-distilled LCM UNets with the guidance embedding). Split from
+    :func:`denoise_latents` so that cooperative tiles can step in lockstep (:func:`_denoise_tiles`)."""
     import torch
     comps = ctx.comps
-    unet, scheduler = comps.unet, comps.scheduler
+    unet = comps.unet
     guidance = ctx.settings.guidance_scale
     timesteps = _img2img_timesteps(scheduler, steps, strength, seed.device)
     if len(timesteps) == 0:
         raise StageError(f"'strength' x 'steps' leaves no denoising step (steps={steps}, strength={strength})")
     meta = seed.device.type == "meta"
-    noise = _randn(tuple(seed.shape), ctx, seed)
-    latent_t = timesteps[:1].repeat(seed.shape[0])
-    latents = seed if meta else scheduler.add_noise(seed, noise, latent_t)
     # a guidance-distilled UNet takes the scale as an embedding instead of a second, unconditional pass
     cond_dim = unet.config.get("time_cond_proj_dim")
     cfg = guidance > 1.0 and cond_dim is None
@@ -201,8 +204,9 @@ def denoise_latents(
     if "pooled" in text_emb:
         pooled = (text_emb["pooled"] if cfg else text_emb["pooled"][1:]).to(unet.dtype)
         added = {"text_embeds": pooled, "time_ids": _add_time_ids(comps, seed, pooled, cfg)}
-    extra = {"eta": 0.0, "generator": ctx.generator} if not meta else {"eta": 0.0}
-    for t in timesteps:
+    extra = _step_kwargs(scheduler, {"eta": 0.0, "generator": ctx.generator} if not meta else {"eta": 0.0})
+
+    def step(latents: torch.Tensor, t: Any) -> torch.Tensor:
         model_in = torch.cat([latents] * 2) if cfg else latents
         if not meta:
             model_in = scheduler.scale_model_input(model_in, t)
@@ -213,9 +217,29 @@ def denoise_latents(
             uncond, cond = noise_pred.chunk(2)
             noise_pred = uncond + guidance * (cond - uncond)
         if meta:
-            latents = noise_pred
-        else:
-            latents = scheduler.step(noise_pred, t, latents, **_step_kwargs(scheduler, extra), return_dict=False)[0]
+            return noise_pred
+        return scheduler.step(noise_pred, t, latents, **extra, return_dict=False)[0]
+
+    return timesteps, step
+
+
+def _noised(scheduler: Any, seed: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """The seed noised to the first timestep (img2img's start)."""
+    if seed.device.type == "meta":
+        return seed
+    return scheduler.add_noise(seed, noise, timesteps[:1].repeat(seed.shape[0]))
+
+
+def denoise_latents(
+    ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], steps: int, strength: float
+) -> torch.Tensor:
+    """Img2img denoising of a latent, exactly as diffusers' img2img pipelines do it (SD; SDXL with its
+    pooled embeddings and size ids; guidance-distilled LCM UNets with the guidance embedding)."""
+    scheduler = ctx.comps.scheduler
+    timesteps, step = _denoiser(ctx, scheduler, seed, text_emb, steps, strength)
+    latents = _noised(scheduler, seed, _randn(tuple(seed.shape), ctx, seed), timesteps)
+    for t in timesteps:
+        latents = step(latents, t)
     return latents
 
 
@@ -322,10 +346,98 @@ def _split(ctx: StageContext, name: str, x: torch.Tensor, k: int, pixel_scale: i
 
 
 def _merge(ctx: StageContext, tiles: list[torch.Tensor], pixel_scale: float) -> torch.Tensor:
+    """The UE's merge: strips denoised alone (``exchange_every`` 0) are cross-faded where they
+    overlap; tiles that exchanged their borders are already one image, and each ES sent only the
+    columns it owns, which are put side by side."""
+    import torch
     comps = ctx.comps
     layout = tile_layout(comps.latent_size, len(tiles), ctx.settings.tile_overlap, _unet_multiple(comps))
+    if ctx.settings.exchange_every > 0:
+        return torch.cat(tiles, dim=-1)
     scaled = [(int(s * pixel_scale), int(w * pixel_scale)) for s, w in layout]
     return _blend(tiles, scaled, int(comps.latent_size * pixel_scale))
+
+
+def owned_columns(layout: list[tuple[int, int]], width: int) -> list[tuple[int, int]]:
+    """[start, end) of the latent columns each tile owns: a partition of ``width`` that cuts
+    each overlap in the middle, so that every column belongs to the tile in which it lies
+    farthest from a tile edge (where the UNet's truncated context hurts it least)."""
+    cuts = [(layout[i][0] + layout[i - 1][0] + layout[i - 1][1]) // 2 for i in range(1, len(layout))]
+    bounds = [0, *cuts, width]
+    return [(bounds[i], bounds[i + 1]) for i in range(len(layout))]
+
+
+def _exchange(latents: list[torch.Tensor], layout: list[tuple[int, int]], owned: list[tuple[int, int]],
+              sent: list[int]) -> int:
+    """One border exchange: every tile's columns owned by another tile are overwritten with the
+    owner's current values (sent over the backhaul); ``sent[k]`` grows by the values tile ``k`` sent.
+    Returns the values sent in all (0: tiles that do not overlap have nothing to exchange)."""
+    total = 0
+    for j, (sj, wj) in enumerate(layout):
+        for k, (c0, c1) in enumerate(owned):
+            a, b = max(c0, sj), min(c1, sj + wj)
+            if k == j or a >= b:
+                continue
+            piece = latents[k][..., a - layout[k][0]:b - layout[k][0]]
+            latents[j][..., a - sj:b - sj] = piece
+            sent[k] += piece.numel()
+            total += piece.numel()
+    return total
+
+
+def _denoise_tiles(ctx: StageContext, members: list[dict[str, Any]], k: int, final: bool = False) -> list[dict]:
+    """Cooperative denoising of ``k`` tiles of one latent, one tile per ES (a joint stage: it
+    reads every ES's ``seed`` tile and ``text_emb`` and gives each its ``gen_seed`` tile).
+
+    ``exchange_every`` 0: each ES denoises its strip alone (draws in ES order, as K separate
+    ``denoise`` stages would). Otherwise the tiles step in lockstep and, every ``exchange_every``
+    steps (not after the last, unless ``final``: DCSUC decodes whole tiles), exchange their borders:
+    patch-parallel diffusion as MultiDiffusion (Bar-Tal et al. 2023) and DistriFusion (Li et al.
+    2024) run it, here by latent columns. The noise is one draw for the whole latent, sliced (the
+    ESs share the request's noise seed, a few bytes), so a column has the same noise on every ES,
+    and tiles as wide as the latent give CIAG's result exactly. Each output also holds
+    ``exchange_values`` (the values that ES sent over the backhaul) and ``exchanges``.
+    """
+    import copy
+
+    s = ctx.settings
+    if len(members) != k:
+        raise StageError(f"stage 'denoise_tiles': {k} tiles expected (got {len(members)})")
+    if s.exchange_every == 0:
+        return [{"gen_seed": denoise_latents(ctx, m["seed"], m["text_emb"], s.steps, s.strength),
+                 "exchange_values": 0, "exchanges": 0} for m in members]
+    comps = ctx.comps
+    layout = tile_layout(comps.latent_size, k, s.tile_overlap, _unet_multiple(comps))
+    owned = owned_columns(layout, comps.latent_size)
+    first = members[0]["seed"]
+    noise = _randn((*first.shape[:-1], comps.latent_size), ctx, first)
+    # every ES runs its own scheduler (a multistep scheduler keeps per-latent history)
+    scheds = [copy.deepcopy(comps.scheduler) for _ in members]
+    loops = [_denoiser(ctx, sch, m["seed"], m["text_emb"], s.steps, s.strength) for sch, m in zip(scheds, members)]
+    timesteps = loops[0][0]
+    latents = [_noised(sch, m["seed"], noise[..., a:a + w], timesteps)
+               for sch, m, (a, w) in zip(scheds, members, layout)]
+    sent, exchanges = [0] * k, 0
+    for i, t in enumerate(timesteps):
+        latents = [step(x, t) for (_, step), x in zip(loops, latents)]
+        last = i == len(timesteps) - 1
+        if (not last and (i + 1) % s.exchange_every == 0) or (last and final):
+            if _exchange(latents, layout, owned, sent):  # nothing to send, nothing to wait for
+                exchanges += 1
+    return [{"gen_seed": x, "exchange_values": v, "exchanges": exchanges} for x, v in zip(latents, sent)]
+
+
+def _crop_tile(ctx: StageContext, tile: torch.Tensor, k: int, index: int, pixel_scale: float) -> dict[str, Any]:
+    """What an ES sends of its tile: the columns it owns when the tiles exchanged borders (the rest
+    is its neighbours'), the whole strip when they did not (the UE cross-fades the overlaps)."""
+    s = ctx.settings
+    if s.exchange_every == 0:
+        return {"tile": tile}
+    comps = ctx.comps
+    layout = tile_layout(comps.latent_size, k, s.tile_overlap, _unet_multiple(comps))
+    c0, c1 = owned_columns(layout, comps.latent_size)[index]
+    start = layout[index][0]
+    return {"tile": tile[..., int((c0 - start) * pixel_scale):int((c1 - start) * pixel_scale)]}
 
 
 def _gather(inputs: dict[str, Any], prefix: str) -> list[Any]:
@@ -359,29 +471,51 @@ STAGES: dict[str, Stage] = {
               "sketch -> full resolution: upsample, then a short img2img pass"),
         Stage("split_seed", ("seed",), ("seed_tile{k}",), (),
               lambda ctx, seed, k: _split(ctx, "seed", seed, k, 1), "latent -> K overlapping strips"),
+        Stage("denoise_tiles", ("seed", "text_emb"), ("gen_seed",), ("unet", "scheduler"),
+              lambda ctx, members, k, final=False: _denoise_tiles(ctx, members, k, final),
+              "K ESs denoise the strips of one latent together, exchanging borders every exchange_every steps",
+              joint=True),
+        Stage("crop_seed", ("tile",), ("tile",), (),
+              lambda ctx, tile, k, index: _crop_tile(ctx, tile, k, index, 1),
+              "a latent strip -> the columns its ES owns (exchanged borders) or the whole strip"),
+        Stage("crop_sketch", ("tile",), ("tile",), (),
+              lambda ctx, tile, k, index: _crop_tile(
+                  ctx, tile, k, index, ctx.comps.vae_scale_factor / ctx.settings.sketch_scale),
+              "a sketch strip -> the columns its ES owns (exchanged borders) or the whole strip"),
         Stage("merge_seed", ("gen_tile{k}",), ("gen_seed",), (),
               lambda ctx, k, **tiles: {"gen_seed": _merge(ctx, _gather(tiles, "gen_tile"), 1)},
-              "K generated strips -> one latent, cross-faded"),
+              "K generated strips -> one latent: cross-faded, or side by side after exchanged borders"),
         Stage("split_image", ("image",), ("image_tile{k}",), (),
               lambda ctx, image, k: _split(ctx, "image", image, k, ctx.comps.vae_scale_factor),
               "image -> K overlapping strips (aligned with latent strips)"),
         Stage("merge_sketch", ("sketch_tile{k}",), ("sketch",), (),
               lambda ctx, k, **tiles: {"sketch": _merge(
                   ctx, _gather(tiles, "sketch_tile"), ctx.comps.vae_scale_factor / ctx.settings.sketch_scale)},
-              "K sketch strips -> one sketch, cross-faded"),
+              "K sketch strips -> one sketch: cross-faded, or side by side after exchanged borders"),
         Stage("select", ("candidate{k}",), ("selected",), (),
               lambda ctx, k, **c: _select(ctx, **c), "the user picks one of K candidates"),
     )
 }
 
 
-def run_stage(stage: Stage, ctx: StageContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Run a stage; a missing input raises ``Required input 'x' is missing``."""
-    import torch
-    k = params.get("k")
+def _inputs(stage: Stage, inputs: dict[str, Any], k: int | None) -> dict[str, Any]:
     needed = [n.format(k=i) for n in stage.inputs for i in (range(k) if "{k}" in n else [None])]
     for name in needed:
         if name not in inputs:
             raise StageError(f"stage {stage.name!r}: Required input {name!r} is missing")
+    return {n: inputs[n] for n in needed}
+
+
+def run_stage(stage: Stage, ctx: StageContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Run a stage; a missing input raises ``Required input 'x' is missing``."""
+    import torch
     with torch.no_grad():
-        return stage.fn(ctx, **{n: inputs[n] for n in needed}, **params)
+        return stage.fn(ctx, **_inputs(stage, inputs, params.get("k")), **params)
+
+
+def run_joint_stage(stage: Stage, ctx: StageContext, members: list[dict[str, Any]],
+                    params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run a joint stage on its nodes' inputs (one dict per node); one output dict per node."""
+    import torch
+    with torch.no_grad():
+        return stage.fn(ctx, members=[_inputs(stage, m, None) for m in members], **params)

@@ -66,6 +66,7 @@ def settings_key(system: Any) -> dict[str, Any]:
         "strength": g.strength, "guidance_scale": g.guidance_scale, "ue_steps": g.ue_steps,
         "sketch_scale": g.sketch_scale, "complete_steps": g.complete_steps,
         "complete_strength": g.complete_strength, "tile_overlap": g.tile_overlap,
+        "exchange_every": g.exchange_every, "selection": sc.workload.selection,
     }
 
 
