@@ -72,7 +72,10 @@ class MegEnv(gym.Env):
     * v1: a view of the world core (``meg_gym.core.Core``) shared with the vector and
       multi-agent envs: Full UE listed once (``MEG/MultiES``: 36 placements, was 38); the ES
       queues start in their stationary workload (no warm-up); the observation gains each ES's
-      last bandwidth demand (``4N + 4``, the multi-agent envs' layout).
+      last bandwidth demand (``4N + 4``, the multi-agent envs' layout). In the same release
+      (not a later change): Full UE runs the MEG paper's 20 steps, digital links fade, fail and
+      retransmit (``info["retransmissions"]``, ``info["outage"]``), and UIDCG / DCSUC exchange
+      their strips' borders over the ES-to-ES backhaul at every step (``generation.exchange_every``).
     * v0: initial version.
     """
 
