@@ -322,7 +322,8 @@ def calibrate_leakage(system: Any, out_path: Path, *, snr_grid_db: list[float] |
     """Measure the table live: for each protocol and hop it sends a tensor on, ``requests`` requests
     (the same ones everywhere) served over a perfect user channel with the eavesdropper listening on
     that hop alone, at each SNR of the grid (analog copies) and with a bit-exact copy. Resumable: each
-    finished (protocol, hop) is saved to ``<out>.partial.json`` and skipped when run again."""
+    finished (protocol, hop) is saved to ``<out>.partial.json`` and skipped when run again; a finished
+    table at ``out_path`` measured the same way keeps the protocols this sweep does not name."""
     from tqdm import tqdm
 
     from meg_gym.quality.calibrate import _check_sweep, _es_ids, noisy_axes
@@ -338,12 +339,20 @@ def calibrate_leakage(system: Any, out_path: Path, *, snr_grid_db: list[float] |
     settings = leakage_settings(system)
     partial = Path(str(out_path) + ".partial.json")
     done: dict[str, Any] = {}
+    if Path(out_path).is_file():  # a finished table of the same settings: its other protocols are kept
+        try:
+            old = load_leakage_table(out_path)
+        except LeakageError:
+            old = None
+        if old is not None and old.settings == settings and old.snr_grid_db == grid and old.requests == requests:
+            done = {f"{p}/{hop}": {"curve": old.curves[p][hop], "exact": old.exact[p][hop]}
+                    for p in old.curves for hop in old.curves[p] if p not in names}
     if partial.is_file():
         try:
             prior = json.loads(partial.read_text())
             if prior.get("settings") == settings and prior.get("snr_grid_db") == grid and \
                     prior.get("requests") == requests and prior.get("seed") == seed:
-                done = prior.get("done", {})
+                done = {**done, **prior.get("done", {})}
         except ValueError:
             done = {}
     jobs = [(p, hop) for p in names for hop in noisy_axes(p)]
