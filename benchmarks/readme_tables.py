@@ -330,8 +330,10 @@ def _spaces_meg(eid: str) -> Callable[[Any], list[str]]:
 
 
 def _scenario_rows(sc: Any) -> list[str]:
-    """The scenario's reward weights and request stream, as the env reads them."""
-    w = ", ".join(f"{k} {v:g}" for k, v in sc.reward.weights.model_dump().items())
+    """The scenario's reward weights (of the terms its requests have) and request stream, as the env reads them."""
+    from meg_gym.core import term_names
+
+    w = ", ".join(f"{k} {getattr(sc.reward.weights, k):g}" for k in term_names(sc))
     wl = sc.workload
     return [_row([f"reward weights (scenario `{sc.name}`, `reward.weights`)", w]),
             _row(["requests (`workload`)", f"Poisson at {wl.arrival_rate_hz:g} Hz, deadline uniform in "

@@ -7,7 +7,7 @@ import pytest
 import envs  # noqa: F401
 from meg_gym.config import ConfigError, load_scenario
 from meg_gym.core import Core
-from meg_gym.eavesdropper import LeakageError, load_leakage_table, leakage_table_path
+from meg_gym.eavesdropper import LeakageError, leakage_table_path, load_leakage_table
 
 PROTOCOLS = ["full_ue", "full_es", "uieg", "eiug", "ciag", "esuc"]
 
