@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/features.py --scenario eavesdropper|digital_twin [--seeds 10] [--states 300]
        [--json PATH]
+       python benchmarks/features.py --scenario eavesdropper --digital [--seeds 10] [--json PATH]
 
 * Single-env view (``gym.make("MEG/SingleES-v1", config=SCENARIO)``, profiled): the baselines
   (random, round_robin, greedy, every fixed protocol, the one-step oracle) for one episode per seed
@@ -13,6 +14,9 @@ Usage: python benchmarks/features.py --scenario eavesdropper|digital_twin [--see
 * eavesdropper: which protocol leaks what, read off the shipped leakage table (live-measured):
   per protocol the tensor on each hop and the leakage at eavesdropper SNRs -10, 0, 10, 20 dB
   (analog), from a bit-exact copy (digital, once decodable), and 0 encrypted.
+* eavesdropper ``--digital``: the same scenario with digital transmission (the eavesdropper at
+  -20..20 dB reads a payload only when it decodes the link's rate), without and with encryption:
+  fixed protocols and the one-step oracle, mean leakage, latency and bits per request.
 * digital_twin: the multi-agent form (``envs.multi_ue_v1.parallel_env(config="digital_twin",
   num_ues=8)``): hand-written joint policies, the mean AoI over agents and steps and the share
   of updates delivered within the period.
@@ -138,15 +142,51 @@ def twins_marl(seeds: list[int], num_ues: int = 8) -> dict:
     return {"num_ues": num_ues, "policies": out}
 
 
+def digital(seeds: list[int]) -> dict:
+    out = {}
+    for label, eve in (("digital", {}), ("digital, encrypted", {"encryption": True})):
+        env = gym.make("MEG/SingleES-v1", config="eavesdropper", transmission={"mode": "digital"},
+                       eavesdropper={"snr_range_db": [-20.0, 20.0], **eve})
+        rows = {}
+        for name in ("fixed:full_es", "fixed:uieg", "fixed:ciag", "fixed:esuc", "oracle"):
+            rets, leak, lat, bits = [], [], [], []
+            for s in seeds:
+                policy = make_policy(name, env, seed=s)
+                obs, _ = env.reset(seed=s)
+                total, done = 0.0, False
+                while not done:
+                    obs, r, term, trunc, info = env.step(policy.predict(obs)[0])
+                    done = term or trunc
+                    total += float(r)
+                    leak.append(info["leakage"])
+                    lat.append(info["latency_s"])
+                    bits.append(info["uplink_bits"] + info["downlink_bits"])
+                rets.append(total)
+            rows[name] = {"return": mean_ci(rets), "leakage": float(np.mean(leak)), "latency_s": float(np.mean(lat)),
+                          "bits": float(np.mean(bits))}
+            print(f"{label:<20} {name:<14} return {rows[name]['return'][0]:8.1f}  leakage {rows[name]['leakage']:.3f}"
+                  f"  latency {rows[name]['latency_s']:.4f}  bits {rows[name]['bits']:,.0f}", flush=True)
+        out[label] = rows
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", choices=sorted(FEATURE_KEY), required=True)
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--states", type=int, default=300)
+    ap.add_argument("--digital", action="store_true", help="eavesdropper: digital transmission, plain and encrypted")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     seeds = list(range(1000, 1000 + args.seeds))
-    res = {"scenario": args.scenario, "env": "MEG/SingleES-v1", "seeds": seeds}
+    if args.digital:
+        res = {"scenario": args.scenario, "env": "MEG/SingleES-v1", "seeds": seeds, "digital": digital(seeds)}
+        if args.json:
+            from meg_gym.files import atomic_write
+
+            atomic_write(args.json, json.dumps(res, indent=1) + "\n")
+        return
+    res = {"scenario": args.scenario, "env": "MEG/SingleES-v1", "seeds": seeds, "states": args.states}
     res["decision_problem"] = best_protocol_shares("MEG/SingleES-v1", args.states, config=args.scenario)
     print("one-step best protocol:", {k: f"{v:.1%}" for k, v in res["decision_problem"].items()}, flush=True)
     res["single_env"] = single_env(args.scenario, seeds)

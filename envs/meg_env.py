@@ -64,6 +64,9 @@ class MegEnv(gym.Env):
     1 for a missed deadline. Scalar reward = the scenario's ``reward.weights`` . terms.
     ``reward_type="vector"`` returns the 5 terms as a vector, with ``env.unwrapped.reward_space``
     (MO-Gymnasium style); ``envs.LinearReward`` scalarises it and keeps the vector in ``info``.
+    A scenario's ``eavesdropper`` adds the term ``leakage``, ``info["leakage"]`` and its SNRs'
+    observation columns; ``digital_twin`` the term ``aoi``, ``info["aoi_s"]`` and the twin's age
+    (``meg_gym.core.term_names``; docs/envs/eavesdropper.md, docs/envs/digital_twin.md).
 
     ## Starting State
     ``reset(seed=...)`` seeds the channel, mobility, ES queues and the request stream.
