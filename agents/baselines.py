@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 
 from meg_gym.config import ConfigError
-from meg_gym.core import obs_size
 
 __all__ = ["CACHE_POLICIES", "POLICIES", "BaselinePolicy", "PolicyError", "make_policy", "policy_names"]
 
@@ -94,7 +93,7 @@ class BaselinePolicy:
 
     def _batch(self, obs: Any) -> tuple[list[np.ndarray], bool]:
         """The observations as a list of flat vectors, and whether the input was a batch."""
-        width = obs_size(self.n_es)
+        width = self.env.world.obs_width  # obs_size(n_es) and the features' columns
         if isinstance(obs, dict):
             first = np.asarray(obs["snr_ul"])
             if first.ndim == 1:
@@ -248,10 +247,9 @@ class OraclePolicy(BaselinePolicy):
 
     def __init__(self, env: Any, seed: int | None = 0) -> None:
         super().__init__(env, seed)
-        w = self.env.scenario.reward.weights
-        from meg_gym.core import REWARD_TERMS
+        from meg_gym.core import term_weights
 
-        self.weights = np.array([getattr(w, k) for k in REWARD_TERMS])
+        self.weights = term_weights(self.env.scenario)
 
     def rewards(self) -> np.ndarray:
         """The scalar reward every (placement, share) would get now, each tried on a copy of the env."""

@@ -213,11 +213,10 @@ class _ScalarParallel:
     """A PettingZoo parallel env whose vector rewards (``reward_type="vector"``) become weights . terms."""
 
     def __init__(self, par: Any) -> None:
-        from meg_gym.core import REWARD_TERMS
+        from meg_gym.core import term_weights
 
-        w = par.scenario.reward.weights
         self._par = par
-        self._weights = np.array([getattr(w, k) for k in REWARD_TERMS], dtype=np.float64)
+        self._weights = term_weights(par.scenario)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._par, name)

@@ -1,6 +1,6 @@
 """Is the allocation a real decision problem? An exhaustive one-step oracle per state.
 
-Usage: python benchmarks/decision_problem.py [--env MEG/SingleES-v1] [--states 300] [--json]
+Usage: python benchmarks/decision_problem.py [--env MEG/SingleES-v1] [--config SCENARIO] [--states 300] [--json]
 
 In each visited state every action is tried on a copy of the env (same randomness), and the
 protocol of the best one is recorded; states are visited by a random policy. Reported: how
@@ -21,8 +21,9 @@ import numpy as np
 import envs  # noqa: F401  (registers the MEG ids)
 
 
-def best_protocol_shares(env_id: str, states: int, seed: int = 0) -> dict[str, float]:
-    env = gym.make(env_id, action_type="discrete").unwrapped
+def best_protocol_shares(env_id: str, states: int, seed: int = 0, config: str | None = None) -> dict[str, float]:
+    """How often each protocol is the one-step best; ``config``: a scenario instead of the id's own."""
+    env = gym.make(env_id, action_type="discrete", **({} if config is None else {"config": config})).unwrapped
     env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     wins: collections.Counter[str] = collections.Counter()
@@ -43,12 +44,14 @@ def best_protocol_shares(env_id: str, states: int, seed: int = 0) -> dict[str, f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--env", default="MEG/SingleES-v1")
+    ap.add_argument("--config", help="a scenario instead of the env id's own (e.g. eavesdropper)")
     ap.add_argument("--states", type=int, default=300)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    shares = best_protocol_shares(args.env, args.states)
+    shares = best_protocol_shares(args.env, args.states, config=args.config)
     if args.json:
-        print(json.dumps({"env": args.env, "states": args.states, "best_protocol_share": shares}))
+        print(json.dumps({"env": args.env, "config": args.config, "states": args.states,
+                          "best_protocol_share": shares}))
     else:
         print(f"{args.env}: best protocol over {args.states} states (one-step oracle)")
         for p, s in shares.items():

@@ -191,6 +191,63 @@ def _decision_problem(d: dict) -> list[str]:
     return lines
 
 
+def _feature_baselines(d: dict) -> list[str]:
+    """benchmarks/features.py's single-env baselines: return, quality, latency, the feature's metric."""
+    key = "leakage" if d["scenario"] == "eavesdropper" else "aoi_s"
+    title = "leakage (mean)" if key == "leakage" else "AoI s (mean)"
+    lines = _head("policy", "return", "quality", "latency s", title, "deadline misses", "protocols chosen")
+    for name, r in d["single_env"].items():
+        protocols = ", ".join(f"{p} {s:.0%}" for p, s in list(r["protocols"].items())[:2])
+        lines.append(_row([name, f"{_num(r['return'][0], 1)} ± {_num(r['return'][1], 1)}", f"{r['quality']:.3f}",
+                           f"{r['latency_s']:.3f}", f"{r[key]:.3f}", f"{r['deadline_misses']:.1f}", protocols]))
+    seeds = d["seeds"]
+    lines += ["", f"(`{d['env']}` with `config=\"{d['scenario']}\"`, one episode per seed, seeds "
+                  f"{seeds[0]}..{seeds[-1]}; return ± the 95% confidence interval's half width.)"]
+    return lines
+
+
+def _feature_decision(d: dict) -> list[str]:
+    return _decision_problem({"env": f"{d['env']}, config={d['scenario']}", "states": d["states"],
+                              "best_protocol_share": d["decision_problem"]})
+
+
+def _leaks(d: dict) -> list[str]:
+    """Which protocol leaks what: the leakage table read at a few eavesdropper SNRs."""
+    lines = _head("protocol", "hop", "tensor", "-10 dB", "0 dB", "10 dB", "20 dB", "digital (decoded)", "encrypted")
+    for p, hops in d["leaks"]["rows"].items():
+        for hop, r in hops.items():
+            lines.append(_row([p, hop, r["tensor"], *(f"{r[f'{x} dB']:.2f}" for x in (-10, 0, 10, 20)),
+                               f"{r['digital']:.2f}", f"{r['encrypted']:.0f}"]))
+    lines += ["", f"(The leakage of one hop's tensor against the eavesdropper's SNR, analog transmission; "
+                  f"digital: the leakage of a bit-exact copy, once it decodes the link's rate; full_ue sends "
+                  f"nothing: 0. Each value the mean of {d['leaks']['requests']} live requests.)"]
+    return lines
+
+
+def _leaks_digital(d: dict) -> list[str]:
+    lines = _head("transmission", "policy", "return", "leakage (mean)", "latency s", "bits per request")
+    for variant, rows in d["digital"].items():
+        for name, r in rows.items():
+            lines.append(_row([variant, name, f"{_num(r['return'][0], 1)} ± {_num(r['return'][1], 1)}",
+                               f"{r['leakage']:.3f}", f"{r['latency_s']:.4f}", f"{r['bits']:,.0f}"]))
+    seeds = d["seeds"]
+    lines += ["", f"(`{d['env']}` with `config=\"eavesdropper\"` and `transmission.mode` digital, one episode "
+                  f"per seed, seeds {seeds[0]}..{seeds[-1]}.)"]
+    return lines
+
+
+def _twins_marl(d: dict) -> list[str]:
+    m = d["multi_agent"]
+    lines = _head(f"joint policy ({m['num_ues']} UEs)", "return", "AoI s (mean)", "updates delivered")
+    for name, r in m["policies"].items():
+        lines.append(_row([name, f"{_num(r['return'][0], 1)} ± {_num(r['return'][1], 1)}", f"{r['aoi_s']:.2f}",
+                           f"{r['delivered']:.1%}"]))
+    seeds = d["seeds"]
+    lines += ["", f"(`envs.multi_ue_v1.parallel_env(config=\"digital_twin\", num_ues={m['num_ues']})`, one episode "
+                  f"per seed, seeds {seeds[0]}..{seeds[-1]}; return: the episode's sum of the agents' mean reward.)"]
+    return lines
+
+
 # -- the model and the protocols ------------------------------------------------------------
 def _payload(rows: list[dict]) -> list[str]:
     lines = _head("protocol", "ESs", "uplink bits", "downlink bits", "total bits", "backhaul bits", "GFLOP")
@@ -330,8 +387,10 @@ def _spaces_meg(eid: str) -> Callable[[Any], list[str]]:
 
 
 def _scenario_rows(sc: Any) -> list[str]:
-    """The scenario's reward weights and request stream, as the env reads them."""
-    w = ", ".join(f"{k} {v:g}" for k, v in sc.reward.weights.model_dump().items())
+    """The scenario's reward weights (of the terms its requests have) and request stream, as the env reads them."""
+    from meg_gym.core import term_names
+
+    w = ", ".join(f"{k} {getattr(sc.reward.weights, k):g}" for k in term_names(sc))
     wl = sc.workload
     return [_row([f"reward weights (scenario `{sc.name}`, `reward.weights`)", w]),
             _row(["requests (`workload`)", f"Poisson at {wl.arrival_rate_hz:g} Hz, deadline uniform in "
@@ -410,6 +469,18 @@ TABLES: dict[str, Table] = {
     "marl_policies": Table(f"{_R}/marl_policies.json",
                            "python benchmarks/marl_policies.py --episodes 10 --model runs/ppo_multi_ue "
                            f"--json {_R}/marl_policies.json", _marl_policies),
+    **{f"features_{kind}_{sc}": Table(f"{_R}/features/{sc}.json", f"python benchmarks/features.py --scenario {sc} "
+                                      f"--seeds 10 --states 300 --json {_R}/features/{sc}.json", build)
+       for sc in ("eavesdropper", "digital_twin")
+       for kind, build in (("baselines", _feature_baselines), ("decision", _feature_decision))},
+    "features_leaks": Table(f"{_R}/features/eavesdropper.json", "python benchmarks/features.py --scenario "
+                            f"eavesdropper --seeds 10 --states 300 --json {_R}/features/eavesdropper.json", _leaks),
+    "features_digital": Table(f"{_R}/features/eavesdropper_digital.json", "python benchmarks/features.py --scenario "
+                              f"eavesdropper --digital --seeds 10 --json {_R}/features/eavesdropper_digital.json",
+                              _leaks_digital),
+    "features_twins_marl": Table(f"{_R}/features/digital_twin.json", "python benchmarks/features.py --scenario "
+                                 f"digital_twin --seeds 10 --states 300 --json {_R}/features/digital_twin.json",
+                                 _twins_marl),
     "decision_problem_single_es": Table(f"{_R}/decision_problem_SingleES.json",
                                         "python benchmarks/decision_problem.py --env MEG/SingleES-v1 --states 300 "
                                         f"--json > {_R}/decision_problem_SingleES.json", _decision_problem),

@@ -9,16 +9,24 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.codecs import make_codec
-from envs.common import check_overrides, check_reward_type, obs_bounds, reward_space
-from meg_gym.core import REWARD_TERMS, Core, obs_size
+from envs.common import check_overrides, check_reward_type, feature_info, no_feature_info, obs_bounds, reward_space
+from meg_gym.core import Core
 
 __all__ = ["MegEnv"]
 
 
-def _dict_slices(n: int) -> dict[str, slice]:
-    """The box observation's columns (:meth:`meg_gym.core.Core.observe`) as the dict observation's keys."""
-    return {"snr_ul": slice(0, n), "snr_dl": slice(n, 2 * n), "backlog": slice(2 * n, 3 * n),
-            "demand": slice(3 * n, 4 * n), "request": slice(4 * n, 4 * n + 2), "ue": slice(4 * n + 2, 4 * n + 4)}
+def _dict_slices(n: int, world: Any = None) -> dict[str, slice]:
+    """The box observation's columns (:meth:`meg_gym.core.Core.observe`) as the dict observation's keys
+    (with ``world``'s features: ``eavesdropper``, its n + 1 SNRs, and ``twin``, the age)."""
+    out = {"snr_ul": slice(0, n), "snr_dl": slice(n, 2 * n), "backlog": slice(2 * n, 3 * n),
+           "demand": slice(3 * n, 4 * n), "request": slice(4 * n, 4 * n + 2), "ue": slice(4 * n + 2, 4 * n + 4)}
+    col = 4 * n + 4
+    if world is not None and world.eve is not None:
+        out["eavesdropper"] = slice(col, col + n + 1)
+        col += n + 1
+    if world is not None and world.twin is not None:
+        out["twin"] = slice(col, col + 1)
+    return out
 
 
 class MegEnv(gym.Env):
@@ -56,6 +64,9 @@ class MegEnv(gym.Env):
     1 for a missed deadline. Scalar reward = the scenario's ``reward.weights`` . terms.
     ``reward_type="vector"`` returns the 5 terms as a vector, with ``env.unwrapped.reward_space``
     (MO-Gymnasium style); ``envs.LinearReward`` scalarises it and keeps the vector in ``info``.
+    A scenario's ``eavesdropper`` adds the term ``leakage``, ``info["leakage"]`` and its SNRs'
+    observation columns; ``digital_twin`` the term ``aoi``, ``info["aoi_s"]`` and the twin's age
+    (``meg_gym.core.term_names``; docs/envs/eavesdropper.md, docs/envs/digital_twin.md).
 
     ## Starting State
     ``reset(seed=...)`` seeds the channel, mobility, ES queues and the request stream.
@@ -106,24 +117,26 @@ class MegEnv(gym.Env):
         self.render_mode = render_mode
         n = self.scenario.num_es
         self._n = n
-        low, high = obs_bounds(n)
+        low, high = obs_bounds(n, self.world.obs_extra)
+        self._slices = _dict_slices(n, self.world)
         if observation_type == "box":
             self.observation_space = spaces.Box(low, high, dtype=np.float32)
         else:
             self.observation_space = spaces.Dict({
-                key: spaces.Box(low[sl], high[sl], dtype=np.float32) for key, sl in _dict_slices(n).items()})
+                key: spaces.Box(low[sl], high[sl], dtype=np.float32) for key, sl in self._slices.items()})
         if reward_type == "vector":
             self.reward_space = reward_space(self.scenario)
-        self._obs = np.zeros((1, 1, obs_size(n)))
+        self._obs = np.zeros((1, 1, self.world.obs_width))
         # the info of a step that served nothing (reset), with every step's keys
         nan = np.float64("nan")
-        self._no_info = {"rewards": dict.fromkeys(REWARD_TERMS, np.float64(0.0)), "protocol": "",
+        self._no_info = {"rewards": dict.fromkeys(self.world.terms, np.float64(0.0)), "protocol": "",
                          "es_mask": np.zeros(n, dtype=bool), "bandwidth_share": nan, "latency_s": nan,
                          "quality": nan, "ssim": nan, "uplink_bits": np.int64(0), "downlink_bits": np.int64(0),
                          "energy_j": nan, "deadline_missed": np.False_, "retransmissions": np.int64(0),
                          "outage": np.False_, "attempts": np.int64(0)}
         if self.world.cache is not None:  # model caching: whether the request's model was loaded, and which
             self._no_info.update(cache_hit=np.False_, model="")
+        self._no_info.update(no_feature_info(self.world, lambda: nan))
         self._one = (np.zeros((1, 1), dtype=np.int64), np.zeros((1, 1)))  # the step's (1, 1) action arrays
         self._last: Any = None
 
@@ -132,7 +145,7 @@ class MegEnv(gym.Env):
         o = self.world.observe(self._obs)[0, 0].astype(np.float32)  # a new array: the caller may keep it
         if self.observation_type == "box":
             return o
-        return {key: o[sl].copy() for key, sl in _dict_slices(self._n).items()}
+        return {key: o[sl].copy() for key, sl in self._slices.items()}
 
     @property
     def last_outcome(self) -> Any:
@@ -180,6 +193,8 @@ class MegEnv(gym.Env):
         # numpy scalars and fixed shapes: what array-based libraries (TorchRL, Tianshou) stack into specs
         terms = {"quality": t["quality"][0, 0], "latency": t["latency"][0, 0], "overhead": t["overhead"][0, 0],
                  "energy": t["energy"][0, 0], "deadline": t["deadline"][0, 0]}  # the keys are REWARD_TERMS
+        if len(t) > 5:  # the features' terms (world.terms)
+            terms.update({k: t[k][0, 0] for k in w.terms[5:]})
         info = {
             "rewards": terms, "protocol": decision.protocol, "es_mask": self.world.es_mask[placement],
             "bandwidth_share": np.float64(self.shares[share]), "latency_s": res.latency_s[0, 0],
@@ -190,8 +205,9 @@ class MegEnv(gym.Env):
         }
         if res.cache_hit is not None:
             info["cache_hit"], info["model"] = res.cache_hit[0, 0], w.cache.names[res.model[0, 0]]
+        info.update(feature_info(res, lambda a: a[0, 0]))
         if self.reward_type == "vector":
-            reward: Any = np.array([terms[k] for k in REWARD_TERMS], dtype=np.float32)
+            reward: Any = np.array([terms[k] for k in w.terms], dtype=np.float32)
         else:
             reward = res.reward.item()
         return self._observe(), reward, False, w.served.item() >= w.workload.requests_per_episode, info

@@ -20,8 +20,16 @@ from pettingzoo.utils.conversions import parallel_to_aec_wrapper
 from pettingzoo.utils.wrappers import OrderEnforcingWrapper
 
 from envs.codecs import InvalidAction, make_codec
-from envs.common import BIG, check_overrides, check_reward_type, obs_bounds, reward_space
-from meg_gym.core import REWARD_TERMS, Core, obs_size
+from envs.common import (
+    BIG,
+    check_overrides,
+    check_reward_type,
+    feature_info,
+    no_feature_info,
+    obs_bounds,
+    reward_space,
+)
+from meg_gym.core import Core
 
 __all__ = ["MultiUeEnv", "MultiUeVectorEnv", "env", "parallel_env", "raw_env", "vector_env"]
 
@@ -58,9 +66,9 @@ class _MegParallelEnv(ParallelEnv):
         self._last: Any = None
         # the global state (skrl's MAPPO, PettingZoo's state()): every UE's observation row, as Core.observe
         w = self.world
-        low, high = obs_bounds(w.num_es)
+        low, high = obs_bounds(w.num_es, w.obs_extra)
         self.state_space = spaces.Box(np.tile(low, w.ues), np.tile(high, w.ues), dtype=np.float32)
-        self._state = np.zeros((1, w.ues, obs_size(w.num_es)))
+        self._state = np.zeros((1, w.ues, w.obs_width))
         if reward_type == "vector":
             self.reward_space = reward_space(self.scenario)
 
@@ -71,8 +79,8 @@ class _MegParallelEnv(ParallelEnv):
         return self.world.observe(self._state, self.max_cycles).reshape(-1).astype(np.float32)
 
     def _terms(self, res: Any) -> np.ndarray:
-        """Each UE's reward terms (UEs, REWARD_TERMS) of the last step, for ``reward_type="vector"``."""
-        return np.stack([res.terms[k][0] for k in REWARD_TERMS], axis=1)
+        """Each UE's reward terms (UEs, the world's terms) of the last step, for ``reward_type="vector"``."""
+        return np.stack([res.terms[k][0] for k in self.world.terms], axis=1)
 
     def _spaces(self, obs_low: np.ndarray, obs_high: np.ndarray, action_space: Any) -> None:
         # one object per agent, the same every call (observation_space(agent) is agent)
@@ -260,9 +268,9 @@ class MultiUeEnv(_MegParallelEnv):
         self.possible_agents = [f"ue_{k}" for k in range(m)]
         self.shares = np.array(self.scenario.bandwidth_shares, dtype=np.float64)
         self.codec = make_codec(action_type, len(w.placements), len(self.shares))
-        low, high = obs_bounds(n)
+        low, high = obs_bounds(n, w.obs_extra)
         self._spaces(low, high, self.codec.space)
-        self._obs = np.zeros((1, m, obs_size(n)), dtype=np.float64)
+        self._obs = np.zeros((1, m, w.obs_width), dtype=np.float64)
         self._fast = action_type == "multidiscrete"
         self._nvec = np.array([self.codec.n_placements, self.codec.n_shares])  # the fast path's bounds
         self._placement_names = [(p.protocol, p.es_ids) for p in w.placements]  # for the infos
@@ -282,10 +290,11 @@ class MultiUeEnv(_MegParallelEnv):
     def _no_info(self) -> dict[str, Any]:
         """An agent's info before it served anything: the keys of every step's info."""
         nan = np.float64("nan")
-        return {"rewards": dict.fromkeys(REWARD_TERMS, np.float64(0.0)), "protocol": "",
+        return {"rewards": dict.fromkeys(self.world.terms, np.float64(0.0)), "protocol": "",
                 "es_mask": np.zeros(self.world.num_es, dtype=bool), "bandwidth_hz": nan, "latency_s": nan,
                 "quality": nan, "deadline_missed": np.False_, "retransmissions": np.int64(0), "outage": np.False_,
-                "attempts": np.int64(0), **({} if self.world.cache is None else {"cache_hit": np.False_})}
+                "attempts": np.int64(0), **({} if self.world.cache is None else {"cache_hit": np.False_}),
+                **no_feature_info(self.world, lambda: nan)}
 
     def check_action(self, agent: str, action: Any) -> None:
         """Raise :class:`envs.InvalidAction` naming ``agent`` if ``action`` is outside its space."""
@@ -336,6 +345,10 @@ class MultiUeEnv(_MegParallelEnv):
         if res.cache_hit is not None:
             for k, info in enumerate(infos):
                 info["cache_hit"] = res.cache_hit[0, k]
+        if len(w.terms) > 5 or res.leakage is not None or res.aoi_s is not None:  # the features' terms and keys
+            for k, info in enumerate(infos):
+                info["rewards"].update({name: t[name][0, k] for name in w.terms[5:]})
+                info.update(feature_info(res, lambda a, k=k: a[0, k]))
         return self._finish(self._observe(), rewards, infos)
 
 
@@ -372,13 +385,13 @@ class MultiUeVectorEnv(VectorEnv):
         self.decisions = w.placements
         self.shares = np.asarray(sc.bandwidth_shares, dtype=np.float64)
         self.codec = make_codec(action_type, len(w.placements), len(self.shares))
-        low, high = obs_bounds(w.num_es)
+        low, high = obs_bounds(w.num_es, w.obs_extra)
         self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
         self.single_action_space = self.codec.space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.render_mode = None
-        self._obs = np.zeros((w.copies, w.ues, obs_size(w.num_es)))
+        self._obs = np.zeros((w.copies, w.ues, w.obs_width))
         self._needs_reset = False
         self._protocols = np.array([p.protocol for p in w.placements])
 
@@ -401,11 +414,12 @@ class MultiUeVectorEnv(VectorEnv):
             self._needs_reset = False
             zero = np.zeros(n)
             return self._observe(), zero, np.zeros(n, bool), np.zeros(n, bool), {
-                "rewards": {k: zero.copy() for k in REWARD_TERMS}, "latency_s": zero.copy(), "quality": zero.copy(),
+                "rewards": {k: zero.copy() for k in w.terms}, "latency_s": zero.copy(), "quality": zero.copy(),
                 "bandwidth_hz": zero.copy(), "deadline_missed": np.zeros(n, bool),
                 "retransmissions": np.zeros(n, np.int64), "outage": np.zeros(n, bool),
                 "attempts": np.zeros(n, np.int64), "protocol": self._protocols[placement],
-                **({} if w.cache is None else {"cache_hit": np.zeros(n, bool)})}
+                **({} if w.cache is None else {"cache_hit": np.zeros(n, bool)}),
+                **no_feature_info(w, lambda: zero.copy())}
         res = w.step_checked(placement.reshape(w.copies, w.ues), self.shares[share].reshape(w.copies, w.ues))
         reward = _mix(res.reward, res.reward.mean(axis=1, keepdims=True), self.local_ratio)
         done = bool(w.served[0] >= self.max_cycles)
@@ -417,6 +431,7 @@ class MultiUeVectorEnv(VectorEnv):
                 "protocol": self._protocols[placement]}
         if res.cache_hit is not None:
             info["cache_hit"] = res.cache_hit.reshape(-1)
+        info.update(feature_info(res, lambda a: a.reshape(-1)))
         return self._observe(), reward.reshape(-1), np.zeros(n, bool), np.full(n, done), info
 
 

@@ -22,8 +22,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from envs.codecs import make_codec
-from envs.common import check_overrides, check_reward_type, obs_bounds, reward_space
-from meg_gym.core import REWARD_TERMS, Core, obs_size
+from envs.common import check_overrides, check_reward_type, feature_info, no_feature_info, obs_bounds, reward_space
+from meg_gym.core import Core
 
 __all__ = ["MegVectorEnv"]
 
@@ -70,7 +70,7 @@ class MegVectorEnv(VectorEnv):
         self.codec = make_codec(action_type, len(self.decisions), len(self.shares))
         self.reward_type = reward_type
         n = self.scenario.num_es
-        low, high = obs_bounds(n)
+        low, high = obs_bounds(n, self.world.obs_extra)
         self.single_action_space = self.codec.space
         self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -78,7 +78,7 @@ class MegVectorEnv(VectorEnv):
         if reward_type == "vector":
             self.reward_space = reward_space(self.scenario)
         self.render_mode = None
-        self._obs = np.zeros((self.num_envs, 1, obs_size(n)))
+        self._obs = np.zeros((self.num_envs, 1, self.world.obs_width))
         self._needs_reset = False
         self._protocols = np.array([d.protocol for d in self.decisions])
 
@@ -111,7 +111,7 @@ class MegVectorEnv(VectorEnv):
         if res is None:
             nan = np.full(n, np.nan)
             info: dict[str, Any] = {
-                "rewards": {k: np.zeros(n) for k in REWARD_TERMS}, "latency_s": nan, "quality": nan.copy(),
+                "rewards": {k: np.zeros(n) for k in self.world.terms}, "latency_s": nan, "quality": nan.copy(),
                 "ssim": nan.copy(), "uplink_bits": np.zeros(n, np.int64), "downlink_bits": np.zeros(n, np.int64),
                 "energy_j": nan.copy(), "deadline_missed": np.zeros(n, bool), "protocol": np.full(n, ""),
                 "es_mask": np.zeros((n, self.world.num_es), bool), "bandwidth_share": nan.copy(),
@@ -119,6 +119,7 @@ class MegVectorEnv(VectorEnv):
                 "attempts": np.zeros(n, np.int64)}
             if self.world.cache is not None:
                 info["cache_hit"] = np.zeros(n, bool)
+            info.update(no_feature_info(self.world, lambda: np.full(n, np.nan)))
         else:
             info = {
                 "rewards": {k: v[:, 0] for k, v in res.terms.items()}, "latency_s": res.latency_s[:, 0],
@@ -130,6 +131,7 @@ class MegVectorEnv(VectorEnv):
                 "attempts": res.attempts[:, 0]}
             if res.cache_hit is not None:
                 info["cache_hit"] = res.cache_hit[:, 0]
+            info.update(feature_info(res, lambda a: a[:, 0]))
         # Gymnasium's convention (SyncVectorEnv._add_info) masks nested dicts' keys too: info["rewards"]["_quality"]
         for key in list(info["rewards"]):
             info["rewards"]["_" + key] = served
@@ -150,12 +152,12 @@ class MegVectorEnv(VectorEnv):
             # next-step autoreset: every copy's episode ended together; they start anew, serving nothing
             self.world.reset()
             self._needs_reset = False
-            reward = np.zeros((n, len(REWARD_TERMS)), np.float32) if self.reward_type == "vector" else np.zeros(n)
+            reward = np.zeros((n, len(self.world.terms)), np.float32) if self.reward_type == "vector" else np.zeros(n)
             return self._observe(), reward, no, no.copy(), self._info(None)
         res = self.world.step_checked(placement[:, None], self.shares[share][:, None])
         truncated = self.world.done.copy()
         if self.reward_type == "vector":
-            reward = np.stack([res.terms[k][:, 0] for k in REWARD_TERMS], axis=1).astype(np.float32)
+            reward = np.stack([res.terms[k][:, 0] for k in self.world.terms], axis=1).astype(np.float32)
         else:
             reward = res.reward[:, 0].astype(np.float64)
         info = self._info(res, placement, share)

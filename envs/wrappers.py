@@ -19,10 +19,9 @@ class LinearReward(gym.Wrapper):
         if space is None:
             raise ValueError("LinearReward needs an env with a vector reward (reward_type='vector')")
         if weights is None:
-            w = env.unwrapped.scenario.reward.weights
-            from meg_gym.core import REWARD_TERMS
+            from meg_gym.core import term_weights
 
-            weights = [getattr(w, k) for k in REWARD_TERMS]
+            weights = term_weights(env.unwrapped.scenario)
         self.weights = np.asarray(weights, dtype=np.float64)
         if self.weights.shape != space.shape:
             raise ValueError(f"'weights' must have shape {space.shape} (got {self.weights.shape})")

@@ -135,6 +135,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from meg_gym.system import MegSystem
 
     sc = _scenario(args)
+    if args.leakage:
+        return _calibrate_leakage(args, sc)
     if sc.num_es < 2:
         from meg_gym.config import load_scenario
 
@@ -168,6 +170,28 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                       protocols=protocols, ray_address=args.ray, workers=args.workers)
     print(f"calibration table: {out} ({len(table.tables)} protocols, {len(table.snr_grid_db)} SNR points, "
           f"steps {table.steps_grid}, {table.requests_per_point} requests per point)")
+    return 0
+
+
+def _calibrate_leakage(args: argparse.Namespace, sc: Any) -> int:
+    """``calibrate --leakage``: the eavesdropper's leakage table (meg_gym.eavesdropper), resumable."""
+    from meg_gym.config import ConfigError
+    from meg_gym.eavesdropper import calibrate_leakage
+    from meg_gym.quality.calibration import CALIBRATION_DIR
+    from meg_gym.system import MegSystem
+
+    if args.check or args.ray or args.steps:
+        raise ConfigError("'--leakage' takes --snr-grid, --requests, --protocols, --seed, --out and --install only")
+    name = f"leakage-{_safe_name(sc.model)}.json"
+    out = Path(args.out) if args.out else CALIBRATION_DIR / name if args.install else Path("out") / "calibration" / name
+    args.on_interrupt = (f"the (protocol, hop) pairs finished so far are in {out}.partial.json: the same command "
+                         f"again resumes from them")
+    grid = _numbers("--snr-grid", args.snr_grid, float) if args.snr_grid else None
+    protocols = args.protocols.split(",") if args.protocols else None
+    table = calibrate_leakage(MegSystem(sc), out, snr_grid_db=grid, requests=args.requests, seed=args.seed,
+                              protocols=protocols)
+    print(f"leakage table: {out} ({len(table.curves)} protocols, {len(table.snr_grid_db)} SNR points, "
+          f"{table.requests} requests per point)")
     return 0
 
 
@@ -447,6 +471,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--workers", type=int, help="with --ray: how many workers, each loading the model once "
                                                "(default: one per CPU of the cluster)")
     c.add_argument("--check", action="store_true", help="measure profiled-vs-live error on held-out settings")
+    c.add_argument("--leakage", action="store_true",
+                   help="the eavesdropper's leakage table instead (leakage-<model>.json: per protocol and hop, "
+                        "against the eavesdropper's SNR; default grid -20,-10,0,10,20,30)")
     c.add_argument("--same-requests", action="store_true",
                    help="with --check: serve the requests the table was measured with (the interpolation error alone)")
 

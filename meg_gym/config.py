@@ -276,6 +276,12 @@ def _check_position(value: Any) -> Any:
     return value
 
 
+def _snr_range(v: tuple[float, float] | None) -> tuple[float, float] | None:
+    if v is not None and not v[0] <= v[1]:
+        raise _FieldError((), f"must be [low, high] in dB with low <= high (got {list(v)})")
+    return v
+
+
 def _check_device(value: Any) -> Any:
     known = device_names()
     if isinstance(value, str) and value not in known:
@@ -365,9 +371,7 @@ class ChannelConfig(_Frozen):
     @field_validator("snr_range_db")
     @classmethod
     def _range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
-        if v is not None and not v[0] <= v[1]:
-            raise _FieldError((), f"must be [low, high] in dB with low <= high (got {list(v)})")
-        return v
+        return _snr_range(v)
 
     @field_validator("fading")
     @classmethod
@@ -461,6 +465,9 @@ class RewardWeights(_Frozen):
     overhead: Weight = 0.1
     energy: Weight = 0.1
     deadline: Weight = 1.0
+    # the terms of the optional features: they enter the reward only when the scenario sets them
+    leakage: Weight = 1.0  # 'eavesdropper': -leakage (meg_gym.eavesdropper)
+    aoi: Weight = 1.0  # 'digital_twin': -(the twin's mean age of information over the period) / period_s
 
 
 class RewardConfig(_Frozen):
@@ -578,6 +585,50 @@ class CachingConfig(_Frozen):
         return self
 
 
+class EavesdropperConfig(_Frozen):
+    """An eavesdropper with its own channel to the UE and the ESs (``meg_gym.eavesdropper``): it
+    overhears every tensor sent and finishes the generation from its copy with the public model.
+
+    awgn / perfect: ``snr_db`` (over the whole ``bandwidth_hz``, as ``channel.snr_db``) or
+    ``snr_range_db`` (awgn: drawn per request, per ES) on both hops it overhears. umi / uma:
+    ``position_m``, a static receiver at the UE's height: the ESs' downlinks reach it through its
+    own TR 38.901 links (path loss, shadowing, fading, LOS state), the UE's uplink through the
+    same law between the two UE-height antennas (NLOS, Rayleigh fading per request).
+    ``encryption`` (digital transmission only): every tensor is sent AES-GCM encrypted, so an
+    eavesdropper decodes nothing it can use (leakage 0), at ``encryption_overhead_bits`` more per
+    tensor and the time to encrypt and decrypt it at ``encryption_rate_bps``."""
+
+    snr_db: SnrDb = 0.0
+    snr_range_db: tuple[SnrDb, SnrDb] | None = None
+    position_m: Position | None = None
+    encryption: Annotated[bool, Strict()] = False
+    # NIST SP 800-38D (GCM): a 96-bit IV (8.2.1's recommended length) and a 128-bit tag sent with each message
+    encryption_overhead_bits: _int_in(0, 10**6) = 224
+    # AES-128-GCM throughput at each end; the default is measured on this project's CPU (docs/envs/eavesdropper.md)
+    encryption_rate_bps: _in(1e6, 1e13) = 3.2e10
+    leakage_table: Text | None = None  # profiled mode's table; None: configs/calibration/leakage_<model>_<mode>.json
+
+    @field_validator("snr_range_db")
+    @classmethod
+    def _range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        return _snr_range(v)
+
+    @field_validator("position_m", mode="before")
+    @classmethod
+    def _position(cls, v: Any) -> Any:
+        return _check_position(v)
+
+
+class DigitalTwinConfig(_Frozen):
+    """Digital twins (``meg_gym.core``): every UE's twin asks for a regeneration every ``period_s``
+    (one epoch per period, all twins in phase, instead of Poisson arrivals); an update is delivered
+    when it arrives within the period without an outage and with quality >= ``min_quality``. A
+    result later than the period is superseded by the next request (its age is never reset by it)."""
+
+    period_s: Seconds = 2.0
+    min_quality: Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)] = 0.0
+
+
 class Scenario(_Frozen):
     """A whole scenario, validated and frozen. ``es`` always holds exactly ``num_es`` entries."""
 
@@ -612,6 +663,8 @@ class Scenario(_Frozen):
     bandwidth_shares: Annotated[tuple[Fraction, ...], Field(min_length=1, max_length=64)] = (0.25, 0.5, 1.0)
     calibration: Text | None = None  # profiled mode's table; None: configs/calibration/<model>.json
     caching: CachingConfig | None = None  # model caching at the ESs (meg_gym.caching); None: one model, always there
+    eavesdropper: EavesdropperConfig | None = None  # an eavesdropper and its leakage term; None: nobody listens
+    digital_twin: DigitalTwinConfig | None = None  # periodic twin updates and their age of information; None: off
 
     @model_validator(mode="before")
     @classmethod
@@ -699,6 +752,25 @@ class Scenario(_Frozen):
         if self.workload.satisfaction_threshold is not None and self.backend != "profiled":
             raise _FieldError(("workload", "satisfaction_threshold"), f"needs backend 'profiled': retries are not "
                                                                       f"modelled in live mode (got {self.backend!r})")
+        eve = self.eavesdropper
+        if eve is not None:
+            kind = self.channel.kind
+            if eve.encryption and self.transmission.mode != "digital":
+                raise _FieldError(("eavesdropper", "encryption"), f"needs transmission.mode 'digital': analog "
+                                                                  f"values cannot be encrypted (got "
+                                                                  f"{self.transmission.mode!r})")
+            if kind in ("umi", "uma") and eve.position_m is None:
+                raise _FieldError(("eavesdropper", "position_m"), f"is required for channel kind {kind!r}: [x, y] "
+                                                                  f"in metres (got None)")
+            if kind in ("umi", "uma") and eve.snr_range_db is not None:
+                raise _FieldError(("eavesdropper", "snr_range_db"), f"applies to channel kind 'awgn' only; kind "
+                                                                    f"{kind!r} places the eavesdropper at position_m")
+            if kind not in ("umi", "uma") and eve.position_m is not None:
+                raise _FieldError(("eavesdropper", "position_m"), f"applies to channel kinds 'umi'/'uma' only; kind "
+                                                                  f"{kind!r} gives it snr_db or snr_range_db")
+            if kind == "perfect" and eve.snr_range_db is not None:
+                raise _FieldError(("eavesdropper", "snr_range_db"), "applies to channel kind 'awgn' only (got "
+                                                                    "'perfect')")
         if self.caching is not None:
             from meg_gym.protocols import PROTOCOLS
 
@@ -743,6 +815,8 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "reward.weights": RewardWeights,
     "workload": WorkloadConfig,
     "caching": CachingConfig,
+    "eavesdropper": EavesdropperConfig,
+    "digital_twin": DigitalTwinConfig,
 }
 
 

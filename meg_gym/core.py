@@ -32,10 +32,12 @@ from meg_gym.quality.calibration import _grid_draw
 from meg_gym.system import Decision, MegSystem, channel_params
 from meg_gym.timing import OUT_COLS, PlanTable, _walk_requests, compile_plan
 
-__all__ = ["OBS_FEATURES_PER_ES", "REWARD_TERMS", "Core", "CoreStep", "Placement", "obs_size", "placements",
-           "reward_scales", "reward_terms", "terms_per_request"]
+__all__ = ["FEATURE_TERMS", "OBS_FEATURES_PER_ES", "REWARD_TERMS", "Core", "CoreStep", "Placement", "obs_size",
+           "placements", "reward_scales", "reward_terms", "term_names", "term_weights", "terms_per_request"]
 
 REWARD_TERMS = ("quality", "latency", "overhead", "energy", "deadline")
+# the optional features' terms, after REWARD_TERMS where the scenario sets the feature (term_names)
+FEATURE_TERMS = {"eavesdropper": "leakage", "digital_twin": "aoi"}
 OBS_FEATURES_PER_ES = 4  # uplink SNR, downlink SNR, backlog, last bandwidth demand
 _OBS_REQUEST = 4  # deadline, quality weight, UE energy so far, episode progress
 MAX_PLACEMENTS = 10_000  # beyond this the ES sets are a combinatorial blow-up, not a choice an agent learns
@@ -83,6 +85,20 @@ class CoreStep:
     attempts: np.ndarray | None = None  # how often each request was served (the user model's retries; else 1)
     cache_hit: np.ndarray | None = None  # model caching: its model was loaded at every ES it used; else None
     model: np.ndarray | None = None  # model caching: the catalogue index of the model it asked for; else None
+    leakage: np.ndarray | None = None  # eavesdropper: what it could make of the request's sends, [0, 1]; else None
+    aoi_s: np.ndarray | None = None  # digital twins: each twin's mean age of information over the period; else None
+
+
+def term_names(scenario: Any) -> tuple[str, ...]:
+    """The reward terms of a scenario's requests: :data:`REWARD_TERMS`, then ``leakage`` with an
+    eavesdropper and ``aoi`` with digital twins (:data:`FEATURE_TERMS`, in that order)."""
+    return REWARD_TERMS + tuple(t for f, t in FEATURE_TERMS.items() if getattr(scenario, f) is not None)
+
+
+def term_weights(scenario: Any) -> np.ndarray:
+    """The weights of :func:`term_names`' terms (``reward.weights``): the scalar reward is their dot product."""
+    w = scenario.reward.weights
+    return np.array([getattr(w, k) for k in term_names(scenario)], dtype=np.float64)
 
 
 def placements(scenario: Any, max_es_per_request: int | None = None) -> list[Placement]:
@@ -184,6 +200,8 @@ class Core:
         # model caching (meg_gym.caching) and the user model's retries: None / off unless the scenario sets them
         self.cache = None if sc.caching is None else ModelCache(sc.caching, c, self.num_es)
         self.models: np.ndarray | None = None  # each request's catalogue model (caching)
+        self.terms = term_names(sc)
+        self._features_init(sc)
         self._ones = np.ones((c, m), dtype=np.int64)
         self._ones.flags.writeable = False
         self._block = max(1, min(64, 4096 // (c * m)))  # epochs whose random numbers are drawn at once
@@ -192,7 +210,7 @@ class Core:
     def __deepcopy__(self, memo: dict) -> Core:
         """A copy with its own state (clock, queues, channel, streams); plans, tables and the model shared."""
         for shared in (self.scenario, self.system, self.table, self.placements, self.plans, self.plan_table,
-                       self._draw, self._walk_tables):  # never mutated by a step (the walk's work arrays aside)
+                       self._draw, self._walk_tables, self._leak):  # never mutated by a step (bar the walk scratch)
             memo[id(shared)] = shared
         new = _copy.copy(self)
         memo[id(self)] = new
@@ -200,6 +218,54 @@ class Core:
         return new
 
     # -- set-up ---------------------------------------------------------------------------
+    def _features_init(self, sc: Any) -> None:
+        """The eavesdropper (``meg_gym.eavesdropper``) and the digital twins, where the scenario sets them:
+        their state, the extra observation columns (:attr:`obs_extra`: bounds of each) and the
+        encryption's per-placement costs."""
+        c, m, n = self.copies, self.ues, self.num_es
+        self.eve = self._leak = None
+        self.obs_extra: list[tuple[float, float]] = []
+        eve = sc.eavesdropper
+        if eve is not None:
+            from meg_gym.eavesdropper import (
+                EveChannel,
+                LeakageModel,
+                encryption_costs,
+                leakage_table_path,
+                load_leakage_table,
+            )
+
+            self.eve = EveChannel(sc, c * m)
+            if not self.live:
+                table = load_leakage_table(leakage_table_path(sc))
+                _check_leakage_table(sc, self.system, table)
+                self._leak = LeakageModel(table, [p.protocol for p in self.placements], sc.transmission.mode,
+                                          self.system.digital, eve.encryption, self._combining_db)
+            # encryption: AES-GCM's IV and tag on every tensor send, and the time to encrypt and decrypt it
+            # (added to the latency after the walk; the 224 bits' airtime is below 0.1% of the smallest
+            # payload's, a seed's, and is not walked)
+            self._enc_ul = np.zeros(len(self.placements), dtype=np.int64)
+            self._enc_dl = np.zeros(len(self.placements), dtype=np.int64)
+            self._enc_s = np.zeros(len(self.placements))
+            if eve.encryption:
+                for j, p in enumerate(self.placements):
+                    for cost in self.system.costs(p.protocol, p.es_ids):
+                        if cost.kind == "send" and not cost.lossless:
+                            bits, secs = encryption_costs(eve, cost.payload_bits)
+                            if cost.node == UE:
+                                self._enc_ul[j] += bits
+                            else:
+                                self._enc_dl[j] += bits
+                            self._enc_s[j] += secs
+            self.obs_extra += [(-10.0, 10.0)] * (n + 1)  # its SNR to the UE's send, then to each ES's (dB / 30)
+        self.twin = sc.digital_twin
+        self.age_s = np.zeros((c, m))  # each twin's age of information at its current request
+        if self.twin is not None:
+            from meg_gym.config import OBS_LIMIT
+
+            self.obs_extra.append((0.0, OBS_LIMIT))  # the twin's age / period_s
+        self.obs_width = obs_size(n) + len(self.obs_extra)
+
     def _check_positions(self, value: Any) -> np.ndarray | None:
         if value is None:
             return None
@@ -260,12 +326,14 @@ class Core:
         list of ints: ``numpy.random.SeedSequence`` entropy; None: the next state of the streams already
         seeded, or fresh entropy before the first)."""
         if seed is not None or not self._started:
-            # six streams: the first four as before the caching and retry features (their own streams, so a
-            # scenario without them draws what it drew)
-            q_ss, ch_ss, pos_ss, req_ss, model_ss, retry_ss = np.random.SeedSequence(seed).spawn(6)
+            # seven streams: the first four as before the caching, retry and eavesdropper features (their own
+            # streams, so a scenario without them draws what it drew)
+            # spawn(7)'s first six children are spawn(6)'s: the eavesdropper's stream leaves the others as they were
+            q_ss, ch_ss, pos_ss, req_ss, model_ss, retry_ss, eve_ss = np.random.SeedSequence(seed).spawn(7)
             self._q_rng, self._ch_rng = np.random.default_rng(q_ss), np.random.default_rng(ch_ss)
             self._pos_rng, self.rng = np.random.default_rng(pos_ss), np.random.default_rng(req_ss)
             self._model_rng, self._retry_rng = np.random.default_rng(model_ss), np.random.default_rng(retry_ss)
+            self._eve_rng = np.random.default_rng(eve_ss)
         c, m = self.copies, self.ues
         self.queues.reset(slice(None), self._q_rng, 0.0)
         if self.kind in ("umi", "uma"):
@@ -281,6 +349,10 @@ class Core:
             lo_hi = self.ue_snr_db
             snrs = None if lo_hi is None else self._pos_rng.uniform(lo_hi[0], lo_hi[1], c * m)
             self.channel.reset(self._ch_rng, self.num_es, snr_db=snrs)
+        if self.eve is not None:
+            self.eve.reset(self._eve_rng, self.num_es, self._ue_positions())
+        if self.twin is not None:  # a twin starts one period after its last update was requested
+            self.age_s[:] = self.twin.period_s
         self.now_s[:] = 0.0
         self.served[:] = 0
         self.energy_j[:] = 0.0
@@ -315,6 +387,8 @@ class Core:
         self._order, self._z, self._gap, self._deadline_flat, self._weight_flat, self._uni = (
             blk[3][i], blk[4][i], blk[5][i], blk[6][i], blk[7][i], blk[8][i])
         self._blk_i = i + 1
+        if self.twin is not None:  # the twins' periodic requests instead of Poisson arrivals
+            self._gap = np.full(self.copies, float(self.twin.period_s))
         self.requests = None
         if self.cache is not None:
             self.models = self.cache.draw(self._model_rng, (self.copies, self.ues))
@@ -351,17 +425,29 @@ class Core:
         return self._index[key]
 
     def observe(self, out: np.ndarray, horizon: int | None = None) -> np.ndarray:
-        """Every UE's observation row, written into ``out`` (copies, ues, :func:`obs_size`): per ES
+        """Every UE's observation row, written into ``out`` (copies, ues, :attr:`obs_width`): per ES
         its uplink and downlink SNR over the whole cell (dB / 30), its queue backlog (s / latency
         scale) and its bandwidth demand in the last epoch (sum of requested shares: above 1 means
         contention); then the request's deadline (s / latency scale) and quality weight, the UE's
         energy this episode per request served (relative to a Full-UE generation) and the
-        episode's progress (epochs / ``horizon``, default ``requests_per_episode``)."""
+        episode's progress (epochs / ``horizon``, default ``requests_per_episode``); then the features'
+        columns (:attr:`obs_extra`): with an eavesdropper its SNR to the UE's send and to each ES's
+        over the whole cell (dB / 30), with digital twins the twin's age of information now / period."""
         ch = self.channel
-        _observe(out.reshape(-1, out.shape[-1]), ch.base_db, self.bandwidth_hz if ch.scales_with_bandwidth else 1.0,
+        rows = out.reshape(-1, out.shape[-1])
+        _observe(rows, ch.base_db, self.bandwidth_hz if ch.scales_with_bandwidth else 1.0,
                  self.queues.v, self.last_demand, self._deadline_flat, self._weight_flat, self.energy_j.reshape(-1),
                  self.served, self.ues, self.workload.latency_scale_s, self.scales["energy_j"],
                  float(horizon or self.workload.requests_per_episode))
+        if self.obs_extra:  # the features' columns (obs_extra): the eavesdropper's SNRs, the twin's age
+            col = obs_size(self.num_es)
+            if self.eve is not None:
+                ul, dl = self.eve.snr_now_db(self.bandwidth_hz)
+                rows[:, col] = ul / 30.0
+                rows[:, col + 1:col + 1 + self.num_es] = dl / 30.0
+                col += 1 + self.num_es
+            if self.twin is not None:
+                rows[:, col] = self.age_s.reshape(-1) / float(self.twin.period_s)
         return out
 
     def idle_timing(self, share: float) -> np.ndarray:
@@ -434,7 +520,8 @@ class Core:
                       ch.scales_with_bandwidth, bw, snr, worst)
             cols = np.empty((_COLS, c, m))
             flat_cols = cols.reshape(_COLS, -1)
-            lat, en, qual, ssim, ulb, dlb, retx, outage, outcomes = self._serve_live(flat, bw)
+            eve_snr = None if self.eve is None else self.eve.snr_db(bw)
+            lat, en, qual, ssim, ulb, dlb, retx, outage, outcomes = self._serve_live(flat, bw, eve_snr)
             missed = (lat > self._deadline_flat) | outage  # a failed request delivered nothing in time
             _rewards(qual, self._weight_flat, lat, (ulb + dlb).astype(np.float64), en, missed, self._consts,
                      flat_cols)
@@ -449,8 +536,56 @@ class Core:
             res = self._user_and_cache(res, idx, bw, snr, worst, cache)
         else:
             res.attempts = self._ones
+        if self.eve is not None or self.twin is not None:
+            res = self._features(res, flat, bw, worst)
         self.last_demand = demand
         self._advance()
+        return res
+
+    def _features(self, res: CoreStep, flat: np.ndarray, bw: np.ndarray, worst: np.ndarray) -> CoreStep:
+        """The eavesdropper's and the twins' effects on the epoch's results (both views of the world get
+        them here, after the user model and the cache): encryption's bits and time, then each request's
+        leakage (live: measured by :meth:`MegSystem.serve`; profiled: :class:`~meg_gym.eavesdropper.LeakageModel`
+        at the eavesdropper's SNR per hop and the user's worst link per hop), then each twin's age of
+        information; their reward terms join the reward with ``reward.weights.leakage`` / ``.aoi``."""
+        c, m = self.copies, self.ues
+        w = self.scenario.reward.weights
+        if self.eve is not None:
+            idx = res.placement
+            if self.scenario.eavesdropper.encryption:
+                res.latency_s = res.latency_s + self._enc_s[idx]
+                res.uplink_bits = res.uplink_bits + self._enc_ul[idx] * res.attempts
+                res.downlink_bits = res.downlink_bits + self._enc_dl[idx] * res.attempts
+                res.deadline_missed = res.deadline_missed | (res.latency_s > self.deadline_s)
+            if self.live:
+                leak = np.array([o.leakage for o in res.outcomes], dtype=np.float64).reshape(c, m)
+            else:
+                ul, dl = self.eve.snr_db(bw)
+                eve_db = np.stack([ul, dl[np.arange(len(flat))[:, None], self._ids[flat]].max(axis=1)], axis=1)
+                leak = self._leak(flat, eve_db, worst).reshape(c, m)
+            res.leakage = leak
+        if self.twin is not None:
+            period = float(self.twin.period_s)
+            a0, lat = self.age_s, res.latency_s
+            delivered = ~res.outage & (lat <= period) & (res.quality >= self.twin.min_quality)
+            # the age's sawtooth over [t, t + T] (Kaul, Yates, Gruteser, "Real-time status: how often should
+            # one update?", INFOCOM 2012): A0 + s until the update arrives at L, then s (its own age);
+            # its mean is A0 L / T + T / 2, or A0 + T / 2 when nothing arrives in the period
+            res.aoi_s = np.where(delivered, a0 * lat / period + period / 2.0, a0 + period / 2.0)
+            self.age_s = np.where(delivered, period, a0 + period)  # the age at the next request
+        terms, reward = dict(res.terms), res.reward.copy()
+        if self.eve is not None:
+            if self.scenario.eavesdropper.encryption:  # the latency, overhead and deadline terms of the new costs
+                bits = (res.uplink_bits + res.downlink_bits).astype(np.float64)
+                base, reward = reward_terms(res.quality, self.quality_weight, res.latency_s, bits, res.energy_j,
+                                            res.deadline_missed, self.scales, w)
+                terms.update(base)
+            terms["leakage"] = -res.leakage
+            reward = reward + w.leakage * terms["leakage"]
+        if self.twin is not None:
+            terms["aoi"] = -res.aoi_s / float(self.twin.period_s)
+            reward = reward + w.aoi * terms["aoi"]
+        res.terms, res.reward = terms, reward
         return res
 
     def _profiled(self, idx: np.ndarray, flat: np.ndarray, share: np.ndarray, demand: np.ndarray, bw: np.ndarray,
@@ -487,9 +622,10 @@ class Core:
                         bw.reshape(self.copies, self.ues), demand, cols[10].astype(np.int64), cols[11] > 0.5,
                         outcomes)
 
-    def _serve_live(self, flat: np.ndarray, bw: np.ndarray) -> tuple:
+    def _serve_live(self, flat: np.ndarray, bw: np.ndarray, eve_snr: tuple | None = None) -> tuple:
         """Live mode: every request through :meth:`MegSystem.serve`, each copy's in the service order,
-        at its UE's SNRs and against its copy's queues."""
+        at its UE's SNRs and against its copy's queues (and the eavesdropper's, ``eve_snr``: its
+        :meth:`EveChannel.snr_db <meg_gym.eavesdropper.EveChannel.snr_db>`)."""
         r, m = len(flat), self.ues
         lat, en, qual, ssim = np.zeros(r), np.zeros(r), np.zeros(r), np.zeros(r)
         ulb, dlb, retx = np.zeros(r, dtype=np.int64), np.zeros(r, dtype=np.int64), np.zeros(r)
@@ -503,10 +639,14 @@ class Core:
             table = ch.base_db[k] - (10.0 * math.log10(bw[k]) if ch.scales_with_bandwidth else 0.0)
             snr = {(i, link): float(table[i, j]) for i in range(self.num_es) for j, link in enumerate(("ul", "dl"))}
             cp = k // m
+            eve = None
+            if eve_snr is not None:
+                eve = {(i, link): float(eve_snr[0][k] if link == "ul" else eve_snr[1][k, i])
+                       for i in range(self.num_es) for link in ("ul", "dl")}
             out = self.system.serve(self.requests[k], Decision(p.protocol, p.es_ids, float(bw[k])), snr_db=snr,
                                     queues=views[cp], start_s=float(self.now_s[cp]),
                                     link_state={i: tuple(state[k, i].tolist()) for i in range(self.num_es)},
-                                    uniforms=self._uni[k])
+                                    uniforms=self._uni[k], eve_snr_db=eve)
             outcomes[k] = out
             lat[k], en[k], qual[k], ssim[k] = out.latency_s, out.energy_j, out.quality, out.ssim
             ulb[k], dlb[k], retx[k], outage[k] = out.uplink_bits, out.downlink_bits, out.retransmissions, out.outage
@@ -605,7 +745,14 @@ class Core:
         self.now_s += gap
         self.queues.advance(self.now_s, self._q_rng)
         self.channel.advance(np.repeat(gap, self.ues) if self.copies > 1 else gap.item(), self._ch_rng)
+        if self.eve is not None:
+            self.eve.advance(np.repeat(gap, self.ues) if self.copies > 1 else gap.item(), self._eve_rng,
+                             self._ue_positions())
         self._next_requests()
+
+    def _ue_positions(self) -> np.ndarray | None:
+        """umi/uma: every UE's position now, (copies x ues, 2); else None."""
+        return self.channel.ue_positions_m if self.kind in ("umi", "uma") else None
 
 
 _COLS = 12  # _profiled_epoch's columns: reward, the 5 terms, latency, energy, quality, SSIM, retransmissions, outage
@@ -801,6 +948,19 @@ def check_table_matches(scenario: Any, table: Any) -> None:
             raise ValueError(f"'{field}' is {obj!r} but the calibration table of model {table.model!r} was measured "
                              f"with {measured!r}: profiled quality would be that setting's; calibrate this setting "
                              f"(meg-gym calibrate --config ...) and name it in 'calibration', or use {measured!r}")
+
+
+def _check_leakage_table(scenario: Any, system: MegSystem, table: Any) -> None:
+    """A leakage table measured under other settings (model, generation, steps) would give another
+    setting's leakage: a one-line error naming the setting, as :func:`check_table_matches`."""
+    from meg_gym.eavesdropper import LeakageError, leakage_settings
+
+    want = leakage_settings(system)
+    for key, value in want.items():
+        if table.settings.get(key) != value:
+            raise LeakageError(f"the leakage table of model {table.model!r} was measured with {key} = "
+                               f"{table.settings.get(key)!r}, the scenario has {value!r}: run meg-gym calibrate "
+                               f"--leakage --config ... and name it in 'eavesdropper.leakage_table'")
 
 
 def load_table_for(scenario: Any) -> Any:

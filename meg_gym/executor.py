@@ -10,6 +10,7 @@ latency per stage, per link and queueing, and UE energy.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # torch and the model code load when a stage runs
 
     from meg_gym.ldm.components import Components
 
-__all__ = ["ExecutionResult", "LinkConditions", "NodeCompute", "execute", "link_timing"]
+__all__ = ["Eavesdropping", "ExecutionResult", "LinkConditions", "NodeCompute", "execute", "link_timing"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,18 @@ class LinkConditions:
     # (None: no fading known), and its HARQ uniforms, (sends, levels) (None: the median outcome)
     link_state: dict[int, tuple[float, float, float]] | None = None
     uniforms: Any = None
+
+
+@dataclass(frozen=True)
+class Eavesdropping:
+    """An eavesdropper listening to one request (``meg_gym.eavesdropper``): its SNR for each hop it
+    overhears, ``(es_id, 'ul')`` the UE's send towards ES ``es_id`` and ``(es_id, 'dl')`` ES
+    ``es_id``'s send, in dB over the request's bandwidth; ``encrypted``: digital payloads it cannot
+    read; ``seed``: its own generator's (it does not know the user's noise)."""
+
+    snr_db: dict[tuple[int, str], float]
+    encrypted: bool = False
+    seed: int = 0
 
 
 @dataclass
@@ -85,6 +98,8 @@ class ExecutionResult:
     summary: dict[str, float]
     selected_index: int | None = None
     candidates: list[torch.Tensor] = field(default_factory=list)
+    # with an eavesdropper: the output it finished from each tensor it could read (one per such send)
+    eavesdropped: list[torch.Tensor] = field(default_factory=list)
 
 
 def link_timing(plan: PlacedProtocol, costs: list[StepCost], links: LinkConditions, compute: NodeCompute,
@@ -118,8 +133,14 @@ def execute(
     channel_generator: torch.Generator | None = None,
     judge: Any = None,
     flop_cache: Any = None,
+    eavesdropper: Eavesdropping | None = None,
 ) -> ExecutionResult:
-    """Run ``plan`` once: every stage on its node, every tensor through the channel."""
+    """Run ``plan`` once: every stage on its node, every tensor through the channel.
+
+    ``eavesdropper``: at every tensor send it gets its own copy (analog: the channel's noise at its
+    SNR; digital: the bit-exact payload when its SNR supports the rate the link chose for the
+    receiver, :func:`meg_gym.channel.digital.decodable`, else nothing; encrypted: nothing) and the
+    rest of the plan runs on that copy (:func:`_eavesdrop`)."""
     import torch
 
     from meg_gym.channel import transmit, transmit_text
@@ -132,9 +153,12 @@ def execute(
     costs: list[StepCost] = []
     up, down = links.digital if links.digital is not None else (None, None)
     groups = joint_groups(plan.steps)
-    for i, step in enumerate(plan.steps):
-        if i in groups:
-            costs.extend(_run_joint([plan.steps[j] for j in groups[i]], ctx, stores, cache, links.bits_per_value))
+    eve_outputs: list[Any] = []
+    eve_gen = None if eavesdropper is None else torch.Generator().manual_seed(eavesdropper.seed)
+    for i_step, step in enumerate(plan.steps):
+        if i_step in groups:
+            costs.extend(_run_joint([plan.steps[j] for j in groups[i_step]], ctx, stores, cache,
+                                    links.bits_per_value))
             continue
         if isinstance(step, Run) and STAGES[step.stage].joint:
             continue  # a later member of a joint stage: run with its group
@@ -180,13 +204,20 @@ def execute(
             stores[d][arrive_as] = tx.received.to(device=value.device, dtype=value.dtype)
         costs.append(StepCost("send", step.tensor, step.src, step.dst, payload_bits=tx.payload_bits,
                               values=value.numel()))
+        if eavesdropper is not None and value.device.type != "meta":
+            copy = _overheard(eavesdropper, step, receivers, sent, tx.received, links, link, eve_gen)
+            if copy is not None:
+                out = _eavesdrop(plan, i_step, arrive_as, copy.to(device=value.device, dtype=value.dtype), ctx,
+                                 eve_gen)
+                if out is not None:
+                    eve_outputs.append(out)
     # the airtimes, and whether a digital send failed, are the timing walk's (one link model)
     summary, trace = link_timing(plan, costs, links, compute)
     ue = stores[UE]
     candidates = [ue[k] for k in sorted(ue) if k.startswith("candidate")]
     return ExecutionResult(
         output=ue["output"], stores=stores, costs=costs, trace=trace, summary=summary,
-        selected_index=ue.get("selected_index"), candidates=candidates,
+        selected_index=ue.get("selected_index"), candidates=candidates, eavesdropped=eve_outputs,
     )
 
 
@@ -218,6 +249,57 @@ def _run_joint(group: list[Run], ctx: StageContext, stores: dict[str, dict[str, 
         costs.append(StepCost("run", stage.name, step.on, flops=int(flops) // len(group),
                               backhaul_bits=values * bits_per_value, exchanges=exchanges))
     return costs
+
+
+def _overheard(eve: Eavesdropping, step: Any, receivers: list[str], sent: torch.Tensor, received: torch.Tensor,
+               links: LinkConditions, link: Any, generator: torch.Generator) -> torch.Tensor | None:
+    """The eavesdropper's copy of one send, or None when it cannot read it (see :func:`execute`)."""
+    from meg_gym.channel import transmit
+    from meg_gym.channel.digital import DigitalLink, decodable
+
+    es = int(receivers[0][2:]) if step.src == UE else int(step.src[2:])
+    snr_eve = max(eve.snr_db[(int(d[2:]), "ul")] for d in receivers) if step.src == UE else eve.snr_db[(es, "dl")]
+    if snr_eve == -math.inf:  # it does not hear this hop
+        return None
+    if links.mode == "digital":
+        if eve.encrypted:
+            return None
+        # the rate was chosen for the receiver's SNR (the broadcast's: its worst receiver's)
+        ok = links.noiseless or decodable(link if link is not None else DigitalLink(),
+                                          _snr(links, step.src, receivers), snr_eve)
+        return received if ok else None
+    tx = transmit(sent, snr_db=snr_eve, bandwidth_hz=links.bandwidth_hz, mode="analog",
+                  bits_per_value=links.bits_per_value, generator=generator, noiseless=links.noiseless,
+                  repetitions=links.analog_repetitions)
+    return tx.received
+
+
+def _eavesdrop(plan: PlacedProtocol, i_send: int, name: str, copy: torch.Tensor, ctx: StageContext,
+               generator: torch.Generator) -> torch.Tensor | None:
+    """The eavesdropper finishes the generation from its copy of send ``i_send`` (arriving as ``name``):
+    the plan's remaining stages run, on whichever node the plan put them, on one store holding its
+    copy and the prompt (text is sent unencrypted beside every payload, and is tiny); a later send
+    only renames a tensor it holds. A stage whose inputs it lacks is skipped, and so is a joint
+    stage (cooperative tiles: it would need every ES's strip at every step); its output is
+    ``output`` if it got that far, else None (it learnt nothing it can show)."""
+    from dataclasses import replace as _replace
+
+    store: dict[str, Any] = {"text": ctx.prompt, name: copy}
+    own = _replace(ctx, generator=generator)
+    for step in plan.steps[i_send + 1:]:
+        if isinstance(step, Run):
+            if STAGES[step.stage].joint:
+                continue
+            rename = dict(step.rename)
+            back = {mapped: o for o, mapped in rename.items()}
+            names = _stage_names(step, "in")
+            if not all(n in store for n in names):
+                continue
+            out = run_stage(STAGES[step.stage], own, {back.get(n, n): store[n] for n in names}, dict(step.params))
+            store.update({rename.get(k, k): v for k, v in out.items()})
+        elif step.tensor in store:
+            store[step.as_ or step.tensor] = store[step.tensor]
+    return store.get("output")
 
 
 def _on_air(value: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from meg_gym.channel.digital import DigitalLink, coherence_time_s, fading_cdf
-from meg_gym.executor import ExecutionResult, LinkConditions, NodeCompute, execute, link_timing, shared_flop_cache
+from meg_gym.executor import (
+    Eavesdropping,
+    ExecutionResult,
+    LinkConditions,
+    NodeCompute,
+    execute,
+    link_timing,
+    shared_flop_cache,
+)
 from meg_gym.ldm.cards import model_geometry
 from meg_gym.ldm.settings import GenerationSettings
 from meg_gym.protocols import PlacedProtocol, ProtocolError, place
@@ -76,6 +84,7 @@ class Outcome:
     backhaul_bits: int = 0  # ES to ES: the borders cooperating tiles exchanged
     retransmissions: int = 0  # digital: code blocks sent again (HARQ)
     outage: bool = False  # digital: a send failed, and the request with it
+    leakage: float | None = None  # with an eavesdropper listening (meg_gym.eavesdropper): in [0, 1]; else None
 
     @property
     def total_bits(self) -> int:
@@ -307,7 +316,7 @@ class MegSystem:
 
     def _run(self, plan: PlacedProtocol, comps: Components, image: torch.Tensor, prompt: str, seed: int | None,
              links: LinkConditions, queues: bool = True, other_queues: dict[int, Any] | None = None,
-             start_s: float | None = None) -> ExecutionResult:
+             start_s: float | None = None, eavesdropper: Eavesdropping | None = None) -> ExecutionResult:
         import torch
 
         threads = self.torch_threads
@@ -317,7 +326,7 @@ class MegSystem:
         ch_gen = torch.Generator().manual_seed(seed + 7_919) if seed is not None else None
         return execute(plan, comps, image, prompt, settings=self.settings, links=links,
                        compute=self._compute(queues, other_queues, start_s), generator=gen, channel_generator=ch_gen,
-                       judge=self.user, flop_cache=self.flop_cache)
+                       judge=self.user, flop_cache=self.flop_cache, eavesdropper=eavesdropper)
 
     # -- serving --------------------------------------------------------------------------
     def bandwidth(self, decision: Decision) -> float:
@@ -328,7 +337,8 @@ class MegSystem:
 
     def serve(self, request: Request, decision: Decision, *, snr_db: dict[tuple[int, str], float] | None = None,
               use_queues: bool = True, queues: dict[int, Any] | None = None, start_s: float | None = None,
-              link_state: dict[int, tuple[float, float, float]] | None = None, uniforms: Any = None) -> Outcome:
+              link_state: dict[int, tuple[float, float, float]] | None = None, uniforms: Any = None,
+              eve_snr_db: dict[tuple[int, str], float] | None = None) -> Outcome:
         """Run the decision's protocol live on the request and measure the outcome.
 
         ``snr_db`` pins the link SNRs ((es_id, 'ul'|'dl') -> dB) instead of the channel's
@@ -341,6 +351,11 @@ class MegSystem:
         A digital send that fails (:mod:`meg_gym.channel.digital`) fails the request: nothing
         arrives, so quality, SSIM and fidelity are 0 and ``outage`` is True; the latency is
         the time until the UE gave up.
+
+        ``eve_snr_db``: an eavesdropper's SNR per hop ((es_id, 'ul'|'dl') -> dB over the request's
+        bandwidth, :class:`~meg_gym.executor.Eavesdropping`): the outcome's ``leakage`` is then
+        :func:`meg_gym.eavesdropper.leakage_score` of what it finished from each tensor it could
+        read, against the user's output (the perfect channel's when the user's request failed).
         """
         plan = self.plan(decision.protocol, decision.es_ids)
         bw = self.bandwidth(decision)
@@ -350,8 +365,13 @@ class MegSystem:
         from meg_gym.quality.metrics import psnr_db, ssim
 
         own_timing = not self.scenario.cost_model
+        eve_cfg = self.scenario.eavesdropper
+        eve = None
+        if eve_snr_db is not None:
+            eve = Eavesdropping(dict(eve_snr_db), encrypted=bool(eve_cfg is not None and eve_cfg.encryption),
+                                seed=(request.seed + 104_729) % 2**63)  # its own noise, not the user's
         res = self._run(plan, self.comps, request.image, request.prompt, request.seed, links,
-                        queues=use_queues and own_timing, other_queues=queues, start_s=start_s)
+                        queues=use_queues and own_timing, other_queues=queues, start_s=start_s, eavesdropper=eve)
         if links.noiseless:
             ref_out = res.output
         else:  # what a perfect channel would have delivered: same request, same generator
@@ -363,10 +383,18 @@ class MegSystem:
         if not own_timing:  # timing at the stand-in's scale: its FLOPs and payloads
             summary, trace = link_timing(plan, self.costs(plan.protocol, plan.es_ids), links,
                                          self._compute(use_queues, queues, start_s))
+        leak = None
+        if eve is not None:
+            from meg_gym.eavesdropper import leakage_score
+
+            user = reference if summary.get("outage") else out
+            leak = leakage_score([_host(o[0]) for o in res.eavesdropped], user, request.prompt, self.judge,
+                                 self.scenario.reward.ssim_weight)
         if summary.get("outage"):  # nothing arrived: the request failed
             s, fid = 0.0, (0.0 if fid is not None else None)
-        return self._outcome(plan, summary, trace, s, psnr_db(out, reference), fid, out, reference,
-                             res.candidates, res.selected_index)
+        outcome = self._outcome(plan, summary, trace, s, psnr_db(out, reference), fid, out, reference,
+                                res.candidates, res.selected_index)
+        return outcome if leak is None else replace(outcome, leakage=leak)
 
     def _reference_for(self, plan: PlacedProtocol, request: Request, links: LinkConditions) -> torch.Tensor:
         key = (plan.protocol, plan.es_ids, request.seed, request.prompt, _digest(request.image), self.settings)

@@ -39,11 +39,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit
 
-__all__ = ["LINK_FADINGS", "DigitalLink", "coherence_time_s", "digital_transfer", "fading_cdf",
+__all__ = ["LINK_FADINGS", "DigitalLink", "coherence_time_s", "decodable", "digital_transfer", "fading_cdf",
            "outage_probability", "spectral_efficiency_tr"]
 
 SPEED_OF_LIGHT_MPS = 299_792_458.0
@@ -225,6 +226,32 @@ def _transfer(bits, bw, snr_db, fade_db, los, c, u):
         sent += lost
         lost = _binomial(lost, p, u[level + 1])
     return sent * (per_attempt / blocks), float(sent - blocks), 1.0 if lost > 0 else 0.0
+
+
+@njit(cache=True)
+def _decodable(rate_snr_db, other_snr_db, c):
+    """Can a receiver at ``other_snr_db`` decode a transfer whose rate was chosen for ``rate_snr_db``
+    (the link's observed SNR): its SNR reaches the rate's threshold (:func:`_rate`, margin included)?"""
+    se, reps, th = _rate(rate_snr_db - c[_MARGIN], c)
+    return se > 0.0 and other_snr_db >= th - 1e-9
+
+
+@njit(cache=True)
+def _decodable_many(rate_snr_db, other_snr_db, c, out):
+    for k in range(rate_snr_db.shape[0]):
+        out[k] = _decodable(rate_snr_db[k], other_snr_db[k], c)
+
+
+def decodable(link: DigitalLink, rate_snr_db: Any, other_snr_db: Any) -> Any:
+    """Whether a third receiver (an eavesdropper) at ``other_snr_db`` can decode what ``link`` sends at
+    the rate it chose for its own receiver's ``rate_snr_db``: floats give a bool, arrays a bool array.
+    The rate and its threshold are :func:`_rate`'s, the one link model."""
+    if np.ndim(rate_snr_db) == 0 and np.ndim(other_snr_db) == 0:
+        return bool(_decodable(float(rate_snr_db), float(other_snr_db), link.consts))
+    a, b = np.broadcast_arrays(np.asarray(rate_snr_db, dtype=np.float64), np.asarray(other_snr_db, dtype=np.float64))
+    out = np.empty(a.size, dtype=np.bool_)
+    _decodable_many(np.ascontiguousarray(a).reshape(-1), np.ascontiguousarray(b).reshape(-1), link.consts, out)
+    return out.reshape(a.shape)
 
 
 def spectral_efficiency_tr(snr_db: float, link: DigitalLink) -> float:
