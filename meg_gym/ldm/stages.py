@@ -11,7 +11,8 @@ Tensor names used by the protocols:
 ``image`` (input image, (1,3,H,W) in [0,1]), ``text`` (the prompt, a str),
 ``text_emb`` ([unconditional; conditional] embeddings: ``{"hidden": ...}``, SDXL adds ``"pooled"``),
 ``seed`` (the input's latent),
-``gen_seed`` (the generated latent), ``output`` (the generated image),
+``gen_seed`` (the generated latent), ``mid_seed`` (a partly denoised latent: the temporal split),
+``output`` (the generated image),
 ``sketch`` (the output at 1/``sketch_scale`` resolution per side), tiles ``*_tile{k}``.
 """
 
@@ -172,11 +173,28 @@ def _add_time_ids(comps: Components, latents: torch.Tensor, pooled: torch.Tensor
     return torch.tensor([ids], dtype=pooled.dtype).repeat(rows, 1).to(latents.device)
 
 
+#: schedulers whose step reads only the current latent and timestep (no multistep history), so a
+#: denoising loop stopped after k steps and resumed by another node (the temporal split) equals the
+#: unstopped loop bit for bit (tests/ldm/test_temporal_split.py)
+SPLITTABLE_SCHEDULERS = ("DDIMScheduler", "DDPMScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler")
+
+
+def denoising_loop_steps(steps: int, strength: float) -> int:
+    """How many UNet steps img2img runs at ``steps`` and ``strength`` (``get_timesteps``: int(steps x
+    strength), at most ``steps``): the steps a temporal split divides between the ES and the UE."""
+    return min(int(steps * strength), steps)
+
+
 def denoise_latents(
-    ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], steps: int, strength: float
+    ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], steps: int, strength: float,
+    first: int = 0, last: int | None = None,
 ) -> torch.Tensor:
     """Img2img denoising of a latent, exactly as diffusers' img2img pipelines do it (SD; SDXL with its
-    pooled embeddings and size ids; guidance-distilled LCM UNets with the guidance embedding)."""
+    pooled embeddings and size ids; guidance-distilled LCM UNets with the guidance embedding).
+
+    ``first``/``last``: run only the loop's steps ``first..last-1`` (the temporal split). ``first`` 0
+    noises ``seed`` to the schedule's start, as the pipeline; a later ``first`` takes ``seed`` as the
+    partly denoised latent the steps before it left (no noise is drawn)."""
     import torch
     comps = ctx.comps
     unet, scheduler = comps.unet, comps.scheduler
@@ -185,9 +203,24 @@ def denoise_latents(
     if len(timesteps) == 0:
         raise StageError(f"'strength' x 'steps' leaves no denoising step (steps={steps}, strength={strength})")
     meta = seed.device.type == "meta"
-    noise = _randn(tuple(seed.shape), ctx, seed)
-    latent_t = timesteps[:1].repeat(seed.shape[0])
-    latents = seed if meta else scheduler.add_noise(seed, noise, latent_t)
+    partial = first > 0 or last is not None
+    if partial:
+        if type(scheduler).__name__ not in SPLITTABLE_SCHEDULERS or scheduler.order != 1:
+            raise StageError(f"the temporal split needs a one-step scheduler {list(SPLITTABLE_SCHEDULERS)} (a "
+                             f"multistep one keeps a history the other node lacks; got {type(scheduler).__name__})")
+        stop = len(timesteps) if last is None else last
+        if not 0 <= first < stop <= len(timesteps):
+            raise StageError(f"the temporal split must run steps in [0, {len(timesteps)}] with first < last "
+                             f"(got {first}..{stop} of {steps} steps at strength {strength})")
+        if first > 0 and hasattr(scheduler, "set_begin_index"):  # the stepping index resumes where the ES stopped
+            scheduler.set_begin_index(int(scheduler.begin_index or 0) + first)
+        timesteps = timesteps[first:stop]
+    if first == 0:
+        noise = _randn(tuple(seed.shape), ctx, seed)
+        latent_t = timesteps[:1].repeat(seed.shape[0])
+        latents = seed if meta else scheduler.add_noise(seed, noise, latent_t)
+    else:
+        latents = seed
     # a guidance-distilled UNet takes the scale as an embedding instead of a second, unconditional pass
     cond_dim = unet.config.get("time_cond_proj_dim")
     cfg = guidance > 1.0 and cond_dim is None
@@ -227,11 +260,30 @@ def _step_kwargs(scheduler: Any, extra: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in extra.items() if k in params}
 
 
-def _denoise(ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor],
-             weak: bool = False) -> dict[str, Any]:
+def _budget(ctx: StageContext, weak: bool, steps: int | None, strength: float | None) -> tuple[int, float]:
+    """The (steps, strength) a denoising stage runs: a placement's step budget (``steps``/``strength``
+    stage parameters, ``<protocol>@<steps>``), else the settings' (the UE's ``ue_steps`` when ``weak``)."""
     s = ctx.settings
-    steps = s.ue_steps if weak else s.steps
-    return {"gen_seed": denoise_latents(ctx, seed, text_emb, steps, s.strength)}
+    return (int(steps) if steps is not None else s.ue_steps if weak else s.steps,
+            float(strength) if strength is not None else s.strength)
+
+
+def _denoise(ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], weak: bool = False,
+             steps: int | None = None, strength: float | None = None) -> dict[str, Any]:
+    n, st = _budget(ctx, weak, steps, strength)
+    return {"gen_seed": denoise_latents(ctx, seed, text_emb, n, st)}
+
+
+def _denoise_head(ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], split: int,
+                  steps: int | None = None, strength: float | None = None) -> dict[str, Any]:
+    n, st = _budget(ctx, False, steps, strength)
+    return {"mid_seed": denoise_latents(ctx, seed, text_emb, n, st, first=0, last=int(split))}
+
+
+def _denoise_tail(ctx: StageContext, mid_seed: torch.Tensor, text_emb: dict[str, torch.Tensor], split: int,
+                  steps: int | None = None, strength: float | None = None) -> dict[str, Any]:
+    n, st = _budget(ctx, False, steps, strength)
+    return {"gen_seed": denoise_latents(ctx, mid_seed, text_emb, n, st, first=int(split))}
 
 
 def _decode_latents(ctx: StageContext, latents: torch.Tensor) -> torch.Tensor:
@@ -348,8 +400,14 @@ STAGES: dict[str, Stage] = {
         Stage("encode_image", ("image",), ("seed",), ("vae",),
               lambda ctx, image: _encode_image(ctx, image), "image -> seed latent (VAE encoder)"),
         Stage("denoise", ("seed", "text_emb"), ("gen_seed",), ("unet", "scheduler"),
-              lambda ctx, seed, text_emb, weak=False: _denoise(ctx, seed, text_emb, weak),
+              lambda ctx, seed, text_emb, **p: _denoise(ctx, seed, text_emb, **p),
               "img2img denoising: seed -> generated seed (strength, steps; weak=True uses the UE's steps)"),
+        Stage("denoise_head", ("seed", "text_emb"), ("mid_seed",), ("unet", "scheduler"),
+              lambda ctx, seed, text_emb, **p: _denoise_head(ctx, seed, text_emb, **p),
+              "the temporal split's ES part: noise the seed, run the first `split` denoising steps"),
+        Stage("denoise_tail", ("mid_seed", "text_emb"), ("gen_seed",), ("unet", "scheduler"),
+              lambda ctx, mid_seed, text_emb, **p: _denoise_tail(ctx, mid_seed, text_emb, **p),
+              "the temporal split's UE part: the denoising steps after `split`, on a partly denoised latent"),
         Stage("decode", ("gen_seed",), ("output",), ("vae",),
               lambda ctx, gen_seed: _decode(ctx, gen_seed), "generated seed -> image (VAE decoder)"),
         Stage("sketch", ("gen_seed",), ("sketch",), ("vae",),
