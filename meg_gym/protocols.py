@@ -227,8 +227,10 @@ _BUDGETED = ("denoise", "denoise_head", "denoise_tail")
 
 
 def _int_part(text: str, what: str, name: str, lo: int, hi: int) -> int:
-    if not text.isdigit() or not lo <= int(text) <= hi:
-        raise ProtocolError(f"protocol {name!r}: {what} must be an integer in [{lo}, {hi}] (got {text!r})")
+    # written plainly (no sign, no leading zero), so that one protocol has one name (its costs, its table row)
+    if not text.isdigit() or str(int(text)) != text or not lo <= int(text) <= hi:
+        raise ProtocolError(f"protocol {name!r}: {what} must be an integer in [{lo}, {hi}] written without "
+                            f"leading zeros (got {text!r})")
     return int(text)
 
 
@@ -248,9 +250,9 @@ def _family(name: str) -> Protocol | None:
                 strength = float(strength_text)
             except ValueError:
                 strength = math.nan
-            if not 0.0 < strength <= 1.0:
-                raise ProtocolError(f"protocol {name!r}: the strength must be a number in (0, 1] "
-                                    f"(got {strength_text!r})")
+            if not 0.0 < strength <= 1.0 or str(strength) != strength_text:
+                raise ProtocolError(f"protocol {name!r}: the strength must be a number in (0, 1] written as "
+                                    f"Python prints it, e.g. 0.5 (got {strength_text!r})")
             params += (("strength", strength),)
         steps = tuple(replace(st, params=(*st.params, *params)) if isinstance(st, Run) and st.stage in _BUDGETED
                       else st for st in base.steps)

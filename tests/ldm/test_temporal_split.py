@@ -88,7 +88,9 @@ def test_family_names():
     assert list(PROTOCOLS)[:2] == ["full_ue", "full_es"] and len(PROTOCOLS) == 11  # families are never listed
     assert "tsplit:3" in PROTOCOLS and "ciag@10/0.4" in PROTOCOLS and "tsplit" not in PROTOCOLS
     for bad, what in (("tsplit:0", "k must be"), ("tsplit:x", "k must be"), ("ciag@0", "step budget"),
-                      ("ciag@10/1.5", "strength"), ("nope@10", "must be one of")):
+                      ("ciag@10/1.5", "strength"), ("nope@10", "must be one of"),
+                      ("tsplit:03", "leading zeros"), ("ciag@010", "leading zeros"), ("ciag@10/0.50", "strength"),
+                      ("tsplit:3@10@5", "step budget")):
         with pytest.raises(ProtocolError, match=what):
             get_protocol(bad)
 
