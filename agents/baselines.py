@@ -13,6 +13,8 @@
   observed queue backlog, quality from the calibration table's mean (no noise draw, no
   knowledge of the queue's future);
 * ``fixed:<protocol>``: always that protocol (on ES 0 or the first ES set), whole band;
+* ``fixed_split:<k>``: always the temporal split at k ES denoising steps (``tsplit:<k>``; 0: Full UE,
+  the whole loop: CIAG), whole band;
 * ``oracle``: every action tried on a deep copy of the env (same randomness), the best
   scalar reward taken: a one-step upper bound that sees the future draws.
 
@@ -169,6 +171,26 @@ class FixedPolicy(BaselinePolicy):
 
     def choose(self, obs: np.ndarray, index: int, episode_start: bool) -> tuple[int, int]:
         return self.placement, self.full_share
+
+
+class FixedSplitPolicy(FixedPolicy):
+    """``fixed_split:<k>``: always the temporal split at ``k`` ES denoising steps (``tsplit:<k>``; k = 0 is
+    Full UE and k = n, the whole img2img loop, is CIAG), whole band."""
+
+    name = "fixed_split"
+
+    def __init__(self, env: Any, seed: int | None = 0, k: str = "") -> None:
+        from meg_gym.ldm.stages import denoising_loop_steps
+
+        base = _unwrap(env)
+        g = base.world.system.settings
+        n = denoising_loop_steps(g.steps, g.strength)
+        if not k.isdigit() or not 0 <= int(k) <= n:
+            raise PolicyError(f"policy 'fixed_split' needs k, the ES's denoising steps, an integer in [0, {n}] "
+                              f"(got {k!r})")
+        protocol = "full_ue" if int(k) == 0 else "ciag" if int(k) == n else f"tsplit:{int(k)}"
+        super().__init__(env, seed, protocol=protocol)
+        self.name = f"fixed_split:{int(k)}"
 
 
 class CrashAvoidPolicy(BaselinePolicy):
@@ -347,20 +369,21 @@ class PopularityOraclePolicy(CachePolicy):
 
 POLICIES: dict[str, type[BaselinePolicy]] = {
     c.name: c for c in (RandomPolicy, RoundRobinPolicy, CrashAvoidPolicy, GreedyPolicy, FixedPolicy, OraclePolicy,
-                        CachePolicy, LfuPolicy, LcPolicy, NoCachePolicy, PopularityOraclePolicy)
+                        CachePolicy, LfuPolicy, LcPolicy, NoCachePolicy, PopularityOraclePolicy, FixedSplitPolicy)
 }
 CACHE_POLICIES = ("lru", "lfu", "lc", "no_cache", "popularity_oracle")
 
 
 def policy_names(env: Any | None = None) -> list[str]:
     """The baseline names; with an env, ``fixed:<protocol>`` spelt out for each protocol it offers."""
-    names = [n for n in POLICIES if n != "fixed"]
+    names = [n for n in POLICIES if n not in ("fixed", "fixed_split")]
     if env is not None and not hasattr(_unwrap(env), "cache_sets"):
         names = [n for n in names if n not in CACHE_POLICIES]  # they need MEG/ModelCaching
     if env is None:
-        return [*names, "fixed:<protocol>"]
+        return [*names, "fixed:<protocol>", "fixed_split:<k>"]
     protocols = list(dict.fromkeys(d.protocol for d in _unwrap(env).decisions))
-    return [*names, *(f"fixed:{p}" for p in protocols)]
+    splits = [f"fixed_split:{p[len('tsplit:'):]}" for p in protocols if p.startswith("tsplit:") and "@" not in p]
+    return [*names, *(f"fixed:{p}" for p in protocols), *splits]
 
 
 def make_policy(name: str, env: Any, seed: int | None = 0) -> BaselinePolicy:
@@ -376,6 +399,8 @@ def make_policy(name: str, env: Any, seed: int | None = 0) -> BaselinePolicy:
             fixed = [n for n in policy_names(env) if n.startswith("fixed:")]
             raise PolicyError(f"policy 'fixed' needs a protocol: one of {fixed}")
         return FixedPolicy(env, seed, protocol=arg)
+    if base == "fixed_split":
+        return FixedSplitPolicy(env, seed, k=arg)
     if base == "crash_avoid":
         return CrashAvoidPolicy(env, seed, protocol=arg or None)
     if arg:

@@ -3,6 +3,9 @@
 * ``MEG/SingleES-v1``: one UE, one ES, the six single-ES protocols (profiled mode);
 * ``MEG/MultiES-v1``: one UE, three ESs, all 11 protocols (profiled mode);
 * ``MEG/SingleES-live-v1``, ``MEG/MultiES-live-v1``: the same with the real split LDM every step;
+* ``MEG/GenerationSplit-v0``: one UE, one ES; the placements divide the generation between them: the
+  temporal split ``tsplit:<k>`` (the UE finishes with its own smaller model, tiny_ue) and step budgets
+  ``<protocol>@<steps>`` (``configs/scenarios/generation_split.yaml``; info ``es_steps``, ``ue_steps``, ``es_area``);
 * ``MEG/ModelCaching-v0``: two ESs that cache generation models (``configs/scenarios/model_caching.yaml``):
   the agent also picks the set of models each ES keeps (``envs.model_caching``).
 
@@ -25,6 +28,8 @@ ENV_IDS = {
     "MEG/SingleES-live-v1": {"config": "case_study", "backend": "live"},
     "MEG/MultiES-v1": {"config": "multi_es", "backend": "profiled"},
     "MEG/MultiES-live-v1": {"config": "multi_es", "backend": "live"},
+    # the generation split (issue 17): temporal split, step budget, the UE's own smaller model
+    "MEG/GenerationSplit-v0": {"config": "generation_split", "backend": "profiled"},
 }
 
 for _id, _kwargs in ENV_IDS.items():

@@ -133,7 +133,8 @@ class MegEnv(gym.Env):
                          "es_mask": np.zeros(n, dtype=bool), "bandwidth_share": nan, "latency_s": nan,
                          "quality": nan, "ssim": nan, "uplink_bits": np.int64(0), "downlink_bits": np.int64(0),
                          "energy_j": nan, "deadline_missed": np.False_, "retransmissions": np.int64(0),
-                         "outage": np.False_, "attempts": np.int64(0)}
+                         "outage": np.False_, "attempts": np.int64(0), "es_steps": np.int64(0),
+                         "ue_steps": np.int64(0), "es_area": nan}
         if self.world.cache is not None:  # model caching: whether the request's model was loaded, and which
             self._no_info.update(cache_hit=np.False_, model="")
         self._no_info.update(no_feature_info(self.world, lambda: nan))
@@ -202,6 +203,8 @@ class MegEnv(gym.Env):
             "downlink_bits": res.downlink_bits[0, 0], "energy_j": res.energy_j[0, 0],
             "deadline_missed": res.deadline_missed[0, 0], "retransmissions": res.retransmissions[0, 0],
             "outage": res.outage[0, 0], "attempts": res.attempts[0, 0],
+            # how the placement divides the generation (meg_gym.protocols.generation_split)
+            "es_steps": w.es_steps[placement], "ue_steps": w.ue_steps[placement], "es_area": w.es_area[placement],
         }
         if res.cache_hit is not None:
             info["cache_hit"], info["model"] = res.cache_hit[0, 0], w.cache.names[res.model[0, 0]]

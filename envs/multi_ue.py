@@ -293,7 +293,8 @@ class MultiUeEnv(_MegParallelEnv):
         return {"rewards": dict.fromkeys(self.world.terms, np.float64(0.0)), "protocol": "",
                 "es_mask": np.zeros(self.world.num_es, dtype=bool), "bandwidth_hz": nan, "latency_s": nan,
                 "quality": nan, "deadline_missed": np.False_, "retransmissions": np.int64(0), "outage": np.False_,
-                "attempts": np.int64(0), **({} if self.world.cache is None else {"cache_hit": np.False_}),
+                "attempts": np.int64(0), "es_steps": np.int64(0), "ue_steps": np.int64(0), "es_area": nan,
+                **({} if self.world.cache is None else {"cache_hit": np.False_}),
                 **no_feature_info(self.world, lambda: nan)}
 
     def check_action(self, agent: str, action: Any) -> None:
@@ -339,7 +340,8 @@ class MultiUeEnv(_MegParallelEnv):
              "protocol": names[p][0], "es_mask": masks[p], "bandwidth_hz": res.bandwidth_hz[0, k],
              "latency_s": res.latency_s[0, k], "quality": res.quality[0, k],
              "deadline_missed": res.deadline_missed[0, k], "retransmissions": res.retransmissions[0, k],
-             "outage": res.outage[0, k], "attempts": res.attempts[0, k]}
+             "outage": res.outage[0, k], "attempts": res.attempts[0, k], "es_steps": w.es_steps[p],
+             "ue_steps": w.ue_steps[p], "es_area": w.es_area[p]}
             for k, p in enumerate(placements.tolist())
         ]
         if res.cache_hit is not None:
@@ -418,6 +420,7 @@ class MultiUeVectorEnv(VectorEnv):
                 "bandwidth_hz": zero.copy(), "deadline_missed": np.zeros(n, bool),
                 "retransmissions": np.zeros(n, np.int64), "outage": np.zeros(n, bool),
                 "attempts": np.zeros(n, np.int64), "protocol": self._protocols[placement],
+                "es_steps": np.zeros(n, np.int64), "ue_steps": np.zeros(n, np.int64), "es_area": np.zeros(n),
                 **({} if w.cache is None else {"cache_hit": np.zeros(n, bool)}),
                 **no_feature_info(w, lambda: zero.copy())}
         res = w.step_checked(placement.reshape(w.copies, w.ues), self.shares[share].reshape(w.copies, w.ues))
@@ -428,7 +431,8 @@ class MultiUeVectorEnv(VectorEnv):
                 "quality": res.quality.reshape(-1), "bandwidth_hz": res.bandwidth_hz.reshape(-1),
                 "deadline_missed": res.deadline_missed.reshape(-1), "retransmissions": res.retransmissions.reshape(-1),
                 "outage": res.outage.reshape(-1), "attempts": res.attempts.reshape(-1),
-                "protocol": self._protocols[placement]}
+                "protocol": self._protocols[placement], "es_steps": w.es_steps[placement],
+                "ue_steps": w.ue_steps[placement], "es_area": w.es_area[placement]}
         if res.cache_hit is not None:
             info["cache_hit"] = res.cache_hit.reshape(-1)
         info.update(feature_info(res, lambda a: a.reshape(-1)))

@@ -116,7 +116,8 @@ class MegVectorEnv(VectorEnv):
                 "energy_j": nan.copy(), "deadline_missed": np.zeros(n, bool), "protocol": np.full(n, ""),
                 "es_mask": np.zeros((n, self.world.num_es), bool), "bandwidth_share": nan.copy(),
                 "retransmissions": np.zeros(n, np.int64), "outage": np.zeros(n, bool),
-                "attempts": np.zeros(n, np.int64)}
+                "attempts": np.zeros(n, np.int64), "es_steps": np.zeros(n, np.int64),
+                "ue_steps": np.zeros(n, np.int64), "es_area": nan.copy()}
             if self.world.cache is not None:
                 info["cache_hit"] = np.zeros(n, bool)
             info.update(no_feature_info(self.world, lambda: np.full(n, np.nan)))
@@ -128,7 +129,8 @@ class MegVectorEnv(VectorEnv):
                 "deadline_missed": res.deadline_missed[:, 0], "protocol": self._protocols[placement],
                 "es_mask": self.world.es_mask[placement], "bandwidth_share": self.shares[share],
                 "retransmissions": res.retransmissions[:, 0], "outage": res.outage[:, 0],
-                "attempts": res.attempts[:, 0]}
+                "attempts": res.attempts[:, 0], "es_steps": self.world.es_steps[placement],
+                "ue_steps": self.world.ue_steps[placement], "es_area": self.world.es_area[placement]}
             if res.cache_hit is not None:
                 info["cache_hit"] = res.cache_hit[:, 0]
             info.update(feature_info(res, lambda a: a[:, 0]))

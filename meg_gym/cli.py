@@ -145,6 +145,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     # a model value is a card name or a folder path: one file name, one per transmission mode
     name = table_file_name(_safe_name(sc.model), sc.transmission.mode)
     shipped = CALIBRATION_DIR / name
+    if sc.calibration:  # the scenario names its own table (generation_split: configs/calibration/generation_split.json)
+        from meg_gym.core import calibration_path
+
+        shipped = calibration_path(sc)
+        name = shipped.name
     out = Path(args.out) if args.out else shipped if args.install else Path("out") / "calibration" / name
     if not args.check:  # meg_gym.quality.calibrate keeps every finished point in the partial file
         args.on_interrupt = (f"the points served so far are in {out.with_suffix('.partial.json')}: the same "
@@ -209,8 +214,9 @@ def cmd_costs(args: argparse.Namespace) -> int:
                                        "cost_model": None})
     comps = meta_copy(load_model(sc.model))
     system = MegSystem(sc, components=comps, judge=None)
-    path = save_shipped(system, list(PROTOCOLS), args.max_es, folder=None if args.install else cache_dir(),
-                        progress=True)
+    # the fixed protocols, and the scenario's members of the parametric families (tsplit:<k>, <protocol>@<steps>)
+    names = list(dict.fromkeys([*PROTOCOLS, *sc.protocols]))
+    path = save_shipped(system, names, args.max_es, folder=None if args.install else cache_dir(), progress=True)
     print(f"step costs: {path}")
     return 0
 
@@ -225,6 +231,9 @@ def _safe_name(model: str) -> str:
 # Per phase (steps, peak learning rate): the steps the shipped weights were trained with (their meta.json's
 # vae_steps, unet_steps, classifier_steps; tests/test_cli.py checks), so the defaults reproduce them
 TRAIN_LDM_DEFAULTS = {"vae": (1500, 6e-4), "unet": (7000, 3e-4), "classifier": (2000, 1e-3)}
+#: the UE-class model's UNet phase (--model tiny_ue): steps and peak learning rate of its shipped weights
+TRAIN_LDM_UE_DEFAULTS = (2000, 5e-4)
+TRAIN_LDM_UE_POOL = 4096  # scenes encoded once by the frozen VAE (meg_gym.ldm.train.TrainSettings.latent_pool)
 TRAIN_SETTINGS_THREADS = 2  # meg_gym.ldm.train.TrainSettings.threads, named here so --help needs no torch (tested)
 
 
@@ -233,12 +242,24 @@ def cmd_train_ldm(args: argparse.Namespace) -> int:
     from meg_gym.ldm.components import SHIPPED_DIR
     from meg_gym.ldm.train import DEFAULT_CKPT, TrainSettings, train
 
-    phases = ["vae", "unet", "classifier"] if args.phase == "all" else [args.phase]
+    if args.model != "tiny" and args.phase not in ("all", "unet"):
+        raise SystemExit(f"train-ldm: error: --phase must be unet or all for --model {args.model} (it shares tiny's "
+                         f"VAE, text encoder and classifier; got {args.phase!r})")
+    phases = ["unet"] if args.model != "tiny" else ["vae", "unet", "classifier"] if args.phase == "all" \
+        else [args.phase]
     for phase in phases:
-        steps, lr = TRAIN_LDM_DEFAULTS[phase]
+        steps, lr = TRAIN_LDM_DEFAULTS[phase] if args.model == "tiny" else TRAIN_LDM_UE_DEFAULTS
         kwargs: dict[str, Any] = {"phase": phase, "steps": args.steps or steps, "lr": args.lr or lr,
-                                  "seed": args.seed, "checkpoint_dir": Path(args.checkpoint_dir or DEFAULT_CKPT)}
-        kwargs["out_dir"] = SHIPPED_DIR / "tiny" if args.install else Path(args.out)
+                                  "seed": args.seed, "checkpoint_dir": Path(args.checkpoint_dir or DEFAULT_CKPT),
+                                  "model": args.model}
+        out = Path(args.out) if args.out else Path("out") / args.model
+        kwargs["out_dir"] = SHIPPED_DIR / args.model if args.install else out
+        if args.export_every is not None:
+            kwargs["export_every"] = args.export_every
+        if args.model != "tiny":
+            kwargs["latent_pool"] = TRAIN_LDM_UE_POOL if args.latent_pool is None else args.latent_pool
+        elif args.latent_pool:
+            raise SystemExit("train-ldm: error: --latent-pool needs --model tiny_ue (tiny's VAE trains with it)")
         if args.torch_threads is not None:
             kwargs["threads"] = args.torch_threads
         settings = TrainSettings(**kwargs)
@@ -259,6 +280,11 @@ def cmd_evaluate_ldm(args: argparse.Namespace) -> int:
     # the tiny model, like every command that runs it: one intra-op thread unless asked (README, "Threads": a
     # second thread gains little idle and costs 3-4x when anything else runs)
     torch.set_num_threads(args.torch_threads if args.torch_threads is not None else 1)
+    if args.model != "tiny":  # a UE-class model: against the default model it shares its parts with
+        from meg_gym.ldm.evaluate import evaluate_ue_model
+
+        print(json.dumps(evaluate_ue_model(args.model, requests=args.requests, write=args.install), indent=2))
+        return 0
     print(json.dumps(evaluate_ldm(requests=args.requests, write=args.install,
                                   grid=Path(args.grid) if args.grid else None), indent=2))
     return 0
@@ -497,12 +523,22 @@ def _parser() -> argparse.ArgumentParser:
                     help="seed of the training scenes and the weights (default %(default)s)")
     tr.add_argument("--checkpoint-dir", help="checkpoint folder; running the same command again resumes from it "
                                              "(default ~/.cache/meg_gym/train-ldm)")
-    tr.add_argument("--out", default="out/tiny", help="where to write the weights (default %(default)s; the first "
-                                                      "phase starts from the shipped weights)")
+    tr.add_argument("--model", choices=["tiny", "tiny_ue"], default="tiny",
+                    help="tiny: the default model; tiny_ue: the UE-class UNet alone (configs/models/tiny_ue.yaml), "
+                         "against tiny's frozen VAE and text encoder (default %(default)s)")
+    tr.add_argument("--latent-pool", type=int, help=f"--model tiny_ue: scenes encoded once by the frozen VAE and "
+                                                    f"drawn from (default {TRAIN_LDM_UE_POOL}; 0: fresh scenes)")
+    tr.add_argument("--export-every", type=int, help="export the weights every N UNet steps (default 1000)")
+    tr.add_argument("--out", help="where to write the weights (default out/<model>; the first "
+                                  "phase starts from the shipped weights)")
     tr.add_argument("--install", action="store_true", help="write over the shipped weights in the package")
     ev = add("evaluate-ldm", cmd_evaluate_ldm, "measure the shipped tiny model and print the numbers",
              scenario=False, threads="default 1, as for the tiny model everywhere")
     ev.add_argument("--requests", type=int, default=200, help="held-out requests to measure on (default %(default)s)")
+    ev.add_argument("--model", choices=["tiny", "tiny_ue"], default="tiny",
+                    help="tiny: the default model; tiny_ue: the UE-class model against tiny (Full UE, the temporal "
+                         "splits, fidelity and SSIM against tiny's Full ES output, FLOPs per step; default "
+                         "%(default)s)")
     ev.add_argument("--install", action="store_true", help="also store the numbers in the shipped meta.json")
     ev.add_argument("--grid", help="also save the first 8 requests as a PNG grid here")
 

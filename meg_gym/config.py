@@ -638,6 +638,9 @@ class Scenario(_Frozen):
     # FLOPs and payload sizes from another model's geometry (e.g. sd15), content from ``model``:
     # the tiny LDM then stands in for Stable Diffusion at its real scale. None: ``model`` itself.
     cost_model: Text | None = None
+    # the model the UE runs (Full UE and every UE-side denoising stage): a card that shares ``model``'s
+    # VAE and text encoder (``shares:`` in its card, e.g. tiny_ue for tiny). None: ``model`` itself.
+    ue_model: Text | None = None
     backend: Text = "live"
     # torch's intra-op threads when the model runs (live mode, cost counts); None: 1 for a model of
     # at most 128 px (the shipped tiny one: its ops are too small to split, and a second thread
@@ -661,7 +664,8 @@ class Scenario(_Frozen):
     protocols: tuple[Text, ...] = Field(default_factory=lambda: tuple(protocol_names()))
     # of bandwidth_hz, offered to agents (each share is an action: a few dozen at most)
     bandwidth_shares: Annotated[tuple[Fraction, ...], Field(min_length=1, max_length=64)] = (0.25, 0.5, 1.0)
-    calibration: Text | None = None  # profiled mode's table; None: configs/calibration/<model>.json
+    # profiled mode's table: a file, or a bare name for configs/calibration/<name>.json; None: the model's own
+    calibration: Text | None = None
     caching: CachingConfig | None = None  # model caching at the ESs (meg_gym.caching); None: one model, always there
     eavesdropper: EavesdropperConfig | None = None  # an eavesdropper and its leakage term; None: nobody listens
     digital_twin: DigitalTwinConfig | None = None  # periodic twin updates and their age of information; None: off
@@ -713,7 +717,7 @@ class Scenario(_Frozen):
             raise _FieldError((), _one_of(list(DTYPES), v))
         return v
 
-    @field_validator("cost_model")
+    @field_validator("cost_model", "ue_model")
     @classmethod
     def _cost_model(cls, v: str | None) -> str | None:
         return None if v is None else cls._model(v)
@@ -735,13 +739,19 @@ class Scenario(_Frozen):
     @field_validator("protocols")
     @classmethod
     def _protocols(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from meg_gym.protocols import PROTOCOLS, ProtocolError
+
         if not v:
             raise _FieldError((), "must name at least one protocol (got [])")
         known = protocol_names()
         seen: set[str] = set()
         for i, p in enumerate(v):
-            if p not in known:
-                raise _FieldError((i,), _one_of(known, p))
+            try:
+                named = p in known or p in PROTOCOLS  # a parametric family member (tsplit:<k>, <protocol>@<steps>)
+            except ProtocolError as exc:  # a family's name with a bad parameter
+                raise _FieldError((i,), str(exc)) from None
+            if not named:
+                raise _FieldError((i,), _one_of(known, p) + "; or 'tsplit:<k>', '<protocol>@<steps>[/<strength>]'")
             if p in seen:
                 raise _FieldError((i,), f"must not repeat an earlier protocol (got {p!r} again)")
             seen.add(p)
@@ -778,6 +788,49 @@ class Scenario(_Frozen):
             if ue_only:
                 raise _FieldError(("protocols",), f"must hold only protocols that run on an ES when 'caching' is set "
                                                   f"(the cache is the ESs'; got {ue_only})")
+        return self
+
+    @model_validator(mode="after")
+    def _ue_model_fits(self) -> Scenario:
+        """The UE's model reads and writes the ES model's latents and text embeddings (the temporal split hands
+        them over), so it must be ``model`` or a card that shares its parts; FLOPs at a stand-in's scale
+        (``cost_model``) have no UE-class counterpart, so the two do not combine."""
+        ue = self.ue_model
+        if ue is None or ue == self.model:
+            return self
+        from meg_gym.ldm.cards import ModelError, model_card
+
+        try:
+            shares = model_card(ue).get("shares") if ue in model_cards() else None
+        except ModelError as exc:
+            raise _FieldError(("ue_model",), str(exc)) from None
+        if shares != self.model:
+            raise _FieldError(("ue_model",), f"must be 'model' ({self.model!r}) or a model card that shares its "
+                                             f"VAE and text encoder ('shares: {self.model}'; got {ue!r})")
+        if self.cost_model is not None:
+            raise _FieldError(("ue_model",), f"must be unset (or 'model') with 'cost_model' {self.cost_model!r}: "
+                                             f"FLOPs at a stand-in's scale have no UE-class model (got {ue!r})")
+        return self
+
+    @model_validator(mode="after")
+    def _splits_fit(self) -> Scenario:
+        """A temporal split ``tsplit:<k>`` must leave both nodes a denoising step: k in [1, n-1] for the
+        n = int(steps x strength) steps img2img runs (under the placement's step budget, if any)."""
+        from meg_gym.ldm.stages import denoising_loop_steps
+        from meg_gym.protocols import PROTOCOLS
+
+        for i, name in enumerate(self.protocols):
+            for st in PROTOCOLS[name].steps:
+                params = dict(getattr(st, "params", ()))
+                if "split" not in params:
+                    continue
+                steps = params.get("steps", self.generation.steps)
+                n = denoising_loop_steps(steps, params.get("strength", self.generation.strength))
+                if not 1 <= params["split"] <= n - 1:
+                    raise _FieldError(("protocols", i), f"must split the {n} denoising steps of {steps} steps at "
+                                                        f"strength {params.get('strength', self.generation.strength)}"
+                                                        f" with k in [1, {n - 1}] (got {name!r}; k = 0 is full_ue, "
+                                                        f"k = {n} is ciag)")
         return self
 
     @model_validator(mode="after")

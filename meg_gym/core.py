@@ -20,6 +20,7 @@ import copy as _copy
 import math
 from dataclasses import dataclass
 from itertools import combinations
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from numba import njit
 
 from meg_gym.caching import ModelCache
 from meg_gym.channel.batched import make_channel_batch
-from meg_gym.protocols import PROTOCOLS, UE, Run, place
+from meg_gym.protocols import PROTOCOLS, UE, Run, generation_split, place
 from meg_gym.quality.calibration import _grid_draw
 from meg_gym.system import Decision, MegSystem, channel_params
 from meg_gym.timing import OUT_COLS, PlanTable, _walk_requests, compile_plan
@@ -305,6 +306,13 @@ class Core:
         # per placement the ESs its request uses (the views' info["es_mask"]; read-only: rows are handed out)
         self.es_mask = self._uses > 0.0
         self.es_mask.flags.writeable = False
+        # per placement how it divides the generation (the views' info es_steps, ue_steps, es_area)
+        split = [generation_split(p.protocol, self.system.settings) for p in pls]
+        self.es_steps = np.array([s[0] for s in split], dtype=np.int64)
+        self.ue_steps = np.array([s[1] for s in split], dtype=np.int64)
+        self.es_area = np.array([s[2] for s in split], dtype=np.float64)
+        for a in (self.es_steps, self.ue_steps, self.es_area):
+            a.flags.writeable = False
         self.uplink_bits = np.array([p.uplink_bits for p in plans], dtype=np.int64)
         self.downlink_bits = np.array([p.downlink_bits for p in plans], dtype=np.int64)
         if self.live:
@@ -936,6 +944,11 @@ def check_table_matches(scenario: Any, table: Any) -> None:
     """Profiled quality comes from a table measured under some settings: a scenario that differs in
     one of them (the transmission mode, the bits per value, the model, a generation setting) would
     get another setting's quality, so it is a one-line error naming the field instead."""
+    own_ue = None if scenario.ue_model in (None, scenario.model) else scenario.ue_model
+    if table.settings.get("ue_model") != own_ue:
+        raise ValueError(f"'ue_model' is {own_ue!r} but the calibration table of model {table.model!r} was measured "
+                         f"with the UE running {table.settings.get('ue_model') or table.model!r}: calibrate this "
+                         f"setting (meg-gym calibrate --config ...) and name it in 'calibration'")
     for key, field in _TABLE_SETTINGS.items():
         obj = scenario
         for part in field.split("."):
@@ -965,11 +978,24 @@ def _check_leakage_table(scenario: Any, system: MegSystem, table: Any) -> None:
 
 def load_table_for(scenario: Any) -> Any:
     """The scenario's calibration table (its ``calibration`` file, or the shipped one of its model)."""
-    from meg_gym.quality.calibration import CALIBRATION_DIR, load_table, table_file_name
+    from meg_gym.quality.calibration import load_table
 
-    path = scenario.calibration if scenario.calibration else \
-        CALIBRATION_DIR / table_file_name(scenario.model, scenario.transmission.mode)
-    return load_table(path)
+    return load_table(calibration_path(scenario))
+
+
+def calibration_path(scenario: Any) -> Path:
+    """Where a scenario's calibration table lives: its ``calibration`` file, a bare name's shipped
+    ``configs/calibration/<name>.json``, or (none given) the model's shipped table for its transmission mode."""
+    from meg_gym.quality.calibration import CALIBRATION_DIR, table_file_name
+
+    name = scenario.calibration
+    if not name:
+        path = CALIBRATION_DIR / table_file_name(scenario.model, scenario.transmission.mode)
+    elif "/" not in name and "\\" not in name and not name.endswith(".json"):
+        path = CALIBRATION_DIR / f"{name}.json"  # a bare name: a shipped table (configs/calibration/<name>.json)
+    else:
+        path = Path(name)
+    return path
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:

@@ -47,12 +47,17 @@ def _file_name(comps: Any) -> str:
     return f"{name}.json"
 
 
-def entry_key(comps: Any, protocol: str, num_es: int, settings: Any, transmission: dict[str, Any]) -> str:
-    """Everything the counts depend on, as one string (``transmission``: mode, bits per value)."""
+def entry_key(comps: Any, protocol: str, num_es: int, settings: Any, transmission: dict[str, Any],
+              ue_model: str | None = None) -> str:
+    """Everything the counts depend on, as one string (``transmission``: mode, bits per value;
+    ``ue_model``: the UE's own model, keyed only when there is one, so the other entries keep their keys)."""
     geometry = {"image_size": comps.image_size, "latent_channels": comps.latent_channels,
                 "latent_size": comps.latent_size}
-    return json.dumps({"model": str(comps.name), "geometry": geometry, "protocol": protocol, "num_es": num_es,
-                       "settings": asdict(settings), "transmission": transmission}, sort_keys=True)
+    key = {"model": str(comps.name), "geometry": geometry, "protocol": protocol, "num_es": num_es,
+           "settings": asdict(settings), "transmission": transmission}
+    if ue_model is not None:
+        key["ue_model"] = ue_model
+    return json.dumps(key, sort_keys=True)
 
 
 class CostCacheError(ValueError):
@@ -136,9 +141,9 @@ def _decode(rows: list[dict[str, Any]]) -> list[StepCost]:
 
 
 def cached_costs(comps: Any, protocol: str, num_es: int, settings: Any, transmission: dict[str, Any],
-                 measure: Callable[[str, int], list[StepCost]]) -> list[StepCost]:
+                 measure: Callable[[str, int], list[StepCost]], ue_model: str | None = None) -> list[StepCost]:
     """The step costs from a cache file, or ``measure(protocol, num_es)`` (then cached)."""
-    key = entry_key(comps, protocol, num_es, settings, transmission)
+    key = entry_key(comps, protocol, num_es, settings, transmission, ue_model)
     fname = _file_name(comps)
     for folder, shipped in ((SHIPPED_DIR, True), (cache_dir(), False)):
         entry = _read(folder / fname, shipped).get(key)
@@ -176,7 +181,8 @@ def save_shipped(system: Any, protocols: list[str], max_es: int, folder: Path | 
     entries = {}
     for protocol, k in tqdm(jobs, desc="costs", unit="count", disable=not progress, leave=False):
         costs = system._measure_costs(protocol, k)
-        key = entry_key(system.cost_comps, protocol, k, system.settings, transmission_key(system.scenario))
+        key = entry_key(system.cost_comps, protocol, k, system.settings, transmission_key(system.scenario),
+                        system.ue_model)
         entries[key] = _entry(key, costs)
     path = (SHIPPED_DIR if folder is None else Path(folder)) / _file_name(system.cost_comps)
     _write(path, entries)

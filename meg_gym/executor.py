@@ -134,13 +134,17 @@ def execute(
     judge: Any = None,
     flop_cache: Any = None,
     eavesdropper: Eavesdropping | None = None,
+    ue_comps: Components | None = None,
 ) -> ExecutionResult:
     """Run ``plan`` once: every stage on its node, every tensor through the channel.
 
     ``eavesdropper``: at every tensor send it gets its own copy (analog: the channel's noise at its
     SNR; digital: the bit-exact payload when its SNR supports the rate the link chose for the
     receiver, :func:`meg_gym.channel.digital.decodable`, else nothing; encrypted: nothing) and the
-    rest of the plan runs on that copy (:func:`_eavesdrop`)."""
+    rest of the plan runs on that copy (:func:`_eavesdrop`).
+
+    ``ue_comps``: the model the UE runs (the scenario's ``ue_model``, a UE-class model sharing the
+    ES model's VAE and text encoder); None: the same model as the ESs."""
     import torch
 
     from meg_gym.channel import transmit, transmit_text
@@ -150,6 +154,9 @@ def execute(
     stores: dict[str, dict[str, Any]] = {n: {} for n in plan.nodes}
     stores[UE].update(image=image, text=prompt)
     ctx = StageContext(comps=comps, settings=settings, generator=generator, judge=judge, prompt=prompt)
+    # the UE's stages run its own model, drawing from the request's one generator in plan order
+    ue_ctx = ctx if ue_comps is None else StageContext(comps=ue_comps, settings=settings, generator=generator,
+                                                       judge=judge, prompt=prompt)
     costs: list[StepCost] = []
     up, down = links.digital if links.digital is not None else (None, None)
     groups = joint_groups(plan.steps)
@@ -168,17 +175,19 @@ def execute(
             back = {mapped: own for own, mapped in rename.items()}
             params = dict(step.params)
             local = {back.get(n, n): stores[step.on][n] for n in _stage_names(step, "in")}
-            key = cache.key(comps.name, stage.name, (step.params, settings), local)  # steps live in settings
+            node_ctx = ue_ctx if step.on == UE else ctx
+            node_comps = node_ctx.comps
+            key = cache.key(node_comps.name, stage.name, (step.params, settings), local)  # steps live in settings
             flops = cache.get(key)
-            meta = comps.device.type == "meta"
+            meta = node_comps.device.type == "meta"
             if meta and flops is not None and key in META_OUTPUTS:  # shapes known: no need to trace again
                 out = {k: torch.empty(v, device="meta") if isinstance(v, tuple) else v
                        for k, v in META_OUTPUTS[key].items()}
             elif flops is None:
-                out, flops = count_flops(run_stage, stage, ctx, local, params)
+                out, flops = count_flops(run_stage, stage, node_ctx, local, params)
                 cache.put(key, flops)
             else:
-                out = run_stage(stage, ctx, local, params)
+                out = run_stage(stage, node_ctx, local, params)
             if meta:
                 META_OUTPUTS[key] = {k: tuple(v.shape) if torch.is_tensor(v) else v for k, v in out.items()}
             stores[step.on].update({rename.get(k, k): v for k, v in out.items()})

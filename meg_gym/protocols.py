@@ -11,20 +11,25 @@ The table follows the MEG paper's protocol list (see ``shared/docs/MEG.md``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Any
 
 from meg_gym.ldm.stages import STAGES
 
 __all__ = [
     "MULTI_ES",
+    "FIXED",
     "PROTOCOLS",
+    "ProtocolTable",
     "SINGLE_ES",
     "PlacedProtocol",
     "Protocol",
     "ProtocolError",
     "Run",
     "Send",
+    "generation_split",
     "get_protocol",
     "joint_groups",
     "place",
@@ -111,7 +116,54 @@ _WEAK = (("weak", True),)
 _REQ_TO_ES = (Send("image", UE, ES), Send("text", UE, ES))
 _REQ_TO_EACH = (Send("image", UE, EACH, broadcast=True), Send("text", UE, EACH, broadcast=True))
 
-PROTOCOLS: dict[str, Protocol] = {
+class ProtocolTable(dict):
+    """The protocol table: the MEG paper's fixed protocols by name, iterated in the paper's order, and
+    the parametric families of the follow-up literature, built when first named (never iterated):
+
+    * ``tsplit:<k>``: the temporal split (LowLatencyMEG's step ratio; "Large Model at Edge: An Optimal
+      MEG Design"): the UE sends the seed; the ES runs the first ``k`` of the img2img loop's denoising
+      steps and sends the partly denoised latent (seed-sized) down; the UE runs the rest with its own
+      model (the scenario's ``ue_model``) and decodes. ``k`` is in [1, n-1] for a loop of n steps
+      (``denoising_loop_steps``); k = 0 is Full UE and k = n is CIAG.
+    * ``<protocol>@<steps>``: any of them under a step budget: every generation denoising stage of the
+      placement (not ESUC's short completion pass) runs ``steps`` scheduler steps (img2img then runs
+      int(steps x strength) of them) instead of the scenario's ``generation.steps`` (and Full UE's
+      ``ue_steps``); ``<protocol>@<steps>/<strength>`` also sets the img2img strength.
+    """
+
+    def __missing__(self, name: str) -> Protocol:
+        proto = _family(name)
+        if proto is None:
+            raise KeyError(name)
+        self[name] = proto  # built once; dict iteration below lists the fixed table only
+        return proto
+
+    def __contains__(self, name: object) -> bool:
+        if dict.__contains__(self, name):
+            return True
+        try:
+            self[name]
+        except (KeyError, ProtocolError, TypeError):
+            return False
+        return True
+
+    def __iter__(self):  # noqa: ANN204 - the fixed protocols, in the paper's order
+        return iter(FIXED)
+
+    def items(self):  # noqa: ANN201
+        return [(n, dict.__getitem__(self, n)) for n in FIXED]
+
+    def keys(self):  # noqa: ANN201
+        return list(FIXED)
+
+    def values(self):  # noqa: ANN201
+        return [dict.__getitem__(self, n) for n in FIXED]
+
+    def __len__(self) -> int:
+        return len(FIXED)
+
+
+PROTOCOLS: ProtocolTable = ProtocolTable({
     p.name: p
     for p in (
         Protocol("full_ue", "Full UE (local)", (
@@ -176,10 +228,88 @@ PROTOCOLS: dict[str, Protocol] = {
         ), multi_es=True, description="each ES sketches a strip (the strips' latents denoised together, as UIDCG's); "
                                       "the UE merges and completes"),
     )
-}
+})
+FIXED: tuple[str, ...] = tuple(dict.keys(PROTOCOLS))
+
+# the stages that run the generation's denoising loop (ESUC's completion keeps its own short pass)
+_BUDGETED = ("denoise", "denoise_head", "denoise_tail", "denoise_tiles")
+
+
+def _int_part(text: str, what: str, name: str, lo: int, hi: int) -> int:
+    # written plainly (no sign, no leading zero), so that one protocol has one name (its costs, its table row)
+    if not text.isdigit() or str(int(text)) != text or not lo <= int(text) <= hi:
+        raise ProtocolError(f"protocol {name!r}: {what} must be an integer in [{lo}, {hi}] written without "
+                            f"leading zeros (got {text!r})")
+    return int(text)
+
+
+def _family(name: str) -> Protocol | None:
+    """A parametric protocol (:class:`ProtocolTable`) from its name, or None for a name of no family."""
+    if not isinstance(name, str):
+        return None
+    if "@" in name:
+        base_name, _, budget = name.partition("@")
+        base = PROTOCOLS[base_name] if base_name in PROTOCOLS else None
+        if base is None or "@" in base_name:
+            return None
+        steps_text, _, strength_text = budget.partition("/")
+        params: tuple[tuple[str, object], ...] = (("steps", _int_part(steps_text, "the step budget", name, 1, 1000)),)
+        if strength_text:
+            try:
+                strength = float(strength_text)
+            except ValueError:
+                strength = math.nan
+            if not 0.0 < strength <= 1.0 or str(strength) != strength_text:
+                raise ProtocolError(f"protocol {name!r}: the strength must be a number in (0, 1] written as "
+                                    f"Python prints it, e.g. 0.5 (got {strength_text!r})")
+            params += (("strength", strength),)
+        steps = tuple(replace(st, params=(*st.params, *params)) if isinstance(st, Run) and st.stage in _BUDGETED
+                      else st for st in base.steps)
+        return Protocol(name, f"{base.title} at {budget} steps", steps, base.multi_es,
+                        f"{base.description} (step budget {budget})")
+    if name.startswith("tsplit:"):
+        k = _int_part(name[len("tsplit:"):], "the ES's steps k", name, 1, 999)
+        split = (("split", k),)
+        return Protocol(name, f"Temporal split, ES runs {k} steps", (
+            Run("encode_image", UE), Send("seed", UE, ES), Send("text", UE, ES),
+            Run("encode_text", ES), Run("denoise_head", ES, params=split), Send("mid_seed", ES, UE),
+            Run("encode_text", UE), Run("denoise_tail", UE, params=split), Run("decode", UE),
+        ), description=f"the ES runs the first {k} denoising steps, the UE the rest with its own model")
+    return None
 
 SINGLE_ES: tuple[str, ...] = tuple(n for n, p in PROTOCOLS.items() if not p.multi_es)
 MULTI_ES: tuple[str, ...] = tuple(n for n, p in PROTOCOLS.items() if p.multi_es)
+
+
+def generation_split(name: str, settings: Any) -> tuple[int, int, float]:
+    """How a protocol divides the generation between the nodes, under ``settings``
+    (:class:`~meg_gym.ldm.settings.GenerationSettings`): (denoising steps one ES runs, denoising steps the
+    UE runs, the share of the image an ES generates). The steps are UNet steps of the img2img loop
+    (int(steps x strength)); the UE's include ESUC's completion pass."""
+    from meg_gym.ldm.stages import denoising_loop_steps
+
+    es_steps = ue_steps = 0
+    area = 0.0
+    for st in get_protocol(name).steps:
+        if not isinstance(st, Run):
+            continue
+        p = dict(st.params)
+        strength = p.get("strength", settings.strength)
+        if st.stage == "complete":
+            ue_steps += denoising_loop_steps(settings.complete_steps, settings.complete_strength)
+            continue
+        if st.stage not in _BUDGETED:
+            continue
+        default = settings.ue_steps if p.get("weak") else settings.steps
+        n = denoising_loop_steps(p.get("steps", default), strength)
+        # cooperative tiles: every ES runs all n steps on its strip; together they generate the whole image
+        run = {"denoise": n, "denoise_tiles": n, "denoise_head": p.get("split", 0),
+               "denoise_tail": n - p.get("split", 0)}[st.stage]
+        if st.on == UE:
+            ue_steps += run
+        else:
+            es_steps, area = max(es_steps, run), 1.0
+    return es_steps, ue_steps, area
 
 
 def get_protocol(name: str) -> Protocol:
@@ -187,7 +317,8 @@ def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise ProtocolError(f"'protocol' must be one of {list(PROTOCOLS)} (got {name!r})") from None
+        raise ProtocolError(f"'protocol' must be one of {list(PROTOCOLS)}, 'tsplit:<k>' or '<protocol>@<steps>' "
+                            f"(got {name!r})") from None
 
 
 def _node(sym: str, es_ids: tuple[int, ...], k: int | None) -> str:

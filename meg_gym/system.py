@@ -100,6 +100,7 @@ class MegSystem:
         self.scenario = scenario if hasattr(scenario, "model_dump") else load_scenario(scenario)
         sc = self.scenario
         self._comps, self._meta, self._cost_comps = components, None, None  # loaded on first use
+        self._ue_comps, self._ue_cost_comps = None, None
         # the geometry behind FLOPs and payloads: the model itself, or a stand-in's card (cost_model)
         # the step-cost cache's key: the cost model's card geometry (None: a folder, loaded to read it)
         self._cost_geometry = model_geometry(sc.cost_model or sc.model) if components is None else None
@@ -167,6 +168,37 @@ class MegSystem:
 
                 self._cost_comps = meta_copy(load_model(self.scenario.cost_model))
         return self._cost_comps
+
+    @property
+    def ue_model(self) -> str | None:
+        """The scenario's ``ue_model`` when it differs from ``model`` (None: the UE runs the ES's model)."""
+        ue = self.scenario.ue_model
+        return None if ue is None or ue == self.scenario.model else ue
+
+    @property
+    def ue_comps(self) -> Components | None:
+        """The model the UE runs (``ue_model``), placed as the ES's; None: the ES's model."""
+        if self.ue_model is None:
+            return None
+        if self._ue_comps is None:
+            from meg_gym.ldm.components import load_model
+
+            sc = self.scenario
+            live = sc.backend == "live"
+            self._ue_comps = load_model(self.ue_model, sc.torch_device if live else "cpu",
+                                        sc.torch_dtype if live else "fp32")
+        return self._ue_comps
+
+    @property
+    def ue_cost_comps(self) -> Components | None:
+        """The UE's model on the meta device (its FLOPs); None: the ES's."""
+        if self.ue_model is None:
+            return None
+        if self._ue_cost_comps is None:
+            from meg_gym.ldm.components import meta_copy
+
+            self._ue_cost_comps = meta_copy(self.ue_comps)
+        return self._ue_cost_comps
 
     def _load_judge(self) -> Any:
         """The tiny model's prompt-fidelity judge. Not shipped: none (quality is SSIM alone), with a
@@ -255,7 +287,7 @@ class MegSystem:
             if ckey not in self._meta_costs:
                 self._meta_costs[ckey] = cost_cache.cached_costs(
                     self._cost_geometry or self.cost_comps, protocol, len(es_ids), self.settings,
-                    cost_cache.transmission_key(self.scenario), self._measure_costs)
+                    cost_cache.transmission_key(self.scenario), self._measure_costs, ue_model=self.ue_model)
             self._meta_costs[key] = cost_cache.rename(self._meta_costs[ckey], es_ids)
         return self._meta_costs[key]
 
@@ -264,7 +296,7 @@ class MegSystem:
 
         plan = place(protocol, tuple(range(num_es)))
         res = self._run(plan, self.cost_comps, _meta_image(self.cost_comps), TYPICAL_PROMPT, None,
-                        self._links(1e6, noiseless=True), queues=False)
+                        self._links(1e6, noiseless=True), queues=False, ue_comps=self.ue_cost_comps)
         return res.costs
 
     def _links(self, bandwidth_hz: float, noiseless: bool | None = None,
@@ -316,7 +348,9 @@ class MegSystem:
 
     def _run(self, plan: PlacedProtocol, comps: Components, image: torch.Tensor, prompt: str, seed: int | None,
              links: LinkConditions, queues: bool = True, other_queues: dict[int, Any] | None = None,
-             start_s: float | None = None, eavesdropper: Eavesdropping | None = None) -> ExecutionResult:
+             start_s: float | None = None, eavesdropper: Eavesdropping | None = None,
+             ue_comps: Components | None | str = "own") -> ExecutionResult:
+        """One pass of ``plan``; ``ue_comps``: the UE's model ("own": the scenario's ``ue_model``, live)."""
         import torch
 
         threads = self.torch_threads
@@ -326,7 +360,8 @@ class MegSystem:
         ch_gen = torch.Generator().manual_seed(seed + 7_919) if seed is not None else None
         return execute(plan, comps, image, prompt, settings=self.settings, links=links,
                        compute=self._compute(queues, other_queues, start_s), generator=gen, channel_generator=ch_gen,
-                       judge=self.user, flop_cache=self.flop_cache, eavesdropper=eavesdropper)
+                       judge=self.user, flop_cache=self.flop_cache, eavesdropper=eavesdropper,
+                       ue_comps=self.ue_comps if isinstance(ue_comps, str) else ue_comps)
 
     # -- serving --------------------------------------------------------------------------
     def bandwidth(self, decision: Decision) -> float:

@@ -56,7 +56,7 @@ def test_demo_json_and_grid(tmp_path, capsys):
     (["table", "--model", "nope"], "'model' must be a model card name"),
     (["demo", "--channel", "wifi"], "'channel.kind' must be one of"),
     (["demo", "--snr-db", "nan"], "'channel.snr_db'"),
-    (["demo", "--cost-model", "nope"], "'cost_model' must be a model card name ['sd15', 'tiny']"),
+    (["demo", "--cost-model", "nope"], "'cost_model' must be a model card name ['sd15', 'tiny', 'tiny_ue']"),
     (["table", "--bits-per-value", "0"], "'transmission.bits_per_value'"),
     (["table", "--config", "/no/such/file.yaml"], "does not exist"),
 ])

@@ -149,7 +149,7 @@ BAD = [
     ({"protocols": []}, "protocols", "[]", "at least one"),
     ({"num_es": 1, "protocols": ["uieg", "uidg"]}, "protocols", "'uidg'", "single-ES"),
     ({"model": "/no/such/folder"}, "model", "'/no/such/folder'", "no such folder"),
-    ({"model": "sd99"}, "model", "'sd99'", "['sd15', 'tiny']"),
+    ({"model": "sd99"}, "model", "'sd99'", "['sd15', 'tiny', 'tiny_ue']"),
     ({"backend": "quantum"}, "backend", "'quantum'", "['live', 'profiled']"),
     ({"transmission": {"mode": "smoke"}}, "transmission.mode", "'smoke'", "['analog', 'digital']"),
     ({"transmission": {"bits_per_value": 64}}, "transmission.bits_per_value", "64", "<= 32"),

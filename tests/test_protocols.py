@@ -83,3 +83,18 @@ def test_validation_catches_send_of_absent_tensor():
 def test_validation_requires_output_on_ue():
     with pytest.raises(ProtocolError, match="never delivers 'output'"):
         validate((Run("encode_image", "ue"),), "broken")
+
+
+def test_cooperative_tiles_take_a_step_budget_and_count_their_steps():
+    """UIDCG / DCSUC denoise in one joint stage (every ES its strip, all steps): a step budget reaches
+    it, and ``info['es_steps']`` counts its steps (int(steps x strength)), the ESs generating the
+    whole image."""
+    from meg_gym.ldm.settings import GenerationSettings
+    from meg_gym.protocols import generation_split, get_protocol
+
+    s = GenerationSettings()
+    assert generation_split("uidcg", s) == (12, 0, 1.0)  # 20 steps at strength 0.6
+    assert generation_split("uidcg@10", s) == (6, 0, 1.0)
+    assert generation_split("dcsuc", s)[0] == 12
+    tiles = [st for st in get_protocol("uidcg@10").steps if getattr(st, "stage", None) == "denoise_tiles"]
+    assert tiles and all(dict(st.params)["steps"] == 10 for st in tiles)

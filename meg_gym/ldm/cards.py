@@ -43,8 +43,9 @@ def model_geometry(model: str) -> ModelGeometry | None:
                          size // 2 ** (len(blocks) - 1))
 
 
-def model_card(name: str) -> dict[str, Any]:
-    """The model card ``configs/models/<name>.yaml`` as a dict."""
+def model_card(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The model card ``configs/models/<name>.yaml`` as a dict (a card that ``shares`` a base card
+    completed from it: :func:`_with_shared`)."""
     path = MODELS_DIR / f"{name}.yaml"
     if not path.is_file():
         raise ModelError(f"'model' must be one of {MODEL_CARDS()} or a local folder (got {name!r})")
@@ -52,8 +53,31 @@ def model_card(name: str) -> dict[str, Any]:
         card = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ModelError(f"model card {path} is not readable YAML ({str(exc).splitlines()[0]})") from None
+    if isinstance(card, dict) and "shares" in card:
+        card = _with_shared(card, path, _seen)
     _check_card(card, path)
     return card
+
+
+def _with_shared(card: dict[str, Any], path: Path, seen: tuple[str, ...]) -> dict[str, Any]:
+    """A card that ``shares: <base>`` takes every part but its UNet from the base card (the image size,
+    the VAE, the text encoder, the tokenizer, the scheduler, the defaults): a UE-class model must read
+    and write the base model's latents and text embeddings (the temporal split hands them over)."""
+    base_name = card["shares"]
+    if not isinstance(base_name, str) or base_name in seen:
+        raise ModelError(f"model card {path}: 'shares' must name another model card, without a cycle "
+                         f"(got {base_name!r:.40})")
+    arch = card.get("architecture")
+    if not isinstance(arch, dict) or set(arch) != {"unet"}:
+        raise ModelError(f"model card {path}: a card that shares {base_name!r} defines architecture.unet only "
+                         f"(got {sorted(arch) if isinstance(arch, dict) else arch!r:.60})")
+    base = model_card(base_name, _seen=(*seen, str(card.get("name"))))
+    if base.get("shares"):
+        raise ModelError(f"model card {path}: 'shares' must name a card with its own parts "
+                         f"({base_name!r} shares {base['shares']!r})")
+    own = {k: v for k, v in base.items() if k not in ("training", "measured")}  # those are the base's numbers
+    return {**own, **card, "architecture": {**base["architecture"], "unet": arch["unet"]},
+            "defaults": {**base.get("defaults", {}), **card.get("defaults", {})}}
 
 
 def _check_card(card: Any, path: Path) -> None:

@@ -262,18 +262,25 @@ def build_tiny(seed: int = 0) -> Components:
 _WEIGHT_FILES = {"vae": "vae.safetensors", "unet": "unet.safetensors", "text_encoder": "text_encoder.safetensors"}
 
 
+def _own_files(card: dict[str, Any]) -> dict[str, str]:
+    """The weight files a model's own folder holds: all three, or the UNet's alone for a card that
+    ``shares`` a base model (``configs/models/tiny_ue.yaml``)."""
+    return {"unet": _WEIGHT_FILES["unet"]} if card.get("shares") else dict(_WEIGHT_FILES)
+
+
 def save_shipped(comps: Components, folder: Path, extra: dict[str, Any] | None = None,
                  dtype: torch.dtype = torch.float16) -> None:
     """Write the three weight files (safetensors, fp16 by default) and ``meta.json`` into ``folder``.
 
-    fp16 halves what the repo ships; the weights are cast back to fp32 when loaded.
+    fp16 halves what the repo ships; the weights are cast back to fp32 when loaded. A model whose card
+    ``shares`` a base model's parts writes its UNet only (the rest are the base's files).
     """
     from safetensors.torch import save_file
 
     from meg_gym.files import atomic_write, record_sha256
 
     folder.mkdir(parents=True, exist_ok=True)
-    for part, filename in _WEIGHT_FILES.items():
+    for part, filename in _own_files(comps.card).items():
         state = {k: v.detach().to(dtype).contiguous().cpu() for k, v in getattr(comps, part).state_dict().items()}
         tmp = folder / f".{filename}.tmp"
         save_file(state, str(tmp))
@@ -296,11 +303,20 @@ def load_shipped(name: str = "tiny", folder: Path | None = None) -> Components:
         raise ModelError(f"model {name!r}: no trained weights in {folder} (run 'meg-gym train-ldm')")
     meta = read_meta(meta_path)
     comps.vae.register_to_config(scaling_factor=meta["scaling_factor"])
-    for part, filename in _WEIGHT_FILES.items():
-        path = folder / filename
+    files = {part: (folder / filename, folder == SHIPPED_DIR / name) for part, filename in _own_files(card).items()}
+    if card.get("shares"):  # the other parts are the base model's shipped files, checked as shipped
+        base = card["shares"]
+        base_meta = read_meta(SHIPPED_DIR / base / "meta.json")
+        if base_meta["scaling_factor"] != meta["scaling_factor"]:
+            raise ModelError(f"model {name!r}: {meta_path} has scaling_factor {meta['scaling_factor']} but the "
+                             f"{base!r} VAE it shares has {base_meta['scaling_factor']}: it was trained against "
+                             f"another VAE (re-run 'meg-gym train-ldm --model {name}')")
+        files.update({part: (SHIPPED_DIR / base / filename, True) for part, filename in _WEIGHT_FILES.items()
+                      if part not in files})
+    for part, (path, shipped) in files.items():
         if not path.is_file():
             raise ModelError(f"model {name!r}: weight file {path} is missing")
-        check_weights(path, shipped=folder == SHIPPED_DIR / name)
+        check_weights(path, shipped=shipped)
         try:
             state = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:

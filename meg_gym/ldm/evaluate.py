@@ -22,7 +22,7 @@ from meg_gym.ldm.data import ATTRIBUTES, caption, edit_scene, parse_caption, ren
 from meg_gym.ldm.stages import STAGES, GenerationSettings, StageContext, run_stage
 from meg_gym.quality.metrics import psnr_db, ssim
 
-__all__ = ["evaluate_ldm", "img2img"]
+__all__ = ["evaluate_ldm", "evaluate_ue_model", "img2img"]
 
 
 def img2img(comps: Components, image: torch.Tensor, prompt: str, settings: GenerationSettings, seed: int,
@@ -95,4 +95,63 @@ def evaluate_ldm(requests: int = 200, seed: int = 30_000, settings: GenerationSe
         meta = json.loads(path.read_text())
         meta["evaluation"] = result
         path.write_text(json.dumps(meta, indent=2) + "\n")
+    return result
+
+
+def evaluate_ue_model(ue_model: str = "tiny_ue", requests: int = 100, seed: int = 30_000,
+                      splits: tuple[int, ...] = (3, 6, 9), settings: GenerationSettings | None = None,
+                      progress: bool = True, write: bool = False) -> dict[str, Any]:
+    """Measure a UE-class model (a card that ``shares`` the default model's parts) against the default model.
+
+    On held-out img2img requests, through the live stages over a perfect channel: prompt fidelity of
+    Full ES (the default model), of Full UE with the UE-class model, and of the temporal splits
+    ``tsplit:<k>`` (the ES's first k steps, the UE model's rest); the SSIM of each against Full ES's
+    output for the same request and generator; and both UNets' FLOPs per classifier-free-guided step.
+    ``write``: also store the numbers in the UE model's shipped meta.json (``evaluation``).
+    """
+    from meg_gym.compute.flops import measure_ldm_flops
+    from meg_gym.executor import LinkConditions, NodeCompute, execute
+    from meg_gym.ldm.components import load_model, model_card
+    from meg_gym.protocols import place
+    from meg_gym.quality.fidelity import load_judge
+
+    base = model_card(ue_model).get("shares")
+    if not base:
+        raise ValueError(f"'ue_model' must be a card that shares a default model's parts (got {ue_model!r})")
+    es, ue = load_model(base), load_model(ue_model)
+    judge = load_judge()
+    s = settings or GenerationSettings()
+    links = LinkConditions(snr_db={(0, "ul"): 30.0, (0, "dl"): 30.0}, bandwidth_hz=1e6, noiseless=True)
+    compute = NodeCompute(ue_flops_per_s=1e12, es_flops_per_s={0: 1e13})
+    runs = {"full_es": ("full_es", None), "full_ue_default": ("full_ue", None), "full_ue": ("full_ue", ue),
+            **{f"tsplit:{k}": (f"tsplit:{k}", ue) for k in splits}}
+    fid: dict[str, list[float]] = {k: [] for k in runs}
+    sim: dict[str, list[float]] = {k: [] for k in runs}
+    rng = np.random.default_rng(seed)
+    for i in tqdm(range(requests), desc=f"{ue_model} img2img", disable=not progress):
+        scene = sample_scenes(rng, 1)[0]
+        target = edit_scene(rng, scene, ("color", "shape", "background")[i % 3])
+        image, prompt = torch.from_numpy(render([scene])), caption(target)
+        outs = {}
+        for name, (protocol, ue_comps) in runs.items():
+            res = execute(place(protocol, (0,)), es, image, prompt, settings=s, links=links, compute=compute,
+                          generator=torch.Generator().manual_seed(seed + i), ue_comps=ue_comps)
+            outs[name] = res.output[0]
+            fid[name].append(judge.score(outs[name], prompt))
+            sim[name].append(ssim(outs[name], outs["full_es"]))
+    flops = {m.name: measure_ldm_flops(m).unet_cfg_step_flops for m in (es, ue)}
+    result = {
+        "requests": requests, "steps": s.steps, "strength": s.strength, "guidance_scale": s.guidance_scale,
+        "model": base, "ue_model": ue_model,
+        "unet_cfg_step_flops": {base: flops[es.name], ue_model: flops[ue.name]},
+        "fidelity": {k: float(np.mean(v)) for k, v in fid.items()},
+        "ssim_vs_full_es": {k: float(np.mean(v)) for k, v in sim.items()},
+    }
+    if write:
+        path = SHIPPED_DIR / ue_model / "meta.json"
+        meta = json.loads(path.read_text())
+        meta["evaluation"] = result
+        from meg_gym.files import atomic_write
+
+        atomic_write(path, json.dumps(meta, indent=2) + "\n")
     return result

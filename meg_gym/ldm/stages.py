@@ -11,7 +11,8 @@ Tensor names used by the protocols:
 ``image`` (input image, (1,3,H,W) in [0,1]), ``text`` (the prompt, a str),
 ``text_emb`` ([unconditional; conditional] embeddings: ``{"hidden": ...}``, SDXL adds ``"pooled"``),
 ``seed`` (the input's latent),
-``gen_seed`` (the generated latent), ``output`` (the generated image),
+``gen_seed`` (the generated latent), ``mid_seed`` (a partly denoised latent: the temporal split),
+``output`` (the generated image),
 ``sketch`` (the output at 1/``sketch_scale`` resolution per side), tiles ``*_tile{k}``.
 """
 
@@ -177,6 +178,18 @@ def _add_time_ids(comps: Components, latents: torch.Tensor, pooled: torch.Tensor
     return torch.tensor([ids], dtype=pooled.dtype).repeat(rows, 1).to(latents.device)
 
 
+#: schedulers whose step reads only the current latent and timestep (no multistep history), so a
+#: denoising loop stopped after k steps and resumed by another node (the temporal split) equals the
+#: unstopped loop bit for bit (tests/ldm/test_temporal_split.py)
+SPLITTABLE_SCHEDULERS = ("DDIMScheduler", "DDPMScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler")
+
+
+def denoising_loop_steps(steps: int, strength: float) -> int:
+    """How many UNet steps img2img runs at ``steps`` and ``strength`` (``get_timesteps``: int(steps x
+    strength), at most ``steps``): the steps a temporal split divides between the ES and the UE."""
+    return min(int(steps * strength), steps)
+
+
 def _denoiser(ctx: StageContext, scheduler: Any, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], steps: int,
               strength: float) -> tuple[torch.Tensor, Callable[[torch.Tensor, Any], torch.Tensor]]:
     """(timesteps, step) of one latent's img2img loop on ``scheduler``: ``step(latents, t)`` is one
@@ -231,13 +244,29 @@ def _noised(scheduler: Any, seed: torch.Tensor, noise: torch.Tensor, timesteps: 
 
 
 def denoise_latents(
-    ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], steps: int, strength: float
+    ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], steps: int, strength: float,
+    first: int = 0, last: int | None = None,
 ) -> torch.Tensor:
     """Img2img denoising of a latent, exactly as diffusers' img2img pipelines do it (SD; SDXL with its
-    pooled embeddings and size ids; guidance-distilled LCM UNets with the guidance embedding)."""
+    pooled embeddings and size ids; guidance-distilled LCM UNets with the guidance embedding).
+
+    ``first``/``last``: run only the loop's steps ``first..last-1`` (the temporal split). ``first`` 0
+    noises ``seed`` to the schedule's start, as the pipeline; a later ``first`` takes ``seed`` as the
+    partly denoised latent the steps before it left (no noise is drawn)."""
     scheduler = ctx.comps.scheduler
     timesteps, step = _denoiser(ctx, scheduler, seed, text_emb, steps, strength)
-    latents = _noised(scheduler, seed, _randn(tuple(seed.shape), ctx, seed), timesteps)
+    if first > 0 or last is not None:
+        if type(scheduler).__name__ not in SPLITTABLE_SCHEDULERS or scheduler.order != 1:
+            raise StageError(f"the temporal split needs a one-step scheduler {list(SPLITTABLE_SCHEDULERS)} (a "
+                             f"multistep one keeps a history the other node lacks; got {type(scheduler).__name__})")
+        stop = len(timesteps) if last is None else last
+        if not 0 <= first < stop <= len(timesteps):
+            raise StageError(f"the temporal split must run steps in [0, {len(timesteps)}] with first < last "
+                             f"(got {first}..{stop} of {steps} steps at strength {strength})")
+        if first > 0 and hasattr(scheduler, "set_begin_index"):  # the stepping index resumes where the ES stopped
+            scheduler.set_begin_index(int(scheduler.begin_index or 0) + first)
+        timesteps = timesteps[first:stop]
+    latents = _noised(scheduler, seed, _randn(tuple(seed.shape), ctx, seed), timesteps) if first == 0 else seed
     for t in timesteps:
         latents = step(latents, t)
     return latents
@@ -251,11 +280,30 @@ def _step_kwargs(scheduler: Any, extra: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in extra.items() if k in params}
 
 
-def _denoise(ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor],
-             weak: bool = False) -> dict[str, Any]:
+def _budget(ctx: StageContext, weak: bool, steps: int | None, strength: float | None) -> tuple[int, float]:
+    """The (steps, strength) a denoising stage runs: a placement's step budget (``steps``/``strength``
+    stage parameters, ``<protocol>@<steps>``), else the settings' (the UE's ``ue_steps`` when ``weak``)."""
     s = ctx.settings
-    steps = s.ue_steps if weak else s.steps
-    return {"gen_seed": denoise_latents(ctx, seed, text_emb, steps, s.strength)}
+    return (int(steps) if steps is not None else s.ue_steps if weak else s.steps,
+            float(strength) if strength is not None else s.strength)
+
+
+def _denoise(ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], weak: bool = False,
+             steps: int | None = None, strength: float | None = None) -> dict[str, Any]:
+    n, st = _budget(ctx, weak, steps, strength)
+    return {"gen_seed": denoise_latents(ctx, seed, text_emb, n, st)}
+
+
+def _denoise_head(ctx: StageContext, seed: torch.Tensor, text_emb: dict[str, torch.Tensor], split: int,
+                  steps: int | None = None, strength: float | None = None) -> dict[str, Any]:
+    n, st = _budget(ctx, False, steps, strength)
+    return {"mid_seed": denoise_latents(ctx, seed, text_emb, n, st, first=0, last=int(split))}
+
+
+def _denoise_tail(ctx: StageContext, mid_seed: torch.Tensor, text_emb: dict[str, torch.Tensor], split: int,
+                  steps: int | None = None, strength: float | None = None) -> dict[str, Any]:
+    n, st = _budget(ctx, False, steps, strength)
+    return {"gen_seed": denoise_latents(ctx, mid_seed, text_emb, n, st, first=int(split))}
 
 
 def _decode_latents(ctx: StageContext, latents: torch.Tensor) -> torch.Tensor:
@@ -385,7 +433,8 @@ def _exchange(latents: list[torch.Tensor], layout: list[tuple[int, int]], owned:
     return total
 
 
-def _denoise_tiles(ctx: StageContext, members: list[dict[str, Any]], k: int, final: bool = False) -> list[dict]:
+def _denoise_tiles(ctx: StageContext, members: list[dict[str, Any]], k: int, final: bool = False,
+                   steps: int | None = None, strength: float | None = None) -> list[dict]:
     """Cooperative denoising of ``k`` tiles of one latent, one tile per ES (a joint stage: it
     reads every ES's ``seed`` tile and ``text_emb`` and gives each its ``gen_seed`` tile).
 
@@ -397,14 +446,16 @@ def _denoise_tiles(ctx: StageContext, members: list[dict[str, Any]], k: int, fin
     ESs share the request's noise seed, a few bytes), so a column has the same noise on every ES,
     and tiles as wide as the latent give CIAG's result exactly. Each output also holds
     ``exchange_values`` (the values that ES sent over the backhaul) and ``exchanges``.
+    ``steps``/``strength``: a placement's step budget (``uidcg@<steps>``), as :func:`_budget`.
     """
     import copy
 
     s = ctx.settings
+    n, st = _budget(ctx, False, steps, strength)
     if len(members) != k:
         raise StageError(f"stage 'denoise_tiles': {k} tiles expected (got {len(members)})")
     if s.exchange_every == 0:
-        return [{"gen_seed": denoise_latents(ctx, m["seed"], m["text_emb"], s.steps, s.strength),
+        return [{"gen_seed": denoise_latents(ctx, m["seed"], m["text_emb"], n, st),
                  "exchange_values": 0, "exchanges": 0} for m in members]
     comps = ctx.comps
     layout = tile_layout(comps.latent_size, k, s.tile_overlap, _unet_multiple(comps))
@@ -413,7 +464,7 @@ def _denoise_tiles(ctx: StageContext, members: list[dict[str, Any]], k: int, fin
     noise = _randn((*first.shape[:-1], comps.latent_size), ctx, first)
     # every ES runs its own scheduler (a multistep scheduler keeps per-latent history)
     scheds = [copy.deepcopy(comps.scheduler) for _ in members]
-    loops = [_denoiser(ctx, sch, m["seed"], m["text_emb"], s.steps, s.strength) for sch, m in zip(scheds, members)]
+    loops = [_denoiser(ctx, sch, m["seed"], m["text_emb"], n, st) for sch, m in zip(scheds, members)]
     timesteps = loops[0][0]
     latents = [_noised(sch, m["seed"], noise[..., a:a + w], timesteps)
                for sch, m, (a, w) in zip(scheds, members, layout)]
@@ -460,8 +511,14 @@ STAGES: dict[str, Stage] = {
         Stage("encode_image", ("image",), ("seed",), ("vae",),
               lambda ctx, image: _encode_image(ctx, image), "image -> seed latent (VAE encoder)"),
         Stage("denoise", ("seed", "text_emb"), ("gen_seed",), ("unet", "scheduler"),
-              lambda ctx, seed, text_emb, weak=False: _denoise(ctx, seed, text_emb, weak),
+              lambda ctx, seed, text_emb, **p: _denoise(ctx, seed, text_emb, **p),
               "img2img denoising: seed -> generated seed (strength, steps; weak=True uses the UE's steps)"),
+        Stage("denoise_head", ("seed", "text_emb"), ("mid_seed",), ("unet", "scheduler"),
+              lambda ctx, seed, text_emb, **p: _denoise_head(ctx, seed, text_emb, **p),
+              "the temporal split's ES part: noise the seed, run the first `split` denoising steps"),
+        Stage("denoise_tail", ("mid_seed", "text_emb"), ("gen_seed",), ("unet", "scheduler"),
+              lambda ctx, mid_seed, text_emb, **p: _denoise_tail(ctx, mid_seed, text_emb, **p),
+              "the temporal split's UE part: the denoising steps after `split`, on a partly denoised latent"),
         Stage("decode", ("gen_seed",), ("output",), ("vae",),
               lambda ctx, gen_seed: _decode(ctx, gen_seed), "generated seed -> image (VAE decoder)"),
         Stage("sketch", ("gen_seed",), ("sketch",), ("vae",),

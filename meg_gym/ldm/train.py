@@ -28,13 +28,24 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from meg_gym.ldm.components import SHIPPED_DIR, Components, ModelError, build_tiny, load_shipped, save_shipped
+from meg_gym.ldm.components import (
+    SHIPPED_DIR,
+    Components,
+    ModelError,
+    build_from_card,
+    build_tiny,
+    load_shipped,
+    model_card,
+    save_shipped,
+)
 from meg_gym.ldm.data import ATTRIBUTES, caption, render, sample_scenes
 from meg_gym.quality.classifier import AttributeClassifier
 
 __all__ = ["TrainSettings", "train"]
 
 PHASES = ("vae", "unet", "classifier")
+#: models train-ldm trains: the shipped default, and the UE-class model that shares its other parts
+TRAINABLE = ("tiny", "tiny_ue")
 DEFAULT_CKPT = Path.home() / ".cache" / "meg_gym" / "train-ldm"
 
 
@@ -50,13 +61,26 @@ class TrainSettings:
     export_every: int = 1000
     checkpoint_every: int = 200
     threads: int = 2
+    model: str = "tiny"  # tiny_ue: the UE-class UNet alone, against tiny's frozen text encoder and VAE
+    # UNet phase: 0 draws fresh scenes every batch (how tiny was trained); N > 0 encodes N scenes once with
+    # the frozen VAE and draws batches from their latents (the VAE encoder costs ~2x a small UNet's training
+    # step per image, so a frozen-VAE phase spends its CPU on the UNet; the noise and t are fresh every draw)
+    latent_pool: int = 0
 
     def __post_init__(self) -> None:
         from meg_gym.channel._validate import check_choice, check_int, check_number
 
         check_choice("phase", self.phase, ("vae", "unet", "classifier"))
+        check_choice("model", self.model, TRAINABLE)
+        if self.latent_pool and self.model == "tiny":
+            raise ValueError(f"'latent_pool' must be 0 for model 'tiny': its VAE is not frozen in the UNet phase "
+                             f"(got {self.latent_pool})")
+        if self.model != "tiny" and self.phase != "unet":
+            raise ValueError(f"'phase' must be 'unet' for model {self.model!r}: it shares tiny's VAE, text encoder "
+                             f"and classifier (got {self.phase!r})")
         for name, lo, hi in (("steps", 1, 10**7), ("batch_size", 1, 4096), ("export_every", 1, 10**7),
-                             ("checkpoint_every", 1, 10**7), ("threads", 1, 1024), ("seed", 0, 2**63 - 1)):
+                             ("checkpoint_every", 1, 10**7), ("threads", 1, 1024), ("seed", 0, 2**63 - 1),
+                             ("latent_pool", 0, 10**6)):
             check_int(name, getattr(self, name), lo=lo, hi=hi)
         check_number("lr", self.lr, lo=0.0, hi=1.0, lo_open=True)
 
@@ -103,13 +127,19 @@ def _load_ckpt(path: Path) -> dict:
 
 
 def _load_components(s: TrainSettings) -> Components:
-    """The weights trained so far in ``out_dir``, else the shipped ones, else seeded random ones."""
-    for folder in (s.out_dir, SHIPPED_DIR / "tiny"):
+    """The weights trained so far in ``out_dir``, else the shipped ones, else seeded random ones (for a
+    model that shares tiny's parts: a seeded random UNet beside tiny's shipped VAE and text encoder)."""
+    for folder in (s.out_dir, SHIPPED_DIR / s.model):
         try:
-            return load_shipped("tiny", folder)
+            return load_shipped(s.model, folder)
         except Exception:  # noqa: BLE001 - nothing trained there yet is the normal first case
             continue
-    return build_tiny(s.seed)
+    if s.model == "tiny":
+        return build_tiny(s.seed)
+    comps = copy.copy(load_shipped(model_card(s.model)["shares"]))
+    comps.unet = build_from_card(model_card(s.model), seed=s.seed).unet
+    comps.name, comps.card = s.model, model_card(s.model)
+    return comps
 
 
 def _lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
@@ -174,11 +204,13 @@ def train_unet(s: TrainSettings) -> dict:
     comps = _load_components(s)
     vae, unet, te, sched, tok = comps.vae, comps.unet, comps.text_encoder, comps.scheduler, comps.tokenizer
     unet.train().requires_grad_(True)
-    te.train().requires_grad_(True)
-    params = list(unet.parameters()) + list(te.parameters())
+    # the UE-class model learns against the frozen shipped text encoder: its text embedding must be the ES's
+    own_te = s.model == "tiny"
+    te.train(own_te).requires_grad_(own_te)
+    params = list(unet.parameters()) + (list(te.parameters()) if own_te else [])
     opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=1e-2)
     ema_unet, ema_te = copy.deepcopy(unet).eval(), copy.deepcopy(te).eval()
-    ckpt = s.checkpoint_dir / "unet.pt"
+    ckpt = s.checkpoint_dir / ("unet.pt" if s.model == "tiny" else f"{s.model}-unet.pt")
     step = 0
     rng = np.random.default_rng(s.seed + 1)
     gen = torch.Generator().manual_seed(s.seed + 1)
@@ -192,19 +224,25 @@ def train_unet(s: TrainSettings) -> dict:
         step, rng = st["step"], st["rng"]
         gen.set_state(st["gen"])
     sf = comps.scaling_factor
+    pool = _latent_pool(s, vae, sf) if s.latent_pool else None
     bar = tqdm(total=s.steps, initial=step, desc="unet", unit="step")
     t0 = time.time()
     while step < s.steps:
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, s.steps, s.lr, warmup=500)
-        x, caps, _ = _batch(rng, s.batch_size)
+            g["lr"] = _lr_at(step, s.steps, s.lr, warmup=500 if pool is None else 200)
+        if pool is None:
+            x, caps, _ = _batch(rng, s.batch_size)
+            with torch.no_grad():
+                lat = vae.encode(x * 2 - 1).latents * sf
+        else:
+            idx = rng.integers(0, len(pool[1]), s.batch_size)
+            lat, caps = pool[0][torch.from_numpy(idx)], [pool[1][i] for i in idx]
         caps = ["" if rng.random() < 0.1 else c for c in caps]
-        with torch.no_grad():
-            lat = vae.encode(x * 2 - 1).latents * sf
         noise = torch.randn(lat.shape, generator=gen)
         t = torch.randint(0, sched.config.num_train_timesteps, (lat.shape[0],), generator=gen)
         noisy = sched.add_noise(lat, noise, t)
-        emb = te(tok(caps)).last_hidden_state
+        with torch.set_grad_enabled(own_te):
+            emb = te(tok(caps)).last_hidden_state
         pred = unet(noisy, t, emb).sample
         loss = ((pred - noise) ** 2).mean()
         opt.zero_grad()
@@ -213,7 +251,7 @@ def train_unet(s: TrainSettings) -> dict:
         opt.step()
         decay = min(0.999, (1 + step) / (10 + step))
         with torch.no_grad():
-            for ema, live in ((ema_unet, unet), (ema_te, te)):
+            for ema, live in ((ema_unet, unet), (ema_te, te))[: 2 if own_te else 1]:
                 for pe, pl in zip(ema.parameters(), live.parameters()):
                     pe.lerp_(pl, 1 - decay)
         step += 1
@@ -230,6 +268,33 @@ def train_unet(s: TrainSettings) -> dict:
             save_shipped(out, s.out_dir, extra=_merge_meta(s.out_dir, {"unet_steps": step, "unet_loss": loss.item()}))
     bar.close()
     return {"unet_steps": step, "seconds": time.time() - t0}
+
+
+def _latent_pool(s: TrainSettings, vae: nn.Module, scale: float) -> tuple[torch.Tensor, list[str]]:
+    """``latent_pool`` scenes (their own seed) encoded once by the frozen VAE: (scaled latents, captions).
+    Kept beside the checkpoint as safetensors (the captions are redrawn from the seed), so a resumed run
+    does not encode them again."""
+    from safetensors.torch import load_file, save_file
+
+    rng = np.random.default_rng(50_000 + s.seed)
+    scenes = sample_scenes(rng, s.latent_pool)
+    caps = [caption(sc) for sc in scenes]
+    path = s.checkpoint_dir / f"{s.model}-latents-{s.latent_pool}-{s.seed}.safetensors"
+    if path.is_file():
+        lat = load_file(str(path))["latents"]
+        if lat.shape[0] == s.latent_pool:
+            return lat, caps
+    chunks = []
+    for i in tqdm(range(0, s.latent_pool, 64), desc="latent pool", unit="batch"):
+        x = torch.from_numpy(render(scenes[i:i + 64]))
+        with torch.no_grad():
+            chunks.append(vae.encode(x * 2 - 1).latents * scale)
+    lat = torch.cat(chunks).contiguous()
+    s.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({"latents": lat}, str(tmp))
+    os.replace(tmp, path)
+    return lat, caps
 
 
 def train_classifier(s: TrainSettings) -> dict:

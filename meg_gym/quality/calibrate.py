@@ -61,8 +61,9 @@ def settings_key(system: Any) -> dict[str, Any]:
     """What a table depends on besides SNR and steps: must match the scenario that uses it."""
     sc = system.scenario
     g = system.settings
+    ue = {} if sc.ue_model in (None, sc.model) else {"ue_model": sc.ue_model}  # keyed only when the UE has its own
     return {
-        "model": sc.model, "mode": sc.transmission.mode, "bits_per_value": sc.transmission.bits_per_value,
+        **ue, "model": sc.model, "mode": sc.transmission.mode, "bits_per_value": sc.transmission.bits_per_value,
         "strength": g.strength, "guidance_scale": g.guidance_scale, "ue_steps": g.ue_steps,
         "sketch_scale": g.sketch_scale, "complete_steps": g.complete_steps,
         "complete_strength": g.complete_strength, "tile_overlap": g.tile_overlap,
@@ -120,9 +121,10 @@ def calibrate(system: Any, out_path: Path, *, snr_grid_db: list[float] | None = 
     steps_grid = list(steps_grid or [system.settings.steps])
     protocols = list(protocols or [p for p in system.scenario.protocols if PROTOCOLS[p].min_es <= 2])
     allowed = sorted(p for p in PROTOCOLS if PROTOCOLS[p].min_es <= 2)
-    bad = [p for p in protocols if p not in allowed]
+    bad = [p for p in protocols if not (p in PROTOCOLS and PROTOCOLS[p].min_es <= 2)]  # families count too
     if bad:
-        raise ValueError(f"calibrate: protocols {bad} are not calibratable; allowed: {allowed}")
+        raise ValueError(f"calibrate: protocols {bad} are not calibratable; allowed: {allowed}, 'tsplit:<k>' and "
+                         f"'<protocol>@<steps>'")
     _check_sweep(grid, steps_grid, requests)
     rng = np.random.default_rng(seed)
     reqs = [sample_request(rng, system.comps.image_size) for _ in range(requests)]
