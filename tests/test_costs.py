@@ -19,7 +19,7 @@ def test_shipped_counts_equal_a_fresh_count(protocol, es_ids):
     key = costs.entry_key(system.cost_comps, protocol, len(es_ids), system.settings,
                           costs.transmission_key(system.scenario))
     shipped = json.loads((costs.SHIPPED_DIR / "tiny.json").read_text())
-    assert key in shipped, "run 'meg-gym costs --model tiny --max-es 4' to ship the counts"
+    assert key in shipped, "run 'meg-gym costs --model tiny --max-es 6' to ship the counts"
     fresh = system._measure_costs(protocol, len(es_ids))
     assert costs._decode(shipped[key]["rows"]) == fresh
 
