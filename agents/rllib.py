@@ -48,7 +48,8 @@ import numpy as np
 import yaml
 
 from meg_gym.cluster import init_ray
-from meg_gym.config import ConfigError, yaml_ready
+from meg_gym.config import ConfigError, read_yaml, yaml_ready
+from meg_gym.files import atomic_write
 
 __all__ = ["RllibConfig", "RllibPolicy", "build_algorithm_config", "env_name", "init_ray", "is_rllib_config",
            "is_rllib_run", "load_rllib_config", "make_env", "register_envs", "train"]
@@ -361,7 +362,7 @@ def _same_config(run_dir: Path, cfg: RllibConfig) -> bool:
     f = run_dir / "config.yaml"
     if not f.exists():
         return False
-    saved = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+    saved = read_yaml(f.read_text(encoding="utf-8")) or {}
     now = yaml_ready(cfg.to_dict())
     saved.pop("n_timesteps", None)
     now.pop("n_timesteps", None)
@@ -396,8 +397,7 @@ def train(config: RllibConfig | str | Path | dict[str, Any], out: str | Path | N
         raise RllibConfigError(f"run folder {str(run_dir)!r} already holds checkpoints: pass --resume to continue "
                                f"it, or choose another --out")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(yaml_ready(cfg.to_dict()), sort_keys=False),
-                                         encoding="utf-8")
+    atomic_write(run_dir / "config.yaml", yaml.safe_dump(yaml_ready(cfg.to_dict()), sort_keys=False))
     init_ray(ray_address)
     algo = build_algorithm_config(cfg).build_algo()
     try:
@@ -461,7 +461,7 @@ def is_rllib_run(path: str | Path) -> bool:
     cfg = _run_dir(path) / "config.yaml"
     if not cfg.is_file():
         return False
-    return (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("library") == "rllib"
+    return (read_yaml(cfg.read_text(encoding="utf-8")) or {}).get("library") == "rllib"
 
 
 class RllibPolicy:
@@ -483,7 +483,7 @@ class RllibPolicy:
         p = Path(path)
         run_dir = _run_dir(p)
         ckpt = p if p != run_dir else p / "final"
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+        saved = read_yaml((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
         if saved.get("env") in MARL_ENVS:
             raise RllibConfigError(f"model {str(path)!r} was trained on the multi-agent env {saved['env']!r}: "
                                    f"evaluate it on that env, not on a single-agent id")

@@ -747,7 +747,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 def _same_config(run_dir: Path, cfg: TrainConfig) -> bool:
     f = run_dir / "config.yaml"
-    return f.exists() and yaml.safe_load(f.read_text(encoding="utf-8")) == yaml_ready(cfg.to_dict())
+    return f.exists() and read_yaml(f.read_text(encoding="utf-8")) == yaml_ready(cfg.to_dict())
 
 
 def run_config(run_dir: str | Path) -> dict[str, Any]:
@@ -756,7 +756,7 @@ def run_config(run_dir: str | Path) -> dict[str, Any]:
     if not cfg_file.exists():
         return {}
     try:
-        saved = yaml.safe_load(cfg_file.read_text(encoding="utf-8"))
+        saved = read_yaml(cfg_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise TrainConfigError(f"{cfg_file} is not readable YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(saved, dict):

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 __all__ = ["CATALOGUE_FILE", "MAX_MODELS", "RULES", "CacheOutcome", "CatalogueModel", "ModelCache",
            "load_catalogue", "zipf_popularity"]
@@ -59,7 +58,9 @@ class CatalogueModel:
 def load_catalogue(path: str | None = None) -> dict[str, CatalogueModel]:
     """The catalogue (``configs/catalogue.yaml`` by default), name -> :class:`CatalogueModel`."""
     file = Path(path) if path else CATALOGUE_FILE
-    data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    from meg_gym.config import read_yaml
+
+    data = read_yaml(file.read_text(encoding="utf-8"))
     out = {}
     for name, card in data.items():
         mem, q = card.get("memory_gb"), card.get("quality")

@@ -112,7 +112,8 @@ def test_train_then_evaluate(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,needle", [
     (["train", "--config", "/no/such.yaml"], "training config /no/such.yaml does not exist"),
-    (["benchmark", "--env", "MEG/Nope-v0"], "'env' must be one of ['MEG/GenerationSplit-v0', 'MEG/ModelCaching-v0', 'MEG/MultiES-live-v1'"),
+    (["benchmark", "--env", "MEG/Nope-v0"],
+     "'env' must be one of ['MEG/GenerationSplit-v0', 'MEG/ModelCaching-v0', 'MEG/MultiES-live-v1'"),
     (["benchmark", "--env", "MEG/SingleES-v1", "--env-kwargs", "[1]"], "'--env-kwargs' must be a JSON object"),
     (["benchmark", "--env", "MEG/SingleES-v1", "--seeds", "0"], "'--seeds' must be >= 1 (got 0)"),
 ])

@@ -50,7 +50,9 @@ def model_card(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if not path.is_file():
         raise ModelError(f"'model' must be one of {MODEL_CARDS()} or a local folder (got {name!r})")
     try:
-        card = yaml.safe_load(path.read_text(encoding="utf-8"))
+        from meg_gym.config import read_yaml  # here: meg_gym.config reads model cards
+
+        card = read_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ModelError(f"model card {path} is not readable YAML ({str(exc).splitlines()[0]})") from None
     if isinstance(card, dict) and "shares" in card:

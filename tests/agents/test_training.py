@@ -138,7 +138,8 @@ def test_shipped_configs_validate():
 
 @pytest.mark.parametrize("change,needle", [
     ({"algo": "td3"}, "'algo' must be one of ['ppo', 'a2c', 'dqn', 'sac', 'maskable_ppo'] (got 'td3')"),
-    ({"env": "CartPole-v1"}, "'env' must be one of ['MEG/GenerationSplit-v0', 'MEG/ModelCaching-v0', 'MEG/MultiES-live-v1'"),
+    ({"env": "CartPole-v1"},
+     "'env' must be one of ['MEG/GenerationSplit-v0', 'MEG/ModelCaching-v0', 'MEG/MultiES-live-v1'"),
     ({"algo": "dqn"}, "'env_kwargs.action_type' must be one of ['discrete'] for dqn (got 'multidiscrete')"),
     ({"n_envs": 0}, "'n_envs' must be an integer >= 1 (got 0)"),
     ({"hyperparams": {"n_stepz": 3}}, "'hyperparams.n_stepz' is not a parameter of PPO; allowed:"),
