@@ -125,6 +125,11 @@ class ProtocolTable(dict):
       steps and sends the partly denoised latent (seed-sized) down; the UE runs the rest with its own
       model (the scenario's ``ue_model``) and decodes. ``k`` is in [1, n-1] for a loop of n steps
       (``denoising_loop_steps``); k = 0 is Full UE and k = n is CIAG.
+    * ``ssplit:<area>``: the spatial split (MEGSplitting, the MEG group's code for "Large Model at Edge"):
+      the UE sends the seed's centre rectangle covering ``area`` of the image (one of
+      :data:`~meg_gym.ldm.stages.SPATIAL_AREAS`); the ES generates that region and sends it down; the UE
+      outpaints the rest of the image around it with its own model, RePaint-style (the known region
+      re-noised and pasted at every step) and decodes.
     * ``<protocol>@<steps>``: any of them under a step budget: every generation denoising stage of the
       placement (not ESUC's short completion pass) runs ``steps`` scheduler steps (img2img then runs
       int(steps x strength) of them) instead of the scenario's ``generation.steps`` (and Full UE's
@@ -232,7 +237,7 @@ PROTOCOLS: ProtocolTable = ProtocolTable({
 FIXED: tuple[str, ...] = tuple(dict.keys(PROTOCOLS))
 
 # the stages that run the generation's denoising loop (ESUC's completion keeps its own short pass)
-_BUDGETED = ("denoise", "denoise_head", "denoise_tail", "denoise_tiles")
+_BUDGETED = ("denoise", "denoise_head", "denoise_tail", "denoise_tiles", "outpaint")
 
 
 def _int_part(text: str, what: str, name: str, lo: int, hi: int) -> int:
@@ -275,6 +280,26 @@ def _family(name: str) -> Protocol | None:
             Run("encode_text", ES), Run("denoise_head", ES, params=split), Send("mid_seed", ES, UE),
             Run("encode_text", UE), Run("denoise_tail", UE, params=split), Run("decode", UE),
         ), description=f"the ES runs the first {k} denoising steps, the UE the rest with its own model")
+    if name.startswith("ssplit:"):
+        from meg_gym.ldm.stages import SPATIAL_AREAS
+
+        text = name[len("ssplit:"):]
+        try:
+            area = float(text)
+        except ValueError:
+            area = math.nan
+        if area not in SPATIAL_AREAS or str(area) != text:
+            raise ProtocolError(f"protocol {name!r}: the ES's area must be one of {list(SPATIAL_AREAS)} written as "
+                                f"Python prints it (got {text!r})")
+        at = (("area", area),)
+        return Protocol(name, f"Spatial split, ES generates {area:g} of the image", (
+            Run("encode_image", UE), Run("crop_centre", UE, params=at), Send("seed_centre", UE, ES),
+            Send("text", UE, ES), Run("encode_text", ES),
+            Run("denoise", ES, rename=_rn(seed="seed_centre", gen_seed="gen_centre")),
+            Send("gen_centre", ES, UE, as_="centre"),
+            Run("encode_text", UE), Run("outpaint", UE, params=at), Run("decode", UE),
+        ), description=f"the ES generates the centre {area:g} of the image, the UE outpaints the rest with its "
+                       f"own model")
     return None
 
 SINGLE_ES: tuple[str, ...] = tuple(n for n, p in PROTOCOLS.items() if not p.multi_es)
@@ -304,9 +329,11 @@ def generation_split(name: str, settings: Any) -> tuple[int, int, float]:
         n = denoising_loop_steps(p.get("steps", default), strength)
         # cooperative tiles: every ES runs all n steps on its strip; together they generate the whole image
         run = {"denoise": n, "denoise_tiles": n, "denoise_head": p.get("split", 0),
-               "denoise_tail": n - p.get("split", 0)}[st.stage]
+               "denoise_tail": n - p.get("split", 0), "outpaint": n}[st.stage]
         if st.on == UE:
             ue_steps += run
+            # the spatial split: the ES generated the centre rectangle, the UE's loop the rest around it
+            area = p.get("area", area)
         else:
             es_steps, area = max(es_steps, run), 1.0
     return es_steps, ue_steps, area
@@ -317,7 +344,8 @@ def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise ProtocolError(f"'protocol' must be one of {list(PROTOCOLS)}, 'tsplit:<k>' or '<protocol>@<steps>' "
+        raise ProtocolError(f"'protocol' must be one of {list(PROTOCOLS)}, 'tsplit:<k>', 'ssplit:<area>' or "
+                            f"'<protocol>@<steps>' "
                             f"(got {name!r})") from None
 
 

@@ -12,6 +12,8 @@ Tensor names used by the protocols:
 ``text_emb`` ([unconditional; conditional] embeddings: ``{"hidden": ...}``, SDXL adds ``"pooled"``),
 ``seed`` (the input's latent),
 ``gen_seed`` (the generated latent), ``mid_seed`` (a partly denoised latent: the temporal split),
+``seed_centre`` / ``gen_centre`` (a latent's centre rectangle, and the ES's generation of it: the
+spatial split; it arrives on the UE as ``centre``),
 ``output`` (the generated image),
 ``sketch`` (the output at 1/``sketch_scale`` resolution per side), tiles ``*_tile{k}``.
 """
@@ -39,6 +41,9 @@ __all__ = [
     "owned_columns",
     "run_joint_stage",
     "run_stage",
+    "SPATIAL_AREAS",
+    "centre_box",
+    "centre_quarters",
     "tile_layout",
 ]
 
@@ -306,6 +311,79 @@ def _denoise_tail(ctx: StageContext, mid_seed: torch.Tensor, text_emb: dict[str,
     return {"gen_seed": denoise_latents(ctx, mid_seed, text_emb, n, st, first=int(split))}
 
 
+#: the image shares a spatial split may give the ES (``ssplit:<area>``): centred rectangles of whole
+#: quarters of the latent's sides, h x w quarters for h, w in 1..4 (not the whole latent: that is CIAG).
+#: Quarters, so that an area names the same region on every model (a latent side divisible by four
+#: times the UNet's down-sampling factor: tiny's 16, SD-1.5's 64, SDXL's 128).
+SPATIAL_AREAS: tuple[float, ...] = tuple(sorted({h * w / 16 for h in range(1, 5) for w in range(1, 5)} - {1.0}))
+
+
+def centre_quarters(area: float) -> tuple[int, int]:
+    """(rows, columns) in quarters of the centre rectangle of ``area`` (one of :data:`SPATIAL_AREAS`):
+    the squarest one, and of two as square the taller (a band of whole columns, like the tiles')."""
+    shapes = [(h, w) for h in range(4, 0, -1) for w in range(1, 5) if h * w == round(area * 16)]
+    if area not in SPATIAL_AREAS or not shapes:
+        raise StageError(f"'area' of a spatial split must be one of {list(SPATIAL_AREAS)} (got {area!r})")
+    return min(shapes, key=lambda hw: abs(hw[0] - hw[1]))
+
+
+def centre_box(comps: Components, shape: tuple[int, ...], area: float) -> tuple[int, int, int, int]:
+    """(row0, row1, col0, col1) of the centre rectangle of ``area`` in a latent of ``shape``."""
+    hq, wq = centre_quarters(area)
+    rows, cols = int(shape[-2]), int(shape[-1])
+    quantum = 4 * _unet_multiple(comps)
+    if rows % quantum or cols % quantum:
+        raise StageError(f"a spatial split needs latent sides divisible by {quantum} (four times the UNet's "
+                         f"down-sampling) but model {comps.name!r} has {rows}x{cols}")
+    h, w = hq * rows // 4, wq * cols // 4
+    r0, c0 = (rows - h) // 2, (cols - w) // 2
+    return r0, r0 + h, c0, c0 + w
+
+
+def _crop_centre(ctx: StageContext, seed: torch.Tensor, area: float) -> dict[str, Any]:
+    r0, r1, c0, c1 = centre_box(ctx.comps, tuple(seed.shape), area)
+    return {"seed_centre": seed[..., r0:r1, c0:c1]}
+
+
+def _outpaint(ctx: StageContext, seed: torch.Tensor, centre: torch.Tensor, text_emb: dict[str, torch.Tensor],
+              area: float, steps: int | None = None, strength: float | None = None) -> dict[str, Any]:
+    """The spatial split's UE part: img2img of the whole ``seed`` in which the ES's generated ``centre``
+    is the known region, re-noised to each step's timestep and pasted in after every step, so that
+    any diffusion model outpaints without inpainting training (RePaint, Lugmayr et al. CVPR 2022,
+    without its resampling jumps). The blend and its order are those of diffusers'
+    ``StableDiffusionInpaintPipeline`` with a 4-channel UNet (tests/ldm/test_spatial_split.py checks
+    it against that pipeline): one noise draw, the start noised from ``seed`` as img2img, after step
+    i the known latents noised to timestep i+1 (after the last, the clean centre)."""
+    import torch
+
+    n, st = _budget(ctx, False, steps, strength)
+    scheduler = ctx.comps.scheduler
+    timesteps, step = _denoiser(ctx, scheduler, seed, text_emb, n, st)
+    r0, r1, c0, c1 = centre_box(ctx.comps, tuple(seed.shape), area)
+    if tuple(centre.shape[-2:]) != (r1 - r0, c1 - c0):
+        raise StageError(f"stage 'outpaint': the centre must be {r1 - r0}x{c1 - c0} latent pixels for area {area} "
+                         f"(got {tuple(centre.shape[-2:])})")
+    noise = _randn(tuple(seed.shape), ctx, seed)
+    latents = _noised(scheduler, seed, noise, timesteps)
+    if seed.device.type == "meta":
+        for t in timesteps:
+            latents = step(latents, t)
+        return {"gen_seed": latents}
+    known = seed.clone()
+    known[..., r0:r1, c0:c1] = centre.to(seed.dtype)
+    keep = torch.ones_like(seed[:, :1])  # 1 where the UE generates (diffusers' init_mask), 0 on the centre
+    keep[..., r0:r1, c0:c1] = 0.0
+
+    def paste(x: torch.Tensor, i: int) -> torch.Tensor:
+        proper = known if i >= len(timesteps) else scheduler.add_noise(known, noise, timesteps[i:i + 1])
+        return (1 - keep) * proper + keep * x
+
+    latents = paste(latents, 0)
+    for i, t in enumerate(timesteps):
+        latents = paste(step(latents, t), i + 1)
+    return {"gen_seed": latents}
+
+
 def _decode_latents(ctx: StageContext, latents: torch.Tensor) -> torch.Tensor:
     vae = ctx.comps.vae
     z = latents.to(vae.dtype) / vae.config.scaling_factor  # an upcast VAE decodes in fp32 (the SDXL pipelines)
@@ -519,6 +597,12 @@ STAGES: dict[str, Stage] = {
         Stage("denoise_tail", ("mid_seed", "text_emb"), ("gen_seed",), ("unet", "scheduler"),
               lambda ctx, mid_seed, text_emb, **p: _denoise_tail(ctx, mid_seed, text_emb, **p),
               "the temporal split's UE part: the denoising steps after `split`, on a partly denoised latent"),
+        Stage("crop_centre", ("seed",), ("seed_centre",), (),
+              lambda ctx, seed, area: _crop_centre(ctx, seed, area),
+              "the spatial split's request: the seed's centre rectangle covering `area` of the image"),
+        Stage("outpaint", ("seed", "centre", "text_emb"), ("gen_seed",), ("unet", "scheduler"),
+              lambda ctx, seed, centre, text_emb, **p: _outpaint(ctx, seed, centre, text_emb, **p),
+              "the spatial split's UE part: outpaint around the ES's generated centre (RePaint-style paste)"),
         Stage("decode", ("gen_seed",), ("output",), ("vae",),
               lambda ctx, gen_seed: _decode(ctx, gen_seed), "generated seed -> image (VAE decoder)"),
         Stage("sketch", ("gen_seed",), ("sketch",), ("vae",),
