@@ -15,6 +15,8 @@
 * ``fixed:<protocol>``: always that protocol (on ES 0 or the first ES set), whole band;
 * ``fixed_split:<k>``: always the temporal split at k ES denoising steps (``tsplit:<k>``; 0: Full UE,
   the whole loop: CIAG), whole band;
+* ``fixed_area:<x>``: always the spatial split with the ES generating the share x of the image
+  (``ssplit:<x>``; 0: Full UE, 1: CIAG), whole band;
 * ``oracle``: every action tried on a deep copy of the env (same randomness), the best
   scalar reward taken: a one-step upper bound that sees the future draws.
 
@@ -193,6 +195,23 @@ class FixedSplitPolicy(FixedPolicy):
         self.name = f"fixed_split:{int(k)}"
 
 
+class FixedAreaPolicy(FixedPolicy):
+    """``fixed_area:<x>``: always the spatial split with the ES generating the share ``x`` of the image
+    (``ssplit:<x>``; x = 0 is Full UE and x = 1, the whole image, is CIAG), whole band."""
+
+    name = "fixed_area"
+
+    def __init__(self, env: Any, seed: int | None = 0, x: str = "") -> None:
+        from meg_gym.ldm.stages import SPATIAL_AREAS
+
+        allowed = ["0", *map(str, SPATIAL_AREAS), "1"]
+        if x not in allowed:
+            raise PolicyError(f"policy 'fixed_area' needs x, the ES's share of the image, one of {allowed} "
+                              f"(got {x!r})")
+        super().__init__(env, seed, protocol={"0": "full_ue", "1": "ciag"}.get(x, f"ssplit:{x}"))
+        self.name = f"fixed_area:{x}"
+
+
 class CrashAvoidPolicy(BaselinePolicy):
     name = "crash_avoid"
 
@@ -369,20 +388,22 @@ class PopularityOraclePolicy(CachePolicy):
 
 POLICIES: dict[str, type[BaselinePolicy]] = {
     c.name: c for c in (RandomPolicy, RoundRobinPolicy, CrashAvoidPolicy, GreedyPolicy, FixedPolicy, OraclePolicy,
-                        CachePolicy, LfuPolicy, LcPolicy, NoCachePolicy, PopularityOraclePolicy, FixedSplitPolicy)
+                        CachePolicy, LfuPolicy, LcPolicy, NoCachePolicy, PopularityOraclePolicy, FixedSplitPolicy,
+                        FixedAreaPolicy)
 }
 CACHE_POLICIES = ("lru", "lfu", "lc", "no_cache", "popularity_oracle")
 
 
 def policy_names(env: Any | None = None) -> list[str]:
     """The baseline names; with an env, ``fixed:<protocol>`` spelt out for each protocol it offers."""
-    names = [n for n in POLICIES if n not in ("fixed", "fixed_split")]
+    names = [n for n in POLICIES if n not in ("fixed", "fixed_split", "fixed_area")]
     if env is not None and not hasattr(_unwrap(env), "cache_sets"):
         names = [n for n in names if n not in CACHE_POLICIES]  # they need MEG/ModelCaching
     if env is None:
-        return [*names, "fixed:<protocol>", "fixed_split:<k>"]
+        return [*names, "fixed:<protocol>", "fixed_split:<k>", "fixed_area:<x>"]
     protocols = list(dict.fromkeys(d.protocol for d in _unwrap(env).decisions))
-    splits = [f"fixed_split:{p[len('tsplit:'):]}" for p in protocols if p.startswith("tsplit:") and "@" not in p]
+    splits = [f"fixed_{kind}:{p.partition(':')[2]}" for p in protocols for kind, family in
+              (("split", "tsplit:"), ("area", "ssplit:")) if p.startswith(family) and "@" not in p]
     return [*names, *(f"fixed:{p}" for p in protocols), *splits]
 
 
@@ -401,6 +422,8 @@ def make_policy(name: str, env: Any, seed: int | None = 0) -> BaselinePolicy:
         return FixedPolicy(env, seed, protocol=arg)
     if base == "fixed_split":
         return FixedSplitPolicy(env, seed, k=arg)
+    if base == "fixed_area":
+        return FixedAreaPolicy(env, seed, x=arg)
     if base == "crash_avoid":
         return CrashAvoidPolicy(env, seed, protocol=arg or None)
     if arg:

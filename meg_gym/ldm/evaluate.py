@@ -99,13 +99,15 @@ def evaluate_ldm(requests: int = 200, seed: int = 30_000, settings: GenerationSe
 
 
 def evaluate_ue_model(ue_model: str = "tiny_ue", requests: int = 100, seed: int = 30_000,
-                      splits: tuple[int, ...] = (3, 6, 9), settings: GenerationSettings | None = None,
+                      splits: tuple[int, ...] = (3, 6, 9), areas: tuple[float, ...] = (0.25, 0.5, 0.75),
+                      settings: GenerationSettings | None = None,
                       progress: bool = True, write: bool = False) -> dict[str, Any]:
     """Measure a UE-class model (a card that ``shares`` the default model's parts) against the default model.
 
     On held-out img2img requests, through the live stages over a perfect channel: prompt fidelity of
     Full ES (the default model), of Full UE with the UE-class model, and of the temporal splits
-    ``tsplit:<k>`` (the ES's first k steps, the UE model's rest); the SSIM of each against Full ES's
+    ``tsplit:<k>`` (the ES's first k steps, the UE model's rest) and the spatial splits ``ssplit:<area>``
+    (the ES's centre, outpainted by the UE model); the SSIM of each against Full ES's
     output for the same request and generator; and both UNets' FLOPs per classifier-free-guided step.
     ``write``: also store the numbers in the UE model's shipped meta.json (``evaluation``).
     """
@@ -124,7 +126,8 @@ def evaluate_ue_model(ue_model: str = "tiny_ue", requests: int = 100, seed: int 
     links = LinkConditions(snr_db={(0, "ul"): 30.0, (0, "dl"): 30.0}, bandwidth_hz=1e6, noiseless=True)
     compute = NodeCompute(ue_flops_per_s=1e12, es_flops_per_s={0: 1e13})
     runs = {"full_es": ("full_es", None), "full_ue_default": ("full_ue", None), "full_ue": ("full_ue", ue),
-            **{f"tsplit:{k}": (f"tsplit:{k}", ue) for k in splits}}
+            **{f"tsplit:{k}": (f"tsplit:{k}", ue) for k in splits},
+            **{f"ssplit:{a}": (f"ssplit:{a}", ue) for a in areas}}
     fid: dict[str, list[float]] = {k: [] for k in runs}
     sim: dict[str, list[float]] = {k: [] for k in runs}
     rng = np.random.default_rng(seed)
