@@ -86,6 +86,7 @@ class ConfigError(ValueError):
 FADINGS = ("rayleigh", "rician", "none")
 BACKENDS = ("live", "profiled")
 TX_MODES = ("analog", "digital")
+EXCHANGES = ("latent", "activations")  # what cooperative tiles exchange (meg_gym.ldm.stages._denoise_tiles)
 
 # Defaults of each channel kind's parameters. umi/uma: 3GPP TR 38.901 street-canyon micro
 # and macro cells; 3.5 GHz is the n78 band; the noise figures are 3GPP TR 36.814 Table
@@ -468,6 +469,23 @@ class GenerationConfig(_Frozen):
     tile_overlap: _int_in(0, 64) = 2  # latent pixels each side of a cooperative tile (SD 1.5's latent is 64 wide)
     # cooperative tiles exchange their borders every this many denoising steps (0: never, strips alone)
     exchange_every: _int_in(0, 1000) = 1
+    # what they exchange: 'latent' columns, or 'activations' at every layer (exact: the monolithic UNet)
+    exchange: Text = "latent"
+
+    @field_validator("exchange")
+    @classmethod
+    def _exchange(cls, v: str) -> str:
+        if v not in EXCHANGES:
+            raise _FieldError((), _one_of(EXCHANGES, v))
+        return v
+
+    @model_validator(mode="after")
+    def _exchange_fits(self) -> GenerationConfig:
+        if self.exchange == "activations" and self.exchange_every != 1:
+            raise _FieldError(("exchange_every",), f"must be 1 with exchange 'activations' (the activations are "
+                                                   f"exchanged at every layer of every step; got "
+                                                   f"{self.exchange_every})")
+        return self
 
 
 class BackhaulConfig(_Frozen):

@@ -56,7 +56,7 @@ def entry_key(comps: Any, protocol: str, num_es: int, settings: Any, transmissio
     geometry = {"image_size": comps.image_size, "latent_channels": comps.latent_channels,
                 "latent_size": comps.latent_size}
     key = {"model": str(comps.name), "geometry": geometry, "protocol": protocol, "num_es": num_es,
-           "settings": asdict(settings), "transmission": transmission}
+           "settings": settings.key(), "transmission": transmission}
     if ue_model is not None:
         key["ue_model"] = ue_model
     if es_variants is not None:

@@ -262,7 +262,8 @@ def _node_context(ctx: StageContext, nm: NodeModel) -> StageContext:
 def _run_joint(group: list[Run], contexts: dict[str, StageContext], default: StageContext,
                stores: dict[str, dict[str, Any]], cache: Any, bits_per_value: int) -> list[StepCost]:
     """Run a joint stage on its nodes at once; one :class:`StepCost` per node: its share of the FLOPs
-    (the nodes run tiles of one width, so equal shares) and the bits it sent over the backhaul
+    (the stage's ``flops_share``: tiles of one width, equal shares; exchanged activations, the columns each
+    owns) and the bits it sent over the backhaul
     (values x ``bits_per_value``: the ES-to-ES link is wired and digital, the tensors arrive exact).
 
     The tiles are one generation (one UNet, one guidance scale, one noise draw over the whole latent), so
@@ -294,8 +295,9 @@ def _run_joint(group: list[Run], contexts: dict[str, StageContext], default: Sta
     for step, out in zip(group, outs):
         rename = dict(step.rename)
         values, exchanges = int(out.pop("exchange_values")), int(out.pop("exchanges"))
+        owned, of = out.pop("flops_share")  # the share of the work this node does (tiles: the columns it owns)
         stores[step.on].update({rename.get(k, k): v for k, v in out.items()})
-        costs.append(StepCost("run", stage.name, step.on, flops=int(flops) // len(group),
+        costs.append(StepCost("run", stage.name, step.on, flops=int(flops) * owned // of,
                               backhaul_bits=values * bits_per_value, exchanges=exchanges))
     return costs
 

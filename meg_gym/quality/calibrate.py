@@ -73,6 +73,7 @@ def settings_key(system: Any) -> dict[str, Any]:
         "sketch_scale": g.sketch_scale, "complete_steps": g.complete_steps,
         "complete_strength": g.complete_strength, "tile_overlap": g.tile_overlap,
         "exchange_every": g.exchange_every, "selection": sc.workload.selection,
+        **({} if g.exchange == "latent" else {"exchange": g.exchange}),  # keyed only when not the default
     }
 
 
