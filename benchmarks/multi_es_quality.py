@@ -5,8 +5,10 @@ Usage: python benchmarks/multi_es_quality.py tiles [--requests 20] [--es 2,3] [-
        python benchmarks/multi_es_quality.py models [--requests 12] [--sets same,guidance,models] [--json FILE]
 
 ``tiles``: cooperative tiles against one image. UIDCG's prompt fidelity and SSIM beside CIAG's under a
-perfect channel, with and without border exchange, for several halos (``generation.tile_overlap``)
-and exchange periods (``generation.exchange_every``), and what the exchange costs on the backhaul.
+perfect channel, with and without border exchange, for several halos (``generation.tile_overlap``),
+exchange periods (``generation.exchange_every``) and what is exchanged (``generation.exchange``: a
+variant ``2:1:activations`` exchanges activations at every layer), and what the exchange costs on the
+backhaul.
 Every variant serves the same requests (the same seeds), each ES idle; fidelity is the shipped
 attribute classifier's, SSIM is against CIAG's output of the same request. Backhaul bits are the
 exchange's, counted from the tensors; backhaul seconds at the scenario's default backhaul
@@ -58,20 +60,31 @@ def tiles(args: argparse.Namespace) -> dict:
              "fidelity": statistics.fmean(o.fidelity for o in ciag), "ssim_vs_ciag": 1.0,
              "backhaul_bits": 0, "backhaul_s": 0.0, "downlink_bits": ciag[0].downlink_bits}]
     for k in (int(x) for x in args.es.split(",")):
-        for halo, every in (tuple(int(x) for x in v.split(":")) for v in args.variants.split(",")):
-            system = MegSystem({**base, "num_es": k, "generation": {"tile_overlap": halo, "exchange_every": every}},
-                               judge=ciag_sys.judge)
+        for variant in args.variants.split(","):
+            halo, every, exchange = _tiles_variant(variant)
+            system = MegSystem({**base, "num_es": k, "generation": {"tile_overlap": halo, "exchange_every": every,
+                                                                    "exchange": exchange}}, judge=ciag_sys.judge)
             outs = [system.serve(r, Decision("uidcg", tuple(range(k))), use_queues=False) for r in requests]
-            rows.append({"protocol": "uidcg", "es": k, "halo": halo, "exchange_every": every,
+            rows.append({"protocol": "uidcg", "es": k, "halo": halo, "exchange_every": every, "exchange": exchange,
                          "fidelity": statistics.fmean(o.fidelity for o in outs),
                          "ssim_vs_ciag": statistics.fmean(float(ssim(o.output, c.output)) for o, c in zip(outs, ciag)),
                          "backhaul_bits": outs[0].backhaul_bits, "backhaul_s": outs[0].latency_breakdown["backhaul_s"],
-                         "downlink_bits": outs[0].downlink_bits})
+                         "downlink_bits": outs[0].downlink_bits,
+                         "es_flops": [c.flops for c in outs[0].trace if c.name == "denoise_tiles"],
+                         "exchanges": max((c.exchanges for c in system.costs("uidcg", tuple(range(k)))), default=0)})
             print(json.dumps(rows[-1]), flush=True)
     return {"requests": args.requests, "rows": rows,
             "command": f"python benchmarks/multi_es_quality.py tiles --requests {args.requests} --es {args.es} "
                        f"--variants {args.variants}"
             + (f" --json {args.json}" if args.json else "")}
+
+
+def _tiles_variant(text: str) -> tuple[int, int, str]:
+    """``halo:exchange_every[:exchange]`` (exchange: latent, the default, or activations)."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:2]):
+        raise SystemExit(f"'--variants' entries must be halo:exchange_every[:latent|activations] (got {text!r})")
+    return int(parts[0]), int(parts[1]), parts[2] if len(parts) == 3 else "latent"
 
 
 def selection(args: argparse.Namespace) -> dict:
