@@ -219,18 +219,21 @@ class MegSystem:
         variants = tuple(self.es_variant(i)[:2] for i in es_ids)
         return None if all(v == (None, None) for v in variants) else variants
 
-    def node_models(self, nodes: dict[str, int], seed: int | None, meta: bool = False) -> dict[str, NodeModel]:
+    def node_models(self, nodes: dict[str, int], seed: int | None) -> dict[str, NodeModel]:
         """The :class:`~meg_gym.executor.NodeModel` of each node (name -> the ES id whose variant it runs)
-        that runs one; ``seed``: the request's (None: no noise is drawn, a meta run)."""
+        that runs one, live; ``seed``: the request's (its own generator's seed is it plus the offset)."""
         out = {}
         for node, es_id in nodes.items():
             model, guidance, offset = self.es_variant(es_id)
-            if (model, guidance, offset) == (None, None, None):
-                continue
-            own_seed = None if offset is None or seed is None else (int(seed) + offset) % 2**63
-            out[node] = NodeModel(comps=None if model is None else self.model_comps(model, meta),
-                                  guidance_scale=guidance, seed=own_seed)
+            if (model, guidance, offset) != (None, None, None):
+                own_seed = None if offset is None or seed is None else (int(seed) + offset) % 2**63
+                out[node] = self._node_model(model, guidance, own_seed)
         return out
+
+    def _node_model(self, model: str | None, guidance: float | None, seed: int | None = None,
+                    meta: bool = False) -> NodeModel:
+        return NodeModel(comps=None if model is None else self.model_comps(model, meta), guidance_scale=guidance,
+                         seed=seed)
 
     def _load_judge(self) -> Any:
         """The tiny model's prompt-fidelity judge. Not shipped: none (quality is SSIM alone), with a
@@ -338,11 +341,8 @@ class MegSystem:
         from meg_gym.workload import TYPICAL_PROMPT
 
         plan = place(protocol, tuple(range(num_es)))
-        nodes = {}
-        for k, (model, guidance) in enumerate(variants or ()):
-            if (model, guidance) != (None, None):
-                nodes[f"es{k}"] = NodeModel(comps=None if model is None else self.model_comps(model, meta=True),
-                                            guidance_scale=guidance)
+        nodes = {f"es{k}": self._node_model(model, guidance, meta=True)
+                 for k, (model, guidance) in enumerate(variants or ()) if (model, guidance) != (None, None)}
         res = self._run(plan, self.cost_comps, _meta_image(self.cost_comps), TYPICAL_PROMPT, None,
                         self._links(1e6, noiseless=True), queues=False, ue_comps=self.ue_cost_comps,
                         node_models=nodes)
