@@ -448,11 +448,11 @@ class EsConfig(_Frozen):
                                   f"text encoder (got {v!r})")
         return v
 
-    def variant(self, model: str, settings: Any) -> tuple[str | None, float | None, int | None]:
-        """(model, guidance scale, seed offset) this ES changes from the scenario's ``model`` and generation
-        ``settings``, each None where it runs the scenario's (a value equal to the scenario's is None too)."""
+    def variant(self, model: str, generation: Any) -> tuple[str | None, float | None, int | None]:
+        """(model, guidance scale, seed offset) this ES changes from the scenario's ``model`` and ``generation``
+        settings, each None where it runs the scenario's (a value equal to the scenario's is None too)."""
         return (None if self.model in (None, model) else self.model,
-                None if self.guidance_scale in (None, settings.guidance_scale) else self.guidance_scale,
+                None if self.guidance_scale in (None, generation.guidance_scale) else self.guidance_scale,
                 self.seed_offset)
 
 
@@ -866,12 +866,10 @@ class Scenario(_Frozen):
         ES holds); and the same variant on every ES when a cooperative protocol is offered (its tiles are one
         generation: one UNet, one guidance scale and one noise draw over the whole latent, stages.py
         ``_denoise_tiles``)."""
-        from meg_gym.ldm.settings import GenerationSettings
         from meg_gym.protocols import PROTOCOLS
 
-        settings = GenerationSettings.from_any(self.generation)
         fields = ("model", "guidance_scale", "seed_offset")
-        variants = [es.variant(self.model, settings) for es in self.es]
+        variants = [es.variant(self.model, self.generation) for es in self.es]
         for i, es in enumerate(self.es):
             self._shares_model(("es", i, "model"), es.model)
             given = [f for f, v in zip(fields, variants[i]) if v is not None]
