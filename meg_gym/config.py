@@ -86,6 +86,7 @@ class ConfigError(ValueError):
 FADINGS = ("rayleigh", "rician", "none")
 BACKENDS = ("live", "profiled")
 TX_MODES = ("analog", "digital")
+EXCHANGES = ("latent", "activations")  # what cooperative tiles exchange (meg_gym.ldm.stages._denoise_tiles)
 
 # Defaults of each channel kind's parameters. umi/uma: 3GPP TR 38.901 street-canyon micro
 # and macro cells; 3.5 GHz is the n78 band; the noise figures are 3GPP TR 36.814 Table
@@ -418,6 +419,15 @@ class EsConfig(_Frozen):
     # meg_gym.channel.models' default_es_tx_power_dbm); awgn/perfect ignore it
     tx_power_dbm: EsTxDbm | None = None
     position_m: Position = (0.0, 0.0)
+    # The ES's own model variant, so that the parallel protocols' candidates (UIDG, DIUG, DSUC) differ for
+    # a reason (issue #23: "each ES can run its own model variant"); None: the scenario's. ``model``: a card
+    # that shares the scenario model's VAE and text encoder (as ``ue_model``: the ES reads the UE's seed and
+    # its latents are decoded by the UE); ``guidance_scale``: its classifier-free guidance scale;
+    # ``seed_offset``: the ES draws its noise from its own generator, seeded with the request's seed plus
+    # this (None: from the request's one generator, in plan order, after the nodes before it).
+    model: Text | None = None
+    guidance_scale: _in(0.0, 50.0) | None = None
+    seed_offset: _int_in(0, 2**31 - 1) | None = None
 
     @field_validator("device")
     @classmethod
@@ -428,6 +438,22 @@ class EsConfig(_Frozen):
     @classmethod
     def _position(cls, v: Any) -> Any:
         return _check_position(v)
+
+    @field_validator("model")
+    @classmethod
+    def _model_card(cls, v: str | None) -> str | None:
+        cards = model_cards()
+        if v is not None and v not in cards:
+            raise _FieldError((), f"must be a model card name {cards} that shares the scenario model's VAE and "
+                                  f"text encoder (got {v!r})")
+        return v
+
+    def variant(self, model: str, generation: Any) -> tuple[str | None, float | None, int | None]:
+        """(model, guidance scale, seed offset) this ES changes from the scenario's ``model`` and ``generation``
+        settings, each None where it runs the scenario's (a value equal to the scenario's is None too)."""
+        return (None if self.model in (None, model) else self.model,
+                None if self.guidance_scale in (None, generation.guidance_scale) else self.guidance_scale,
+                self.seed_offset)
 
 
 class GenerationConfig(_Frozen):
@@ -443,6 +469,23 @@ class GenerationConfig(_Frozen):
     tile_overlap: _int_in(0, 64) = 2  # latent pixels each side of a cooperative tile (SD 1.5's latent is 64 wide)
     # cooperative tiles exchange their borders every this many denoising steps (0: never, strips alone)
     exchange_every: _int_in(0, 1000) = 1
+    # what they exchange: 'latent' columns, or 'activations' at every layer (exact: the monolithic UNet)
+    exchange: Text = "latent"
+
+    @field_validator("exchange")
+    @classmethod
+    def _exchange(cls, v: str) -> str:
+        if v not in EXCHANGES:
+            raise _FieldError((), _one_of(EXCHANGES, v))
+        return v
+
+    @model_validator(mode="after")
+    def _exchange_fits(self) -> GenerationConfig:
+        if self.exchange == "activations" and self.exchange_every != 1:
+            raise _FieldError(("exchange_every",), f"must be 1 with exchange 'activations' (the activations are "
+                                                   f"exchanged at every layer of every step; got "
+                                                   f"{self.exchange_every})")
+        return self
 
 
 class BackhaulConfig(_Frozen):
@@ -790,26 +833,63 @@ class Scenario(_Frozen):
                                                   f"(the cache is the ESs'; got {ue_only})")
         return self
 
-    @model_validator(mode="after")
-    def _ue_model_fits(self) -> Scenario:
-        """The UE's model reads and writes the ES model's latents and text embeddings (the temporal split hands
-        them over), so it must be ``model`` or a card that shares its parts; FLOPs at a stand-in's scale
-        (``cost_model``) have no UE-class counterpart, so the two do not combine."""
-        ue = self.ue_model
-        if ue is None or ue == self.model:
-            return self
+    def _shares_model(self, path: tuple, name: str | None) -> None:
+        """A model another node runs (``ue_model``, ``es[i].model``) reads and writes ``model``'s latents and
+        text embeddings (the temporal split and the parallel protocols hand them over), so it must be ``model``
+        or a card that shares its parts; FLOPs at a stand-in's scale (``cost_model``) have no counterpart of
+        such a model, so the two do not combine."""
+        if name is None or name == self.model:
+            return
         from meg_gym.ldm.cards import ModelError, model_card
 
         try:
-            shares = model_card(ue).get("shares") if ue in model_cards() else None
+            shares = model_card(name).get("shares") if name in model_cards() else None
         except ModelError as exc:
-            raise _FieldError(("ue_model",), str(exc)) from None
+            raise _FieldError(path, str(exc)) from None
         if shares != self.model:
-            raise _FieldError(("ue_model",), f"must be 'model' ({self.model!r}) or a model card that shares its "
-                                             f"VAE and text encoder ('shares: {self.model}'; got {ue!r})")
+            raise _FieldError(path, f"must be 'model' ({self.model!r}) or a model card that shares its VAE and text "
+                                    f"encoder ('shares: {self.model}'; got {name!r})")
         if self.cost_model is not None:
-            raise _FieldError(("ue_model",), f"must be unset (or 'model') with 'cost_model' {self.cost_model!r}: "
-                                             f"FLOPs at a stand-in's scale have no UE-class model (got {ue!r})")
+            raise _FieldError(path, f"must be unset (or 'model') with 'cost_model' {self.cost_model!r}: FLOPs at a "
+                                    f"stand-in's scale have no counterpart of {name!r} (got {name!r})")
+
+    @model_validator(mode="after")
+    def _ue_model_fits(self) -> Scenario:
+        self._shares_model(("ue_model",), self.ue_model)
+        return self
+
+    @model_validator(mode="after")
+    def _es_variants_fit(self) -> Scenario:
+        """Per-ES model variants (``es[i].model``, ``guidance_scale``, ``seed_offset``): each model shares
+        ``model``'s parts; live mode only (a calibration table holds one quality per protocol, measured on
+        ESs 0 and 1, not one per subset of differing ESs); no model with ``caching`` (the cache decides what an
+        ES holds); and the same variant on every ES when a cooperative protocol is offered (its tiles are one
+        generation: one UNet, one guidance scale and one noise draw over the whole latent, stages.py
+        ``_denoise_tiles``)."""
+        from meg_gym.protocols import PROTOCOLS
+
+        fields = ("model", "guidance_scale", "seed_offset")
+        variants = [es.variant(self.model, self.generation) for es in self.es]
+        for i, es in enumerate(self.es):
+            self._shares_model(("es", i, "model"), es.model)
+            given = [f for f, v in zip(fields, variants[i]) if v is not None]
+            if given and self.backend != "live":
+                raise _FieldError(("es", i, given[0]), f"needs backend 'live': a calibration table holds one quality "
+                                                       f"per protocol, not one per ES variant (got backend "
+                                                       f"{self.backend!r})")
+            if variants[i][0] is not None and self.caching is not None:
+                raise _FieldError(("es", i, "model"), f"must be unset when 'caching' is set: the cache decides which "
+                                                      f"models an ES holds (got {es.model!r})")
+        joint = [p for p in self.protocols if any(getattr(s, "stage", "") == "denoise_tiles"
+                                                  for s in PROTOCOLS[p].steps)]
+        if joint:
+            for i in range(1, len(variants)):
+                for j, f in enumerate(fields):
+                    if variants[i][j] != variants[0][j]:
+                        raise _FieldError(("es", i, f), f"must equal 'es[0].{f}' ({variants[0][j]!r}) when "
+                                                        f"'protocols' holds cooperative {joint}: their tiles are one "
+                                                        f"generation (one UNet, guidance scale and noise draw; got "
+                                                        f"{variants[i][j]!r})")
         return self
 
     @model_validator(mode="after")

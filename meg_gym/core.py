@@ -944,6 +944,11 @@ def check_table_matches(scenario: Any, table: Any) -> None:
     """Profiled quality comes from a table measured under some settings: a scenario that differs in
     one of them (the transmission mode, the bits per value, the model, a generation setting) would
     get another setting's quality, so it is a one-line error naming the field instead."""
+    exchange = scenario.generation.exchange
+    if table.settings.get("exchange", "latent") != exchange:  # recorded only when not 'latent' (the default)
+        raise ValueError(f"'generation.exchange' is {exchange!r} but the calibration table of model {table.model!r} "
+                         f"was measured with {table.settings.get('exchange', 'latent')!r}: calibrate this setting "
+                         f"(meg-gym calibrate --config ...) and name it in 'calibration'")
     own_ue = None if scenario.ue_model in (None, scenario.model) else scenario.ue_model
     if table.settings.get("ue_model") != own_ue:
         raise ValueError(f"'ue_model' is {own_ue!r} but the calibration table of model {table.model!r} was measured "

@@ -48,15 +48,19 @@ def _file_name(comps: Any) -> str:
 
 
 def entry_key(comps: Any, protocol: str, num_es: int, settings: Any, transmission: dict[str, Any],
-              ue_model: str | None = None) -> str:
+              ue_model: str | None = None, es_variants: tuple | None = None) -> str:
     """Everything the counts depend on, as one string (``transmission``: mode, bits per value;
-    ``ue_model``: the UE's own model, keyed only when there is one, so the other entries keep their keys)."""
+    ``ue_model``: the UE's own model; ``es_variants``: per ES, the (model, guidance scale) it runs instead
+    of the scenario's, ``MegSystem.cost_variants``; each keyed only when there is one, so the other
+    entries keep their keys)."""
     geometry = {"image_size": comps.image_size, "latent_channels": comps.latent_channels,
                 "latent_size": comps.latent_size}
     key = {"model": str(comps.name), "geometry": geometry, "protocol": protocol, "num_es": num_es,
-           "settings": asdict(settings), "transmission": transmission}
+           "settings": settings.key(), "transmission": transmission}
     if ue_model is not None:
         key["ue_model"] = ue_model
+    if es_variants is not None:
+        key["es_variants"] = [{"model": m, "guidance_scale": g} for m, g in es_variants]
     return json.dumps(key, sort_keys=True)
 
 
@@ -141,9 +145,10 @@ def _decode(rows: list[dict[str, Any]]) -> list[StepCost]:
 
 
 def cached_costs(comps: Any, protocol: str, num_es: int, settings: Any, transmission: dict[str, Any],
-                 measure: Callable[[str, int], list[StepCost]], ue_model: str | None = None) -> list[StepCost]:
+                 measure: Callable[[str, int], list[StepCost]], ue_model: str | None = None,
+                 es_variants: tuple | None = None) -> list[StepCost]:
     """The step costs from a cache file, or ``measure(protocol, num_es)`` (then cached)."""
-    key = entry_key(comps, protocol, num_es, settings, transmission, ue_model)
+    key = entry_key(comps, protocol, num_es, settings, transmission, ue_model, es_variants)
     fname = _file_name(comps)
     for folder, shipped in ((SHIPPED_DIR, True), (cache_dir(), False)):
         entry = _read(folder / fname, shipped).get(key)
@@ -180,9 +185,10 @@ def save_shipped(system: Any, protocols: list[str], max_es: int, folder: Path | 
     jobs = [(p, k) for p in protocols for k in (range(2, max_es + 1) if PROTOCOLS[p].multi_es else [1])]
     entries = {}
     for protocol, k in tqdm(jobs, desc="costs", unit="count", disable=not progress, leave=False):
-        costs = system._measure_costs(protocol, k)
+        variants = system.cost_variants(tuple(range(k)))  # ESs 0..k-1 of the scenario
+        costs = system._measure_costs(protocol, k, variants)
         key = entry_key(system.cost_comps, protocol, k, system.settings, transmission_key(system.scenario),
-                        system.ue_model)
+                        system.ue_model, variants)
         entries[key] = _entry(key, costs)
     path = (SHIPPED_DIR if folder is None else Path(folder)) / _file_name(system.cost_comps)
     _write(path, entries)

@@ -11,10 +11,10 @@ latency per stage, per link and queueing, and UE energy.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from meg_gym.ldm.stages import STAGES, GenerationSettings, StageContext, run_joint_stage, run_stage
+from meg_gym.ldm.stages import STAGES, GenerationSettings, StageContext, StageError, run_joint_stage, run_stage
 from meg_gym.protocols import UE, PlacedProtocol, Run, _stage_names, joint_groups
 from meg_gym.timing import StepCost, StepTiming, compile_plan
 
@@ -23,7 +23,8 @@ if TYPE_CHECKING:  # torch and the model code load when a stage runs
 
     from meg_gym.ldm.components import Components
 
-__all__ = ["Eavesdropping", "ExecutionResult", "LinkConditions", "NodeCompute", "execute", "link_timing"]
+__all__ = ["Eavesdropping", "ExecutionResult", "LinkConditions", "NodeCompute", "NodeModel", "execute",
+           "link_timing"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,17 @@ class NodeCompute:
     queues: dict[int, Any] | None = None  # es_id -> meg_gym.compute.EsQueue
     start_s: float = 0.0
     backhaul: tuple[float, float] | None = None  # the ES-to-ES link (rate bit/s, latency s); None: the default
+
+
+@dataclass(frozen=True)
+class NodeModel:
+    """What one node runs where it differs from the plan's model and settings (an ES's variant, the
+    scenario's ``es[i]``): ``comps`` its model (None: the plan's), ``guidance_scale`` (None: the settings'),
+    ``seed`` the seed of its own noise generator (None: the request's one generator, drawn in plan order)."""
+
+    comps: Any = None
+    guidance_scale: float | None = None
+    seed: int | None = None
 
 
 #: output shapes of stages run on the meta device, by FLOP-cache key: a meta run of a stage
@@ -135,6 +147,7 @@ def execute(
     flop_cache: Any = None,
     eavesdropper: Eavesdropping | None = None,
     ue_comps: Components | None = None,
+    node_models: dict[str, NodeModel] | None = None,
 ) -> ExecutionResult:
     """Run ``plan`` once: every stage on its node, every tensor through the channel.
 
@@ -144,7 +157,11 @@ def execute(
     rest of the plan runs on that copy (:func:`_eavesdrop`).
 
     ``ue_comps``: the model the UE runs (the scenario's ``ue_model``, a UE-class model sharing the
-    ES model's VAE and text encoder); None: the same model as the ESs."""
+    ES model's VAE and text encoder); None: the same model as the ESs.
+
+    ``node_models``: node name (``"es<id>"``) -> :class:`NodeModel`, the variant that node's stages run
+    with (its model, guidance scale, noise generator; FLOPs counted on what it runs); nodes left out run
+    ``comps`` and ``settings``. The nodes of a joint stage must run one variant (:func:`_run_joint`)."""
     import torch
 
     from meg_gym.channel import transmit, transmit_text
@@ -155,8 +172,9 @@ def execute(
     stores[UE].update(image=image, text=prompt)
     ctx = StageContext(comps=comps, settings=settings, generator=generator, judge=judge, prompt=prompt)
     # the UE's stages run its own model, drawing from the request's one generator in plan order
-    ue_ctx = ctx if ue_comps is None else StageContext(comps=ue_comps, settings=settings, generator=generator,
-                                                       judge=judge, prompt=prompt)
+    contexts = {UE: ctx if ue_comps is None else replace(ctx, comps=ue_comps)}
+    for node, nm in (node_models or {}).items():
+        contexts[node] = _node_context(ctx, nm)
     costs: list[StepCost] = []
     up, down = links.digital if links.digital is not None else (None, None)
     groups = joint_groups(plan.steps)
@@ -164,7 +182,7 @@ def execute(
     eve_gen = None if eavesdropper is None else torch.Generator().manual_seed(eavesdropper.seed)
     for i_step, step in enumerate(plan.steps):
         if i_step in groups:
-            costs.extend(_run_joint([plan.steps[j] for j in groups[i_step]], ctx, stores, cache,
+            costs.extend(_run_joint([plan.steps[j] for j in groups[i_step]], contexts, ctx, stores, cache,
                                     links.bits_per_value))
             continue
         if isinstance(step, Run) and STAGES[step.stage].joint:
@@ -175,9 +193,10 @@ def execute(
             back = {mapped: own for own, mapped in rename.items()}
             params = dict(step.params)
             local = {back.get(n, n): stores[step.on][n] for n in _stage_names(step, "in")}
-            node_ctx = ue_ctx if step.on == UE else ctx
+            node_ctx = contexts.get(step.on, ctx)
             node_comps = node_ctx.comps
-            key = cache.key(node_comps.name, stage.name, (step.params, settings), local)  # steps live in settings
+            # steps (and an ES's guidance scale) live in its settings
+            key = cache.key(node_comps.name, stage.name, (step.params, node_ctx.settings), local)
             flops = cache.get(key)
             meta = node_comps.device.type == "meta"
             if meta and flops is not None and key in META_OUTPUTS:  # shapes known: no need to trace again
@@ -230,14 +249,36 @@ def execute(
     )
 
 
-def _run_joint(group: list[Run], ctx: StageContext, stores: dict[str, dict[str, Any]], cache: Any,
-               bits_per_value: int) -> list[StepCost]:
+def _node_context(ctx: StageContext, nm: NodeModel) -> StageContext:
+    """The context of a node that runs a variant: its model, its guidance scale, its own generator (a CPU
+    one, as the request's: diffusers' ``randn_tensor`` draws on the generator's device and moves the noise)."""
+    import torch
+
+    settings = ctx.settings if nm.guidance_scale is None else replace(ctx.settings, guidance_scale=nm.guidance_scale)
+    generator = ctx.generator if nm.seed is None or ctx.generator is None else torch.Generator().manual_seed(nm.seed)
+    return replace(ctx, comps=nm.comps if nm.comps is not None else ctx.comps, settings=settings, generator=generator)
+
+
+def _run_joint(group: list[Run], contexts: dict[str, StageContext], default: StageContext,
+               stores: dict[str, dict[str, Any]], cache: Any, bits_per_value: int) -> list[StepCost]:
     """Run a joint stage on its nodes at once; one :class:`StepCost` per node: its share of the FLOPs
-    (the nodes run tiles of one width, so equal shares) and the bits it sent over the backhaul
-    (values x ``bits_per_value``: the ES-to-ES link is wired and digital, the tensors arrive exact)."""
+    (the stage's ``flops_share``: tiles of one width, equal shares; exchanged activations, the columns each
+    owns) and the bits it sent over the backhaul
+    (values x ``bits_per_value``: the ES-to-ES link is wired and digital, the tensors arrive exact).
+
+    The tiles are one generation (one UNet, one guidance scale, one noise draw over the whole latent), so
+    the nodes must run one variant (the scenario refuses others: ``Scenario._es_variants_fit``); the stage
+    runs with the first node's context (its generator: the nodes' are seeded alike)."""
     from meg_gym.compute import count_flops
 
     stage = STAGES[group[0].stage]
+    ctxs = [contexts.get(step.on, default) for step in group]
+    ctx = ctxs[0]
+    seeds = {c.generator.initial_seed() if c.generator is not None and c.generator is not default.generator
+             else None for c in ctxs}
+    if len({(c.comps.name, c.settings) for c in ctxs}) > 1 or len(seeds) > 1:
+        raise StageError(f"joint stage {stage.name!r}: its nodes {[s.on for s in group]} must run one model, "
+                         f"settings and noise draw (got {[(c.comps.name, c.settings.guidance_scale) for c in ctxs]})")
     members = []
     for step in group:
         back = {mapped: own for own, mapped in step.rename}
@@ -254,8 +295,9 @@ def _run_joint(group: list[Run], ctx: StageContext, stores: dict[str, dict[str, 
     for step, out in zip(group, outs):
         rename = dict(step.rename)
         values, exchanges = int(out.pop("exchange_values")), int(out.pop("exchanges"))
+        owned, of = out.pop("flops_share")  # the share of the work this node does (tiles: the columns it owns)
         stores[step.on].update({rename.get(k, k): v for k, v in out.items()})
-        costs.append(StepCost("run", stage.name, step.on, flops=int(flops) // len(group),
+        costs.append(StepCost("run", stage.name, step.on, flops=int(flops) * owned // of,
                               backhaul_bits=values * bits_per_value, exchanges=exchanges))
     return costs
 
@@ -291,10 +333,8 @@ def _eavesdrop(plan: PlacedProtocol, i_send: int, name: str, copy: torch.Tensor,
     only renames a tensor it holds. A stage whose inputs it lacks is skipped, and so is a joint
     stage (cooperative tiles: it would need every ES's strip at every step); its output is
     ``output`` if it got that far, else None (it learnt nothing it can show)."""
-    from dataclasses import replace as _replace
-
     store: dict[str, Any] = {"text": ctx.prompt, name: copy}
-    own = _replace(ctx, generator=generator)
+    own = replace(ctx, generator=generator)
     for step in plan.steps[i_send + 1:]:
         if isinstance(step, Run):
             if STAGES[step.stage].joint:

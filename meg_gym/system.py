@@ -23,6 +23,7 @@ from meg_gym.executor import (
     ExecutionResult,
     LinkConditions,
     NodeCompute,
+    NodeModel,
     execute,
     link_timing,
     shared_flop_cache,
@@ -100,7 +101,7 @@ class MegSystem:
         self.scenario = scenario if hasattr(scenario, "model_dump") else load_scenario(scenario)
         sc = self.scenario
         self._comps, self._meta, self._cost_comps = components, None, None  # loaded on first use
-        self._ue_comps, self._ue_cost_comps = None, None
+        self._models: dict[tuple[str, bool], Any] = {}  # (card name, meta) -> the other nodes' models (model_comps)
         # the geometry behind FLOPs and payloads: the model itself, or a stand-in's card (cost_model)
         # the step-cost cache's key: the cost model's card geometry (None: a folder, loaded to read it)
         self._cost_geometry = model_geometry(sc.cost_model or sc.model) if components is None else None
@@ -178,27 +179,61 @@ class MegSystem:
     @property
     def ue_comps(self) -> Components | None:
         """The model the UE runs (``ue_model``), placed as the ES's; None: the ES's model."""
-        if self.ue_model is None:
-            return None
-        if self._ue_comps is None:
-            from meg_gym.ldm.components import load_model
-
-            sc = self.scenario
-            live = sc.backend == "live"
-            self._ue_comps = load_model(self.ue_model, sc.torch_device if live else "cpu",
-                                        sc.torch_dtype if live else "fp32")
-        return self._ue_comps
+        return None if self.ue_model is None else self.model_comps(self.ue_model)
 
     @property
     def ue_cost_comps(self) -> Components | None:
         """The UE's model on the meta device (its FLOPs); None: the ES's."""
-        if self.ue_model is None:
-            return None
-        if self._ue_cost_comps is None:
-            from meg_gym.ldm.components import meta_copy
+        return None if self.ue_model is None else self.model_comps(self.ue_model, meta=True)
 
-            self._ue_cost_comps = meta_copy(self.ue_comps)
-        return self._ue_cost_comps
+    def model_comps(self, name: str | None, meta: bool = False) -> Components:
+        """A model another node runs (``ue_model``, ``es[i].model``: a card sharing ``model``'s parts), placed
+        as the scenario's model (loaded once); ``meta``: its meta copy (shapes and FLOPs). None or ``model``:
+        the scenario's model itself."""
+        if name is None or name == self.scenario.model:
+            return self.meta if meta else self.comps
+        key = (name, meta)
+        if key not in self._models:
+            if meta:
+                from meg_gym.ldm.components import meta_copy
+
+                self._models[key] = meta_copy(self.model_comps(name))
+            else:
+                from meg_gym.ldm.components import load_model
+
+                sc = self.scenario
+                live = sc.backend == "live"
+                self._models[key] = load_model(name, sc.torch_device if live else "cpu",
+                                               sc.torch_dtype if live else "fp32")
+        return self._models[key]
+
+    def es_variant(self, es_id: int) -> tuple[str | None, float | None, int | None]:
+        """(model, guidance scale, seed offset) ES ``es_id`` runs instead of the scenario's (``es[i]``; each
+        None where it runs the scenario's)."""
+        return self.scenario.es[es_id].variant(self.scenario.model, self.settings)
+
+    def cost_variants(self, es_ids: tuple[int, ...]) -> tuple | None:
+        """What of the ESs' variants their step costs depend on, per ES in ``es_ids``' order: (model,
+        guidance scale) (the guidance scale decides whether the UNet runs twice per step); None where no
+        ES has one, so that the shipped step costs keep their keys."""
+        variants = tuple(self.es_variant(i)[:2] for i in es_ids)
+        return None if all(v == (None, None) for v in variants) else variants
+
+    def node_models(self, nodes: dict[str, int], seed: int | None) -> dict[str, NodeModel]:
+        """The :class:`~meg_gym.executor.NodeModel` of each node (name -> the ES id whose variant it runs)
+        that runs one, live; ``seed``: the request's (its own generator's seed is it plus the offset)."""
+        out = {}
+        for node, es_id in nodes.items():
+            model, guidance, offset = self.es_variant(es_id)
+            if (model, guidance, offset) != (None, None, None):
+                own_seed = None if offset is None or seed is None else (int(seed) + offset) % 2**63
+                out[node] = self._node_model(model, guidance, own_seed)
+        return out
+
+    def _node_model(self, model: str | None, guidance: float | None, seed: int | None = None,
+                    meta: bool = False) -> NodeModel:
+        return NodeModel(comps=None if model is None else self.model_comps(model, meta), guidance_scale=guidance,
+                         seed=seed)
 
     def _load_judge(self) -> Any:
         """The tiny model's prompt-fidelity judge. Not shipped: none (quality is SSIM alone), with a
@@ -256,8 +291,9 @@ class MegSystem:
                             [es.load for es in self.scenario.es], self.background_job_flops(), copies)
 
     def background_job_flops(self) -> float:
-        """Work of one other user's job on an ES: the ES part of a Full-ES generation."""
-        costs = self.costs("full_es", (0,))
+        """Work of one other user's job on an ES: the ES part of a Full-ES generation with the scenario's
+        model and settings (the other users' jobs do not take this user's ES variants, ``es[i].model``...)."""
+        costs = self._canonical_costs("full_es", 1, None)
         return float(sum(c.flops for c in costs if c.kind == "run" and c.node != "ue"))
 
     # -- plans and costs ------------------------------------------------------------------
@@ -273,30 +309,43 @@ class MegSystem:
     def costs(self, protocol: str, es_ids: tuple[int, ...]) -> list[StepCost]:
         """Step costs (FLOPs, payload bits) of a plan, from one run on the meta model.
 
-        They depend on the protocol, the number of ESs and the settings, not on which ESs:
-        measured once on ESs ``0..k-1`` and renamed. Cached in memory, in the shipped
+        They depend on the protocol, the number of ESs, the settings and the ESs' variants
+        (:meth:`cost_variants`), not on which ESs otherwise: measured once on ESs ``0..k-1`` (running
+        the variants of ``es_ids``, in order) and renamed. Cached in memory, in the shipped
         ``configs/costs/<model>.json`` and in ``~/.cache/meg_gym/costs/`` (see :mod:`meg_gym.costs`).
         """
-        from meg_gym import costs as cost_cache
-
         es_ids = tuple(int(i) for i in es_ids)
         key = (protocol, es_ids, self.settings)
         if key not in self._meta_costs:
-            canon = tuple(range(len(es_ids)))
-            ckey = (protocol, canon, self.settings)
-            if ckey not in self._meta_costs:
-                self._meta_costs[ckey] = cost_cache.cached_costs(
-                    self._cost_geometry or self.cost_comps, protocol, len(es_ids), self.settings,
-                    cost_cache.transmission_key(self.scenario), self._measure_costs, ue_model=self.ue_model)
-            self._meta_costs[key] = cost_cache.rename(self._meta_costs[ckey], es_ids)
+            from meg_gym import costs as cost_cache
+
+            canon = self._canonical_costs(protocol, len(es_ids), self.cost_variants(es_ids))
+            self._meta_costs[key] = cost_cache.rename(canon, es_ids)
         return self._meta_costs[key]
 
-    def _measure_costs(self, protocol: str, num_es: int) -> list[StepCost]:
+    def _canonical_costs(self, protocol: str, num_es: int, variants: tuple | None) -> list[StepCost]:
+        """The step costs of ``protocol`` on ESs ``0..num_es-1`` running ``variants`` (:meth:`cost_variants`)."""
+        from meg_gym import costs as cost_cache
+
+        ckey = (protocol, num_es, self.settings, variants)
+        if ckey not in self._meta_costs:
+            self._meta_costs[ckey] = cost_cache.cached_costs(
+                self._cost_geometry or self.cost_comps, protocol, num_es, self.settings,
+                cost_cache.transmission_key(self.scenario), lambda p, k: self._measure_costs(p, k, variants),
+                ue_model=self.ue_model, es_variants=variants)
+        return self._meta_costs[ckey]
+
+    def _measure_costs(self, protocol: str, num_es: int, variants: tuple | None = None) -> list[StepCost]:
+        """Count the step costs on the meta model: ESs ``0..num_es-1``, ES k running ``variants[k]``
+        ((model, guidance scale), :meth:`cost_variants`; None: the scenario's model and settings)."""
         from meg_gym.workload import TYPICAL_PROMPT
 
         plan = place(protocol, tuple(range(num_es)))
+        nodes = {f"es{k}": self._node_model(model, guidance, meta=True)
+                 for k, (model, guidance) in enumerate(variants or ()) if (model, guidance) != (None, None)}
         res = self._run(plan, self.cost_comps, _meta_image(self.cost_comps), TYPICAL_PROMPT, None,
-                        self._links(1e6, noiseless=True), queues=False, ue_comps=self.ue_cost_comps)
+                        self._links(1e6, noiseless=True), queues=False, ue_comps=self.ue_cost_comps,
+                        node_models=nodes)
         return res.costs
 
     def _links(self, bandwidth_hz: float, noiseless: bool | None = None,
@@ -349,8 +398,10 @@ class MegSystem:
     def _run(self, plan: PlacedProtocol, comps: Components, image: torch.Tensor, prompt: str, seed: int | None,
              links: LinkConditions, queues: bool = True, other_queues: dict[int, Any] | None = None,
              start_s: float | None = None, eavesdropper: Eavesdropping | None = None,
-             ue_comps: Components | None | str = "own") -> ExecutionResult:
-        """One pass of ``plan``; ``ue_comps``: the UE's model ("own": the scenario's ``ue_model``, live)."""
+             ue_comps: Components | None | str = "own",
+             node_models: dict[str, NodeModel] | str = "own") -> ExecutionResult:
+        """One pass of ``plan``; ``ue_comps``: the UE's model ("own": the scenario's ``ue_model``, live);
+        ``node_models``: the ESs' variants ("own": the scenario's ``es[i]`` of the plan's ESs, live)."""
         import torch
 
         threads = self.torch_threads
@@ -361,7 +412,9 @@ class MegSystem:
         return execute(plan, comps, image, prompt, settings=self.settings, links=links,
                        compute=self._compute(queues, other_queues, start_s), generator=gen, channel_generator=ch_gen,
                        judge=self.user, flop_cache=self.flop_cache, eavesdropper=eavesdropper,
-                       ue_comps=self.ue_comps if isinstance(ue_comps, str) else ue_comps)
+                       ue_comps=self.ue_comps if isinstance(ue_comps, str) else ue_comps,
+                       node_models=(self.node_models({f"es{i}": i for i in plan.es_ids}, seed)
+                                    if isinstance(node_models, str) else node_models))
 
     # -- serving --------------------------------------------------------------------------
     def bandwidth(self, decision: Decision) -> float:
@@ -466,7 +519,7 @@ class MegSystem:
         """The monolithic result: Full ES over a perfect channel (= diffusers' img2img pipeline)."""
         plan = place("full_es", (0,))
         res = self._run(plan, self.comps, request.image, request.prompt, request.seed,
-                        _noiseless(self._links(self.scenario.bandwidth_hz)), queues=False)
+                        _noiseless(self._links(self.scenario.bandwidth_hz)), queues=False, node_models={})
         return _host(res.output[0])
 
     def advance(self, dt_s: float) -> None:

@@ -50,12 +50,32 @@ def count_flops(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> tuple[T, 
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
+    _count_cpu_attention()
     if not callable(fn):
         raise TypeError(f"'fn' must be callable (got {type(fn).__name__})")
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         result = fn(*args, **kwargs)
     return result, int(counter.get_total_flops())
+
+
+def _count_cpu_attention() -> None:
+    """Teach the counter the CPU's fused attention kernel. On the CPU, ``scaled_dot_product_attention``
+    dispatches to ``aten._scaled_dot_product_flash_attention_for_cpu``, which torch's flop registry
+    (torch/utils/flop_counter.py, torch 2.13) lacks, so a live CPU run counted no attention FLOPs while the
+    same stage on the meta device (decomposed to ``bmm``) counted them: the one FLOP cache then held
+    whichever ran first. It gets the registry's own formula for the fused kernels (``sdpa_flop_count``:
+    Q K^T and P V, 2 FLOPs per multiply-accumulate), so both devices count the same."""
+    import torch
+    from torch.utils import flop_counter
+
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is None or op in flop_counter.flop_registry:
+        return
+
+    @flop_counter.register_flop_formula(op)
+    def _cpu_flash(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
+        return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
 def shape_signature(value: Any) -> Hashable:

@@ -28,6 +28,20 @@ class GenerationSettings:
     # et al. 2023; DistriFusion, Li et al. 2024); 0: every ES denoises its strip alone and the UE
     # cross-fades the strips (no ES-to-ES traffic, seams)
     exchange_every: int = 1
+    # what cooperating tiles exchange: 'latent' (the columns above) or 'activations' (at every layer what each
+    # tile's next layer reads of the others': conv halos, self-attention keys and values, GroupNorm sums;
+    # DistriFusion's synchronous form, Li et al. CVPR 2024), under which the tiles denoise as the monolithic UNet
+    exchange: str = "latent"
+
+    def key(self) -> dict[str, Any]:
+        """The settings as a dict for the step-cost and calibration keys: a setting added after the shipped
+        tables were measured (``exchange``) is named only when it is not its default, so they keep their keys."""
+        from dataclasses import asdict
+
+        d = asdict(self)
+        if d["exchange"] == "latent":
+            del d["exchange"]
+        return d
 
     @classmethod
     def from_any(cls, obj: Any) -> GenerationSettings:

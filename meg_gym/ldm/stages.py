@@ -511,6 +511,148 @@ def _exchange(latents: list[torch.Tensor], layout: list[tuple[int, int]], owned:
     return total
 
 
+class _ActivationTraffic:
+    """What cooperating tiles would send each other, at every layer of the real UNet, for their UNet to be
+    the monolithic one (DistriFusion's synchronous patch parallelism: Li et al., "DistriFusion: Distributed
+    Parallel Inference for High-Resolution Diffusion Models", CVPR 2024, Sec. 4; there the exchange is one
+    step stale and overlapped with compute, here it is exact). Counted with forward pre-hooks on the UNet's
+    modules from the shapes that really flow through them (meta tensors too), each tile owning the latent
+    columns ``bounds[k]..bounds[k+1]`` (at a coarser resolution, the same share: ``bounds x w // width``):
+
+    * ``Conv2d`` (and ``AvgPool2d``): the input columns its owned output columns read (kernel, stride,
+      padding, dilation) that another tile owns, x batch x channels x rows (a kernel of 1 reads none);
+    * ``Upsample2D`` (nearest interpolation): the input column each owned output column copies, when
+      another tile owns it;
+    * self-attention (``Attention`` that is not cross-attention): every other tile's keys and values of
+      the tokens it owns (2 x batch x the key width x its tokens, to each other tile);
+    * ``GroupNorm``: the per-group sum and sum of squares of the tile's part (2 x batch x groups, to each
+      other tile), from which every tile gets the whole feature map's mean and variance.
+
+    Cross-attention reads the prompt, which every ES has; linear layers, LayerNorm and the time embedding
+    are per token or global. ``sent[k]``: values tile ``k`` sent; ``exchanges``: the synchronous rounds
+    (layer calls at which anything was sent: each waits for the backhaul's latency)."""
+
+    def __init__(self, unet: Any, bounds: list[int], width: int, height: int) -> None:
+        import torch.nn as nn
+        from diffusers.models.attention_processor import Attention
+        from diffusers.models.upsampling import Upsample2D
+
+        self.bounds, self.width, self.height = bounds, width, height
+        self.sent = [0] * (len(bounds) - 1)
+        self.exchanges = 0
+        self.handles = []
+        for m in unet.modules():
+            if isinstance(m, (nn.Conv2d, nn.AvgPool2d)):
+                self.handles.append(m.register_forward_pre_hook(self._window))
+            elif isinstance(m, Upsample2D):
+                if m.use_conv_transpose or not m.interpolate:
+                    raise StageError("exchange 'activations' needs nearest-interpolation up-sampling (got a "
+                                     "transposed convolution)")
+                self.handles.append(m.register_forward_pre_hook(self._upsample, with_kwargs=True))
+            elif isinstance(m, Attention) and not m.is_cross_attention:
+                self.handles.append(m.register_forward_pre_hook(self._attention, with_kwargs=True))
+            elif isinstance(m, nn.GroupNorm):
+                self.handles.append(m.register_forward_pre_hook(self._group_norm))
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def _owned(self, w: int) -> list[tuple[int, int]]:
+        b = [c * w // self.width for c in self.bounds]
+        return list(zip(b[:-1], b[1:]))
+
+    def _send(self, values: list[int]) -> None:
+        if any(values):
+            self.exchanges += 1
+        self.sent = [a + b for a, b in zip(self.sent, values)]
+
+    def _gather(self, w_in: int, needs: list[tuple[int, int]], per_column: int) -> None:
+        """Tile k needs input columns ``needs[k]``; the owners of those it lacks send them."""
+        own = self._owned(w_in)
+        values = [0] * len(own)
+        for k, (lo, hi) in enumerate(needs):
+            lo, hi = max(lo, 0), min(hi, w_in)
+            for j, (a, b) in enumerate(own):
+                if j != k:
+                    values[j] += max(0, min(hi, b) - max(lo, a)) * per_column
+        self._send(values)
+
+    def _window(self, m: Any, args: tuple) -> None:
+        x = args[0]
+        kernel, stride, pad, dil = (_width_part(v) for v in (m.kernel_size, m.stride, m.padding,
+                                                            getattr(m, "dilation", 1)))
+        if isinstance(pad, str):
+            raise StageError(f"exchange 'activations': padding {pad!r} is not counted")
+        w_in = int(x.shape[-1])
+        w_out = (w_in + 2 * pad - dil * (kernel - 1) - 1) // stride + 1
+        needs = [(a * stride - pad, (b - 1) * stride - pad + dil * (kernel - 1) + 1) if b > a else (0, 0)
+                 for a, b in self._owned(w_out)]
+        self._gather(w_in, needs, int(x.shape[0] * x.shape[1] * x.shape[2]))
+
+    def _upsample(self, m: Any, args: tuple, kwargs: dict) -> None:
+        x = args[0] if args else kwargs["hidden_states"]
+        size = kwargs.get("output_size") or (args[1] if len(args) > 1 else None)
+        w_in = int(x.shape[-1])
+        w_out = int(size[-1]) if size is not None else 2 * w_in
+        needs = [((a * w_in) // w_out, ((b - 1) * w_in) // w_out + 1) if b > a else (0, 0)
+                 for a, b in self._owned(w_out)]
+        self._gather(w_in, needs, int(x.shape[0] * x.shape[1] * x.shape[2]))
+
+    def _attention(self, m: Any, args: tuple, kwargs: dict) -> None:
+        x = args[0] if args else kwargs["hidden_states"]
+        if x.ndim == 4:  # an attention block fed the feature map itself
+            w = int(x.shape[-1])
+            rows = int(x.shape[-2])
+        else:  # (batch, tokens, channels): the map flattened row by row, at the latent's aspect ratio
+            tokens = int(x.shape[1])
+            w = round(math.sqrt(tokens * self.width / self.height))
+            rows = tokens // w
+        kv = 2 * int(x.shape[0]) * int(m.to_k.out_features)
+        others = len(self.sent) - 1
+        self._send([kv * rows * (b - a) * others for a, b in self._owned(w)])
+
+    def _group_norm(self, m: Any, args: tuple) -> None:
+        x = args[0]
+        others = len(self.sent) - 1
+        self._send([2 * int(x.shape[0]) * int(m.num_groups) * others if b > a else 0
+                    for a, b in self._owned(int(x.shape[-1]))])
+
+
+def _width_part(v: Any) -> Any:
+    """A module's (rows, columns) setting (kernel, stride, padding), or one for both: its columns' part."""
+    return v[-1] if isinstance(v, tuple) else v
+
+
+def _denoise_synchronous(ctx: StageContext, members: list[dict[str, Any]], layout: list[tuple[int, int]],
+                         owned: list[tuple[int, int]], n: int, st: float, final: bool) -> list[dict]:
+    """Cooperative denoising that exchanges activations (``exchange: activations``): DistriFusion's
+    synchronous patch parallelism (:class:`_ActivationTraffic`), under which the tiles' UNets compute
+    exactly the monolithic UNet's function. So the stage runs the UNet on the whole latent, once, with
+    :func:`denoise_latents` (CIAG's own denoising: the same noise draw, the same steps), and reports for
+    each ES what that exactness costs it: the values it sends at every layer (counted by the hooks on the
+    real modules, meta tensors too), the synchronous rounds, and as its FLOPs share the latent columns it
+    owns. The latent is put together from the columns each ES owns of its strip of the seed (UIDCG: the
+    UE's seed, so the result is CIAG's denoising exactly). Each ES gets its strip of the result; with
+    ``final`` (DCSUC decodes whole strips) the strips' borders are exchanged once more, as latents."""
+    import torch
+
+    comps = ctx.comps
+    width = comps.latent_size
+    seed = torch.cat([m["seed"][..., c0 - a:c1 - a] for m, (a, _), (c0, c1) in zip(members, layout, owned)], dim=-1)
+    traffic = _ActivationTraffic(comps.unet, [0, *(c1 for _, c1 in owned)], width, int(seed.shape[-2]))
+    try:
+        latents = denoise_latents(ctx, seed, members[0]["text_emb"], n, st)
+    finally:
+        traffic.remove()
+    strips = [latents[..., a:a + w] for a, w in layout]
+    sent, exchanges = traffic.sent, traffic.exchanges
+    if final and _exchange([x.clone() for x in strips], layout, owned, sent):
+        exchanges += 1
+    return [{"gen_seed": x, "exchange_values": v, "exchanges": exchanges, "flops_share": (c1 - c0, width)}
+            for x, v, (c0, c1) in zip(strips, sent, owned)]
+
+
 def _denoise_tiles(ctx: StageContext, members: list[dict[str, Any]], k: int, final: bool = False,
                    steps: int | None = None, strength: float | None = None) -> list[dict]:
     """Cooperative denoising of ``k`` tiles of one latent, one tile per ES (a joint stage: it
@@ -525,6 +667,11 @@ def _denoise_tiles(ctx: StageContext, members: list[dict[str, Any]], k: int, fin
     and tiles as wide as the latent give CIAG's result exactly. Each output also holds
     ``exchange_values`` (the values that ES sent over the backhaul) and ``exchanges``.
     ``steps``/``strength``: a placement's step budget (``uidcg@<steps>``), as :func:`_budget`.
+    ``flops_share`` (owned, of): the share of the stage's FLOPs each ES's cost carries (here 1 of ``k``:
+    strips of one width).
+
+    ``exchange`` 'activations': the tiles exchange, at every layer, what each needs of the others' activations,
+    and denoise as the monolithic UNet does (:func:`_denoise_synchronous`).
     """
     import copy
 
@@ -534,10 +681,12 @@ def _denoise_tiles(ctx: StageContext, members: list[dict[str, Any]], k: int, fin
         raise StageError(f"stage 'denoise_tiles': {k} tiles expected (got {len(members)})")
     if s.exchange_every == 0:
         return [{"gen_seed": denoise_latents(ctx, m["seed"], m["text_emb"], n, st),
-                 "exchange_values": 0, "exchanges": 0} for m in members]
+                 "exchange_values": 0, "exchanges": 0, "flops_share": (1, k)} for m in members]
     comps = ctx.comps
     layout = tile_layout(comps.latent_size, k, s.tile_overlap, _unet_multiple(comps))
     owned = owned_columns(layout, comps.latent_size)
+    if s.exchange == "activations":
+        return _denoise_synchronous(ctx, members, layout, owned, n, st, final)
     first = members[0]["seed"]
     noise = _randn((*first.shape[:-1], comps.latent_size), ctx, first)
     # every ES runs its own scheduler (a multistep scheduler keeps per-latent history)
@@ -553,7 +702,8 @@ def _denoise_tiles(ctx: StageContext, members: list[dict[str, Any]], k: int, fin
         if (not last and (i + 1) % s.exchange_every == 0) or (last and final):
             if _exchange(latents, layout, owned, sent):  # nothing to send, nothing to wait for
                 exchanges += 1
-    return [{"gen_seed": x, "exchange_values": v, "exchanges": exchanges} for x, v in zip(latents, sent)]
+    return [{"gen_seed": x, "exchange_values": v, "exchanges": exchanges, "flops_share": (1, k)}
+            for x, v in zip(latents, sent)]
 
 
 def _crop_tile(ctx: StageContext, tile: torch.Tensor, k: int, index: int, pixel_scale: float) -> dict[str, Any]:

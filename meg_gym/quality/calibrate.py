@@ -61,6 +61,11 @@ def settings_key(system: Any) -> dict[str, Any]:
     """What a table depends on besides SNR and steps: must match the scenario that uses it."""
     sc = system.scenario
     g = system.settings
+    for i in range(sc.num_es):  # a table has one quality per protocol, measured on ESs 0 and 1
+        varied = [f for f, v in zip(("model", "guidance_scale", "seed_offset"), system.es_variant(i)) if v is not None]
+        if varied:
+            raise ValueError(f"'es[{i}].{varied[0]}' must be unset to calibrate: a calibration table holds one quality "
+                             f"per protocol, not one per ES variant (got {getattr(sc.es[i], varied[0])!r})")
     ue = {} if sc.ue_model in (None, sc.model) else {"ue_model": sc.ue_model}  # keyed only when the UE has its own
     return {
         **ue, "model": sc.model, "mode": sc.transmission.mode, "bits_per_value": sc.transmission.bits_per_value,
@@ -68,6 +73,7 @@ def settings_key(system: Any) -> dict[str, Any]:
         "sketch_scale": g.sketch_scale, "complete_steps": g.complete_steps,
         "complete_strength": g.complete_strength, "tile_overlap": g.tile_overlap,
         "exchange_every": g.exchange_every, "selection": sc.workload.selection,
+        **({} if g.exchange == "latent" else {"exchange": g.exchange}),  # keyed only when not the default
     }
 
 

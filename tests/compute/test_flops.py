@@ -28,6 +28,25 @@ def test_count_flops_works_on_meta_tensors_and_passes_kwargs():
     assert flops == 2 * (3 * 3 * 3) * 8 * 32 * 32
 
 
+def test_attention_counts_the_same_on_the_cpu_and_the_meta_device():
+    """The CPU's fused attention kernel is counted as the meta device's decomposition (Q K^T and P V):
+    before, a live CPU run counted no attention FLOPs and the shared FLOP cache held whichever ran first."""
+    q = torch.randn(2, 8, 64, 16)
+    cpu = count_flops(torch.nn.functional.scaled_dot_product_attention, q, q, q)[1]
+    meta = count_flops(torch.nn.functional.scaled_dot_product_attention, *(q.to("meta"),) * 3)[1]
+    assert cpu == meta == 2 * 2 * (2 * 8 * 64 * 64 * 16)
+
+
+def test_a_unet_step_counts_the_same_live_and_on_meta(tiny):
+    from meg_gym.ldm.components import meta_copy
+
+    x, t, emb = torch.randn(2, 4, 16, 16), torch.tensor(500), torch.randn(2, 16, 64)
+    live = count_flops(tiny.unet, x, t, encoder_hidden_states=emb)[1]
+    m = meta_copy(tiny).unet
+    meta = count_flops(m, x.to("meta"), t.to("meta"), encoder_hidden_states=emb.to("meta"))[1]
+    assert live == meta > 0
+
+
 def test_count_flops_needs_a_callable():
     with pytest.raises(TypeError, match="'fn' must be callable"):
         count_flops(3)
