@@ -1,12 +1,13 @@
-"""One request under every temporal split point, at a few SNRs (the generation_split scenario, live).
+"""One request under every temporal split point and spatial area ratio, at a few SNRs (generation_split, live).
 
 Usage: python benchmarks/generation_split_grid.py [--snrs -10,0,10] [--out benchmarks/results/generation_split_grid.png]
     [--json benchmarks/results/generation_split_grid.json]
 
 Rows: the SNR of both links (AWGN, analog), the last row a perfect channel. Columns: Full UE (k = 0, the
 UE-class model tiny_ue alone), tsplit:3/6/9 (the ES's first k of the 12 UNet steps with tiny, the rest on
-the UE with tiny_ue) and CIAG (k = 12). Each tile: the delivered image, its quality and SSIM against the
-same placement's perfect-channel output, and its prompt fidelity.
+the UE with tiny_ue), CIAG (k = 12) and the spatial splits ssplit:0.25/0.5/0.75 (the ES generates that
+centre share of the image with tiny, the UE outpaints the rest with tiny_ue). Each tile: the delivered
+image, its quality and SSIM against the same placement's perfect-channel output, and its prompt fidelity.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from meg_gym.config import load_scenario
 from meg_gym.system import Decision, MegSystem
 from meg_gym.workload import sample_request
 
-COLUMNS = ("full_ue", "tsplit:3", "tsplit:6", "tsplit:9", "ciag")
+COLUMNS = ("full_ue", "tsplit:3", "tsplit:6", "tsplit:9", "ciag", "ssplit:0.25", "ssplit:0.5", "ssplit:0.75")
 
 
 def main() -> None:

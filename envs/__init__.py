@@ -4,7 +4,8 @@
 * ``MEG/MultiES-v1``: one UE, three ESs, all 11 protocols (profiled mode);
 * ``MEG/SingleES-live-v1``, ``MEG/MultiES-live-v1``: the same with the real split LDM every step;
 * ``MEG/GenerationSplit-v0``: one UE, one ES; the placements divide the generation between them: the
-  temporal split ``tsplit:<k>`` (the UE finishes with its own smaller model, tiny_ue) and step budgets
+  temporal split ``tsplit:<k>`` (the UE finishes with its own smaller model, tiny_ue), the spatial split
+  ``ssplit:<area>`` (the ES generates the centre, the UE outpaints the rest) and step budgets
   ``<protocol>@<steps>`` (``configs/scenarios/generation_split.yaml``; info ``es_steps``, ``ue_steps``, ``es_area``);
 * ``MEG/ModelCaching-v0``: two ESs that cache generation models (``configs/scenarios/model_caching.yaml``):
   the agent also picks the set of models each ES keeps (``envs.model_caching``).
