@@ -296,8 +296,16 @@ DEFAULT_POLICIES = "random,round_robin,crash_avoid,greedy,fixed:*,oracle"
 def cmd_train(args: argparse.Namespace) -> int:
     """Train an SB3 agent (PPO, A2C, DQN, SAC, MaskablePPO) or, for a config with ``library: rllib``, an RLlib
     one from a YAML config; --resume continues a run."""
-    from agents.rllib import is_rllib_config
+    import torch
 
+    from agents.rllib import is_rllib_config
+    from meg_gym.config import ConfigError
+
+    if isinstance(args.torch_threads, bool) or args.torch_threads < 1:
+        raise ConfigError(f"'--torch-threads' must be an integer >= 1 (got {args.torch_threads})")
+    # process-wide, before the learner builds its networks (its envs' live models set their own, the
+    # scenario's torch_threads, when they run)
+    torch.set_num_threads(args.torch_threads)
     again = " ".join(shlex.quote(a) for a in args.argv) + ("" if args.resume else " --resume")
     args.on_interrupt = f"continue from the last checkpoint with: meg-gym {again}"
     kwargs: dict[str, Any] = {}
@@ -313,8 +321,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         for flag, value in (("--ray-address", args.ray_address), ("--num-env-runners", args.num_env_runners)):
             if value is not None:
-                from meg_gym.config import ConfigError
-
                 raise ConfigError(f"'{flag}' applies to RLlib configs (library: rllib) only; {args.config} "
                                   f"is an SB3 config")
         kwargs["callbacks"] = [TrainProgressBar()]
@@ -548,6 +554,10 @@ def _parser() -> argparse.ArgumentParser:
     tn.add_argument("--resume", action="store_true", help="continue the run folder from its latest checkpoint")
     tn.add_argument("--n-timesteps", type=int, help="override the config's n_timesteps")
     tn.add_argument("--seed", type=int, help="override the config's seed")
+    tn.add_argument("--torch-threads", type=int, default=1,
+                    help="torch intra-op threads of the learner (default 1: a small policy's minibatches gain "
+                         "nothing from a second thread, and lose most of their speed to it when anything else "
+                         "runs)")
     tn.add_argument("--verbose", type=int, default=0, choices=[0, 1, 2],
                     help="0: a progress bar (default); 1: also SB3's table of training statistics; 2: SB3's debug "
                          "output (also on --resume)")

@@ -174,3 +174,14 @@ def test_marl_dispatch(tmp_path):
                             hyperparams={"n_steps": 16, "batch_size": 16, "n_epochs": 1})
     summary = train(cfg, out=tmp_path / "marl")
     assert summary["timesteps"] >= 64 and (tmp_path / "marl" / "final_model.zip").exists()
+
+
+def test_train_refuses_a_bad_thread_count_before_touching_torch(capsys):
+    import torch
+
+    from meg_gym.cli import main
+
+    before = torch.get_num_threads()
+    assert main(["train", "--config", "configs/train/ppo_single_es.yaml", "--torch-threads", "0"]) == 2
+    assert "'--torch-threads' must be an integer >= 1 (got 0)" in capsys.readouterr().err
+    assert torch.get_num_threads() == before  # nothing set on the way to the error
