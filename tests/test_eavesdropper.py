@@ -181,3 +181,28 @@ def test_live_the_eavesdropper_finishes_the_generation_from_its_copy():
     noisy = system.serve(req, Decision("ciag"), snr_db=clean, use_queues=False,
                          eve_snr_db={(0, "ul"): -20.0, (0, "dl"): -np.inf})
     assert 0.0 < noisy.leakage < o.leakage
+
+
+@pytest.mark.slow  # eight live multi-ES generations and the eavesdropper's own: 1-3 min on this project's CPU
+def test_live_multi_es_eavesdropper_combines_the_sends_it_overhears():
+    from meg_gym.system import Decision, MegSystem
+    from meg_gym.workload import sample_request
+
+    sc = load_scenario("multi_es")
+    system = MegSystem(sc)
+    req = sample_request(np.random.default_rng(0), system.comps.image_size)
+    clean = {(i, link): 200.0 for i in range(sc.num_es) for link in ("ul", "dl")}
+
+    def leak(protocol, *heard):  # the eavesdropper hears exactly the (ES, hop) links named, bit-exact
+        eve = {key: (200.0 if key in heard else -np.inf) for key in clean}
+        return system.serve(req, Decision(protocol, (0, 1)), snr_db=clean, use_queues=False, eve_snr_db=eve)
+
+    # UIDCG: one strip of the seed to each ES; with both the eavesdropper runs the cooperative denoise itself
+    assert leak("uidcg", (0, "ul")).leakage == 0.0  # half a seed: the joint stage needs both strips
+    assert leak("uidcg", (0, "ul"), (1, "ul")).leakage > 0.5
+    # UIDG: each ES's image sent down; with both, its pick is the user's: SSIM 1 and the user's own fidelity
+    o = leak("uidg", (0, "dl"), (1, "dl"))
+    w = sc.reward.ssim_weight
+    assert o.leakage == pytest.approx(w + (1 - w) * o.fidelity, abs=1e-6)
+    # DCSUC: both sketch strips sent down are merged and completed as the UE does
+    assert leak("dcsuc", (0, "dl"), (1, "dl")).leakage > 0.5
