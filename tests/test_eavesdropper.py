@@ -206,3 +206,37 @@ def test_live_multi_es_eavesdropper_combines_the_sends_it_overhears():
     assert o.leakage == pytest.approx(w + (1 - w) * o.fidelity, abs=1e-6)
     # DCSUC: both sketch strips sent down are merged and completed as the UE does
     assert leak("dcsuc", (0, "dl"), (1, "dl")).leakage > 0.5
+
+
+# -- the multi-ES views (issue 18): es_coordination_v1 and MEG/ModelCaching-v0 through the one core ---------------
+_EVE_AT = {"position_m": [60.0, 60.0]}  # the middle of es_coordination's four ESs (0..120 m square)
+
+
+def test_model_caching_observes_the_eavesdropper_and_reports_leakage():
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("MEG/ModelCaching-v0", eavesdropper={"position_m": [60.0, 10.0]})
+    check_env(env.unwrapped)
+    plain = gym.make("MEG/ModelCaching-v0")
+    assert env.observation_space.shape[0] == plain.observation_space.shape[0] + 3  # its SNR to the UE and 2 ESs
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        obs, _, _, _, info = env.step(env.action_space.sample())
+        assert env.observation_space.contains(obs)
+        assert 0.0 < info["leakage"] <= 1.0 and info["rewards"]["leakage"] == -info["leakage"]  # Full ES sends
+
+
+def test_multi_es_views_config_errors_are_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="'eavesdropper.position_m' is required for channel kind 'umi'") as err:
+        envs.es_coordination_v1.parallel_env(eavesdropper={"snr_db": 3.0})
+    assert "\n" not in str(err.value)
+    # a table without the cooperative protocols es_coordination offers: named, with the command that measures them
+    import json
+
+    shipped = json.loads(leakage_table_path(load_scenario("eavesdropper")).read_text())
+    for part in ("curves", "exact"):
+        shipped[part] = {p: v for p, v in shipped[part].items() if p not in ("uidcg", "dcsuc")}
+    (tmp_path / "t.json").write_text(json.dumps(shipped))
+    with pytest.raises(LeakageError, match=r"lacks protocols \['dcsuc', 'uidcg'\]: run meg-gym calibrate") as err:
+        envs.es_coordination_v1.parallel_env(eavesdropper={**_EVE_AT, "leakage_table": str(tmp_path / "t.json")})
+    assert "\n" not in str(err.value)
