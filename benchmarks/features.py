@@ -13,7 +13,12 @@ Usage: python benchmarks/features.py --scenario eavesdropper|digital_twin [--see
   random policy (``benchmarks/decision_problem.py``); target: no protocol best in more than 60%.
 * eavesdropper: which protocol leaks what, read off the shipped leakage table (live-measured):
   per protocol the tensor on each hop and the leakage at eavesdropper SNRs -10, 0, 10, 20 dB
-  (analog), from a bit-exact copy (digital, once decodable), and 0 encrypted.
+  (analog), from a bit-exact copy (digital, once decodable), and 0 encrypted; the multi-ES protocols'
+  too, placed on ESs 0 and 1. Then the multi-agent form (``envs.es_coordination_v1.parallel_env(
+  eavesdropper={"position_m": ...})``, the eavesdropper amid the four ESs at [60, 60] and off-site at
+  [300, 300]): joint ES policies
+  (every slot rejected, served, cooperated or handed over, or random), the team return and the mean
+  leakage of the requests in the ESs' slots.
 * eavesdropper ``--digital``: the same scenario with digital transmission (the eavesdropper at
   -20..20 dB reads a payload only when it decodes the link's rate), without and with encryption:
   fixed protocols and the one-step oracle, mean leakage, latency and bits per request.
@@ -83,19 +88,61 @@ def leaks_table() -> dict:
     from meg_gym.channel.digital import DigitalLink  # noqa: F401  (the digital rows use the exact copy)
     from meg_gym.config import load_scenario
     from meg_gym.eavesdropper import _interp_rows, leakage_table_path, load_leakage_table
-    from meg_gym.protocols import Send, place
+    from meg_gym.protocols import PROTOCOLS, Send, place
 
     table = load_leakage_table(leakage_table_path(load_scenario("eavesdropper")))
     rows = {}
-    for p, hops in table.curves.items():
-        plan = place(p, (0, 1) if len(hops) and p in ("uidg", "diug", "dsuc", "uidcg", "dcsuc") else (0,))
-        sent = {s.link: s.tensor for s in plan.steps if isinstance(s, Send) and s.tensor != "text"}
+    for p in [p for p in PROTOCOLS if p in table.curves]:  # the protocols' order, single-ES ones first
+        plan = place(p, (0, 1) if PROTOCOLS[p].multi_es else (0,))
+        sent: dict[str, list[str]] = {}
+        for s in plan.steps:  # every tensor a hop carries once (a multi-ES plan sends one per ES or tile)
+            if isinstance(s, Send) and s.tensor != "text" and s.tensor not in sent.setdefault(s.link, []):
+                sent[s.link].append(s.tensor)
         rows[p] = {}
-        for hop, curve in hops.items():
+        for hop, curve in table.curves[p].items():
             at = {f"{x:g} dB": float(_interp_rows(np.array(table.snr_grid_db), np.array([curve]), np.array([x]))[0])
                   for x in (-10.0, 0.0, 10.0, 20.0)}
-            rows[p][hop] = {"tensor": sent[hop], **at, "digital": table.exact[p][hop], "encrypted": 0.0}
+            rows[p][hop] = {"tensor": " + ".join(sent[hop]), **at, "digital": table.exact[p][hop], "encrypted": 0.0}
     return {"requests": table.requests, "rows": rows}
+
+
+def eavesdropper_marl(seeds: list[int]) -> dict:
+    """es_coordination_v1 with an eavesdropper amid the four ESs and one off-site: joint ES policies."""
+    return {"positions": [_eavesdropper_marl_at(seeds, at) for at in ((60.0, 60.0), (300.0, 300.0))]}
+
+
+def _eavesdropper_marl_at(seeds: list[int], position_m: tuple[float, float]) -> dict:
+    """es_coordination_v1 with an eavesdropper at ``position_m``: the team return and the leakage of joint
+    ES policies."""
+    from envs.es_coordination import MODES
+
+    par = envs.es_coordination_v1.parallel_env(eavesdropper={"position_m": list(position_m)})
+    k, last = par.slots, len(par.shares) - 1
+
+    def every_slot(mode):
+        return lambda obs: {a: np.array([mode, last] * k) for a in obs}
+
+    rng = np.random.default_rng(0)
+    policies = {f"every slot: {m}": every_slot(j) for j, m in enumerate(MODES)}
+    policies["random"] = lambda obs: {a: par.action_space(a).sample() for a in obs}
+    out = {}
+    for name, policy in policies.items():
+        rets, leak = [], []
+        for s in seeds:
+            obs, _ = par.reset(seed=s)
+            for a in par.agents:  # every agent's space: the random policy's draws repeat run to run
+                par.action_space(a).seed(int(rng.integers(2**31)))
+            total = 0.0
+            while par.agents:
+                obs, _, _, _, infos = par.step(policy(obs))
+                total += float(next(iter(infos.values()))["team_reward"])
+                slots = np.concatenate([i["leakage"] for i in infos.values()])
+                leak += slots[~np.isnan(slots)].tolist()  # the requests in the ESs' slots (NaN: an empty slot)
+            rets.append(total)
+        out[name] = {"return": mean_ci(rets), "leakage": float(np.mean(leak))}
+        print(f"{list(position_m)} {name:<24} return {out[name]['return'][0]:8.1f} +- {out[name]['return'][1]:5.1f}  "
+              f"leakage {out[name]['leakage']:.3f}", flush=True)
+    return {"num_ues": par.world.ues, "position_m": list(position_m), "policies": out}
 
 
 def twins_marl(seeds: list[int], num_ues: int = 8) -> dict:
@@ -192,6 +239,7 @@ def main() -> None:
     res["single_env"] = single_env(args.scenario, seeds)
     if args.scenario == "eavesdropper":
         res["leaks"] = leaks_table()
+        res["multi_agent"] = eavesdropper_marl(seeds)
     else:
         res["multi_agent"] = twins_marl(seeds)
     if args.json:

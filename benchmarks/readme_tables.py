@@ -224,6 +224,22 @@ def _leaks(d: dict) -> list[str]:
     return lines
 
 
+def _eavesdropper_marl(d: dict) -> list[str]:
+    blocks = d["multi_agent"]["positions"]
+    lines = _head("eavesdropper at (m)", f"joint ES policy ({blocks[0]['num_ues']} UEs)", "team return",
+                  "leakage (mean)")
+    for m in blocks:
+        for name, r in m["policies"].items():
+            lines.append(_row([m["position_m"], name, f"{_num(r['return'][0], 1)} ± {_num(r['return'][1], 1)}",
+                               f"{r['leakage']:.3f}"]))
+    seeds = d["seeds"]
+    lines += ["", f"(`envs.es_coordination_v1.parallel_env(eavesdropper={{\"position_m\": [x, y]}})`, the ESs at "
+                  f"(0, 0), (120, 0), (0, 120), (120, 120); one episode per seed, seeds {seeds[0]}..{seeds[-1]}; "
+                  f"team return: the episode's sum of the team reward; leakage: the mean over the requests in the "
+                  f"ESs' slots.)"]
+    return lines
+
+
 def _leaks_digital(d: dict) -> list[str]:
     lines = _head("transmission", "policy", "return", "leakage (mean)", "latency s", "bits per request")
     for variant, rows in d["digital"].items():
@@ -475,6 +491,9 @@ TABLES: dict[str, Table] = {
        for kind, build in (("baselines", _feature_baselines), ("decision", _feature_decision))},
     "features_leaks": Table(f"{_R}/features/eavesdropper.json", "python benchmarks/features.py --scenario "
                             f"eavesdropper --seeds 10 --states 300 --json {_R}/features/eavesdropper.json", _leaks),
+    "features_eavesdropper_marl": Table(f"{_R}/features/eavesdropper.json", "python benchmarks/features.py "
+                                        f"--scenario eavesdropper --seeds 10 --states 300 --json "
+                                        f"{_R}/features/eavesdropper.json", _eavesdropper_marl),
     "features_digital": Table(f"{_R}/features/eavesdropper_digital.json", "python benchmarks/features.py --scenario "
                               f"eavesdropper --digital --seeds 10 --json {_R}/features/eavesdropper_digital.json",
                               _leaks_digital),

@@ -24,6 +24,9 @@ MODES = ("reject", "serve", "cooperate", "hand_over")
 # seed-based ones into UIDCG (sub-seeds), the sketch-based one into DCSUC (partial sketches)
 COOPERATIVE = {"full_es": "uidcg", "uieg": "uidcg", "eiug": "uidcg", "ciag": "uidcg", "esuc": "dcsuc"}
 _SLOT_FEATURES = 8
+# with an eavesdropper (scenario key 'eavesdropper'), per slot also its SNR to the UE's send, to this ES's
+# and to the partner's (dB / 30): the sends a serve, a cooperation and a hand-over put on the air
+_EVE_FEATURES = 3
 
 
 def _policy_nearest(world: Any, rng: np.random.Generator, protocols: list[str]) -> list[tuple[str, int]]:
@@ -81,13 +84,19 @@ class EsCoordinationEnv(_MegParallelEnv):
     (s / latency scale), every ES's bandwidth demand in the last step, the episode's progress,
     then per slot: occupied (0/1), the UE's uplink and downlink SNR to this ES and uplink SNR
     to the partner (dB / 30), the partner's backlog, the request's deadline (s / latency
-    scale) and quality weight, and its protocol (index in ``ue_protocols`` / count).
+    scale) and quality weight, and its protocol (index in ``ue_protocols`` / count). With an
+    ``eavesdropper`` in the scenario each slot has 3 more (``Box(3N + 1 + 11K)``): the
+    eavesdropper's SNR to the UE's send, to this ES's and to the partner's over the whole cell
+    (dB / 30; ``meg_gym.core.Core.eve_snr_table_db``).
 
     ## Rewards
     Every request gets the single-UE reward (``meg_gym.core.reward_terms``). The team reward is
     their mean over the batch (overflow and rejected requests included, served by Full UE); an
     ES's individual reward is the mean over the requests in its slots (0 if none). ES reward =
     ``local_ratio * individual + (1 - local_ratio) * team`` (default ``local_ratio`` 0.5).
+    With an ``eavesdropper`` the request's reward has the core's leakage term (``reward.weights.leakage``,
+    docs/envs/eavesdropper.md) and ``infos[agent]["leakage"]`` is each slot's leakage in [0, 1]
+    (``(K,)``, NaN in an empty slot; the core's ``CoreStep.leakage`` of the request in that slot).
 
     ## Episode End
     Truncation of every agent after ``max_cycles`` steps (default ``workload.requests_per_episode``).
@@ -168,11 +177,13 @@ class EsCoordinationEnv(_MegParallelEnv):
         # "discrete": one index over every slot's (mode, share), in MultiDiscrete's row-major order
         action = spaces.MultiDiscrete(self._nvec) if action_type == "multidiscrete" \
             else spaces.Discrete(int(np.prod(self._nvec)))
-        d = 3 * n + 1 + _SLOT_FEATURES * k
+        self._slot_width = _SLOT_FEATURES + (_EVE_FEATURES if w.eve is not None else 0)
+        d = 3 * n + 1 + self._slot_width * k
         low = np.full(d, 0.0, dtype=np.float32)
         high = np.full(d, _BIG, dtype=np.float32)
-        low[3 * n + 1:] = np.tile(np.array([0, -10, -10, -10, 0, 0, 0, 0], np.float32), k)
-        high[3 * n + 1:] = np.tile(np.array([1, 10, 10, 10, _BIG, _BIG, _BIG, 1], np.float32), k)
+        eve = [-10.0] * (self._slot_width - _SLOT_FEATURES), [10.0] * (self._slot_width - _SLOT_FEATURES)
+        low[3 * n + 1:] = np.tile(np.array([0, -10, -10, -10, 0, 0, 0, 0] + eve[0], np.float32), k)
+        high[3 * n + 1:] = np.tile(np.array([1, 10, 10, 10, _BIG, _BIG, _BIG, 1] + eve[1], np.float32), k)
         high[:n] = 1.0
         high[3 * n] = 1.0
         self._spaces(low, high, action)
@@ -212,11 +223,12 @@ class EsCoordinationEnv(_MegParallelEnv):
 
     def _observe(self) -> np.ndarray:
         w = self.world
-        n, k = w.num_es, self.slots
+        n, k, width = w.num_es, self.slots, self._slot_width
         scale = w.workload.latency_scale_s
         backlog = w.backlog_s()[0] / scale
         snr = w.snr_table_db()[0] / _SNR_SCALE_DB
-        obs = np.zeros((n, 3 * n + 1 + _SLOT_FEATURES * k))
+        eve = None if w.eve is None else w.eve_snr_table_db()[0] / _SNR_SCALE_DB  # (ues, 1 + num_es)
+        obs = np.zeros((n, 3 * n + 1 + width * k))
         obs[:, :n] = self._onehot
         obs[:, n:2 * n] = backlog
         obs[:, 2 * n:3 * n] = w.last_demand[0]
@@ -225,9 +237,12 @@ class EsCoordinationEnv(_MegParallelEnv):
         for i, us in enumerate(self._slots):
             for j, u in enumerate(us):
                 part = self._partner[u]
-                obs[i, base + _SLOT_FEATURES * j: base + _SLOT_FEATURES * (j + 1)] = (
+                col = base + width * j
+                obs[i, col: col + _SLOT_FEATURES] = (
                     1.0, snr[u, i, 0], snr[u, i, 1], snr[u, part, 0], backlog[part], w.deadline_s[0, u] / scale,
                     w.quality_weight[0, u], self._proto_code[self._protocol[u]])
+                if eve is not None:
+                    obs[i, col + _SLOT_FEATURES: col + width] = eve[u, 0], eve[u, 1 + i], eve[u, 1 + part]
         return obs
 
     # -- API -------------------------------------------------------------------------------
@@ -243,8 +258,11 @@ class EsCoordinationEnv(_MegParallelEnv):
 
     def _no_info(self) -> dict[str, Any]:
         """An ES's info before any step: the keys of every step's info."""
-        return {"team_reward": np.float64(0.0), "individual_reward": np.float64(0.0), "requests": 0, "rejected": 0,
-                "served": 0, "cooperated": 0, "handed_over": 0, "overflow": 0}
+        out = {"team_reward": np.float64(0.0), "individual_reward": np.float64(0.0), "requests": 0, "rejected": 0,
+               "served": 0, "cooperated": 0, "handed_over": 0, "overflow": 0}
+        if self.world.eve is not None:
+            out["leakage"] = np.full(self.slots, np.nan)
+        return out
 
     def check_action(self, agent: str, action: Any) -> None:
         """Raise :class:`envs.InvalidAction` naming ``agent`` if ``action`` is outside its space."""
@@ -312,6 +330,10 @@ class EsCoordinationEnv(_MegParallelEnv):
                   "rejected": int(counts[i, 0]), "served": int(counts[i, 1]), "cooperated": int(counts[i, 2]),
                   "handed_over": int(counts[i, 3]), "overflow": overflow}
                  for i, us in enumerate(self._slots)]
+        if res.leakage is not None:  # each slot's request's leakage, as the core measured it (NaN: empty slot)
+            for info, us in zip(infos, self._slots):
+                info["leakage"] = np.full(self.slots, np.nan)
+                info["leakage"][:len(us)] = res.leakage[0, us]
         if self.epoch < self.max_cycles:
             self._route()
         return self._finish(self._observe(), rewards, infos)

@@ -38,7 +38,8 @@ class ModelCachingEnv(MegEnv):
 
     ## Observation Space
     ``Box(4N + 4 + K + 4NK)`` float32 (N ESs, K models): the MEG observation
-    (``meg_gym.core.Core.observe``), then the request's model one-hot, then per ES and model:
+    (``meg_gym.core.Core.observe``; with an ``eavesdropper`` its N + 1 SNRs follow, as in
+    :class:`envs.MegEnv`), then the request's model one-hot, then per ES and model:
     loaded (0/1), the share of its load still to run, the recency of its last request at the
     ES (exp(-age / ``caching.context_half_life_s``)) and its share of the ES's requests.
 
@@ -46,6 +47,9 @@ class ModelCachingEnv(MegEnv):
     The MEG reward terms (``info["rewards"]``) of what the request met: a miss's wait or the
     cloud's latency counts in the latency and deadline terms, a fallback's lower quality in the
     quality term. ``info["cache_hit"]``, ``info["model"]`` and ``info["attempts"]`` per request.
+    With an ``eavesdropper`` the core's leakage term and ``info["leakage"]``, as in :class:`envs.MegEnv`
+    (the leakage of the tensors sent over the radio: a miss served by the cloud or by another model
+    sends the same ones; docs/envs/eavesdropper.md).
 
     ## Episode End
     Truncation after ``workload.requests_per_episode`` requests; caches start empty each episode.
@@ -79,7 +83,8 @@ class ModelCachingEnv(MegEnv):
         n, k = self._n, cache.k
         self._nvec = np.array([len(self.decisions), len(self.shares)] + [len(self.cache_sets)] * n)
         self.action_space = spaces.MultiDiscrete(self._nvec)
-        low, high = obs_bounds(n)
+        # the MEG row with the features' columns (an eavesdropper's SNRs: Core.obs_extra), as MegEnv's
+        low, high = obs_bounds(n, self.world.obs_extra)
         extra = k + 4 * n * k
         self.observation_space = spaces.Box(np.concatenate([low, np.zeros(extra, np.float32)]),
                                             np.concatenate([high, np.ones(extra, np.float32)]), dtype=np.float32)

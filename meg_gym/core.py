@@ -417,6 +417,14 @@ class Core:
         """Every UE's SNR to every ES over the whole cell, (copies, ues, num_es, 2): [..., 0] up, [..., 1] down."""
         return self.channel.snr_table_db(self.bandwidth_hz).reshape(self.copies, self.ues, self.num_es, 2)
 
+    def eve_snr_table_db(self) -> np.ndarray:
+        """The eavesdropper's SNR over the whole cell, (copies, ues, 1 + num_es): [..., 0] to each UE's send,
+        [..., 1 + i] to ES i's send to that UE (what :meth:`observe`'s eavesdropper columns hold, in dB)."""
+        if self.eve is None:
+            raise RuntimeError("eve_snr_table_db() needs a scenario with an 'eavesdropper' (got None)")
+        ul, dl = self.eve.snr_now_db(self.bandwidth_hz)
+        return np.concatenate([ul[:, None], dl], axis=1).reshape(self.copies, self.ues, 1 + self.num_es)
+
     def backlog_s(self) -> np.ndarray:
         """Unfinished work (s) at every ES of every copy now, (copies, num_es): what a job arriving now waits for."""
         return self.queues.backlog_s()
@@ -450,9 +458,7 @@ class Core:
         if self.obs_extra:  # the features' columns (obs_extra): the eavesdropper's SNRs, the twin's age
             col = obs_size(self.num_es)
             if self.eve is not None:
-                ul, dl = self.eve.snr_now_db(self.bandwidth_hz)
-                rows[:, col] = ul / 30.0
-                rows[:, col + 1:col + 1 + self.num_es] = dl / 30.0
+                rows[:, col:col + 1 + self.num_es] = self.eve_snr_table_db().reshape(len(rows), -1) / 30.0
                 col += 1 + self.num_es
             if self.twin is not None:
                 rows[:, col] = self.age_s.reshape(-1) / float(self.twin.period_s)

@@ -179,6 +179,7 @@ def execute(
     up, down = links.digital if links.digital is not None else (None, None)
     groups = joint_groups(plan.steps)
     eve_outputs: list[Any] = []
+    eve_heard: dict[str, dict[str, Any]] = {}  # every copy the eavesdropper got this pass, per receiving node
     eve_gen = None if eavesdropper is None else torch.Generator().manual_seed(eavesdropper.seed)
     for i_step, step in enumerate(plan.steps):
         if i_step in groups:
@@ -235,8 +236,9 @@ def execute(
         if eavesdropper is not None and value.device.type != "meta":
             copy = _overheard(eavesdropper, step, receivers, sent, tx.received, links, link, eve_gen)
             if copy is not None:
-                out = _eavesdrop(plan, i_step, arrive_as, copy.to(device=value.device, dtype=value.dtype), ctx,
-                                 eve_gen)
+                for d in receivers:
+                    eve_heard.setdefault(d, {})[arrive_as] = copy.to(device=value.device, dtype=value.dtype)
+                out = _eavesdrop(plan, i_step, eve_heard, ctx, eve_gen)
                 if out is not None:
                     eve_outputs.append(out)
     # the airtimes, and whether a digital send failed, are the timing walk's (one link model)
@@ -279,10 +281,7 @@ def _run_joint(group: list[Run], contexts: dict[str, StageContext], default: Sta
     if len({(c.comps.name, c.settings) for c in ctxs}) > 1 or len(seeds) > 1:
         raise StageError(f"joint stage {stage.name!r}: its nodes {[s.on for s in group]} must run one model, "
                          f"settings and noise draw (got {[(c.comps.name, c.settings.guidance_scale) for c in ctxs]})")
-    members = []
-    for step in group:
-        back = {mapped: own for own, mapped in step.rename}
-        members.append({back.get(n, n): stores[step.on][n] for n in _stage_names(step, "in")})
+    members = _joint_members(group, stores)
     params = dict(group[0].params)
     key = cache.key(ctx.comps.name, stage.name, (group[0].params, ctx.settings), members)
     flops = cache.get(key)
@@ -292,14 +291,34 @@ def _run_joint(group: list[Run], contexts: dict[str, StageContext], default: Sta
     else:
         outs = run_joint_stage(stage, ctx, members, params)
     costs = []
-    for step, out in zip(group, outs):
-        rename = dict(step.rename)
-        values, exchanges = int(out.pop("exchange_values")), int(out.pop("exchanges"))
-        owned, of = out.pop("flops_share")  # the share of the work this node does (tiles: the columns it owns)
-        stores[step.on].update({rename.get(k, k): v for k, v in out.items()})
+    for step, (values, exchanges, (owned, of)) in zip(group, _store_joint(group, outs, stores)):
+        # the share of the work this node does (tiles: the columns it owns)
         costs.append(StepCost("run", stage.name, step.on, flops=int(flops) * owned // of,
                               backhaul_bits=values * bits_per_value, exchanges=exchanges))
     return costs
+
+
+def _joint_members(group: list[Run], stores: dict[str, dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """A joint stage's inputs, one dict per member node, from ``stores``; None if a node lacks one."""
+    members = []
+    for step in group:
+        back = {mapped: own for own, mapped in step.rename}
+        names = _stage_names(step, "in")
+        if not all(n in stores[step.on] for n in names):
+            return None
+        members.append({back.get(n, n): stores[step.on][n] for n in names})
+    return members
+
+
+def _store_joint(group: list[Run], outs: list[dict[str, Any]], stores: dict[str, dict[str, Any]]) -> list[tuple]:
+    """Each member's outputs into its node's store; per member (values exchanged, exchanges, its
+    (owned, of) share of the stage's FLOPs)."""
+    done = []
+    for step, out in zip(group, outs):
+        rename = dict(step.rename)
+        done.append((int(out.pop("exchange_values")), int(out.pop("exchanges")), out.pop("flops_share")))
+        stores[step.on].update({rename.get(k, k): v for k, v in out.items()})
+    return done
 
 
 def _overheard(eve: Eavesdropping, step: Any, receivers: list[str], sent: torch.Tensor, received: torch.Tensor,
@@ -325,30 +344,43 @@ def _overheard(eve: Eavesdropping, step: Any, receivers: list[str], sent: torch.
     return tx.received
 
 
-def _eavesdrop(plan: PlacedProtocol, i_send: int, name: str, copy: torch.Tensor, ctx: StageContext,
+def _eavesdrop(plan: PlacedProtocol, i_send: int, heard: dict[str, dict[str, Any]], ctx: StageContext,
                generator: torch.Generator) -> torch.Tensor | None:
-    """The eavesdropper finishes the generation from its copy of send ``i_send`` (arriving as ``name``):
-    the plan's remaining stages run, on whichever node the plan put them, on one store holding its
-    copy and the prompt (text is sent unencrypted beside every payload, and is tiny); a later send
-    only renames a tensor it holds. A stage whose inputs it lacks is skipped, and so is a joint
-    stage (cooperative tiles: it would need every ES's strip at every step); its output is
-    ``output`` if it got that far, else None (it learnt nothing it can show)."""
-    store: dict[str, Any] = {"text": ctx.prompt, name: copy}
+    """The eavesdropper finishes the generation after send ``i_send`` from every copy it has overheard
+    so far this pass (``heard``: receiving node -> name -> its copy), with the public model: the plan's
+    remaining stages run, each on its node's store of the eavesdropper's copies and the prompt (text
+    is sent unencrypted beside every payload, and is tiny); a later send moves a tensor it holds from
+    one of its stores to another. A stage whose inputs it lacks is skipped; a joint stage (cooperative
+    tiles) runs once it holds every member's inputs (both strips of a split seed, say), and a stage
+    that picks among or merges the ESs' results once it holds all of them. Its output is ``output``
+    if it got that far, else None (it learnt nothing it can show). Per-node stores keep apart what
+    the plan keeps apart: two tiles sent under one name to two ESs are two strips, not one."""
+    store: dict[str, dict[str, Any]] = {n: {"text": ctx.prompt, **heard.get(n, {})} for n in plan.nodes}
     own = replace(ctx, generator=generator)
-    for step in plan.steps[i_send + 1:]:
+    groups = joint_groups(plan.steps)
+    for j in range(i_send + 1, len(plan.steps)):
+        step = plan.steps[j]
+        if j in groups:
+            group = [plan.steps[g] for g in groups[j]]
+            members = _joint_members(group, store)
+            if members is not None:
+                _store_joint(group, run_joint_stage(STAGES[step.stage], own, members, dict(step.params)), store)
+            continue
         if isinstance(step, Run):
             if STAGES[step.stage].joint:
-                continue
+                continue  # a later member of a joint stage: run with its group
             rename = dict(step.rename)
             back = {mapped: o for o, mapped in rename.items()}
             names = _stage_names(step, "in")
-            if not all(n in store for n in names):
+            node = store[step.on]
+            if not all(n in node for n in names):
                 continue
-            out = run_stage(STAGES[step.stage], own, {back.get(n, n): store[n] for n in names}, dict(step.params))
-            store.update({rename.get(k, k): v for k, v in out.items()})
-        elif step.tensor in store:
-            store[step.as_ or step.tensor] = store[step.tensor]
-    return store.get("output")
+            out = run_stage(STAGES[step.stage], own, {back.get(n, n): node[n] for n in names}, dict(step.params))
+            node.update({rename.get(k, k): v for k, v in out.items()})
+        elif step.tensor in store[step.src]:
+            for d in step.dst.split(","):
+                store[d][step.as_ or step.tensor] = store[step.src][step.tensor]
+    return store[UE].get("output")
 
 
 def _on_air(value: torch.Tensor) -> torch.Tensor:
