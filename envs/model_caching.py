@@ -3,6 +3,7 @@ ES's cache set) and ``model_caching_v0`` (PettingZoo: the ESs as agents, each ch
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -142,7 +143,10 @@ class ModelCachingParallelEnv(_MegParallelEnv):
     ## Rewards
     Each ES: the mean scalar reward of the requests it served this epoch (0 when none), mixed
     with the mean over all requests by ``local_ratio`` (None: the local reward alone).
-    ``infos[agent]``: ``requests``, ``hits`` (of them), ``cache_set`` (model names).
+    ``infos[agent]``: ``requests``, ``hits`` (of them), ``cache_set`` (model names); with an
+    ``eavesdropper``, ``leakage``: the mean leakage of the requests the ES served (NaN when none; the
+    reward carries the core's leakage term; the agents pick cache sets only, so their observations
+    hold no eavesdropper SNRs).
 
     ## Arguments
     ``config`` (default ``model_caching``; must set ``caching``), ``num_ues``, ``max_cycles``,
@@ -209,6 +213,9 @@ class ModelCachingParallelEnv(_MegParallelEnv):
         local = np.array([reward[es == i].mean() if (es == i).any() else 0.0 for i in range(w.num_es)])
         infos = [{"requests": int((es == i).sum()), "hits": int(hit[es == i].sum()),
                   "cache_set": self.cache_sets[int(sets[0, i])]} for i in range(w.num_es)]
+        if res.leakage is not None:  # the mean leakage of the requests each ES served (NaN: it served none)
+            for i, info in enumerate(infos):
+                info["leakage"] = float(res.leakage[0][es == i].mean()) if (es == i).any() else math.nan
         return self._finish(self._observe(), self._mix(local, team), infos)
 
 

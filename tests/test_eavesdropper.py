@@ -313,6 +313,19 @@ def test_model_caching_observes_the_eavesdropper_and_reports_leakage():
         assert 0.0 < info["leakage"] <= 1.0 and info["rewards"]["leakage"] == -info["leakage"]  # Full ES sends
 
 
+def test_per_es_caching_agents_report_the_leakage_of_the_requests_they_served():
+    par = envs.model_caching_v0.parallel_env(num_ues=4, eavesdropper={"position_m": [60.0, 10.0]})
+    par.reset(seed=3)
+    for _ in range(3):
+        _, rewards, _, _, infos = par.step({a: par.action_space(a).sample() for a in par.agents})
+        served = [i for i in infos.values() if i["requests"]]
+        assert served and all(0.0 < i["leakage"] <= 1.0 for i in served)  # Full ES sends the image both ways
+        assert all(np.isnan(i["leakage"]) for i in infos.values() if not i["requests"])
+    plain = envs.model_caching_v0.parallel_env(num_ues=4)
+    plain.reset(seed=3)
+    assert "leakage" not in plain.step({a: 0 for a in plain.agents})[4]["es_0"]
+
+
 def test_multi_es_views_config_errors_are_one_line(tmp_path):
     with pytest.raises(ConfigError, match="'eavesdropper.position_m' is required for channel kind 'umi'") as err:
         envs.es_coordination_v1.parallel_env(eavesdropper={"snr_db": 3.0})
