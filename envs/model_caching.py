@@ -210,12 +210,13 @@ class ModelCachingParallelEnv(_MegParallelEnv):
         res = w.step_checked(self._by_es[es][None], self._full, cache=sets)
         reward, hit = res.reward[0], res.cache_hit[0]
         team = float(reward.mean())
-        local = np.array([reward[es == i].mean() if (es == i).any() else 0.0 for i in range(w.num_es)])
-        infos = [{"requests": int((es == i).sum()), "hits": int(hit[es == i].sum()),
-                  "cache_set": self.cache_sets[int(sets[0, i])]} for i in range(w.num_es)]
+        served = [es == i for i in range(w.num_es)]
+        local = np.array([reward[m].mean() if m.any() else 0.0 for m in served])
+        infos = [{"requests": int(m.sum()), "hits": int(hit[m].sum()), "cache_set": self.cache_sets[int(sets[0, i])]}
+                 for i, m in enumerate(served)]
         if res.leakage is not None:  # the mean leakage of the requests each ES served (NaN: it served none)
-            for i, info in enumerate(infos):
-                info["leakage"] = float(res.leakage[0][es == i].mean()) if (es == i).any() else math.nan
+            for m, info in zip(served, infos):
+                info["leakage"] = float(res.leakage[0][m].mean()) if m.any() else math.nan
         return self._finish(self._observe(), self._mix(local, team), infos)
 
 

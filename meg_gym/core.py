@@ -944,30 +944,37 @@ _TABLE_SETTINGS = {"model": "model", "mode": "transmission.mode", "bits_per_valu
                                                      "complete_steps", "complete_strength", "tile_overlap",
                                                      "exchange_every")},
                    "selection": "workload.selection"}
+# settings a table records only when not at their default, so that tables measured before the setting
+# existed stay valid: key -> (scenario field, default)
+TABLE_OPTIONAL_SETTINGS = {"exchange": ("generation.exchange", "latent")}
+
+
+def scenario_field(scenario: Any, field: str) -> Any:
+    obj = scenario
+    for part in field.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def check_table_matches(scenario: Any, table: Any) -> None:
     """Profiled quality comes from a table measured under some settings: a scenario that differs in
     one of them (the transmission mode, the bits per value, the model, a generation setting) would
     get another setting's quality, so it is a one-line error naming the field instead."""
-    exchange = scenario.generation.exchange
-    if table.settings.get("exchange", "latent") != exchange:  # recorded only when not 'latent' (the default)
-        raise ValueError(f"'generation.exchange' is {exchange!r} but the calibration table of model {table.model!r} "
-                         f"was measured with {table.settings.get('exchange', 'latent')!r}: calibrate this setting "
-                         f"(meg-gym calibrate --config ...) and name it in 'calibration'")
     own_ue = None if scenario.ue_model in (None, scenario.model) else scenario.ue_model
     if table.settings.get("ue_model") != own_ue:
         raise ValueError(f"'ue_model' is {own_ue!r} but the calibration table of model {table.model!r} was measured "
                          f"with the UE running {table.settings.get('ue_model') or table.model!r}: calibrate this "
                          f"setting (meg-gym calibrate --config ...) and name it in 'calibration'")
-    for key, field in _TABLE_SETTINGS.items():
-        obj = scenario
-        for part in field.split("."):
-            obj = getattr(obj, part)
-        if key not in table.settings:  # a table that does not say what it was measured with cannot be trusted
+    optional = {key: field for key, (field, _) in TABLE_OPTIONAL_SETTINGS.items()}
+    for key, field in {**_TABLE_SETTINGS, **optional}.items():
+        obj = scenario_field(scenario, field)
+        if key in TABLE_OPTIONAL_SETTINGS:  # not recorded: measured at the default
+            measured = table.settings.get(key, TABLE_OPTIONAL_SETTINGS[key][1])
+        elif key not in table.settings:  # a table that does not say what it was measured with cannot be trusted
             raise ValueError(f"the calibration table of model {table.model!r} does not record its '{key}' setting: "
                              f"re-run meg-gym calibrate")
-        measured = table.settings[key]
+        else:
+            measured = table.settings[key]
         if measured != obj:
             raise ValueError(f"'{field}' is {obj!r} but the calibration table of model {table.model!r} was measured "
                              f"with {measured!r}: profiled quality would be that setting's; calibrate this setting "

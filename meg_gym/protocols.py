@@ -248,6 +248,18 @@ def _int_part(text: str, what: str, name: str, lo: int, hi: int) -> int:
     return int(text)
 
 
+def _float_part(text: str, what: str, name: str, allowed: str, ok: Any) -> float:
+    """A decimal part of a protocol name, written as Python prints it (one protocol, one name), for which
+    ``ok(value)`` holds; else a one-line error saying what it must be (``allowed``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not ok(value) or str(value) != text:
+        raise ProtocolError(f"protocol {name!r}: {what} must be {allowed} written as Python prints it (got {text!r})")
+    return value
+
+
 def _family(name: str) -> Protocol | None:
     """A parametric protocol (:class:`ProtocolTable`) from its name, or None for a name of no family."""
     if not isinstance(name, str):
@@ -260,13 +272,8 @@ def _family(name: str) -> Protocol | None:
         steps_text, _, strength_text = budget.partition("/")
         params: tuple[tuple[str, object], ...] = (("steps", _int_part(steps_text, "the step budget", name, 1, 1000)),)
         if strength_text:
-            try:
-                strength = float(strength_text)
-            except ValueError:
-                strength = math.nan
-            if not 0.0 < strength <= 1.0 or str(strength) != strength_text:
-                raise ProtocolError(f"protocol {name!r}: the strength must be a number in (0, 1] written as "
-                                    f"Python prints it, e.g. 0.5 (got {strength_text!r})")
+            strength = _float_part(strength_text, "the strength", name, "a number in (0, 1], e.g. 0.5,",
+                                   lambda v: 0.0 < v <= 1.0)
             params += (("strength", strength),)
         steps = tuple(replace(st, params=(*st.params, *params)) if isinstance(st, Run) and st.stage in _BUDGETED
                       else st for st in base.steps)
@@ -283,14 +290,8 @@ def _family(name: str) -> Protocol | None:
     if name.startswith("ssplit:"):
         from meg_gym.ldm.stages import SPATIAL_AREAS
 
-        text = name[len("ssplit:"):]
-        try:
-            area = float(text)
-        except ValueError:
-            area = math.nan
-        if area not in SPATIAL_AREAS or str(area) != text:
-            raise ProtocolError(f"protocol {name!r}: the ES's area must be one of {list(SPATIAL_AREAS)} written as "
-                                f"Python prints it (got {text!r})")
+        area = _float_part(name[len("ssplit:"):], "the ES's area", name, f"one of {list(SPATIAL_AREAS)}",
+                           lambda v: v in SPATIAL_AREAS)
         at = (("area", area),)
         return Protocol(name, f"Spatial split, ES generates {area:g} of the image", (
             Run("encode_image", UE), Run("crop_centre", UE, params=at), Send("seed_centre", UE, ES),

@@ -59,6 +59,8 @@ def _es_ids(protocol: str) -> tuple[int, ...]:
 
 def settings_key(system: Any) -> dict[str, Any]:
     """What a table depends on besides SNR and steps: must match the scenario that uses it."""
+    from meg_gym.core import TABLE_OPTIONAL_SETTINGS, scenario_field
+
     sc = system.scenario
     g = system.settings
     for i in range(sc.num_es):  # a table has one quality per protocol, measured on ESs 0 and 1
@@ -73,7 +75,9 @@ def settings_key(system: Any) -> dict[str, Any]:
         "sketch_scale": g.sketch_scale, "complete_steps": g.complete_steps,
         "complete_strength": g.complete_strength, "tile_overlap": g.tile_overlap,
         "exchange_every": g.exchange_every, "selection": sc.workload.selection,
-        **({} if g.exchange == "latent" else {"exchange": g.exchange}),  # keyed only when not the default
+        # keyed only when not at their defaults (meg_gym.core.TABLE_OPTIONAL_SETTINGS)
+        **{key: v for key, (field, default) in TABLE_OPTIONAL_SETTINGS.items()
+           if (v := scenario_field(sc, field)) != default},
     }
 
 
